@@ -1,0 +1,1 @@
+//! The user-space NVMe-oF initiator and load generator.

@@ -1,0 +1,1 @@
+//! The bundled poll-mode NVMe-oF target.

@@ -1,0 +1,2 @@
+//! Shared-memory trace ABI (filled by issue 3).
+#![forbid(unsafe_code)]
