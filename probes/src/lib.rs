@@ -1,0 +1,1 @@
+//! Kernel eBPF probes (issue 7).
