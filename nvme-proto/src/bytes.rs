@@ -64,3 +64,67 @@ pub(crate) fn nul_terminated(field: &[u8]) -> Option<&[u8]> {
         .position(|&c| c == 0)
         .and_then(|p| field.get(..p))
 }
+
+#[inline]
+pub(crate) fn u128_at(b: &[u8], off: usize) -> u128 {
+    u128::from_le_bytes(arr(b, off))
+}
+
+#[inline]
+pub(crate) fn put_u128(b: &mut [u8], off: usize, v: u128) {
+    put(b, off, &v.to_le_bytes());
+}
+
+/// Read a fixed-width text field (serial number, model, firmware, transport address): the
+/// bytes up to the first NUL, with trailing spaces removed. Must be UTF-8.
+pub(crate) fn text_field(
+    b: &[u8],
+    off: usize,
+    len: usize,
+    field: &'static str,
+) -> Result<String, crate::ProtoError> {
+    let raw = off
+        .checked_add(len)
+        .and_then(|end| b.get(off..end))
+        .unwrap_or_default();
+    let raw = raw
+        .iter()
+        .position(|&c| c == 0)
+        .and_then(|p| raw.get(..p))
+        .unwrap_or(raw);
+    let s = std::str::from_utf8(raw).map_err(|_| crate::ProtoError::InvalidField {
+        field,
+        offset: off,
+        reason: "not utf-8",
+    })?;
+    Ok(s.trim_end_matches(' ').to_owned())
+}
+
+/// Write a fixed-width text field padded with `pad` (b' ' for Identify strings, 0 for
+/// NUL-terminated fields). Errors when the text does not fit (NUL-padded fields keep one NUL).
+pub(crate) fn put_text(
+    b: &mut [u8],
+    off: usize,
+    len: usize,
+    s: &str,
+    pad: u8,
+    field: &'static str,
+) -> Result<(), crate::ProtoError> {
+    let room = if pad == 0 { len.saturating_sub(1) } else { len };
+    if s.len() > room || s.as_bytes().contains(&0) {
+        return Err(crate::ProtoError::OutOfRange {
+            field,
+            value: s.len() as u64,
+        });
+    }
+    let Some(dst) = off.checked_add(len).and_then(|end| b.get_mut(off..end)) else {
+        return Err(crate::ProtoError::short(
+            field,
+            off.saturating_add(len),
+            b.len(),
+        ));
+    };
+    dst.fill(pad);
+    put(dst, 0, s.as_bytes());
+    Ok(())
+}

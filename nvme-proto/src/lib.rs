@@ -12,12 +12,16 @@
 //! - [`nvme`]: submission/completion queue entries, opcodes, status codes, feature ids.
 //! - [`sgl`]: SGL descriptors (data block, keyed, transport data block).
 //! - [`fabrics`]: Fabrics commands (Connect, Property Get/Set), Connect data, controller properties.
+//! - [`identify`]: Identify Controller / Namespace, namespace lists and descriptors.
+//! - [`log`]: Get Log Page parameters, error, SMART, changed namespaces, discovery log.
 //! - [`tcp`]: NVMe/TCP PDUs, the streaming framer [`tcp::parse_pdu`] and encoders.
 #![forbid(unsafe_code)]
 
 mod bytes;
 mod error;
 pub mod fabrics;
+pub mod identify;
+pub mod log;
 pub mod nvme;
 pub mod sgl;
 pub mod tcp;
