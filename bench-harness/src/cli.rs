@@ -1,0 +1,206 @@
+//! Command-line arguments of `ringside-perf` and their conversion into a `PerfConfig`.
+//! Lives in the library so that argument handling is unit-tested; `main.rs` only calls it.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::config::{PerfConfig, Workload};
+use crate::trid::{check_nqn, TransportId};
+use crate::units::{parse_core_list, parse_size, CoreId};
+
+fn parse_trid(s: &str) -> Result<TransportId, String> {
+    s.parse().map_err(|e: crate::trid::TridError| e.to_string())
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+/// A parsed `--cores` list (a newtype so clap takes it as one value).
+#[derive(Debug, Clone)]
+pub struct CoreList(pub Vec<CoreId>);
+
+fn parse_cores(s: &str) -> Result<CoreList, String> {
+    parse_core_list(s).map(CoreList).map_err(|e| e.to_string())
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let v: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("invalid number of seconds {s:?}"))?;
+    if !(0.0..=1e7).contains(&v) {
+        return Err(format!("seconds out of range: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn parse_workload(s: &str) -> Result<Workload, String> {
+    s.parse()
+        .map_err(|e: crate::config::ConfigError| e.to_string())
+}
+
+fn parse_nqn(s: &str) -> Result<String, String> {
+    check_nqn(s).map_err(|e| e.to_string())?;
+    Ok(s.to_string())
+}
+
+fn parse_u64_any(s: &str) -> Result<u64, String> {
+    let r = if let Some(h) = s.strip_prefix("0x") {
+        u64::from_str_radix(h, 16)
+    } else {
+        s.parse()
+    };
+    r.map_err(|_| format!("invalid number {s:?}"))
+}
+
+/// A user-space NVMe/TCP initiator and load generator (in the spirit of spdk_nvme_perf).
+#[derive(Debug, Parser)]
+#[command(name = "ringside-perf", version)]
+pub struct PerfArgs {
+    /// Transport ID: 'trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:4420 subnqn:NQN'.
+    /// Without subnqn the discovery subsystem is asked and its first NVM subsystem is used.
+    #[arg(short = 'r', long = "transport-id", value_parser = parse_trid)]
+    pub trid: TransportId,
+    /// Queue depth per qpair.
+    #[arg(short = 'q', long = "queue-depth", default_value_t = 32)]
+    pub queue_depth: u32,
+    /// I/O size in bytes (4096, 4k, 128KiB).
+    #[arg(short = 'o', long = "io-size", default_value = "4096", value_parser = parse_bytes)]
+    pub io_size: u64,
+    /// Workload: read, write, randread, randwrite, rw, randrw.
+    #[arg(short = 'w', long = "workload", default_value = "randread", value_parser = parse_workload)]
+    pub workload: Workload,
+    /// Read percentage for rw/randrw.
+    #[arg(short = 'M', long = "rwmixread", default_value_t = 50, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub read_mix: u8,
+    /// Run time in seconds (after the warm-up).
+    #[arg(short = 't', long = "time", default_value = "10", value_parser = parse_secs)]
+    pub time: Duration,
+    /// Cores for worker threads (e.g. 1, 0-1, 0,2): one pinned worker per core.
+    #[arg(long = "cores", default_value = "0", value_parser = parse_cores)]
+    pub cores: CoreList,
+    /// I/O qpairs per namespace per core.
+    #[arg(long = "qpairs", default_value_t = 1)]
+    pub qpairs: u32,
+    /// Write a per-LBA pattern over the working set first, then check every read.
+    #[arg(long)]
+    pub verify: bool,
+    /// Seed of the --verify pattern (decimal or 0x-hex).
+    #[arg(long = "verify-seed", value_parser = parse_u64_any)]
+    pub verify_seed: Option<u64>,
+    /// Seed of the random LBA and read/write choices.
+    #[arg(long = "seed", default_value = "1", value_parser = parse_u64_any)]
+    pub seed: u64,
+    /// Print a JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Host NQN (default: derived from a generated host id).
+    #[arg(long, value_parser = parse_nqn)]
+    pub hostnqn: Option<String>,
+    /// Ask for the NVMe/TCP header digest.
+    #[arg(long = "header-digest")]
+    pub header_digest: bool,
+    /// Ask for the NVMe/TCP data digest.
+    #[arg(long = "data-digest")]
+    pub data_digest: bool,
+    /// Warm-up seconds before measuring.
+    #[arg(long, default_value = "0", value_parser = parse_secs)]
+    pub warmup: Duration,
+    /// Stop after this many I/Os in total.
+    #[arg(long = "io-limit")]
+    pub io_limit: Option<u64>,
+    /// Restrict the working set to the first BYTES of each namespace (4k, 64MiB, 1G).
+    #[arg(long, value_parser = parse_bytes)]
+    pub range: Option<u64>,
+    /// A command outstanding longer than this (seconds) fails its qpair.
+    #[arg(long = "io-timeout", default_value = "30", value_parser = parse_secs)]
+    pub io_timeout: Duration,
+    /// Keep-alive timeout to request, seconds (0: none).
+    #[arg(long = "keep-alive", default_value = "10", value_parser = parse_secs)]
+    pub keep_alive: Duration,
+    /// Do not pin worker threads to their cores.
+    #[arg(long = "no-pin")]
+    pub no_pin: bool,
+}
+
+impl PerfArgs {
+    pub fn into_config(self) -> PerfConfig {
+        let mut c = PerfConfig::new(self.trid);
+        c.queue_depth = self.queue_depth;
+        c.io_size = self.io_size;
+        c.workload = self.workload;
+        c.read_mix = self.read_mix;
+        c.duration = self.time;
+        c.warmup = self.warmup;
+        c.cores = self.cores.0;
+        c.qpairs_per_ns = self.qpairs;
+        c.verify = self.verify;
+        if let Some(s) = self.verify_seed {
+            c.verify_seed = s;
+        }
+        c.seed = self.seed;
+        c.hostnqn = self.hostnqn.or_else(|| c.trid.hostnqn.clone());
+        c.header_digest = self.header_digest;
+        c.data_digest = self.data_digest;
+        c.io_limit = self.io_limit;
+        c.range = self.range;
+        c.io_timeout = self.io_timeout;
+        c.keep_alive = self.keep_alive;
+        c.pin = !self.no_pin;
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spdk_like_command_line_parses() {
+        let a = PerfArgs::try_parse_from([
+            "ringside-perf",
+            "-r",
+            "trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:4420 subnqn:nqn.2016-06.io.spdk:cnode1",
+            "-q",
+            "128",
+            "-o",
+            "128KiB",
+            "-w",
+            "randrw",
+            "-M",
+            "70",
+            "-t",
+            "5",
+            "--cores",
+            "0-1",
+            "--verify",
+            "--range",
+            "64MiB",
+        ])
+        .expect("valid args");
+        let c = a.into_config();
+        assert_eq!(c.queue_depth, 128);
+        assert_eq!(c.io_size, 128 * 1024);
+        assert_eq!(c.workload, Workload::RandRw);
+        assert_eq!(c.read_mix, 70);
+        assert_eq!(c.duration, Duration::from_secs(5));
+        assert_eq!(c.cores, vec![CoreId(0), CoreId(1)]);
+        assert!(c.verify);
+        assert_eq!(c.range, Some(64 << 20));
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_trid_and_size_are_reported_by_clap() {
+        let e = PerfArgs::try_parse_from(["p", "-r", "trtype:tcp"]).expect_err("missing traddr");
+        assert!(e.to_string().contains("lacks \"traddr\""), "{e}");
+        let e = PerfArgs::try_parse_from(["p", "-r", "trtype:tcp traddr:1.2.3.4", "-o", "4q"])
+            .expect_err("bad size");
+        assert!(e.to_string().contains("unknown size suffix"), "{e}");
+        let e = PerfArgs::try_parse_from(["p", "-r", "trtype:tcp traddr:1.2.3.4", "-M", "101"])
+            .expect_err("bad mix");
+        assert!(e.to_string().contains("101"), "{e}");
+    }
+}

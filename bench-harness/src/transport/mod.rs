@@ -1,0 +1,189 @@
+//! The transport boundary: a [`Qpair`] moves commands, data and completions for one NVMe-oF
+//! queue. The worker loop and the admin helpers are generic over it, so NVMe/RDMA slots in
+//! as a second implementation beside [`tcp::TcpQpair`].
+//!
+//! Ownership: a qpair is owned by exactly one thread (a worker, or the coordinator for the admin
+//! queue) and is never shared. It owns its request slots (cid = slot index) and each slot's
+//! preallocated data buffer; callers fill a slot's buffer before submitting a write and read it
+//! in the completion callback of a read.
+
+pub mod tcp;
+
+use std::time::{Duration, Instant};
+
+use nvme_proto::{Cid, Cqe, Sqe};
+
+/// Direction of a command's data, from the host's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    None,
+    /// Host to controller (writes, Connect data).
+    ToController,
+    /// Controller to host (reads, Identify, log pages).
+    FromController,
+}
+
+/// A finished command. `data` is the slot's buffer truncated to the command's length for
+/// controller-to-host commands (empty otherwise); it is valid only during the callback.
+#[derive(Debug)]
+pub struct Completion<'a> {
+    pub cid: Cid,
+    pub cqe: Cqe,
+    pub data: &'a [u8],
+}
+
+/// Why a qpair cannot go on. Every variant is fatal for the qpair that returned it.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("connection to {addr} failed")]
+    Connect {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("socket {op} failed")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connection closed by the target")]
+    Closed,
+    #[error("target terminated the connection (TermReq): {reason}")]
+    TermReq { reason: String },
+    #[error("protocol violation by the target: {what}")]
+    Protocol { what: String },
+    #[error("{which} digest mismatch on a {pdu} PDU")]
+    Digest {
+        which: &'static str,
+        pdu: &'static str,
+    },
+    #[error("no {what} within {timeout:?}")]
+    Timeout {
+        what: &'static str,
+        timeout: Duration,
+    },
+    #[error("initiator bug: {what}")]
+    Internal { what: String },
+}
+
+impl TransportError {
+    pub fn protocol(what: impl Into<String>) -> Self {
+        TransportError::Protocol { what: what.into() }
+    }
+}
+
+/// Limits the transport negotiated or was configured with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QpairLimits {
+    /// Largest data the slots can hold.
+    pub max_data: u32,
+    /// Largest write sent in-capsule (larger ones wait for R2T).
+    pub in_capsule: u32,
+    /// Largest H2CData payload the target accepts.
+    pub maxh2cdata: u32,
+    pub header_digest: bool,
+    pub data_digest: bool,
+}
+
+/// One NVMe-oF queue pair, polled by its owner thread.
+pub trait Qpair {
+    fn qid(&self) -> u16;
+    fn limits(&self) -> QpairLimits;
+    /// Number of request slots (the queue depth this qpair was built for).
+    fn slots(&self) -> usize;
+    /// Commands submitted and not yet completed.
+    fn outstanding(&self) -> usize;
+    /// A free slot, or `None` when all are in use.
+    fn try_alloc(&mut self) -> Option<Cid>;
+    /// Returns an allocated slot without submitting it.
+    fn release(&mut self, cid: Cid);
+    /// The slot's data buffer (`limits().max_data` bytes).
+    fn data_mut(&mut self, cid: Cid) -> &mut [u8];
+    /// Queues `sqe` for the allocated slot `cid` with `len` bytes of data moving in `dir`; the
+    /// transport sets `sqe.cid` and the data pointer. Nothing is sent before [`Qpair::flush`].
+    fn submit(&mut self, cid: Cid, sqe: Sqe, dir: Dir, len: u32) -> Result<(), TransportError>;
+    /// Sends what is queued, as far as the socket takes it without blocking.
+    fn flush(&mut self) -> Result<(), TransportError>;
+    /// True when queued bytes still wait to be sent.
+    fn send_pending(&self) -> bool;
+    /// Receives what is available, calling `on_done` for each completed command (whose slot is
+    /// free again when the callback returns). Returns the number of completions.
+    fn poll<F: FnMut(Completion<'_>)>(&mut self, on_done: F) -> Result<usize, TransportError>;
+}
+
+/// Result of a synchronous command: the CQE and, for controller-to-host commands, the data.
+#[derive(Debug)]
+pub struct SyncResult {
+    pub cqe: Cqe,
+    pub data: Vec<u8>,
+}
+
+/// Runs one command to completion (slow path: connect, admin, keep-alive). `data_out` is copied
+/// into the slot for host-to-controller commands; `data_in_len` bytes are returned for
+/// controller-to-host ones. Spins briefly, then sleeps between polls.
+pub fn execute<Q: Qpair>(
+    q: &mut Q,
+    sqe: Sqe,
+    dir: Dir,
+    data_out: &[u8],
+    data_in_len: u32,
+    timeout: Duration,
+) -> Result<SyncResult, TransportError> {
+    let cid = q.try_alloc().ok_or_else(|| TransportError::Internal {
+        what: "no free slot for a synchronous command".into(),
+    })?;
+    let len = match dir {
+        Dir::None => 0,
+        Dir::ToController => {
+            let buf = q.data_mut(cid);
+            let Some(dst) = buf.get_mut(..data_out.len()) else {
+                q.release(cid);
+                return Err(TransportError::Internal {
+                    what: format!("{} bytes of command data exceed the slot", data_out.len()),
+                });
+            };
+            dst.copy_from_slice(data_out);
+            data_out.len() as u32
+        }
+        Dir::FromController => {
+            if data_in_len > q.limits().max_data {
+                q.release(cid);
+                return Err(TransportError::Internal {
+                    what: format!("{data_in_len} bytes of command data exceed the slot"),
+                });
+            }
+            data_in_len
+        }
+    };
+    q.submit(cid, sqe, dir, len)?;
+    let deadline = Instant::now() + timeout;
+    let mut result = None;
+    let mut spins = 0u32;
+    loop {
+        q.flush()?;
+        q.poll(|c| {
+            if c.cid == cid {
+                result = Some(SyncResult {
+                    cqe: c.cqe,
+                    data: c.data.to_vec(),
+                });
+            }
+        })?;
+        if let Some(r) = result.take() {
+            return Ok(r);
+        }
+        if Instant::now() > deadline {
+            return Err(TransportError::Timeout {
+                what: "command completion",
+                timeout,
+            });
+        }
+        spins += 1;
+        if spins > 2000 {
+            std::thread::sleep(Duration::from_micros(50));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
