@@ -1,1 +1,21 @@
-//! The bundled poll-mode NVMe-oF target.
+//! The bundled poll-mode NVMe/TCP target, `ringside-tgt`.
+//!
+//! Start one with [`Target::start`] from a validated-on-start [`config::Config`]. Threads:
+//! reactors (one per configured core, see [`reactor`]), an acceptor and a JSON-RPC server (see
+//! [`rpc`]). The only `unsafe` is the malloc backend's copies into its shared mapping
+//! (`backend/malloc.rs`).
+#![deny(unsafe_code)]
+
+pub mod backend;
+pub mod cli;
+pub mod config;
+pub mod proto_shim;
+pub mod reactor;
+pub mod rpc;
+pub mod stats;
+pub mod subsystem;
+pub mod target;
+pub mod tcp;
+
+pub use config::Config;
+pub use target::{StartError, Target};

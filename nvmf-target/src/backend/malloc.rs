@@ -1,0 +1,164 @@
+//! The `malloc` backend: a RAM disk shared by every reactor, like SPDK's malloc bdev.
+//!
+//! Ownership: one anonymous private mapping, created at start and unmapped when the last
+//! `Arc<MallocBdev>` goes away (reactors hold their queues, queues hold the Arc). Every reactor
+//! copies into and out of it without synchronisation: that is the model of a disk, where
+//! overlapping I/O in flight at the same time from two queues has undefined *content* (NVMe
+//! gives no ordering between queues) and a host that needs ordering waits for completions.
+//! This is the one module of the crate with `unsafe`: raw copies into the shared mapping.
+//! A lock or per-word atomics would cost on every I/O for a guarantee hosts do not get from
+//! real disks either.
+#![allow(unsafe_code)]
+
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+
+use super::{check_range, Bdev, BdevError, BdevOp, BdevQueue, DoneQueue};
+use crate::config::BackendKind;
+
+/// A RAM-backed device. Pages are allocated by the kernel on first touch.
+#[derive(Debug)]
+pub struct MallocBdev {
+    base: NonNull<u8>,
+    len: usize,
+    block_size: u32,
+    num_blocks: u64,
+}
+
+// SAFETY: the mapping is valid for `len` bytes for the whole life of the value (unmapped only
+// in Drop). Concurrent access from several reactors is byte copies of plain data (no invariant
+// a torn value could break); see the module documentation for why that is the intended model.
+unsafe impl Send for MallocBdev {}
+// SAFETY: as above; all access goes through `copy_in`/`copy_out`/`zero`, which bound-check.
+unsafe impl Sync for MallocBdev {}
+
+impl MallocBdev {
+    /// Maps `block_size * num_blocks` bytes of zeroed memory.
+    pub fn new(block_size: u32, num_blocks: u64) -> Result<Self, BdevError> {
+        let len = usize::try_from(u64::from(block_size).saturating_mul(num_blocks))
+            .map_err(|_| BdevError::OutOfRange)?;
+        if len == 0 {
+            return Err(BdevError::BadLength);
+        }
+        // SAFETY: a fresh anonymous mapping at an address the kernel chooses aliases nothing.
+        let p = unsafe {
+            mmap_anonymous(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::PRIVATE | MapFlags::NORESERVE,
+            )
+        }
+        .map_err(|_| BdevError::Media)?;
+        let base = NonNull::new(p.cast::<u8>()).ok_or(BdevError::Media)?;
+        Ok(MallocBdev {
+            base,
+            len,
+            block_size,
+            num_blocks,
+        })
+    }
+
+    fn offset(&self, lba: u64, bytes: usize) -> Option<usize> {
+        let off = usize::try_from(lba.checked_mul(u64::from(self.block_size))?).ok()?;
+        (off.checked_add(bytes)? <= self.len).then_some(off)
+    }
+
+    fn copy_out(&self, lba: u64, dst: &mut [u8]) -> Result<(), BdevError> {
+        let off = self.offset(lba, dst.len()).ok_or(BdevError::OutOfRange)?;
+        // SAFETY: `off + dst.len() <= len` was checked, the mapping lives as long as `self`,
+        // and `dst` is a distinct Rust buffer, so the ranges do not overlap. Other reactors may
+        // write these bytes at the same time (see module docs): the copied bytes are then some
+        // mix of old and new data, which is what a disk gives for overlapping in-flight I/O.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.base.as_ptr().add(off), dst.as_mut_ptr(), dst.len())
+        };
+        Ok(())
+    }
+
+    fn copy_in(&self, lba: u64, src: &[u8]) -> Result<(), BdevError> {
+        let off = self.offset(lba, src.len()).ok_or(BdevError::OutOfRange)?;
+        // SAFETY: bounds checked as in `copy_out`; `src` is a distinct buffer; concurrent
+        // writers to the same bytes are the overlapping-I/O case of the module docs.
+        unsafe {
+            std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.as_ptr().add(off), src.len())
+        };
+        Ok(())
+    }
+
+    fn zero(&self, lba: u64, blocks: u64) -> Result<(), BdevError> {
+        let bytes = usize::try_from(blocks.saturating_mul(u64::from(self.block_size)))
+            .map_err(|_| BdevError::OutOfRange)?;
+        let off = self.offset(lba, bytes).ok_or(BdevError::OutOfRange)?;
+        // SAFETY: bounds checked; see `copy_in`.
+        unsafe { std::ptr::write_bytes(self.base.as_ptr().add(off), 0, bytes) };
+        Ok(())
+    }
+}
+
+impl Drop for MallocBdev {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are the mapping made in `new`; no queue outlives the last Arc,
+        // so nothing can touch it after this.
+        let _ = unsafe { munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
+
+impl Bdev for MallocBdev {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Malloc
+    }
+    fn block_size(&self) -> u32 {
+        self.block_size
+    }
+    fn num_blocks(&self) -> u64 {
+        self.num_blocks
+    }
+    fn open_queue(self: Arc<Self>, depth: usize) -> Box<dyn BdevQueue> {
+        Box::new(MallocQueue {
+            dev: self,
+            done: DoneQueue::new(depth),
+        })
+    }
+}
+
+struct MallocQueue {
+    dev: Arc<MallocBdev>,
+    done: DoneQueue,
+}
+
+impl BdevQueue for MallocQueue {
+    fn submit(&mut self, tag: u64, op: BdevOp<'_>) {
+        let d = &self.dev;
+        let r = match op {
+            BdevOp::Read { lba, buf } => check_range(d.block_size, d.num_blocks, lba, buf.len())
+                .and_then(|_| d.copy_out(lba, buf)),
+            BdevOp::Write { lba, buf } => check_range(d.block_size, d.num_blocks, lba, buf.len())
+                .and_then(|_| d.copy_in(lba, buf)),
+            BdevOp::Flush => Ok(()),
+            BdevOp::WriteZeroes { lba, blocks } => d.zero(lba, blocks),
+            BdevOp::Deallocate { ranges } => {
+                // Check every range first so a bad one leaves the device untouched.
+                if ranges
+                    .iter()
+                    .all(|&(l, n)| l.checked_add(n).is_some_and(|e| e <= d.num_blocks))
+                {
+                    ranges.iter().try_for_each(|&(l, n)| d.zero(l, n))
+                } else {
+                    Err(BdevError::OutOfRange)
+                }
+            }
+        };
+        self.done.push(tag, r);
+    }
+
+    fn poll(&mut self, done: &mut dyn FnMut(u64, Result<(), BdevError>)) -> usize {
+        self.done.drain(done)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.done.len()
+    }
+}

@@ -1,0 +1,268 @@
+//! Block backends behind a small asynchronous interface.
+//!
+//! A [`Bdev`] is the shared device (created once at start, `Send + Sync`, held in an `Arc` by
+//! every namespace that uses it). Each reactor opens its own [`BdevQueue`] on it at start and is
+//! the only user of that queue: it submits operations tagged with a `u64` of its choosing and
+//! reaps completions later with [`BdevQueue::poll`], in the same loop that polls the transport.
+//! Memory backends do the work during `submit` and report the completion on the next poll, so
+//! callers are written for the asynchronous case (an io_uring backend completes much later; it
+//! will take buffers that stay put until completion: the qpair's request buffers already do).
+
+mod malloc;
+mod null;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::config::{BackendKind, NamespaceConfig};
+
+pub use malloc::MallocBdev;
+pub use null::NullBdev;
+
+/// One block operation. Offsets and lengths are in blocks of the bdev's block size; the
+/// caller has range-checked them against [`Bdev::num_blocks`].
+#[derive(Debug)]
+pub enum BdevOp<'a> {
+    Read {
+        lba: u64,
+        buf: &'a mut [u8],
+    },
+    Write {
+        lba: u64,
+        buf: &'a [u8],
+    },
+    Flush,
+    WriteZeroes {
+        lba: u64,
+        blocks: u64,
+    },
+    /// (first lba, number of blocks) ranges.
+    Deallocate {
+        ranges: &'a [(u64, u64)],
+    },
+}
+
+/// Why an operation failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BdevError {
+    #[error("lba range beyond the end of the device")]
+    OutOfRange,
+    #[error("buffer length is not a multiple of the block size")]
+    BadLength,
+    #[error("device error")]
+    Media,
+}
+
+/// A shared block device.
+pub trait Bdev: Send + Sync {
+    fn kind(&self) -> BackendKind;
+    fn block_size(&self) -> u32;
+    fn num_blocks(&self) -> u64;
+    /// Opens a queue for one reactor; `depth` bounds the operations in flight on it.
+    fn open_queue(self: Arc<Self>, depth: usize) -> Box<dyn BdevQueue>;
+}
+
+/// One reactor's queue on a bdev. Not shared: `&mut self` everywhere.
+pub trait BdevQueue: Send {
+    /// Starts an operation; its completion is reported by a later [`poll`](Self::poll).
+    fn submit(&mut self, tag: u64, op: BdevOp<'_>);
+    /// Reports finished operations to `done`; returns how many.
+    fn poll(&mut self, done: &mut dyn FnMut(u64, Result<(), BdevError>)) -> usize;
+    /// Operations submitted and not yet reported.
+    fn in_flight(&self) -> usize;
+}
+
+/// Builds the bdev for a namespace.
+pub fn create(ns: &NamespaceConfig) -> Result<Arc<dyn Bdev>, BdevError> {
+    let blocks = ns.size.0 / u64::from(ns.block_size);
+    Ok(match ns.backend {
+        BackendKind::Null => Arc::new(NullBdev::new(ns.block_size, blocks)),
+        BackendKind::Malloc => Arc::new(MallocBdev::new(ns.block_size, blocks)?),
+    })
+}
+
+/// Completions of a synchronous backend, waiting for the next poll. Preallocated to the
+/// queue depth so pushing never allocates in steady state.
+#[derive(Debug)]
+pub(crate) struct DoneQueue {
+    q: VecDeque<(u64, Result<(), BdevError>)>,
+}
+
+impl DoneQueue {
+    pub(crate) fn new(depth: usize) -> Self {
+        DoneQueue {
+            q: VecDeque::with_capacity(depth.max(16)),
+        }
+    }
+    pub(crate) fn push(&mut self, tag: u64, r: Result<(), BdevError>) {
+        self.q.push_back((tag, r));
+    }
+    pub(crate) fn drain(&mut self, done: &mut dyn FnMut(u64, Result<(), BdevError>)) -> usize {
+        let n = self.q.len();
+        while let Some((tag, r)) = self.q.pop_front() {
+            done(tag, r);
+        }
+        n
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.q.len()
+    }
+}
+
+/// Checks `lba + blocks` against the device and the buffer length against the block size.
+pub(crate) fn check_range(
+    bs: u32,
+    num_blocks: u64,
+    lba: u64,
+    len_bytes: usize,
+) -> Result<u64, BdevError> {
+    let bs = u64::from(bs);
+    let len = len_bytes as u64;
+    if len % bs != 0 {
+        return Err(BdevError::BadLength);
+    }
+    let blocks = len / bs;
+    match lba.checked_add(blocks) {
+        Some(end) if end <= num_blocks => Ok(blocks),
+        _ => Err(BdevError::OutOfRange),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ByteSize;
+
+    fn run(q: &mut dyn BdevQueue) -> Vec<(u64, Result<(), BdevError>)> {
+        let mut v = Vec::new();
+        q.poll(&mut |t, r| v.push((t, r)));
+        v
+    }
+
+    fn ns(kind: BackendKind) -> NamespaceConfig {
+        NamespaceConfig {
+            nsid: Some(1),
+            backend: kind,
+            size: ByteSize(1 << 20),
+            block_size: 512,
+        }
+    }
+
+    #[test]
+    fn malloc_round_trip_and_zeroes() {
+        let b = create(&ns(BackendKind::Malloc)).expect("malloc bdev");
+        assert_eq!(b.num_blocks(), 2048);
+        let mut q = b.clone().open_queue(8);
+        let data: Vec<u8> = (0..4096u32).map(|i| (i * 7) as u8).collect();
+        q.submit(
+            1,
+            BdevOp::Write {
+                lba: 10,
+                buf: &data,
+            },
+        );
+        assert_eq!(q.in_flight(), 1);
+        let mut out = vec![0u8; 4096];
+        q.submit(
+            2,
+            BdevOp::Read {
+                lba: 10,
+                buf: &mut out,
+            },
+        );
+        assert_eq!(run(q.as_mut()), vec![(1, Ok(())), (2, Ok(()))]);
+        assert_eq!(out, data, "read must return what was written");
+        // A second queue (another reactor) sees the same memory.
+        let mut q2 = b.clone().open_queue(8);
+        q2.submit(3, BdevOp::WriteZeroes { lba: 11, blocks: 1 });
+        q2.submit(4, BdevOp::Deallocate { ranges: &[(13, 2)] });
+        let mut out2 = vec![0xffu8; 4096];
+        q2.submit(
+            5,
+            BdevOp::Read {
+                lba: 10,
+                buf: &mut out2,
+            },
+        );
+        assert_eq!(run(q2.as_mut()).len(), 3);
+        assert_eq!(&out2[..512], &data[..512]);
+        assert!(out2[512..1024].iter().all(|&b| b == 0), "write zeroes");
+        assert_eq!(&out2[1024..1536], &data[1024..1536]);
+        assert!(
+            out2[1536..2560].iter().all(|&b| b == 0),
+            "deallocate reads back zeros"
+        );
+        assert_eq!(&out2[2560..], &data[2560..]);
+    }
+
+    #[test]
+    fn out_of_range_is_an_error_not_a_panic() {
+        for kind in [BackendKind::Malloc, BackendKind::Null] {
+            let b = create(&ns(kind)).expect("bdev");
+            let mut q = b.open_queue(4);
+            let mut buf = vec![0u8; 1024];
+            q.submit(
+                1,
+                BdevOp::Read {
+                    lba: 2047,
+                    buf: &mut buf,
+                },
+            );
+            q.submit(
+                2,
+                BdevOp::Write {
+                    lba: u64::MAX,
+                    buf: &buf,
+                },
+            );
+            q.submit(
+                3,
+                BdevOp::Read {
+                    lba: 0,
+                    buf: &mut buf[..100],
+                },
+            );
+            q.submit(
+                4,
+                BdevOp::WriteZeroes {
+                    lba: 2040,
+                    blocks: 9,
+                },
+            );
+            q.submit(
+                5,
+                BdevOp::Deallocate {
+                    ranges: &[(0, 1), (2048, 1)],
+                },
+            );
+            let r = run(q.as_mut());
+            assert_eq!(
+                r,
+                vec![
+                    (1, Err(BdevError::OutOfRange)),
+                    (2, Err(BdevError::OutOfRange)),
+                    (3, Err(BdevError::BadLength)),
+                    (4, Err(BdevError::OutOfRange)),
+                    (5, Err(BdevError::OutOfRange)),
+                ],
+                "{kind}"
+            );
+        }
+    }
+
+    #[test]
+    fn null_reads_zeros() {
+        let b = create(&ns(BackendKind::Null)).expect("null bdev");
+        let mut q = b.open_queue(4);
+        let mut buf = vec![0xaau8; 512];
+        q.submit(
+            9,
+            BdevOp::Read {
+                lba: 0,
+                buf: &mut buf,
+            },
+        );
+        assert_eq!(run(q.as_mut()), vec![(9, Ok(()))]);
+        assert!(buf.iter().all(|&b| b == 0));
+    }
+}

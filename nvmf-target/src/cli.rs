@@ -1,0 +1,193 @@
+//! Command-line flags and how they turn into a [`Config`]. Pure: no I/O besides reading the
+//! `--config` file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use crate::config::{
+    parse_core_list, BackendKind, ByteSize, Config, ConfigError, ListenerConfig, NamespaceConfig,
+    Placement,
+};
+
+/// ringside-tgt: a poll-mode, run-to-completion NVMe/TCP target.
+///
+/// Either give a TOML file with --config (see nvmf-target/examples/target.toml), or describe one
+/// subsystem with flags, e.g.:
+///
+///   ringside-tgt --listen 127.0.0.1:4420 --malloc 1GiB --cores 0
+///
+/// Every reactor thread busy-polls its core. Stop with SIGINT/SIGTERM or the `shutdown` RPC.
+#[derive(Debug, Parser)]
+#[command(name = "ringside-tgt", version, verbatim_doc_comment)]
+pub struct Args {
+    /// TOML configuration file; --name, --cores, --rpc-socket, --listen and --placement override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Listen address (repeatable), e.g. 127.0.0.1:4420 or [::1]:4420.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+
+    /// Add a RAM namespace of SIZE (e.g. 1GiB, 512MiB); repeatable, NSIDs follow the order given.
+    #[arg(long, value_name = "SIZE")]
+    pub malloc: Vec<ByteSize>,
+
+    /// Add a null namespace of SIZE (reads return zeros, writes are dropped); repeatable.
+    #[arg(long, value_name = "SIZE")]
+    pub null: Vec<ByteSize>,
+
+    /// Block size of the namespaces given by --malloc/--null: 512 or 4096.
+    #[arg(long, value_name = "BYTES", default_value_t = 512)]
+    pub block_size: u32,
+
+    /// Reactor cores, e.g. 0 or 0,1 or 0-3 (default 0).
+    #[arg(long, value_name = "LIST")]
+    pub cores: Option<String>,
+
+    /// Subsystem NQN for the flag-built subsystem.
+    #[arg(long, value_name = "NQN", default_value = crate::config::DEFAULT_NQN)]
+    pub nqn: String,
+
+    /// Instance name (default ringside).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// JSON-RPC unix socket (default /var/tmp/ringside-<name>.sock).
+    #[arg(long, value_name = "PATH")]
+    pub rpc_socket: Option<PathBuf>,
+
+    /// Host NQN allowed to connect to the flag-built subsystem (repeatable; default: any host).
+    #[arg(long, value_name = "NQN")]
+    pub allow_host: Vec<String>,
+
+    /// Connection placement policy: round-robin or least-loaded.
+    #[arg(long, value_name = "POLICY")]
+    pub placement: Option<Placement>,
+
+    /// Validate the configuration, print it as TOML and exit.
+    #[arg(long)]
+    pub check: bool,
+}
+
+impl Args {
+    /// Builds the configuration (not yet validated).
+    pub fn to_config(&self) -> Result<Config, ConfigError> {
+        let from_flags = !self.malloc.is_empty() || !self.null.is_empty();
+        let mut cfg = match &self.config {
+            Some(path) => {
+                if from_flags
+                    || !self.allow_host.is_empty()
+                    || self.nqn != crate::config::DEFAULT_NQN
+                {
+                    return Err(ConfigError::Invalid(
+                        "--malloc, --null, --nqn and --allow-host describe a subsystem; with --config, describe it in the file".into(),
+                    ));
+                }
+                Config::load(path)?
+            }
+            None => {
+                let mut c = Config::new(self.name.as_deref().unwrap_or("ringside"));
+                let s = &mut c.subsystems[0];
+                s.nqn = self.nqn.clone();
+                s.allowed_hosts = self.allow_host.clone();
+                let ns = |backend, size| NamespaceConfig {
+                    nsid: None,
+                    backend,
+                    size,
+                    block_size: self.block_size,
+                };
+                s.namespaces
+                    .extend(self.malloc.iter().map(|&sz| ns(BackendKind::Malloc, sz)));
+                s.namespaces
+                    .extend(self.null.iter().map(|&sz| ns(BackendKind::Null, sz)));
+                c
+            }
+        };
+        if let Some(n) = &self.name {
+            cfg.name = n.clone();
+        }
+        if let Some(c) = &self.cores {
+            cfg.cores = parse_core_list(c)?;
+        }
+        if let Some(p) = &self.rpc_socket {
+            cfg.rpc_socket = Some(p.clone());
+        }
+        if let Some(p) = self.placement {
+            cfg.placement = p;
+        }
+        if !self.listen.is_empty() {
+            cfg.listeners = self
+                .listen
+                .iter()
+                .map(|a| ListenerConfig {
+                    transport: "tcp".into(),
+                    addr: a.ip(),
+                    port: a.port(),
+                })
+                .collect();
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("ringside-tgt").chain(args.iter().copied()))
+            .expect("arguments should parse")
+    }
+
+    #[test]
+    fn common_case_builds_one_subsystem() {
+        let a = parse(&[
+            "--listen",
+            "127.0.0.1:4420",
+            "--malloc",
+            "1GiB",
+            "--cores",
+            "0",
+        ]);
+        let mut c = a.to_config().expect("config");
+        c.validate(Some(&[0])).expect("valid");
+        assert_eq!(c.listeners[0].port, 4420);
+        assert_eq!(c.subsystems[0].namespaces[0].size, ByteSize(1 << 30));
+        assert_eq!(c.subsystems[0].namespaces[0].block_size, 512);
+        assert_eq!(
+            c.rpc_socket_path(),
+            PathBuf::from("/var/tmp/ringside-ringside.sock")
+        );
+    }
+
+    #[test]
+    fn no_namespace_is_a_clear_error() {
+        let a = parse(&["--listen", "127.0.0.1:4420"]);
+        let e = a
+            .to_config()
+            .unwrap()
+            .validate(None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no namespace"), "{e}");
+    }
+
+    #[test]
+    fn bad_flags_are_rejected() {
+        assert!(Args::try_parse_from(["ringside-tgt", "--malloc", "1QB"]).is_err());
+        assert!(Args::try_parse_from(["ringside-tgt", "--listen", "localhost"]).is_err());
+        let a = parse(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--null",
+            "1GiB",
+            "--block-size",
+            "1000",
+        ]);
+        assert!(a.to_config().unwrap().validate(None).is_err());
+        let a = parse(&["--listen", "127.0.0.1:1", "--null", "1GiB", "--nqn", "bad"]);
+        assert!(a.to_config().unwrap().validate(None).is_err());
+    }
+}

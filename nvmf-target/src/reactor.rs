@@ -1,0 +1,311 @@
+//! The reactor: one pinned thread per core, polling its connections and its backend queues in
+//! a single run-to-completion loop.
+//!
+//! Ownership: a reactor owns its poll group outright — the connections placed on it (each with
+//! its preallocated request pool and buffers), one backend queue per bdev, its epoll set and its
+//! statistics (it is their only writer). Nothing on the I/O path is shared with other threads,
+//! so the loop takes no lock and makes no blocking call. Other threads reach it only through its
+//! message queue (new connections from the acceptor) and its eventfd (wake-ups); both are
+//! checked once per iteration with a non-blocking try. Cross-reactor effects on controllers
+//! (teardown of an association whose admin queue lives elsewhere) come through the controller's
+//! `failed` flag, checked at the timer tick (every `keep_alive.check_interval_ms` / 10, at most
+//! 10 ms).
+//!
+//! One iteration: drain messages; `epoll_wait` with zero timeout to find readable sockets; let
+//! each readable connection parse and execute every complete PDU in its receive buffer; reap
+//! backend completions and turn them into responses; flush each connection's batched output in
+//! one write; account the iteration as busy or idle.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustix::buffer::spare_capacity;
+use rustix::event::{epoll, Timespec};
+use rustix::fd::OwnedFd;
+
+use crate::backend::BdevQueue;
+use crate::config::IdlePolicy;
+use crate::stats::ReactorStats;
+use crate::target::Shared;
+use crate::tcp::Conn;
+
+/// Messages to a reactor.
+#[derive(Debug)]
+pub enum Msg {
+    /// A freshly accepted, non-blocking, TCP_NODELAY connection.
+    NewConnection {
+        stream: TcpStream,
+        peer: SocketAddr,
+        id: u64,
+    },
+}
+
+/// epoll user data of the wake eventfd (connection slots are < 65536).
+const WAKE_TOKEN: u64 = u64::MAX;
+
+/// Everything a connection may use besides itself, borrowed from the reactor.
+pub struct Ctx {
+    pub shared: Arc<Shared>,
+    pub stats: Arc<ReactorStats>,
+    /// One queue per bdev, indexed like `Shared::bdevs`.
+    pub bdevs: Vec<Box<dyn BdevQueue>>,
+    /// Time at the start of this iteration.
+    pub now: Instant,
+    /// Scratch for Dataset Management ranges (never reallocated: 256 is the spec's maximum).
+    pub dsm: Vec<(u64, u64)>,
+}
+
+/// Encodes a backend tag: connection generation, slot, request index.
+#[inline]
+pub fn make_tag(gen: u32, slot: u16, req: u16) -> u64 {
+    (u64::from(gen) << 32) | (u64::from(slot) << 16) | u64::from(req)
+}
+
+#[inline]
+fn split_tag(tag: u64) -> (u32, usize, u16) {
+    (
+        (tag >> 32) as u32,
+        ((tag >> 16) & 0xffff) as usize,
+        (tag & 0xffff) as u16,
+    )
+}
+
+pub(crate) struct Reactor {
+    index: usize,
+    rx: Receiver<Msg>,
+    epoll: OwnedFd,
+    wake: Arc<OwnedFd>,
+    conns: Vec<Option<Conn>>,
+    gens: Vec<u32>,
+    free: Vec<usize>,
+    /// Occupied slots, so the per-iteration sweep touches live connections only.
+    active: Vec<usize>,
+    ctx: Ctx,
+    events: Vec<epoll::Event>,
+    completions: Vec<(u64, Result<(), crate::backend::BdevError>)>,
+}
+
+impl Reactor {
+    pub fn new(index: usize, shared: Arc<Shared>, rx: Receiver<Msg>) -> std::io::Result<Reactor> {
+        let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
+        let wake = shared.links[index].wake.clone();
+        epoll::add(
+            &epoll,
+            &*wake,
+            epoll::EventData::new_u64(WAKE_TOKEN),
+            epoll::EventFlags::IN,
+        )?;
+        let depth = shared.config.limits.max_queue_depth as usize * 4;
+        let bdevs = shared
+            .bdevs
+            .iter()
+            .map(|b| b.clone().open_queue(depth))
+            .collect();
+        let max = shared.config.limits.max_connections_per_reactor as usize;
+        let stats = shared.stats[index].clone();
+        Ok(Reactor {
+            index,
+            rx,
+            epoll,
+            wake,
+            conns: (0..max).map(|_| None).collect(),
+            gens: vec![0; max],
+            free: (0..max).rev().collect(),
+            active: Vec::with_capacity(max),
+            ctx: Ctx {
+                shared,
+                stats,
+                bdevs,
+                now: Instant::now(),
+                dsm: Vec::with_capacity(256),
+            },
+            events: Vec::with_capacity(256),
+            completions: Vec::with_capacity(1024),
+        })
+    }
+
+    pub fn run(&mut self) {
+        let zero = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        let tick = Duration::from_millis(
+            u64::from(self.ctx.shared.config.keep_alive.check_interval_ms / 10).clamp(1, 10),
+        );
+        let idle = self.ctx.shared.config.idle;
+        let mut next_tick = Instant::now() + tick;
+        let mut idle_polls: u32 = 0;
+        let mut last = Instant::now();
+        loop {
+            self.ctx.now = last;
+            let mut work = false;
+            if self.ctx.shared.is_shutting_down() {
+                break;
+            }
+            work |= self.drain_messages();
+
+            // Sleep in epoll only under the sleep policy, after enough empty polls.
+            let timeout = match idle {
+                IdlePolicy::Sleep {
+                    after_idle_polls,
+                    max_sleep_us,
+                } if idle_polls >= after_idle_polls => Timespec {
+                    tv_sec: 0,
+                    tv_nsec: i64::from(max_sleep_us.min(999_999)) * 1000,
+                },
+                _ => zero,
+            };
+            self.events.clear();
+            if epoll::wait(
+                &self.epoll,
+                spare_capacity(&mut self.events),
+                Some(&timeout),
+            )
+            .is_err()
+            {
+                self.events.clear();
+            }
+            for i in 0..self.events.len() {
+                let token = self.events[i].data.u64();
+                if token == WAKE_TOKEN {
+                    let mut b = [0u8; 8];
+                    let _ = rustix::io::read(&*self.wake, &mut b);
+                    work = true;
+                    continue;
+                }
+                let slot = token as usize;
+                if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                    work |= c.on_readable(&mut self.ctx);
+                }
+            }
+
+            work |= self.poll_backends();
+
+            let now = Instant::now();
+            let ticking = now >= next_tick;
+            if ticking {
+                next_tick = now + tick;
+            }
+            let mut i = 0;
+            while i < self.active.len() {
+                let slot = self.active[i];
+                let mut closed = false;
+                if let Some(c) = self.conns[slot].as_mut() {
+                    if c.wants_flush() {
+                        work |= c.flush(&mut self.ctx);
+                    }
+                    if ticking {
+                        c.tick(&mut self.ctx);
+                    }
+                    closed = c.is_closed();
+                }
+                if closed {
+                    self.remove(slot);
+                } else {
+                    i += 1;
+                }
+            }
+
+            let st = &self.ctx.stats;
+            st.polls.add(1);
+            let ns = now.saturating_duration_since(last).as_nanos() as u64;
+            if work {
+                st.busy_polls.add(1);
+                st.busy_ns.add(ns);
+                idle_polls = 0;
+            } else {
+                st.idle_ns.add(ns);
+                idle_polls = idle_polls.saturating_add(1);
+            }
+            last = now;
+        }
+        // Shutdown: close every connection (controllers are torn down by their admin queue's
+        // close), then drop the backend queues.
+        while let Some(&slot) = self.active.last() {
+            if let Some(c) = self.conns[slot].as_mut() {
+                c.shutdown(&mut self.ctx);
+            }
+            self.remove(slot);
+        }
+        let _ = self.index;
+    }
+
+    fn drain_messages(&mut self) -> bool {
+        let mut work = false;
+        loop {
+            match self.rx.try_recv() {
+                Ok(Msg::NewConnection { stream, peer, id }) => {
+                    work = true;
+                    self.adopt(stream, peer, id);
+                }
+                Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return work,
+            }
+        }
+    }
+
+    fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, id: u64) {
+        let Some(slot) = self.free.pop() else {
+            // Full: refuse by closing; the host sees a reset and may retry elsewhere.
+            self.ctx.stats.connection_errors.add(1);
+            drop(stream);
+            return;
+        };
+        if epoll::add(
+            &self.epoll,
+            &stream,
+            epoll::EventData::new_u64(slot as u64),
+            epoll::EventFlags::IN,
+        )
+        .is_err()
+        {
+            self.free.push(slot);
+            return;
+        }
+        self.gens[slot] = self.gens[slot].wrapping_add(1);
+        let conn = Conn::new(stream, peer, id, slot as u16, self.gens[slot], &self.ctx);
+        self.ctx.stats.open_qpair(slot, id);
+        self.ctx.stats.connections.add(1);
+        self.ctx.stats.connections_total.add(1);
+        self.conns[slot] = Some(conn);
+        self.active.push(slot);
+    }
+
+    fn remove(&mut self, slot: usize) {
+        if let Some(pos) = self.active.iter().position(|&s| s == slot) {
+            self.active.swap_remove(pos);
+        }
+        if let Some(mut c) = self.conns[slot].take() {
+            c.release(&mut self.ctx);
+            let _ = epoll::delete(&self.epoll, c.stream());
+            self.ctx.stats.close_qpair(slot);
+            self.ctx.stats.connections.sub(1);
+            self.gens[slot] = self.gens[slot].wrapping_add(1);
+            self.free.push(slot);
+        }
+    }
+
+    fn poll_backends(&mut self) -> bool {
+        let mut n = 0;
+        for q in self.ctx.bdevs.iter_mut() {
+            if q.in_flight() == 0 {
+                continue;
+            }
+            let done = &mut self.completions;
+            n += q.poll(&mut |tag, r| done.push((tag, r)));
+        }
+        for i in 0..self.completions.len() {
+            let (tag, r) = self.completions[i];
+            let (gen, slot, req) = split_tag(tag);
+            if self.gens.get(slot) != Some(&gen) {
+                continue; // the connection went away meanwhile
+            }
+            if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                c.on_backend_done(req, r, &mut self.ctx);
+            }
+        }
+        self.completions.clear();
+        n > 0
+    }
+}

@@ -1,0 +1,298 @@
+//! Subsystems, namespaces and controllers: the slow-path shared state.
+//!
+//! Subsystems and namespaces are built once at start and are immutable afterwards, shared by
+//! every reactor through `Arc`s. Controllers are created by an admin-queue Connect on whichever
+//! reactor received it and are shared through the subsystem's controller table (a `Mutex`,
+//! touched only on Connect and teardown, never on Read/Write). What the I/O path of another
+//! reactor needs from a controller is only the `failed` flag, read at timer ticks. The
+//! controller's register state (CC, CSTS, features, AERs) is owned by its admin connection and
+//! lives there, not here.
+
+use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::backend::Bdev;
+use crate::config::{BackendKind, SubsystemConfig, DISCOVERY_NQN};
+
+/// Whether a subsystem serves storage or the discovery log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubsystemKind {
+    Discovery,
+    Nvm,
+}
+
+/// A namespace: a bdev exposed under an NSID.
+pub struct Namespace {
+    pub nsid: u32,
+    /// Index into the target's bdev list (and each reactor's queue list).
+    pub bdev_index: usize,
+    pub bdev: Arc<dyn Bdev>,
+    pub block_size: u32,
+    pub num_blocks: u64,
+    pub kind: BackendKind,
+    pub nguid: [u8; 16],
+    pub uuid: [u8; 16],
+}
+
+impl std::fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Namespace")
+            .field("nsid", &self.nsid)
+            .field("kind", &self.kind)
+            .field("block_size", &self.block_size)
+            .field("num_blocks", &self.num_blocks)
+            .finish()
+    }
+}
+
+impl Namespace {
+    /// log2 of the block size (LBADS).
+    pub fn lbads(&self) -> u8 {
+        self.block_size.trailing_zeros() as u8
+    }
+}
+
+/// A controller: one host association (admin queue plus its I/O queues).
+#[derive(Debug)]
+pub struct Controller {
+    pub cntlid: u16,
+    pub hostnqn: String,
+    pub hostid: [u8; 16],
+    /// Number of I/O queues granted (Set Features Number of Queues); 0 until negotiated, then
+    /// I/O Connects may use qid 1..=granted.
+    pub io_queues_granted: AtomicU32,
+    /// Set when the association is torn down (admin queue gone, keep-alive expired, shutdown).
+    /// Reactors close every connection of a failed controller at their next timer tick.
+    pub failed: AtomicBool,
+    /// Which qids are connected (index 0 = admin).
+    qids: Mutex<Vec<bool>>,
+}
+
+impl Controller {
+    /// Marks qid connected; false if it already was.
+    pub fn claim_qid(&self, qid: u16) -> bool {
+        let mut q = self.qids.lock().unwrap_or_else(|e| e.into_inner());
+        let i = usize::from(qid);
+        if q.len() <= i {
+            q.resize(i + 1, false);
+        }
+        !std::mem::replace(&mut q[i], true)
+    }
+
+    pub fn release_qid(&self, qid: u16) {
+        let mut q = self.qids.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = q.get_mut(usize::from(qid)) {
+            *s = false;
+        }
+    }
+
+    pub fn connected_qids(&self) -> Vec<u16> {
+        let q = self.qids.lock().unwrap_or_else(|e| e.into_inner());
+        q.iter()
+            .enumerate()
+            .filter(|(_, &c)| c)
+            .map(|(i, _)| i as u16)
+            .collect()
+    }
+
+    pub fn is_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+/// An NVM or discovery subsystem.
+pub struct Subsystem {
+    pub nqn: String,
+    pub kind: SubsystemKind,
+    pub serial: String,
+    pub model: String,
+    /// Empty: any host.
+    pub allowed_hosts: Vec<String>,
+    pub namespaces: Vec<Arc<Namespace>>,
+    ctrls: Mutex<CtrlTable>,
+}
+
+impl std::fmt::Debug for Subsystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subsystem")
+            .field("nqn", &self.nqn)
+            .field("kind", &self.kind)
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct CtrlTable {
+    by_id: BTreeMap<u16, Arc<Controller>>,
+    next: u16,
+}
+
+/// Why a controller could not be created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateCtrlError {
+    HostNotAllowed,
+    NoFreeCntlid,
+}
+
+impl Subsystem {
+    pub fn discovery() -> Subsystem {
+        Subsystem {
+            nqn: DISCOVERY_NQN.to_string(),
+            kind: SubsystemKind::Discovery,
+            serial: "RINGSIDEDISC".into(),
+            model: "ringside discovery".into(),
+            allowed_hosts: Vec::new(),
+            namespaces: Vec::new(),
+            ctrls: Mutex::new(CtrlTable::default()),
+        }
+    }
+
+    /// Builds an NVM subsystem; `bdevs` are the already created bdevs of its namespaces, in
+    /// order, and `first_bdev_index` the target-wide index of the first one.
+    pub fn nvm(
+        cfg: &SubsystemConfig,
+        bdevs: &[Arc<dyn Bdev>],
+        first_bdev_index: usize,
+    ) -> Subsystem {
+        let namespaces = cfg
+            .namespaces
+            .iter()
+            .zip(bdevs)
+            .enumerate()
+            .map(|(i, (ns, bdev))| {
+                let nsid = ns.nsid.unwrap_or(i as u32 + 1);
+                let nguid = stable_id(&cfg.nqn, nsid, 0x6e67);
+                let mut uuid = stable_id(&cfg.nqn, nsid, 0x7575);
+                uuid[6] = (uuid[6] & 0x0f) | 0x40; // version 4 layout
+                uuid[8] = (uuid[8] & 0x3f) | 0x80; // RFC 4122 variant
+                Arc::new(Namespace {
+                    nsid,
+                    bdev_index: first_bdev_index + i,
+                    bdev: bdev.clone(),
+                    block_size: bdev.block_size(),
+                    num_blocks: bdev.num_blocks(),
+                    kind: bdev.kind(),
+                    nguid,
+                    uuid,
+                })
+            })
+            .collect();
+        Subsystem {
+            nqn: cfg.nqn.clone(),
+            kind: SubsystemKind::Nvm,
+            serial: cfg.serial.clone(),
+            model: cfg.model.clone(),
+            allowed_hosts: cfg.allowed_hosts.clone(),
+            namespaces,
+            ctrls: Mutex::new(CtrlTable::default()),
+        }
+    }
+
+    pub fn host_allowed(&self, hostnqn: &str) -> bool {
+        self.allowed_hosts.is_empty() || self.allowed_hosts.iter().any(|h| h == hostnqn)
+    }
+
+    /// The namespace with `nsid`, if active.
+    pub fn namespace(&self, nsid: u32) -> Option<&Arc<Namespace>> {
+        // Namespaces are sorted by nsid (config validation sorts them).
+        self.namespaces
+            .binary_search_by_key(&nsid, |n| n.nsid)
+            .ok()
+            .map(|i| &self.namespaces[i])
+    }
+
+    /// Creates a controller for an admin Connect (cntlid 0xFFFF or 0xFFFE: dynamic model).
+    pub fn create_controller(
+        &self,
+        hostnqn: &str,
+        hostid: [u8; 16],
+    ) -> Result<Arc<Controller>, CreateCtrlError> {
+        if self.kind == SubsystemKind::Nvm && !self.host_allowed(hostnqn) {
+            return Err(CreateCtrlError::HostNotAllowed);
+        }
+        let mut t = self.ctrls.lock().unwrap_or_else(|e| e.into_inner());
+        // cntlid 1..=0xFFEF are valid; reuse freed ids only after wrapping.
+        let mut id = t.next;
+        for _ in 0..0xFFEF {
+            id = if id >= 0xFFEF { 1 } else { id + 1 };
+            if !t.by_id.contains_key(&id) {
+                t.next = id;
+                let c = Arc::new(Controller {
+                    cntlid: id,
+                    hostnqn: hostnqn.to_string(),
+                    hostid,
+                    io_queues_granted: AtomicU32::new(0),
+                    failed: AtomicBool::new(false),
+                    qids: Mutex::new(vec![true]),
+                });
+                t.by_id.insert(id, c.clone());
+                return Ok(c);
+            }
+        }
+        Err(CreateCtrlError::NoFreeCntlid)
+    }
+
+    pub fn controller(&self, cntlid: u16) -> Option<Arc<Controller>> {
+        let t = self.ctrls.lock().unwrap_or_else(|e| e.into_inner());
+        t.by_id.get(&cntlid).cloned()
+    }
+
+    /// Tears a controller down: marks it failed (its I/O connections close at their reactor's
+    /// next tick) and removes it from the table.
+    pub fn remove_controller(&self, cntlid: u16) {
+        let mut t = self.ctrls.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = t.by_id.remove(&cntlid) {
+            c.failed.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn controllers(&self) -> Vec<Arc<Controller>> {
+        let t = self.ctrls.lock().unwrap_or_else(|e| e.into_inner());
+        t.by_id.values().cloned().collect()
+    }
+}
+
+/// A 16-byte identifier that is the same across restarts for the same (NQN, NSID), so hosts
+/// see a stable NGUID/UUID.
+fn stable_id(nqn: &str, nsid: u32, salt: u16) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    for (i, half) in out.chunks_exact_mut(8).enumerate() {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (nqn, nsid, salt, i).hash(&mut h);
+        half.copy_from_slice(&h.finish().to_le_bytes());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controllers_get_distinct_ids_and_qids_claim_once() {
+        let s = Subsystem::discovery();
+        let a = s
+            .create_controller("nqn.2014-08.org.nvmexpress:uuid:a", [0; 16])
+            .unwrap();
+        let b = s
+            .create_controller("nqn.2014-08.org.nvmexpress:uuid:b", [0; 16])
+            .unwrap();
+        assert_ne!(a.cntlid, b.cntlid);
+        assert!(a.claim_qid(1));
+        assert!(!a.claim_qid(1), "a qid can be connected once");
+        a.release_qid(1);
+        assert!(a.claim_qid(1));
+        s.remove_controller(a.cntlid);
+        assert!(a.is_failed());
+        assert!(s.controller(a.cntlid).is_none());
+        assert!(s.controller(b.cntlid).is_some());
+    }
+
+    #[test]
+    fn stable_ids_are_stable_and_distinct() {
+        assert_eq!(stable_id("nqn.x", 1, 1), stable_id("nqn.x", 1, 1));
+        assert_ne!(stable_id("nqn.x", 1, 1), stable_id("nqn.x", 2, 1));
+    }
+}

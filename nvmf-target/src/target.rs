@@ -1,0 +1,396 @@
+//! Target lifecycle: builds bdevs and subsystems, binds listeners and the RPC socket, starts the
+//! reactor threads, the acceptor thread and the RPC thread, and stops them all on shutdown.
+//!
+//! Threads: one reactor per configured core (pinned, named `reactor-<core>`), one `acceptor`
+//! (blocking-ish accept on the listeners, then hands each connection to a reactor through that
+//! reactor's message queue and eventfd), one `rpc`. Shared state lives in [`Shared`]: immutable
+//! configuration and subsystems, per-reactor statistics (single writer each), and the shutdown
+//! flag. Shutdown: set the flag, wake every reactor; each closes its connections and exits; the
+//! acceptor and RPC threads notice the flag within a few tens of milliseconds.
+
+use std::io::ErrorKind;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustix::fd::OwnedFd;
+use serde_json::{json, Value};
+
+use crate::backend::{self, Bdev};
+use crate::config::{online_cores, Config, ConfigError, Placement};
+use crate::reactor::{Msg, Reactor};
+use crate::stats::ReactorStats;
+use crate::subsystem::{Subsystem, SubsystemKind};
+
+/// Errors starting the target.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("invalid configuration")]
+    Config(#[from] ConfigError),
+    #[error("cannot create backend for {nqn} nsid {nsid}: {source}")]
+    Backend {
+        nqn: String,
+        nsid: u32,
+        #[source]
+        source: backend::BdevError,
+    },
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Rpc(#[from] crate::rpc::RpcError),
+    #[error("cannot start thread {name}")]
+    Thread {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A way to reach one reactor from other threads.
+pub(crate) struct ReactorLink {
+    pub tx: Sender<Msg>,
+    pub wake: Arc<OwnedFd>,
+}
+
+impl ReactorLink {
+    pub fn send(&self, m: Msg) -> bool {
+        let ok = self.tx.send(m).is_ok();
+        self.wake();
+        ok
+    }
+    pub fn wake(&self) {
+        let _ = rustix::io::write(&*self.wake, &1u64.to_ne_bytes());
+    }
+}
+
+/// State shared by every thread of the target.
+pub struct Shared {
+    pub config: Config,
+    pub subsystems: Vec<Arc<Subsystem>>,
+    pub discovery: Arc<Subsystem>,
+    pub bdevs: Vec<Arc<dyn Bdev>>,
+    pub stats: Vec<Arc<ReactorStats>>,
+    pub listen_addrs: Vec<SocketAddr>,
+    pub shutdown: AtomicBool,
+    pub started: Instant,
+    next_qpair_id: AtomicU64,
+    pub(crate) links: Vec<ReactorLink>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("name", &self.config.name)
+            .finish()
+    }
+}
+
+impl Shared {
+    /// Asks every thread to stop.
+    pub fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        for l in &self.links {
+            l.wake();
+        }
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+
+    pub fn next_qpair_id(&self) -> u64 {
+        self.next_qpair_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Finds a subsystem (discovery included) by NQN.
+    pub fn subsystem(&self, nqn: &str) -> Option<&Arc<Subsystem>> {
+        if nqn == self.discovery.nqn {
+            return Some(&self.discovery);
+        }
+        self.subsystems.iter().find(|s| s.nqn == nqn)
+    }
+
+    pub fn stats_json(&self) -> Value {
+        json!({
+            "name": self.config.name,
+            "uptime_ns": self.started.elapsed().as_nanos() as u64,
+            "reactors": self.stats.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn subsystems_json(&self) -> Value {
+        let listen: Vec<Value> = self
+            .listen_addrs
+            .iter()
+            .map(|a| json!({"transport": "tcp", "addr": a.ip().to_string(), "port": a.port()}))
+            .collect();
+        let one = |s: &Subsystem| {
+            json!({
+                "nqn": s.nqn,
+                "type": match s.kind { SubsystemKind::Discovery => "discovery", SubsystemKind::Nvm => "nvm" },
+                "serial": s.serial,
+                "model": s.model,
+                "listen_addresses": listen,
+                "allowed_hosts": s.allowed_hosts,
+                "allow_any_host": s.allowed_hosts.is_empty(),
+                "namespaces": s.namespaces.iter().map(|n| json!({
+                    "nsid": n.nsid,
+                    "backend": n.kind.to_string(),
+                    "block_size": n.block_size,
+                    "num_blocks": n.num_blocks,
+                    "uuid": hex(&n.uuid),
+                    "nguid": hex(&n.nguid),
+                })).collect::<Vec<_>>(),
+                "controllers": s.controllers().iter().map(|c| json!({
+                    "cntlid": c.cntlid,
+                    "hostnqn": c.hostnqn,
+                    "hostid": hex(&c.hostid),
+                    "io_queues_granted": c.io_queues_granted.load(Ordering::Relaxed),
+                    "connected_qids": c.connected_qids(),
+                })).collect::<Vec<_>>(),
+            })
+        };
+        let mut v = vec![one(&self.discovery)];
+        v.extend(self.subsystems.iter().map(|s| one(s)));
+        Value::Array(v)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A running target.
+#[derive(Debug)]
+pub struct Target {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    rpc_path: PathBuf,
+}
+
+impl Target {
+    /// Validates `config` and starts everything. Returns once every listener is bound and every
+    /// thread is running.
+    pub fn start(mut config: Config) -> Result<Target, StartError> {
+        config.validate(Some(&online_cores()))?;
+
+        let mut bdevs: Vec<Arc<dyn Bdev>> = Vec::new();
+        let mut subsystems = Vec::new();
+        for s in &config.subsystems {
+            let first = bdevs.len();
+            let mut mine = Vec::new();
+            for ns in &s.namespaces {
+                let b = backend::create(ns).map_err(|source| StartError::Backend {
+                    nqn: s.nqn.clone(),
+                    nsid: ns.nsid.unwrap_or(0),
+                    source,
+                })?;
+                mine.push(b.clone());
+                bdevs.push(b);
+            }
+            subsystems.push(Arc::new(Subsystem::nvm(s, &mine, first)));
+        }
+
+        let mut listeners = Vec::new();
+        let mut listen_addrs = Vec::new();
+        for l in &config.listeners {
+            let addr = SocketAddr::new(l.addr, l.port);
+            let tl =
+                TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?;
+            tl.set_nonblocking(true)
+                .map_err(|source| StartError::Listen { addr, source })?;
+            listen_addrs.push(tl.local_addr().unwrap_or(addr));
+            listeners.push(tl);
+        }
+
+        let rpc_path = config.rpc_socket_path();
+        let rpc_listener = crate::rpc::bind(&rpc_path)?;
+
+        let max_conns = config.limits.max_connections_per_reactor as usize;
+        let stats: Vec<Arc<ReactorStats>> = config
+            .cores
+            .iter()
+            .map(|c| Arc::new(ReactorStats::new(c.0, max_conns)))
+            .collect();
+        let mut links = Vec::new();
+        let mut rxs = Vec::new();
+        for _ in &config.cores {
+            let (tx, rx) = mpsc::channel();
+            let wake = rustix::event::eventfd(
+                0,
+                rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
+            )
+            .map_err(|e| StartError::Thread {
+                name: "eventfd".into(),
+                source: e.into(),
+            })?;
+            links.push(ReactorLink {
+                tx,
+                wake: Arc::new(wake),
+            });
+            rxs.push(rx);
+        }
+
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            subsystems,
+            discovery: Arc::new(Subsystem::discovery()),
+            bdevs,
+            stats,
+            listen_addrs,
+            shutdown: AtomicBool::new(false),
+            started: Instant::now(),
+            next_qpair_id: AtomicU64::new(1),
+            links,
+        });
+
+        let mut threads = Vec::new();
+        let spawn_err = |name: String| move |source| StartError::Thread { name, source };
+        for (i, rx) in rxs.into_iter().enumerate() {
+            let core = config.cores[i];
+            let name = format!("reactor-{core}");
+            let sh = shared.clone();
+            let h = std::thread::Builder::new()
+                .name(name.clone())
+                .spawn(move || {
+                    if sh.config.pin_reactors {
+                        let mut set = rustix::thread::CpuSet::new();
+                        set.set(core.0);
+                        if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
+                            eprintln!(
+                                "ringside-tgt: reactor-{core}: cannot pin to core {core}: {e}"
+                            );
+                        }
+                    }
+                    match Reactor::new(i, sh.clone(), rx) {
+                        Ok(mut r) => r.run(),
+                        Err(e) => {
+                            eprintln!("ringside-tgt: reactor-{core} failed to start: {e}");
+                            sh.request_shutdown();
+                        }
+                    }
+                })
+                .map_err(spawn_err(name))?;
+            threads.push(h);
+        }
+
+        let sh = shared.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name("acceptor".into())
+                .spawn(move || acceptor(listeners, sh))
+                .map_err(spawn_err("acceptor".into()))?,
+        );
+        threads.push(
+            crate::rpc::spawn(rpc_listener, rpc_path.clone(), shared.clone())
+                .map_err(spawn_err("rpc".into()))?,
+        );
+        Ok(Target {
+            shared,
+            threads,
+            rpc_path,
+        })
+    }
+
+    /// The bound listener addresses (real ports when the configuration asked for port 0).
+    pub fn listen_addrs(&self) -> &[SocketAddr] {
+        &self.shared.listen_addrs
+    }
+
+    pub fn rpc_socket(&self) -> &std::path::Path {
+        &self.rpc_path
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Asks the target to stop (does not wait).
+    pub fn request_shutdown(&self) {
+        self.shared.request_shutdown();
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shared.is_shutting_down()
+    }
+
+    /// Waits for every thread to finish (after a shutdown request from anywhere).
+    pub fn wait(mut self) {
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.rpc_path);
+    }
+
+    /// Requests shutdown and waits.
+    pub fn shutdown(self) {
+        self.request_shutdown();
+        self.wait();
+    }
+}
+
+/// Accepts connections and places them on reactors.
+fn acceptor(listeners: Vec<TcpListener>, shared: Arc<Shared>) {
+    let rr = AtomicUsize::new(0);
+    let fds: Vec<_> = listeners.iter().collect();
+    while !shared.is_shutting_down() {
+        let mut pfds: Vec<rustix::event::PollFd<'_>> = fds
+            .iter()
+            .map(|l| rustix::event::PollFd::new(*l, rustix::event::PollFlags::IN))
+            .collect();
+        let timeout = rustix::event::Timespec {
+            tv_sec: 0,
+            tv_nsec: 50_000_000,
+        };
+        if rustix::event::poll(&mut pfds, Some(&timeout)).is_err() {
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        for l in &listeners {
+            loop {
+                match l.accept() {
+                    Ok((s, peer)) => place(s, peer, &shared, &rr),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        // EMFILE and friends: back off instead of spinning.
+                        eprintln!("ringside-tgt: accept failed: {e}");
+                        std::thread::sleep(Duration::from_millis(10));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn place(s: TcpStream, peer: SocketAddr, shared: &Shared, rr: &AtomicUsize) {
+    if s.set_nonblocking(true).is_err() || s.set_nodelay(true).is_err() {
+        return;
+    }
+    let n = shared.links.len();
+    let idx = match shared.config.placement {
+        Placement::RoundRobin => rr.fetch_add(1, Ordering::Relaxed) % n,
+        Placement::LeastLoaded => {
+            let start = rr.fetch_add(1, Ordering::Relaxed);
+            (0..n)
+                .map(|k| (start + k) % n)
+                .min_by_key(|&i| shared.stats[i].connections.get())
+                .unwrap_or(0)
+        }
+    };
+    let id = shared.next_qpair_id();
+    shared.links[idx].send(Msg::NewConnection {
+        stream: s,
+        peer,
+        id,
+    });
+}

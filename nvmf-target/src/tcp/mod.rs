@@ -1,0 +1,839 @@
+//! The NVMe/TCP transport: one [`Conn`] per TCP connection (one qpair), owned by exactly one
+//! reactor for its whole life.
+//!
+//! A connection keeps a large receive buffer and parses every complete PDU in it per poll with
+//! nvme-proto's framer, executes each command to completion on this reactor (inline for admin
+//! and fabrics commands, through the reactor's backend queue for I/O), and appends every PDU it
+//! sends (CapsuleResp, C2HData, R2T, TermReq) to one output buffer that the reactor flushes with
+//! a single write at the end of the poll. Requests that wait for data (R2T/H2CData) or for the
+//! backend live in a pool sized from the queue size the host asked for in Connect; their data
+//! buffers are kept (they only grow), so the steady state allocates nothing.
+//!
+//! Lifecycle ([`ConnState`]): AwaitingICReq → AwaitingConnect → Enabled → Disconnecting →
+//! Closed, driven only by [`Conn::transition`]. Any framing error answers with a C2HTermReq
+//! and closes *this* connection; command errors are NVMe statuses and keep it open.
+
+mod admin;
+mod io;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nvme_proto::fabrics::FabricsType;
+use nvme_proto::nvme::{Cid, Cqe, Sqe, Status};
+use nvme_proto::sgl::{subtype, SglDescriptor};
+use nvme_proto::tcp::{
+    self as ptcp, C2HData, Fes, H2CData, IcResp, PduConfig, PduError, PduHeader, Role, R2T,
+};
+
+use crate::backend::BdevError;
+use crate::reactor::Ctx;
+use crate::stats::OpClass;
+use crate::subsystem::{Controller, Subsystem};
+
+/// Connection lifecycle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnState {
+    /// Waiting for the host's ICReq.
+    AwaitingICReq,
+    /// ICResp sent; the only command accepted is Fabrics Connect.
+    AwaitingConnect,
+    /// Connected to a controller: admin or I/O commands flow.
+    Enabled,
+    /// No more input is processed; pending output (e.g. a TermReq) drains, then the socket closes.
+    Disconnecting,
+    /// Done; the reactor removes the connection.
+    Closed,
+}
+
+/// What happened to a connection (the input of [`Conn::transition`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnEvent {
+    IcReqAccepted,
+    Connected,
+    /// A fatal error (TermReq queued), a Disconnect command, controller teardown or shutdown.
+    Terminate,
+    /// Output drained (or its deadline passed) while disconnecting.
+    Drained,
+    /// The peer closed the socket or it failed.
+    PeerGone,
+}
+
+/// How long a disconnecting connection may take to drain its output.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(1);
+/// Stop reading input while this much output is waiting (the peer is not reading).
+const MAX_PENDING_OUTPUT: usize = 16 << 20;
+
+/// Where a request is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReqState {
+    Free,
+    /// R2T sent; H2CData is filling the buffer.
+    AwaitH2C,
+    /// Submitted to the backend.
+    AtBackend,
+}
+
+/// A command that outlives the poll that received it.
+struct Req {
+    state: ReqState,
+    sqe: Sqe,
+    /// Transfer length in bytes.
+    len: u32,
+    /// H2C bytes received so far.
+    received: u32,
+    /// Set when data for this command failed its digest: answer with this instead of executing.
+    failed: Option<Status>,
+    class: OpClass,
+    ns_index: usize,
+    /// Data buffer; only grows. `buf[..len]` is the transfer.
+    buf: Vec<u8>,
+}
+
+impl Req {
+    fn new(prealloc: usize) -> Req {
+        Req {
+            state: ReqState::Free,
+            sqe: Sqe::default(),
+            len: 0,
+            received: 0,
+            failed: None,
+            class: OpClass::Read,
+            ns_index: 0,
+            buf: vec![0; prealloc],
+        }
+    }
+}
+
+/// Controller state owned by the admin connection (registers, features, AERs, keep-alive).
+struct AdminState {
+    cc: u32,
+    csts: u32,
+    kato_ms: u32,
+    last_keep_alive: Instant,
+    aers: Vec<Cid>,
+    async_event_config: u32,
+    vwc_enabled: bool,
+}
+
+/// One NVMe/TCP connection (one queue pair).
+pub struct Conn {
+    stream: TcpStream,
+    peer: SocketAddr,
+    id: u64,
+    slot: u16,
+    gen: u32,
+    state: ConnState,
+    drain_deadline: Option<Instant>,
+    cfg: PduConfig,
+    rbuf: Vec<u8>,
+    rhead: usize,
+    rtail: usize,
+    /// The largest PDU this connection can receive; `rbuf` holds at least two.
+    max_pdu: usize,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    qid: u16,
+    sqsize: u16,
+    sqhd: u16,
+    subsys: Option<Arc<Subsystem>>,
+    ctrl: Option<Arc<Controller>>,
+    admin: Option<Box<AdminState>>,
+    reqs: Vec<Req>,
+    free: Vec<u16>,
+    /// Bit per CID of commands held (waiting for data, at the backend, or AERs).
+    cids: Box<[u64]>,
+    /// Scratch for admin data (Identify, log pages).
+    scratch: Vec<u8>,
+}
+
+impl Conn {
+    pub fn new(
+        stream: TcpStream,
+        peer: SocketAddr,
+        id: u64,
+        slot: u16,
+        gen: u32,
+        ctx: &Ctx,
+    ) -> Conn {
+        let l = &ctx.shared.config.limits;
+        let icd = (l.in_capsule_data_size.0 as usize).max(ptcp::DEFAULT_ADMIN_IN_CAPSULE as usize);
+        let h2c = l.max_h2c_data.0 as usize;
+        let max_pdu = (ptcp::CAPSULE_CMD_HLEN + 8 + icd).max(ptcp::DATA_HLEN + 8 + 128 + h2c);
+        let rlen = (2 * max_pdu).max(256 * 1024);
+        Conn {
+            stream,
+            peer,
+            id,
+            slot,
+            gen,
+            state: ConnState::AwaitingICReq,
+            drain_deadline: None,
+            cfg: PduConfig::initial(Role::Controller),
+            rbuf: vec![0; rlen],
+            rhead: 0,
+            rtail: 0,
+            max_pdu,
+            wbuf: Vec::with_capacity(256 * 1024),
+            wpos: 0,
+            qid: 0,
+            sqsize: 0,
+            sqhd: 0,
+            subsys: None,
+            ctrl: None,
+            admin: None,
+            reqs: Vec::new(),
+            free: Vec::new(),
+            cids: vec![0u64; 1024].into_boxed_slice(),
+            scratch: Vec::new(),
+        }
+    }
+
+    pub fn state(&self) -> ConnState {
+        self.state
+    }
+
+    pub fn stream(&self) -> &TcpStream {
+        &self.stream
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.state == ConnState::Closed
+    }
+
+    pub fn wants_flush(&self) -> bool {
+        self.wpos < self.wbuf.len() || self.state == ConnState::Disconnecting
+    }
+
+    /// The one place the lifecycle changes.
+    pub fn transition(&mut self, ev: ConnEvent, ctx: &Ctx) {
+        use ConnEvent as E;
+        use ConnState as S;
+        let next = match (self.state, ev) {
+            (S::Closed, _) => S::Closed,
+            (_, E::PeerGone) => S::Closed,
+            (S::AwaitingICReq, E::IcReqAccepted) => S::AwaitingConnect,
+            (S::AwaitingConnect, E::Connected) => S::Enabled,
+            (S::Disconnecting, E::Drained) => S::Closed,
+            (S::Disconnecting, _) => S::Disconnecting,
+            (_, E::Terminate) => S::Disconnecting,
+            (s, _) => s, // not a legal event in this state: ignore
+        };
+        if next == self.state {
+            return;
+        }
+        match next {
+            S::Disconnecting => {
+                self.drain_deadline = Some(ctx.now + DRAIN_DEADLINE);
+            }
+            S::Closed => {
+                let _ = self.stream.shutdown(std::net::Shutdown::Both);
+            }
+            _ => {}
+        }
+        self.state = next;
+    }
+
+    /// Reads what the socket has and executes every complete PDU. Returns whether it did work.
+    pub fn on_readable(&mut self, ctx: &mut Ctx) -> bool {
+        match self.state {
+            ConnState::Closed => return false,
+            ConnState::Disconnecting => {
+                // Discard input so level-triggered readiness does not spin; close on EOF.
+                let mut sink = [0u8; 4096];
+                match self.stream.read(&mut sink) {
+                    Ok(0) => self.transition(ConnEvent::PeerGone, ctx),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(_) => self.transition(ConnEvent::PeerGone, ctx),
+                }
+                return true;
+            }
+            _ => {}
+        }
+        if self.wbuf.len() - self.wpos > MAX_PENDING_OUTPUT {
+            return false; // back-pressure: the host is not reading its completions
+        }
+        if self.rhead == self.rtail {
+            self.rhead = 0;
+            self.rtail = 0;
+        } else if self.rbuf.len() - self.rtail < self.max_pdu {
+            self.rbuf.copy_within(self.rhead..self.rtail, 0);
+            self.rtail -= self.rhead;
+            self.rhead = 0;
+        }
+        match self.stream.read(&mut self.rbuf[self.rtail..]) {
+            Ok(0) => {
+                self.transition(ConnEvent::PeerGone, ctx);
+                return true;
+            }
+            Ok(n) => self.rtail += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {
+                return false
+            }
+            Err(_) => {
+                self.transition(ConnEvent::PeerGone, ctx);
+                return true;
+            }
+        }
+        self.process_input(ctx);
+        true
+    }
+
+    fn process_input(&mut self, ctx: &mut Ctx) {
+        let rbuf = std::mem::take(&mut self.rbuf);
+        while matches!(
+            self.state,
+            ConnState::AwaitingICReq | ConnState::AwaitingConnect | ConnState::Enabled
+        ) {
+            let avail = &rbuf[self.rhead..self.rtail];
+            match ptcp::parse_pdu(avail, &self.cfg) {
+                Ok(None) => break,
+                Ok(Some(v)) => {
+                    ctx.stats.pdus_received.add(1);
+                    self.rhead += v.len;
+                    self.on_pdu(v.header, v.data, ctx);
+                }
+                Err(PduError::DataDigest {
+                    pdu_type,
+                    cccid,
+                    pdu_len,
+                    ..
+                }) => {
+                    ctx.stats.pdus_received.add(1);
+                    let pdu = &avail[..pdu_len.min(avail.len())];
+                    self.rhead += pdu_len;
+                    self.on_data_digest_error(pdu_type, cccid, pdu, ctx);
+                }
+                Err(e) => {
+                    self.fatal(&e, avail, ctx);
+                    break;
+                }
+            }
+        }
+        self.rbuf = rbuf;
+    }
+
+    /// Answers a framing error with a C2HTermReq (when the error calls for one) and closes.
+    fn fatal(&mut self, e: &PduError, offending: &[u8], ctx: &mut Ctx) {
+        ctx.stats.connection_errors.add(1);
+        let start = self.wbuf.len();
+        self.wbuf.resize(start + ptcp::TERM_REQ_MAX_LEN, 0);
+        let n = ptcp::encode_term_req_for(e, Role::Controller, offending, &mut self.wbuf[start..])
+            .unwrap_or(0);
+        self.wbuf.truncate(start + n);
+        if n > 0 {
+            ctx.stats.pdus_sent.add(1);
+        }
+        self.transition(ConnEvent::Terminate, ctx);
+    }
+
+    /// A TermReq for a protocol error found above the framer (sequence, ttag, offsets).
+    fn fatal_fes(&mut self, fes: Fes, fei: u32, offending_hdr: &[u8], ctx: &mut Ctx) {
+        ctx.stats.connection_errors.add(1);
+        let start = self.wbuf.len();
+        self.wbuf.resize(start + ptcp::TERM_REQ_MAX_LEN, 0);
+        let data = ptcp::term_req_data(offending_hdr);
+        let n = ptcp::encode_term_req(Role::Controller, fes, fei, data, &mut self.wbuf[start..])
+            .unwrap_or(0);
+        self.wbuf.truncate(start + n);
+        ctx.stats.pdus_sent.add(1);
+        self.transition(ConnEvent::Terminate, ctx);
+    }
+
+    fn on_pdu(&mut self, hdr: PduHeader, data: &[u8], ctx: &mut Ctx) {
+        match (self.state, hdr) {
+            (ConnState::AwaitingICReq, PduHeader::IcReq(req)) => {
+                let resp = IcResp {
+                    pfv: 0,
+                    cpda: 0,
+                    hdgst: req.hdgst,
+                    ddgst: req.ddgst,
+                    maxh2cdata: ctx.shared.config.limits.max_h2c_data.0 as u32,
+                };
+                let start = self.wbuf.len();
+                self.wbuf.resize(start + ptcp::IC_LEN, 0);
+                let n = ptcp::encode_icresp(&resp, &mut self.wbuf[start..]).unwrap_or(0);
+                self.wbuf.truncate(start + n);
+                ctx.stats.pdus_sent.add(1);
+                let mut cfg = PduConfig::negotiated(Role::Controller, &req, &resp);
+                cfg.max_in_capsule_data = (ctx.shared.config.limits.in_capsule_data_size.0 as u32)
+                    .max(ptcp::DEFAULT_ADMIN_IN_CAPSULE);
+                cfg.max_c2h_data = ctx.shared.config.limits.max_c2h_data.0 as u32;
+                self.cfg = cfg;
+                self.transition(ConnEvent::IcReqAccepted, ctx);
+            }
+            (ConnState::AwaitingICReq, _) | (_, PduHeader::IcReq(_)) => {
+                let hdr_bytes = self.peek_header_for(hdr);
+                self.fatal_fes(Fes::PduSequenceError, 0, &hdr_bytes, ctx);
+            }
+            (_, PduHeader::H2CTermReq(_)) => {
+                // The host gives up on the connection: close without reply (spec 7.4.7).
+                self.transition(ConnEvent::PeerGone, ctx);
+            }
+            (_, PduHeader::CapsuleCmd(sqe)) => self.on_capsule(sqe, data, ctx),
+            (_, PduHeader::H2CData(h)) => self.on_h2c(h, data, ctx),
+            (_, other) => {
+                // Controller-to-host types are refused by the framer; anything else is a
+                // sequence error.
+                let hdr_bytes = self.peek_header_for(other);
+                self.fatal_fes(Fes::PduSequenceError, 0, &hdr_bytes, ctx);
+            }
+        }
+    }
+
+    /// A minimal header for TermReq data when the original bytes are no longer at hand.
+    fn peek_header_for(&self, hdr: PduHeader) -> [u8; 8] {
+        let ty = hdr.pdu_type();
+        [ty as u8, 0, ty.hlen() as u8, 0, 0, 0, 0, 0]
+    }
+
+    fn on_data_digest_error(&mut self, ty: ptcp::PduType, cccid: Cid, pdu: &[u8], ctx: &mut Ctx) {
+        match ty {
+            ptcp::PduType::CapsuleCmd => {
+                // The command itself was framed correctly; only its data is suspect.
+                if self.state == ConnState::Enabled || self.state == ConnState::AwaitingConnect {
+                    self.on_submit(ctx);
+                    self.respond(cccid, Status::TRANSIENT_TRANSPORT_ERROR, 0, 0, ctx);
+                }
+            }
+            ptcp::PduType::H2CData => {
+                let ttag = pdu
+                    .get(10..12)
+                    .map_or(u16::MAX, |b| u16::from_le_bytes([b[0], b[1]]));
+                let datal = pdu
+                    .get(16..20)
+                    .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+                match self.reqs.get_mut(usize::from(ttag)) {
+                    Some(r) if r.state == ReqState::AwaitH2C && r.sqe.cid == cccid => {
+                        r.failed = Some(Status::TRANSIENT_TRANSPORT_ERROR);
+                        r.received = r.received.saturating_add(datal).min(r.len);
+                        if r.received >= r.len {
+                            self.finish_h2c(usize::from(ttag), ctx);
+                        }
+                    }
+                    _ => self.fatal_fes(Fes::InvalidHeaderField, 10, pdu, ctx),
+                }
+            }
+            _ => self.fatal_fes(Fes::PduSequenceError, 0, pdu, ctx),
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Commands
+    // ---------------------------------------------------------------------------------------
+
+    fn cid_busy(&self, cid: Cid) -> bool {
+        self.cids[usize::from(cid.0 >> 6)] & (1 << (cid.0 & 63)) != 0
+    }
+
+    fn cid_mark(&mut self, cid: Cid, busy: bool) {
+        let w = &mut self.cids[usize::from(cid.0 >> 6)];
+        if busy {
+            *w |= 1 << (cid.0 & 63);
+        } else {
+            *w &= !(1 << (cid.0 & 63));
+        }
+    }
+
+    fn on_submit(&mut self, ctx: &Ctx) {
+        if self.sqsize > 0 {
+            self.sqhd = (self.sqhd + 1) % self.sqsize;
+        }
+        if let Some(q) = ctx.stats.qpairs.get(usize::from(self.slot)) {
+            q.on_submit();
+        }
+    }
+
+    fn on_capsule(&mut self, sqe: Sqe, data: &[u8], ctx: &mut Ctx) {
+        self.on_submit(ctx);
+        if self.cid_busy(sqe.cid) {
+            self.respond(sqe.cid, Status::COMMAND_ID_CONFLICT, 0, 0, ctx);
+            return;
+        }
+        if sqe.is_fabrics() {
+            ctx.stats.cmds[OpClass::Fabrics as usize].add(1);
+            return self.on_fabrics(sqe, data, ctx);
+        }
+        if self.state != ConnState::Enabled {
+            self.respond(sqe.cid, Status::COMMAND_SEQUENCE_ERROR, 0, 0, ctx);
+            return;
+        }
+        if self.qid == 0 {
+            ctx.stats.cmds[OpClass::Admin as usize].add(1);
+            if let Some(a) = self.admin.as_mut() {
+                // Any admin command proves the host is alive.
+                a.last_keep_alive = ctx.now;
+            }
+            self.on_admin(sqe, data, ctx);
+        } else {
+            self.on_io(sqe, data, ctx);
+        }
+    }
+
+    fn on_fabrics(&mut self, sqe: Sqe, data: &[u8], ctx: &mut Ctx) {
+        match FabricsType::from_u8(sqe.fctype()) {
+            Some(FabricsType::Connect) => {
+                if self.state != ConnState::AwaitingConnect {
+                    return self.respond(sqe.cid, Status::COMMAND_SEQUENCE_ERROR, 0, 0, ctx);
+                }
+                self.on_connect(sqe, data, ctx);
+            }
+            _ if self.state != ConnState::Enabled => {
+                self.respond(sqe.cid, Status::COMMAND_SEQUENCE_ERROR, 0, 0, ctx)
+            }
+            Some(FabricsType::PropertyGet) | Some(FabricsType::PropertySet) if self.qid != 0 => {
+                self.respond(sqe.cid, Status::INVALID_OPCODE, 0, 0, ctx)
+            }
+            Some(FabricsType::PropertyGet) => self.on_property_get(sqe, ctx),
+            Some(FabricsType::PropertySet) => self.on_property_set(sqe, ctx),
+            Some(FabricsType::Disconnect) => {
+                self.respond(sqe.cid, Status::SUCCESS, 0, 0, ctx);
+                self.transition(ConnEvent::Terminate, ctx);
+            }
+            _ => self.respond(sqe.cid, Status::INVALID_OPCODE, 0, 0, ctx),
+        }
+    }
+
+    /// Appends a CapsuleResp.
+    fn respond(&mut self, cid: Cid, status: Status, dw0: u32, dw1: u32, ctx: &Ctx) {
+        let cqe = Cqe {
+            dw0,
+            dw1,
+            sqhd: self.sqhd,
+            sqid: self.qid,
+            cid,
+            status,
+            phase: false,
+        };
+        let start = self.wbuf.len();
+        self.wbuf
+            .resize(start + ptcp::CAPSULE_RESP_HLEN + ptcp::DIGEST_LEN, 0);
+        let n =
+            ptcp::encode_capsule_resp(&cqe, self.cfg.hdgst, &mut self.wbuf[start..]).unwrap_or(0);
+        self.wbuf.truncate(start + n);
+        let st = &ctx.stats;
+        st.pdus_sent.add(1);
+        if !status.is_success() {
+            st.cmd_errors.add(1);
+        }
+        if let Some(q) = st.qpairs.get(usize::from(self.slot)) {
+            q.on_complete();
+        }
+    }
+
+    /// Appends C2HData PDUs carrying `data` (split at the connection's C2H limit).
+    fn send_c2h(wbuf: &mut Vec<u8>, cfg: &PduConfig, cid: Cid, data: &[u8], ctx: &Ctx) {
+        let max = cfg.max_c2h_data.max(4096) as usize;
+        let mut off = 0usize;
+        while off < data.len() {
+            let n = (data.len() - off).min(max);
+            let last = off + n == data.len();
+            let h = C2HData {
+                cccid: cid,
+                datao: off as u32,
+                datal: n as u32,
+                last,
+                success: false,
+            };
+            let start = wbuf.len();
+            wbuf.resize(start + 256, 0);
+            match ptcp::encode_c2h_data_header(&h, cfg, &mut wbuf[start..]) {
+                Ok(l) => {
+                    wbuf.truncate(start + l.header_len);
+                    let chunk = &data[off..off + n];
+                    wbuf.extend_from_slice(chunk);
+                    if l.ddgst {
+                        wbuf.extend_from_slice(&ptcp::digest(chunk).to_le_bytes());
+                    }
+                }
+                Err(_) => {
+                    wbuf.truncate(start);
+                    return;
+                }
+            }
+            ctx.stats.pdus_sent.add(1);
+            off += n;
+        }
+    }
+
+    fn send_r2t(&mut self, cid: Cid, ttag: u16, len: u32, ctx: &Ctx) {
+        let r = R2T {
+            cccid: cid,
+            ttag,
+            r2to: 0,
+            r2tl: len,
+        };
+        let start = self.wbuf.len();
+        self.wbuf
+            .resize(start + ptcp::R2T_HLEN + ptcp::DIGEST_LEN, 0);
+        let n = ptcp::encode_r2t(&r, &self.cfg, &mut self.wbuf[start..]).unwrap_or(0);
+        self.wbuf.truncate(start + n);
+        ctx.stats.pdus_sent.add(1);
+    }
+
+    /// Sends `len` bytes of admin data (from `self.scratch`, zero-padded) then a success CQE.
+    fn respond_with_scratch(&mut self, cid: Cid, len: usize, ctx: &Ctx) {
+        if self.scratch.len() < len {
+            self.scratch.resize(len, 0);
+        }
+        Self::send_c2h(&mut self.wbuf, &self.cfg, cid, &self.scratch[..len], ctx);
+        self.respond(cid, Status::SUCCESS, 0, 0, ctx);
+    }
+
+    /// Checks the data pointer of a controller-to-host command; returns the transfer length.
+    fn c2h_len(&self, sqe: &Sqe, data: &[u8]) -> Result<usize, Status> {
+        if !data.is_empty() {
+            return Err(Status::INVALID_FIELD);
+        }
+        if sqe.psdt() == 0 {
+            return Err(Status::INVALID_FIELD);
+        }
+        match sqe.dptr {
+            SglDescriptor::TransportDataBlock { len, subtype: st } if st == subtype::TRANSPORT => {
+                Ok(len as usize)
+            }
+            SglDescriptor::DataBlock { .. } => Err(Status::SGL_DESCRIPTOR_TYPE_INVALID),
+            _ => Err(Status::SGL_DESCRIPTOR_TYPE_INVALID),
+        }
+    }
+
+    /// Where the data of a host-to-controller command comes from.
+    fn h2c_source(&self, sqe: &Sqe, data: &[u8]) -> Result<H2cSource, Status> {
+        if sqe.psdt() == 0 {
+            return Err(Status::INVALID_FIELD);
+        }
+        match sqe.dptr {
+            SglDescriptor::DataBlock {
+                addr,
+                len,
+                subtype: st,
+            } if st == subtype::OFFSET => {
+                if addr != 0 {
+                    Err(Status::INVALID_SGL_OFFSET)
+                } else if len as usize != data.len() {
+                    Err(Status::SGL_DATA_BLOCK_LENGTH_INVALID)
+                } else {
+                    Ok(H2cSource::InCapsule(len))
+                }
+            }
+            SglDescriptor::TransportDataBlock { len, subtype: st } if st == subtype::TRANSPORT => {
+                if !data.is_empty() {
+                    Err(Status::INVALID_FIELD)
+                } else {
+                    Ok(H2cSource::R2T(len))
+                }
+            }
+            _ => Err(Status::SGL_DESCRIPTOR_TYPE_INVALID),
+        }
+    }
+
+    /// Takes a request from the pool for `sqe`; `None` means the host overran its queue.
+    fn alloc_req(&mut self, sqe: &Sqe, len: u32, class: OpClass, ns_index: usize) -> Option<u16> {
+        let idx = self.free.pop()?;
+        self.cid_mark(sqe.cid, true);
+        let r = &mut self.reqs[usize::from(idx)];
+        r.sqe = *sqe;
+        r.len = len;
+        r.received = 0;
+        r.failed = None;
+        r.class = class;
+        r.ns_index = ns_index;
+        if r.buf.len() < len as usize {
+            r.buf.resize(len as usize, 0);
+        }
+        Some(idx)
+    }
+
+    fn free_req(&mut self, idx: usize) {
+        let cid = self.reqs[idx].sqe.cid;
+        self.reqs[idx].state = ReqState::Free;
+        self.cid_mark(cid, false);
+        self.free.push(idx as u16);
+    }
+
+    /// The host sent more commands than its queue holds.
+    fn queue_overrun(&mut self, sqe: &Sqe, ctx: &mut Ctx) {
+        let mut hdr = [0u8; 72];
+        hdr[0] = ptcp::PduType::CapsuleCmd as u8;
+        hdr[2] = 72;
+        hdr[8..72].copy_from_slice(&sqe.to_bytes());
+        self.fatal_fes(Fes::PduSequenceError, 0, &hdr, ctx);
+    }
+
+    fn on_h2c(&mut self, h: H2CData, data: &[u8], ctx: &mut Ctx) {
+        let idx = usize::from(h.ttag);
+        let hdr = {
+            let mut b = [0u8; 24];
+            b[0] = ptcp::PduType::H2CData as u8;
+            b[2] = 24;
+            b[8..10].copy_from_slice(&h.cccid.0.to_le_bytes());
+            b[10..12].copy_from_slice(&h.ttag.to_le_bytes());
+            b[12..16].copy_from_slice(&h.datao.to_le_bytes());
+            b[16..20].copy_from_slice(&h.datal.to_le_bytes());
+            b
+        };
+        let Some(r) = self.reqs.get_mut(idx) else {
+            return self.fatal_fes(Fes::InvalidHeaderField, 10, &hdr, ctx);
+        };
+        if r.state != ReqState::AwaitH2C || r.sqe.cid != h.cccid {
+            return self.fatal_fes(Fes::InvalidHeaderField, 10, &hdr, ctx);
+        }
+        if h.datao != r.received {
+            return self.fatal_fes(Fes::DataTransferOutOfRange, 12, &hdr, ctx);
+        }
+        let end = h.datao as usize + data.len();
+        if end > r.len as usize {
+            return self.fatal_fes(Fes::DataTransferOutOfRange, 16, &hdr, ctx);
+        }
+        r.buf[h.datao as usize..end].copy_from_slice(data);
+        r.received = end as u32;
+        if r.received == r.len {
+            self.finish_h2c(idx, ctx);
+        }
+    }
+
+    /// All host data of a request arrived: execute it (or fail it after a digest error).
+    fn finish_h2c(&mut self, idx: usize, ctx: &mut Ctx) {
+        if let Some(st) = self.reqs[idx].failed {
+            let cid = self.reqs[idx].sqe.cid;
+            self.free_req(idx);
+            return self.respond(cid, st, 0, 0, ctx);
+        }
+        self.execute_write_like(idx, ctx);
+    }
+
+    /// A backend operation finished.
+    pub fn on_backend_done(&mut self, req: u16, r: Result<(), BdevError>, ctx: &mut Ctx) {
+        let idx = usize::from(req);
+        if self.reqs.get(idx).map(|r| r.state) != Some(ReqState::AtBackend) {
+            return;
+        }
+        let (cid, class, len) = {
+            let q = &self.reqs[idx];
+            (q.sqe.cid, q.class, q.len as usize)
+        };
+        let status = match r {
+            Ok(()) => Status::SUCCESS,
+            Err(BdevError::OutOfRange) => Status::LBA_OUT_OF_RANGE,
+            Err(BdevError::BadLength) => Status::INVALID_FIELD,
+            Err(BdevError::Media) => match class {
+                OpClass::Read => Status::UNRECOVERED_READ_ERROR,
+                _ => Status::WRITE_FAULT,
+            },
+        };
+        if status.is_success() && class == OpClass::Read {
+            Self::send_c2h(
+                &mut self.wbuf,
+                &self.cfg,
+                cid,
+                &self.reqs[idx].buf[..len],
+                ctx,
+            );
+            ctx.stats.bytes_read.add(len as u64);
+        } else if status.is_success() && class == OpClass::Write {
+            ctx.stats.bytes_written.add(len as u64);
+        }
+        self.free_req(idx);
+        self.respond(cid, status, 0, 0, ctx);
+    }
+
+    /// Writes pending output. Returns whether bytes moved.
+    pub fn flush(&mut self, ctx: &mut Ctx) -> bool {
+        let mut moved = false;
+        while self.wpos < self.wbuf.len() {
+            match self.stream.write(&self.wbuf[self.wpos..]) {
+                Ok(0) => {
+                    self.transition(ConnEvent::PeerGone, ctx);
+                    return true;
+                }
+                Ok(n) => {
+                    self.wpos += n;
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.transition(ConnEvent::PeerGone, ctx);
+                    return true;
+                }
+            }
+        }
+        if self.wpos == self.wbuf.len() {
+            self.wbuf.clear();
+            self.wpos = 0;
+            if self.state == ConnState::Disconnecting {
+                self.transition(ConnEvent::Drained, ctx);
+            }
+        }
+        if self.state == ConnState::Disconnecting
+            && self.drain_deadline.is_some_and(|d| ctx.now >= d)
+        {
+            self.transition(ConnEvent::Drained, ctx);
+        }
+        moved
+    }
+
+    /// Timer work: keep-alive expiry, controller teardown from elsewhere.
+    pub fn tick(&mut self, ctx: &mut Ctx) {
+        if self.state == ConnState::Closed {
+            return;
+        }
+        if let Some(c) = &self.ctrl {
+            if c.is_failed() && self.state != ConnState::Disconnecting {
+                self.transition(ConnEvent::Terminate, ctx);
+                return;
+            }
+        }
+        let expired = self.admin.as_ref().is_some_and(|a| {
+            a.kato_ms > 0
+                && ctx.now.saturating_duration_since(a.last_keep_alive)
+                    > Duration::from_millis(
+                        u64::from(a.kato_ms)
+                            + u64::from(ctx.shared.config.keep_alive.check_interval_ms),
+                    )
+        });
+        if expired {
+            if let (Some(s), Some(c)) = (&self.subsys, &self.ctrl) {
+                eprintln!(
+                    "ringside-tgt: keep-alive expired for controller {} of {} (host {}, {}); tearing it down",
+                    c.cntlid, s.nqn, c.hostnqn, self.peer
+                );
+                s.remove_controller(c.cntlid);
+            }
+            self.transition(ConnEvent::Terminate, ctx);
+        }
+        if self.state == ConnState::Disconnecting
+            && self.drain_deadline.is_some_and(|d| ctx.now >= d)
+        {
+            self.transition(ConnEvent::Drained, ctx);
+        }
+    }
+
+    /// Target shutdown: stop at once.
+    pub fn shutdown(&mut self, ctx: &mut Ctx) {
+        let _ = self.flush(ctx);
+        self.transition(ConnEvent::PeerGone, ctx);
+    }
+
+    /// Called once when the reactor drops the connection: gives back what it holds elsewhere.
+    pub fn release(&mut self, ctx: &mut Ctx) {
+        self.transition(ConnEvent::PeerGone, ctx);
+        if let (Some(s), Some(c)) = (self.subsys.take(), self.ctrl.take()) {
+            if self.qid == 0 {
+                s.remove_controller(c.cntlid);
+            } else {
+                c.release_qid(self.qid);
+            }
+        }
+        let _ = (self.id, self.gen);
+    }
+}
+
+/// Where a write-like command's data is.
+enum H2cSource {
+    InCapsule(u32),
+    R2T(u32),
+}
