@@ -1331,6 +1331,37 @@ mod tests {
     }
 
     #[test]
+    fn data_limit_is_exact_with_digests() {
+        for dd in [false, true] {
+            let mut cfg = ctrl(true, dd);
+            cfg.max_h2c_data = 4096;
+            let mut buf = vec![0u8; 8192];
+            let mut h = H2CData {
+                cccid: Cid(1),
+                ttag: 0,
+                datao: 0,
+                datal: 4096,
+                last: false,
+            };
+            let host_cfg = PduConfig {
+                role: Role::Host,
+                ..cfg
+            };
+            let n = encode_h2c_data(&h, &[7u8; 4096], &host_cfg, &mut buf).expect("encode");
+            assert!(
+                parse_pdu(&buf[..n], &cfg).expect("at the limit").is_some(),
+                "dd={dd}"
+            );
+            h.datal = 4097;
+            let n = encode_h2c_data(&h, &[7u8; 4097], &host_cfg, &mut buf).expect("encode");
+            let e = parse_pdu(&buf[..8], &cfg)
+                .expect_err("over the limit, from the common header alone");
+            assert_eq!(e.fes(), Some(Fes::DataTransferLimitExceeded), "dd={dd}");
+            assert!(parse_pdu(&buf[..n], &cfg).is_err());
+        }
+    }
+
+    #[test]
     fn two_pdus_back_to_back() {
         let cfg = ctrl(false, false);
         let mut buf = [0u8; 512];
