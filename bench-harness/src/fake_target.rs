@@ -13,12 +13,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use nvme_proto::fabrics::{self, Cc, ConnectCmd, ConnectData, PropertyGet, PropertySet};
+use nvme_proto::identify::{self, IdentifyController, IdentifyNamespace};
+use nvme_proto::log::{subtype, DiscoveryEntry, DiscoveryLog};
 use nvme_proto::nvme::{AdminOpcode, IoOpcode};
 use nvme_proto::tcp::{
     encode_c2h_data, encode_capsule_resp, encode_icresp, encode_r2t, parse_pdu, C2HData, IcResp,
     PduConfig, PduHeader, Role, R2T,
 };
-use nvme_proto::{Cid, Cqe, Sqe, Status};
+use nvme_proto::{Cid, Cqe, Nsid, Sqe, Status};
 
 #[derive(Debug, Clone)]
 pub struct FakeOptions {
@@ -299,24 +301,31 @@ fn command(c: &mut Conn<'_>, sqe: Sqe, data: &[u8]) -> std::io::Result<()> {
     if c.qid == 0 {
         match AdminOpcode::from_u8(sqe.opcode) {
             Some(AdminOpcode::Identify) => {
-                let mut d = vec![0u8; 4096];
-                match sqe.identify_cns() {
-                    1 => {
-                        d[24..28].copy_from_slice(b"fake");
-                        d[77] = sh.opts.mdts;
-                        d[78..80].copy_from_slice(&1u16.to_le_bytes());
-                        d[516..520].copy_from_slice(&1u32.to_le_bytes());
-                        d[1792..1796].copy_from_slice(&sh.opts.ioccsz.to_le_bytes());
+                let d = match sqe.identify_cns() {
+                    identify::cns::CONTROLLER => IdentifyController {
+                        mn: "fake".into(),
+                        mdts: sh.opts.mdts,
+                        cntlid: 1,
+                        nn: 1,
+                        ioccsz: sh.opts.ioccsz,
+                        ..IdentifyController::default()
                     }
-                    2 => d[0..4].copy_from_slice(&1u32.to_le_bytes()),
-                    0 => {
-                        d[0..8].copy_from_slice(&sh.opts.blocks.to_le_bytes());
-                        d[8..16].copy_from_slice(&sh.opts.blocks.to_le_bytes());
-                        let lbads = sh.opts.block_size.trailing_zeros();
-                        d[128..132].copy_from_slice(&(lbads << 16).to_le_bytes());
+                    .to_vec()
+                    .expect("identify controller"),
+                    identify::cns::ACTIVE_NS_LIST => {
+                        let mut d = vec![0u8; identify::IDENTIFY_SIZE];
+                        identify::encode_active_ns_list(&[Nsid(1)], Nsid(0), &mut d)
+                            .expect("ns list");
+                        d
                     }
+                    identify::cns::NAMESPACE => IdentifyNamespace::simple(
+                        sh.opts.blocks,
+                        sh.opts.block_size.trailing_zeros() as u8,
+                    )
+                    .to_vec()
+                    .expect("identify namespace"),
                     _ => return c.send_resp(Cqe::new(cid, Status::INVALID_FIELD)),
-                }
+                };
                 return send_data(c, cid, &d);
             }
             Some(AdminOpcode::SetFeatures) => {
@@ -328,15 +337,13 @@ fn command(c: &mut Conn<'_>, sqe: Sqe, data: &[u8]) -> std::io::Result<()> {
             Some(AdminOpcode::GetLogPage) => {
                 let numd = (sqe.cdw10 >> 16) | (sqe.cdw11 & 0xffff) << 16;
                 let len = (numd as usize + 1) * 4;
-                let mut page = vec![0u8; 2048];
-                page[8..16].copy_from_slice(&1u64.to_le_bytes());
-                let e = &mut page[1024..2048];
-                e[0] = 3;
-                e[1] = 1;
-                e[2] = 2;
-                e[32..36].copy_from_slice(b"4420");
-                e[256..256 + sh.opts.subnqn.len()].copy_from_slice(sh.opts.subnqn.as_bytes());
-                e[512..519].copy_from_slice(b"0.0.0.0");
+                let nqn = fabrics::Nqn::new(&sh.opts.subnqn).expect("nqn");
+                let log = DiscoveryLog {
+                    genctr: 1,
+                    recfmt: 0,
+                    entries: vec![DiscoveryEntry::tcp(nqn, subtype::NVME, "0.0.0.0", 4420, 1)],
+                };
+                let mut page = log.to_vec().expect("discovery log");
                 page.resize(len, 0);
                 return send_data(c, cid, &page);
             }

@@ -13,10 +13,11 @@ use nvme_proto::fabrics::{
     self, Cap, Cc, ConnectCmd, ConnectData, ConnectResponse, Csts, Nqn, PropertyGet, PropertySet,
     PropertySize,
 };
+use nvme_proto::identify::{self, IdentifyController, IdentifyNamespace};
+use nvme_proto::log::{self as plog, DiscoveryEntry, DiscoveryLog, DiscoveryLogHeader};
 use nvme_proto::nvme::{Nsid, NSID_ALL};
 use nvme_proto::{Cid, Cqe, SglDescriptor, Sqe, Status};
 
-use crate::proto_shim;
 use crate::transport::tcp::{TcpParams, TcpQpair};
 use crate::transport::{execute, Dir, Qpair, TransportError};
 
@@ -368,18 +369,26 @@ impl AdminSession {
             .map(|(_, d)| d)
     }
 
-    pub fn identify_controller(&mut self) -> Result<proto_shim::IdCtrl, HostError> {
-        let d = self.identify(1, 0)?;
-        Ok(proto_shim::id_ctrl(&d))
+    pub fn identify_controller(&mut self) -> Result<IdentifyController, HostError> {
+        let d = self.identify(identify::cns::CONTROLLER, 0)?;
+        IdentifyController::decode(&d).map_err(|e| HostError::Controller {
+            what: format!("invalid identify controller data: {e}"),
+        })
     }
 
-    /// Active namespaces with their size and block size.
-    pub fn namespaces(&mut self) -> Result<Vec<(u32, proto_shim::IdNs)>, HostError> {
-        let list = proto_shim::active_ns_list(&self.identify(2, 0)?);
+    /// Active namespaces with their Identify Namespace data.
+    pub fn namespaces(&mut self) -> Result<Vec<(u32, IdentifyNamespace)>, HostError> {
+        let list = identify::decode_ns_list(&self.identify(identify::cns::ACTIVE_NS_LIST, 0)?)
+            .map_err(|e| HostError::Controller {
+                what: format!("invalid active namespace list: {e}"),
+            })?;
         let mut out = Vec::with_capacity(list.len());
         for nsid in list {
-            let ns = proto_shim::id_ns(&self.identify(0, nsid)?);
-            out.push((nsid, ns));
+            let d = self.identify(identify::cns::NAMESPACE, nsid.0)?;
+            let ns = IdentifyNamespace::decode(&d).map_err(|e| HostError::Controller {
+                what: format!("invalid identify namespace data for nsid {}: {e}", nsid.0),
+            })?;
+            out.push((nsid.0, ns));
         }
         Ok(out)
     }
@@ -401,40 +410,37 @@ impl AdminSession {
         Ok(())
     }
 
-    /// Reads the whole Discovery log page.
-    pub fn discovery_log(&mut self) -> Result<Vec<proto_shim::DiscEntry>, HostError> {
-        let glp = |off: u64, len: u32| {
+    /// Reads the whole Discovery log page (header first, then header and all records).
+    pub fn discovery_log(&mut self) -> Result<Vec<DiscoveryEntry>, HostError> {
+        let bad = |e: nvme_proto::ProtoError| HostError::Controller {
+            what: format!("invalid discovery log: {e}"),
+        };
+        let rec = plog::DISCOVERY_RECORD_SIZE as u32;
+        let glp = |len: u32| {
             Sqe::get_log_page(
                 Cid(0),
                 NSID_ALL,
-                0x70,
+                plog::lid::DISCOVERY,
                 len,
-                off,
+                0,
                 SglDescriptor::tcp_transport(len),
             )
-            .map_err(|e| HostError::Controller {
-                what: format!("cannot build get log page: {e}"),
-            })
+            .map_err(bad)
         };
-        let (_, head) = self.run(
-            "get log page (discovery)",
-            glp(0, 1024)?,
-            Dir::FromController,
-            &[],
-            1024,
-        )?;
-        let (_, numrec) = proto_shim::disc_header(&head);
-        let numrec = numrec.min(60); // 60 entries fit the 64 KiB slot; plenty for a benchmark.
-        let len = 1024 * (1 + numrec as u32);
-        let (_, page) = self.run(
-            "get log page (discovery)",
-            glp(0, len)?,
-            Dir::FromController,
-            &[],
-            len,
-        )?;
-        let (_, n2) = proto_shim::disc_header(&page);
-        Ok(proto_shim::disc_entries(&page, n2.min(numrec)))
+        let what = "get log page (discovery)";
+        let (_, head) = self.run(what, glp(rec)?, Dir::FromController, &[], rec)?;
+        let h = DiscoveryLogHeader::decode(&head).map_err(bad)?;
+        // 60 records fit the 64 KiB admin slot; plenty for a benchmark's needs.
+        let numrec = h.numrec.min(60) as u32;
+        let len = rec * (1 + numrec);
+        let (_, page) = self.run(what, glp(len)?, Dir::FromController, &[], len)?;
+        let mut page = page;
+        // Keep the header's count consistent with what was fetched.
+        if let Some(n) = page.get_mut(8..16) {
+            let got = u64::from_le_bytes(n.try_into().unwrap_or([0; 8])).min(u64::from(numrec));
+            n.copy_from_slice(&got.to_le_bytes());
+        }
+        Ok(DiscoveryLog::decode(&page).map_err(bad)?.entries)
     }
 
     /// Normal shutdown: CC.SHN = 01b, wait for CSTS.SHST = complete (bounded), then close.

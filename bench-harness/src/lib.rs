@@ -16,7 +16,6 @@ pub mod cpu;
 pub mod host;
 pub mod pattern;
 pub mod perf;
-mod proto_shim;
 pub mod report;
 pub mod rng;
 pub mod stats;

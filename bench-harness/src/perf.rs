@@ -17,7 +17,6 @@ use crate::config::ConfigError;
 use crate::cpu::CpuError;
 use crate::error_chain;
 use crate::host::{default_hostnqn, generate_hostid, AdminSession, HostError, HostParams};
-use crate::proto_shim::DiscEntry;
 use crate::report::{CoreResult, NamespaceInfo, TargetInfo, Totals, VerifySummary};
 use crate::stats::IoStats;
 use crate::trid::DISCOVERY_NQN;
@@ -25,6 +24,7 @@ use crate::worker::{
     run_worker, LanePlan, NsTarget, WorkerEvent, WorkerResult, WorkerSpec, GATE_ABORT,
     GATE_PREFILL, GATE_RUN,
 };
+use nvme_proto::log::{subtype, trtype, DiscoveryEntry};
 
 /// Why a run could not produce a report.
 #[derive(Debug, thiserror::Error)]
@@ -53,22 +53,22 @@ fn setup(what: impl Into<String>) -> PerfError {
 
 /// How long the slow path waits for any single answer.
 const SLOW_PATH_TIMEOUT: Duration = Duration::from_secs(10);
-/// NVMe/TCP trtype and subtype values in the Discovery log.
-const TRTYPE_TCP: u8 = 3;
-const SUBTYPE_NVM: u8 = 2;
 
 /// Picks the subsystem to use from Discovery log entries: the first NVM subsystem reachable
 /// over TCP (its own address when it names a usable one, else the discovery address).
-pub fn pick_subsystem(entries: &[DiscEntry], fallback: SocketAddr) -> Option<(String, SocketAddr)> {
+pub fn pick_subsystem(
+    entries: &[DiscoveryEntry],
+    fallback: SocketAddr,
+) -> Option<(String, SocketAddr)> {
     let e = entries
         .iter()
-        .find(|e| e.subtype == SUBTYPE_NVM && e.trtype == TRTYPE_TCP)
-        .or_else(|| entries.iter().find(|e| e.subtype == SUBTYPE_NVM))?;
+        .find(|e| e.subtype == subtype::NVME && e.trtype == trtype::TCP)
+        .or_else(|| entries.iter().find(|e| e.subtype == subtype::NVME))?;
     let addr = match (e.traddr.parse::<IpAddr>(), e.trsvcid.parse::<u16>()) {
         (Ok(ip), Ok(port)) if !ip.is_unspecified() && port != 0 => SocketAddr::new(ip, port),
         _ => fallback,
     };
-    Some((e.subnqn.clone(), addr))
+    Some((e.subnqn.to_string(), addr))
 }
 
 fn discover(base: &HostParams) -> Result<(String, SocketAddr), PerfError> {
@@ -157,8 +157,7 @@ fn run_with_admin(
         )));
     }
     // Data transfer limits.
-    let page = 4096u64 << admin.cap.mpsmin;
-    let mdts_bytes = (idc.mdts != 0).then(|| page << idc.mdts.min(40));
+    let mdts_bytes = idc.max_transfer_bytes(admin.cap.mpsmin);
     if let Some(m) = mdts_bytes {
         if cfg.io_size > m {
             return Err(setup(format!(
@@ -168,7 +167,7 @@ fn run_with_admin(
         }
     }
     let ioccsz_bytes = idc.ioccsz.saturating_mul(16);
-    let in_capsule = ioccsz_bytes.saturating_sub(64);
+    let in_capsule = idc.in_capsule_data_size();
     if cfg.queue_depth > u32::from(admin.cap.mqes) {
         return Err(setup(format!(
             "queue depth {} exceeds what the controller allows (CAP.MQES {} means at most {} entries, one kept free)",
@@ -180,16 +179,17 @@ fn run_with_admin(
     let mut targets = Vec::new();
     let mut ns_info = Vec::new();
     for (nsid, ns) in &nss {
-        if ns.block_size == 0 {
+        let Some(block_size) = ns.block_size() else {
             return Err(setup(format!(
-                "namespace {nsid} reports an invalid lba format"
+                "namespace {nsid} reports an invalid lba format (flbas {:#x})",
+                ns.flbas
             )));
-        }
-        let size = ns.nsze.saturating_mul(u64::from(ns.block_size));
-        if cfg.io_size % u64::from(ns.block_size) != 0 {
+        };
+        let size = ns.nsze.saturating_mul(u64::from(block_size));
+        if cfg.io_size % u64::from(block_size) != 0 {
             return Err(setup(format!(
-                "i/o size {} is not a multiple of namespace {nsid}'s block size {}",
-                cfg.io_size, ns.block_size
+                "i/o size {} is not a multiple of namespace {nsid}'s block size {block_size}",
+                cfg.io_size
             )));
         }
         let working = cfg.range.map_or(size, |r| r.min(size));
@@ -202,13 +202,13 @@ fn run_with_admin(
         }
         targets.push(NsTarget {
             nsid: *nsid,
-            block_size: ns.block_size,
+            block_size,
             units,
         });
         ns_info.push(NamespaceInfo {
             nsid: *nsid,
             blocks: ns.nsze,
-            block_size: ns.block_size,
+            block_size,
             size_bytes: size,
         });
     }
@@ -405,16 +405,12 @@ fn run_with_admin(
 mod tests {
     use super::*;
 
-    fn entry(subtype: u8, trtype: u8, nqn: &str, addr: &str, port: &str) -> DiscEntry {
-        DiscEntry {
-            trtype,
-            adrfam: 1,
-            subtype,
-            portid: 1,
-            trsvcid: port.into(),
-            subnqn: nqn.into(),
-            traddr: addr.into(),
-        }
+    fn entry(st: u8, tr: u8, nqn: &str, addr: &str, port: &str) -> DiscoveryEntry {
+        let nqn = nvme_proto::fabrics::Nqn::new(nqn).expect("valid nqn");
+        let mut e = DiscoveryEntry::tcp(nqn, st, addr, 1, 1);
+        e.trtype = tr;
+        e.trsvcid = port.into();
+        e
     }
 
     #[test]
