@@ -499,6 +499,9 @@ impl Conn {
 
     /// Appends a CapsuleResp.
     fn respond(&mut self, cid: Cid, status: Status, dw0: u32, dw1: u32, ctx: &Ctx) {
+        if matches!(self.state, ConnState::Disconnecting | ConnState::Closed) {
+            return; // after a TermReq nothing else may be sent
+        }
         let cqe = Cqe {
             dw0,
             dw1,
