@@ -457,3 +457,39 @@ fn shutdown_notification_completes() {
     let csts = admin.prop_get(prop::CSTS, PropertySize::Four).dw0;
     assert_eq!((csts >> 2) & 3, 2, "SHST complete");
 }
+
+#[test]
+fn reads_end_with_c2h_success_when_sq_flow_control_is_off() {
+    let t = TestTarget::start();
+    let mut admin = t.host();
+    admin.icreq(false, false);
+    let c = admin.connect(NQN, 0, 31, 0, 0xffff);
+    let mut io = t.host();
+    io.cattr = nvme_proto::fabrics::cattr::DISABLE_SQ_FLOW_CONTROL;
+    io.icreq(false, false);
+    assert!(io.connect(NQN, 1, 31, 0, c.dw0 as u16).status.is_success());
+    let d = pattern(40960, 9);
+    assert!(io.write(64, &d, false).status.is_success());
+    let cid = io.cid();
+    let sqe = Sqe::read(cid, Nsid(1), 64, 80, SglDescriptor::tcp_transport(40960)).unwrap();
+    io.capsule(&sqe, &[]);
+    let mut got = Vec::new();
+    loop {
+        match io.recv_pdu() {
+            (nvme_proto::tcp::PduHeader::C2HData(h), data) => {
+                got.extend_from_slice(&data);
+                if h.last {
+                    assert!(h.success, "last C2HData carries SUCCESS");
+                    break;
+                }
+                assert!(!h.success);
+            }
+            (h, _) => panic!("expected only C2HData, got {h:?}"),
+        }
+    }
+    assert_eq!(got, d);
+    // The next command's completion is the next PDU: no CapsuleResp was owed for the read.
+    let cid = io.cid();
+    let (c, _) = io.cmd(Sqe::flush(cid, Nsid(1)), &[], false);
+    assert!(c.status.is_success());
+}

@@ -116,6 +116,7 @@ impl Conn {
                 c
             };
             self.qid = cmd.qid;
+            self.sq_flow_disabled = cmd.cattr & fabrics::cattr::DISABLE_SQ_FLOW_CONTROL != 0;
             self.sqsize = entries as u16;
             self.sqhd = 0;
             let prealloc = if cmd.qid == 0 { 0 } else { 4096 };

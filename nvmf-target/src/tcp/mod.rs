@@ -138,6 +138,9 @@ pub struct Conn {
     qid: u16,
     sqsize: u16,
     sqhd: u16,
+    /// The host disabled SQ flow control (Connect CATTR bit 2): successful reads may then end
+    /// with a C2HData carrying SUCCESS instead of a CapsuleResp (spec: only without flow control).
+    sq_flow_disabled: bool,
     subsys: Option<Arc<Subsystem>>,
     ctrl: Option<Arc<Controller>>,
     admin: Option<Box<AdminState>>,
@@ -181,6 +184,7 @@ impl Conn {
             qid: 0,
             sqsize: 0,
             sqhd: 0,
+            sq_flow_disabled: false,
             subsys: None,
             ctrl: None,
             admin: None,
@@ -528,7 +532,14 @@ impl Conn {
     }
 
     /// Appends C2HData PDUs carrying `data` (split at the connection's C2H limit).
-    fn send_c2h(wbuf: &mut Vec<u8>, cfg: &PduConfig, cid: Cid, data: &[u8], ctx: &Ctx) {
+    fn send_c2h(
+        wbuf: &mut Vec<u8>,
+        cfg: &PduConfig,
+        cid: Cid,
+        data: &[u8],
+        success: bool,
+        ctx: &Ctx,
+    ) {
         let max = cfg.max_c2h_data.max(4096) as usize;
         let mut off = 0usize;
         while off < data.len() {
@@ -539,7 +550,7 @@ impl Conn {
                 datao: off as u32,
                 datal: n as u32,
                 last,
-                success: false,
+                success: success && last,
             };
             let start = wbuf.len();
             wbuf.resize(start + 256, 0);
@@ -582,7 +593,14 @@ impl Conn {
         if self.scratch.len() < len {
             self.scratch.resize(len, 0);
         }
-        Self::send_c2h(&mut self.wbuf, &self.cfg, cid, &self.scratch[..len], ctx);
+        Self::send_c2h(
+            &mut self.wbuf,
+            &self.cfg,
+            cid,
+            &self.scratch[..len],
+            false,
+            ctx,
+        );
         self.respond(cid, Status::SUCCESS, 0, 0, ctx);
     }
 
@@ -728,14 +746,23 @@ impl Conn {
             },
         };
         if status.is_success() && class == OpClass::Read {
+            let success = self.sq_flow_disabled;
             Self::send_c2h(
                 &mut self.wbuf,
                 &self.cfg,
                 cid,
                 &self.reqs[idx].buf[..len],
+                success,
                 ctx,
             );
             ctx.stats.bytes_read.add(len as u64);
+            if success {
+                self.free_req(idx);
+                if let Some(q) = ctx.stats.qpairs.get(usize::from(self.slot)) {
+                    q.on_complete();
+                }
+                return;
+            }
         } else if status.is_success() && class == OpClass::Write {
             ctx.stats.bytes_written.add(len as u64);
         }

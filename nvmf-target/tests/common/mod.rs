@@ -121,6 +121,8 @@ pub struct Host {
     buf: Vec<u8>,
     next_cid: u16,
     pub maxh2cdata: u32,
+    /// Connect attributes sent by `connect` (bit 2: disable SQ flow control).
+    pub cattr: u8,
 }
 
 impl Host {
@@ -135,6 +137,7 @@ impl Host {
             buf: Vec::new(),
             next_cid: 1,
             maxh2cdata: 4096,
+            cattr: 0,
         }
     }
 
@@ -268,7 +271,7 @@ impl Host {
             recfmt: 0,
             qid,
             sqsize,
-            cattr: 0,
+            cattr: self.cattr,
             kato,
         };
         let data = ConnectData {

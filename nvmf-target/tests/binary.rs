@@ -1,0 +1,136 @@
+//! The `ringside-tgt` binary: help, clear errors for bad input, serving, and a clean exit on
+//! SIGTERM (socket file removed).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ringside-tgt");
+
+#[test]
+fn help_describes_the_common_flags() {
+    let out = Command::new(BIN)
+        .arg("--help")
+        .output()
+        .expect("run --help");
+    assert!(out.status.success());
+    let s = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--malloc",
+        "--null",
+        "--cores",
+        "--config",
+        "--rpc-socket",
+        "--allow-host",
+        "--block-size",
+    ] {
+        assert!(s.contains(flag), "--help mentions {flag}");
+    }
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    for (args, want) in [
+        (
+            vec!["--listen", "127.0.0.1:0", "--malloc", "1000"],
+            "multiple of the block size",
+        ),
+        (
+            vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--malloc",
+                "1GiB",
+                "--cores",
+                "4096",
+            ],
+            "core 4096",
+        ),
+        (vec!["--listen", "127.0.0.1:0"], "no namespace"),
+        (
+            vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--null",
+                "1GiB",
+                "--nqn",
+                "bogus",
+            ],
+            "invalid NQN",
+        ),
+        (
+            vec!["--config", "/nonexistent/ringside.toml"],
+            "cannot read config file",
+        ),
+        (vec!["--malloc", "12 parsecs"], "invalid value"),
+    ] {
+        let out = Command::new(BIN).args(&args).output().expect("run");
+        assert!(!out.status.success(), "{args:?} must fail");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(want), "{args:?}: expected {want:?} in {e:?}");
+        assert!(!e.contains("panicked"), "{args:?} panicked: {e}");
+    }
+}
+
+#[test]
+fn check_prints_the_example_config() {
+    let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/target.toml");
+    let out = Command::new(BIN)
+        .args(["--config", ex, "--cores", "0", "--check"])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("nqn.2026-11.io.ringside:nvme0"));
+}
+
+#[test]
+fn serves_and_exits_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sock = dir.path().join("tgt.sock");
+    let core = nvmf_target::config::online_cores()[0].to_string();
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--null",
+            "64MiB",
+            "--cores",
+            &core,
+            "--name",
+            "bintest",
+        ])
+        .arg("--rpc-socket")
+        .arg(&sock)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringside-tgt");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let l = lines
+            .next()
+            .expect("target exited before listening")
+            .expect("stderr line");
+        if let Some(a) = l.strip_prefix("ringside-tgt: listening on tcp ") {
+            break a.parse::<std::net::SocketAddr>().expect("address");
+        }
+    };
+    let mut h = common::Host::open(addr);
+    h.icreq(false, false);
+    let c = h.connect(common::NQN, 0, 31, 0, 0xffff);
+    assert!(c.status.is_success());
+    assert!(sock.exists());
+    let st = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(st.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "clean exit on SIGTERM: {status:?}");
+    assert!(!sock.exists(), "rpc socket removed");
+}

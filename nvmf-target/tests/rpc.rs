@@ -1,0 +1,112 @@
+//! The JSON-RPC socket: stats move with I/O, malformed input gets JSON-RPC errors, shutdown
+//! stops the target and removes the socket file.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use common::*;
+use serde_json::{json, Value};
+
+fn call_raw(path: &std::path::Path, raw: &[u8]) -> Value {
+    let mut s = UnixStream::connect(path).expect("connect rpc socket");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(raw).expect("send");
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).expect("read reply");
+    serde_json::from_str(&line).expect("reply is JSON")
+}
+
+fn call(path: &std::path::Path, method: &str) -> Value {
+    let req = json!({"jsonrpc": "2.0", "id": 1, "method": method});
+    let r = call_raw(path, req.to_string().as_bytes());
+    assert_eq!(r["id"], 1);
+    assert!(r.get("error").is_none(), "{method}: {r}");
+    r["result"].clone()
+}
+
+#[test]
+fn stats_move_with_io() {
+    let t = TestTarget::start();
+    let before = call(&t.rpc, "get_stats");
+    let r0 = &before["reactors"][0];
+    assert_eq!(r0["commands"]["read"], 0);
+    let (_a, mut io) = t.io_pair(false, false);
+    let d = pattern(8192, 1);
+    assert!(io.write(0, &d, true).status.is_success());
+    for _ in 0..5 {
+        assert!(io.read(0, 8192).0.status.is_success());
+    }
+    let after = call(&t.rpc, "get_stats");
+    let r = &after["reactors"][0];
+    assert_eq!(r["commands"]["read"], 5);
+    assert_eq!(r["commands"]["write"], 1);
+    assert_eq!(r["bytes_read"], 5 * 8192);
+    assert_eq!(r["bytes_written"], 8192);
+    assert_eq!(r["connections"], 2);
+    assert!(r["polls"].as_u64().unwrap() > r0["polls"].as_u64().unwrap());
+    assert!(r["busy_polls"].as_u64().unwrap() > 0);
+    let qps = r["qpairs"].as_array().expect("qpairs");
+    let ioq = qps
+        .iter()
+        .find(|q| q["qid"] == 1)
+        .expect("the I/O qpair is listed");
+    assert_eq!(ioq["submitted"], 7, "connect + write + 5 reads");
+    assert_eq!(ioq["completed"], 7);
+    assert_eq!(ioq["outstanding"], 0);
+    assert!(ioq["high_water"].as_u64().unwrap() >= 1);
+
+    let subs = call(&t.rpc, "get_subsystems");
+    let nvm = subs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["nqn"] == NQN)
+        .expect("subsystem listed");
+    assert_eq!(nvm["namespaces"][0]["num_blocks"], (8 << 20) / 512);
+    assert_eq!(nvm["controllers"].as_array().unwrap().len(), 1);
+    let cfg = call(&t.rpc, "get_config");
+    assert_eq!(cfg["name"], "test");
+}
+
+#[test]
+fn malformed_requests_get_errors() {
+    let t = TestTarget::start();
+    let r = call_raw(&t.rpc, b"{nope}");
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    let r = call_raw(&t.rpc, b"[1,2]");
+    assert_eq!(r["error"]["code"], -32600, "{r}");
+    let r = call_raw(
+        &t.rpc,
+        br#"{"jsonrpc":"2.0","id":"x","method":"frobnicate"}"#,
+    );
+    assert_eq!(r["error"]["code"], -32601, "{r}");
+    assert_eq!(r["id"], "x");
+    let r = call_raw(&t.rpc, br#"{"jsonrpc":"1.0","id":2,"method":"get_stats"}"#);
+    assert_eq!(r["error"]["code"], -32600);
+    let r = call_raw(
+        &t.rpc,
+        br#"{"jsonrpc":"2.0","id":3,"method":"get_stats","params":7}"#,
+    );
+    assert_eq!(r["error"]["code"], -32602);
+    // Still serving afterwards.
+    call(&t.rpc, "get_stats");
+    assert_still_serving(&t);
+}
+
+#[test]
+fn shutdown_rpc_stops_everything() {
+    let mut t = TestTarget::start();
+    let (_a, _io) = t.io_pair(false, false);
+    let r = call(&t.rpc, "shutdown");
+    assert_eq!(r, Value::Bool(true));
+    let target = t.target.take().expect("running");
+    target.wait();
+    assert!(!t.rpc.exists(), "rpc socket file removed");
+    assert!(
+        std::net::TcpStream::connect(t.addr).is_err(),
+        "listener closed"
+    );
+}
