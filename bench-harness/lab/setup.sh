@@ -31,9 +31,9 @@ flock 9 || die "cannot lock $LAB/.setup.lock"
 
 # Host tools the guest runs (it sees the host's root) and the tools this script uses.
 PKGS=(qemu-system-x86 busybox-static cpio kmod nvme-cli fio rdma-core ibverbs-utils ibverbs-providers
-      libibverbs-dev librdmacm-dev numactl pciutils bpftool iproute2 python3 xz-utils zstd)
+      libibverbs-dev librdmacm-dev numactl pciutils bpftool iproute2 python3 xz-utils zstd jq)
 # One command per package that proves it is installed and usable (dpkg status alone misses a broken PATH).
-need_cmds() { echo qemu-system-x86_64 busybox cpio depmod modprobe nvme fio rdma ibv_devices numactl lspci bpftool ip python3 xz zstd; }
+need_cmds() { echo qemu-system-x86_64 busybox cpio depmod modprobe nvme fio rdma ibv_devices numactl lspci bpftool ip python3 xz zstd jq; }
 
 # The stamp covers the scripts whose output is cached here, so editing them rebuilds the lab.
 STAMP_ID=$(cat "$HERE/setup.sh" "$HERE/guest/init" | sha256sum | cut -c1-16)

@@ -79,13 +79,9 @@ id_ctrl() {
   fi
   cat "$WORK/id-ctrl.txt"
   # one "name=value" per line; strip the space padding of the ASCII fields
-  python3 - "$WORK/id-ctrl.json" >"$WORK/id-ctrl.kv" <<'EOP' || { fail "$key" "cannot parse id-ctrl JSON" "$WORK/id-ctrl.json"; return 1; }
-import json, sys
-j = json.load(open(sys.argv[1]))
-for k in ("mn", "sn", "fr", "subnqn", "ver", "cntlid", "mdts", "sqes", "cqes", "nn", "ioccsz", "iorcsz", "maxcmd", "kas"):
-    v = j.get(k, "")
-    print("%s=%s" % (k, str(v).strip()))
-EOP
+  jq -r 'to_entries[] | select(.key as $k | ["mn","sn","fr","subnqn","ver","cntlid","mdts","sqes","cqes","nn",
+      "ioccsz","iorcsz","maxcmd","kas"] | index($k)) | "\(.key)=\(.value|tostring|sub("^ +";"")|sub(" +$";""))"' \
+    "$WORK/id-ctrl.json" >"$WORK/id-ctrl.kv" || { fail "$key" "cannot parse id-ctrl JSON" "$WORK/id-ctrl.json"; return 1; }
   while IFS= read -r kv; do res "$key.${kv%%=*}" "${kv#*=}"; done <"$WORK/id-ctrl.kv"
   local mn sn sub
   mn=$(sed -n 's/^mn=//p' "$WORK/id-ctrl.kv"); sn=$(sed -n 's/^sn=//p' "$WORK/id-ctrl.kv"); sub=$(sed -n 's/^subnqn=//p' "$WORK/id-ctrl.kv")
@@ -103,13 +99,9 @@ id_ns() {
     fail "$key" "nvme id-ns $dev failed" "$WORK/id-ns.txt"; return 1
   fi
   cat "$WORK/id-ns.txt"
-  python3 - "$WORK/id-ns.json" >"$WORK/id-ns.kv" <<'EOP' || { fail "$key" "cannot parse id-ns JSON" "$WORK/id-ns.json"; return 1; }
-import json, sys
-j = json.load(open(sys.argv[1]))
-fmt = j["flbas"] & 0xF
-print("nsze=%d" % j["nsze"]); print("ncap=%d" % j["ncap"]); print("nuse=%d" % j.get("nuse", 0))
-print("lba_size=%d" % (1 << j["lbafs"][fmt]["ds"])); print("nlbaf=%d" % j["nlbaf"])
-EOP
+  jq -r 'def p2(n): if n <= 0 then 1 else 2 * p2(n - 1) end; (.flbas % 16) as $f |
+      "nsze=\(.nsze)", "ncap=\(.ncap)", "nuse=\(.nuse // 0)", "lba_size=\(p2(.lbafs[$f].ds))", "nlbaf=\(.nlbaf)"' \
+    "$WORK/id-ns.json" >"$WORK/id-ns.kv" || { fail "$key" "cannot parse id-ns JSON" "$WORK/id-ns.json"; return 1; }
   while IFS= read -r kv; do res "$key.${kv%%=*}" "${kv#*=}"; done <"$WORK/id-ns.kv"
   local nsze got_lba
   nsze=$(sed -n 's/^nsze=//p' "$WORK/id-ns.kv"); got_lba=$(sed -n 's/^lba_size=//p' "$WORK/id-ns.kv")
@@ -130,16 +122,10 @@ fio_verify() {
       --verify=crc32c --do_verify=1 --verify_fatal=1 --randrepeat=0 "$@" \
       --output-format=json --output="$WORK/fio.json" >"$WORK/fio.err" 2>&1
   local rc=$?
-  python3 - "$WORK/fio.json" >"$WORK/fio.kv" 2>>"$WORK/fio.err" <<'EOP'
-import json, sys
-t = open(sys.argv[1]).read()
-j = json.loads(t[t.index("{"):])          # fio may print notes before the JSON
-job = j["jobs"][0]
-print("error=%d" % job["error"])
-for d in ("read", "write"):
-    print("%s_ios=%d" % (d, job[d]["total_ios"])); print("%s_bytes=%d" % (d, job[d]["io_bytes"]))
-    print("%s_iops=%.0f" % (d, job[d]["iops"]))
-EOP
+  # fio may print notes before the JSON document
+  sed -n '/^{/,$p' "$WORK/fio.json" | jq -r '.jobs[0] | "error=\(.error)",
+      (("read", "write") as $d | "\($d)_ios=\(.[$d].total_ios)", "\($d)_bytes=\(.[$d].io_bytes)", "\($d)_iops=\(.[$d].iops|floor)")' \
+    >"$WORK/fio.kv" 2>>"$WORK/fio.err"
   while IFS= read -r kv; do res "$key.${kv%%=*}" "${kv#*=}"; done <"$WORK/fio.kv"
   local err rios
   err=$(sed -n 's/^error=//p' "$WORK/fio.kv"); rios=$(sed -n 's/^read_ios=//p' "$WORK/fio.kv")
@@ -160,17 +146,20 @@ disconnect() {
 }
 
 # verify_suite <prefix> <addr> <port> <nqn> <bytes> <lba> <full|short>: discover, connect, identify, fio verify
-# (full: 4k randwrite, mixed sizes, randrw; short: 4k randwrite), disconnect.
+# (full: 32 MiB 4k randwrite, 32 MiB mixed sizes, 16 MiB randrw; short: 8 MiB 4k, 16 MiB mixed), disconnect.
 verify_suite() {
   local p=$1 addr=$2 port=$3 nqn=$4 bytes=$5 lba=$6 depth=$7
   discover "$p.discover" "$addr" "$port" "$nqn"
   connect "$p.connect" "$addr" "$port" "$nqn" || return 1
   id_ctrl "$p.id_ctrl" "$CTRL" "$nqn"
   id_ns "$p.id_ns" "$DEV" "$bytes" "$lba"
-  fio_verify "$p.fio.randwrite_4k" "$DEV" --rw=randwrite --bs=4k --size=32M
   if [ "$depth" = full ]; then
+    fio_verify "$p.fio.randwrite_4k" "$DEV" --rw=randwrite --bs=4k --size=32M
     fio_verify "$p.fio.randwrite_mixed" "$DEV" --rw=randwrite --bsrange="$lba"-128k --size=32M --offset=64M
     fio_verify "$p.fio.randrw" "$DEV" --rw=randrw --rwmixread=50 --bs=8k --size=16M --offset=128M --verify_backlog=64
+  else
+    fio_verify "$p.fio.randwrite_4k" "$DEV" --rw=randwrite --bs=4k --size=8M
+    fio_verify "$p.fio.randwrite_mixed" "$DEV" --rw=randwrite --bsrange="$lba"-128k --size=16M --offset=64M
   fi
   disconnect "$p.disconnect" "$nqn"
 }

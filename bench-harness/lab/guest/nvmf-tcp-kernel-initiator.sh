@@ -1,0 +1,77 @@
+#!/bin/sh
+# Interop check (runs inside the lab guest): the Linux kernel NVMe/TCP initiator (nvme-tcp, nvme-cli, fio)
+# against ringside-tgt. Two target runs on 127.0.0.1:4420 with one 256 MiB malloc namespace and the default NQN:
+#   1. 512-byte blocks: discover, connect, id-ctrl, id-ns, fio crc32c verify (4k randwrite, mixed sizes, randrw),
+#      disconnect; then a connect with header and data digests and a shorter verify; SIGTERM, exit status 0.
+#   2. 4096-byte blocks: the same without the longer fio jobs and the digests.
+# Results: LAB_RESULT lines (see lib-nvmf.sh), target.* keys for the target process itself.
+# Usage (host): bench-harness/lab/run.sh -- bench-harness/lab/guest/nvmf-tcp-kernel-initiator.sh \
+#                 <path to ringside-tgt> [extra ringside-tgt args...]
+# Env: TGT_CORES (reactor core list in the guest, default 1), FIO_ENGINE (io_uring | libaio).
+. "$(dirname "$0")/lib-nvmf.sh"
+TGT=${1:?usage: nvmf-tcp-kernel-initiator.sh <ringside-tgt> [extra args]}; shift
+ADDR=127.0.0.1 PORT=4420 SZ=$((256 << 20))
+CORES=${TGT_CORES:-1}
+
+[ -x "$TGT" ] || { fail target "ringside-tgt not found or not executable: $TGT"; lab_finish; exit; }
+modprobe nvme-tcp || { fail target "modprobe nvme-tcp failed"; lab_finish; exit; }
+res target.binary "$TGT"
+
+# The NQN the target will serve with these flags (its own --check output, so the default NQN is not repeated here).
+tgt_args() { echo "--listen $ADDR:$PORT --malloc 256MiB --block-size $1 --cores $CORES"; }
+NQN=$("$TGT" $(tgt_args 512) "$@" --check 2>"$WORK/check.err" | sed -n 's/^nqn = "\(.*\)"$/\1/p' | head -n 1)
+[ -n "$NQN" ] || { fail target.check "ringside-tgt --check printed no subsystem NQN" "$WORK/check.err"; lab_finish; exit; }
+res target.nqn "$NQN"
+
+TPID=""
+# start_target <key> <block size> [args]: starts ringside-tgt in the background and waits until it listens.
+start_target() {
+  local key=$1 bs=$2 i; shift 2
+  "$TGT" $(tgt_args "$bs") "$@" >"$WORK/tgt-$bs.log" 2>&1 &
+  TPID=$!
+  for i in $(seq 1 300); do
+    if ! kill -0 $TPID 2>/dev/null; then
+      wait $TPID; fail "$key" "ringside-tgt exited with status $? before listening" "$WORK/tgt-$bs.log"; TPID=""; return 1
+    fi
+    ss -ltnH "sport = :$PORT" 2>/dev/null | grep -q LISTEN && break
+    sleep 0.1
+  done
+  ss -ltnH "sport = :$PORT" | grep -q LISTEN || { fail "$key" "ringside-tgt is not listening on $ADDR:$PORT after 30 s" "$WORK/tgt-$bs.log"; return 1; }
+  res "$key.pid" $TPID
+  res "$key" ok
+}
+# stop_target <key> <block size>: SIGTERM, then the target must exit with status 0 within 30 s.
+stop_target() {
+  local key=$1 bs=$2 i rc
+  [ -n "$TPID" ] || return 1
+  # a step that failed half-way may have left a controller behind: it would reconnect to the next target
+  nvme disconnect -n "$NQN" >/dev/null 2>&1
+  kill -TERM $TPID
+  for i in $(seq 1 300); do kill -0 $TPID 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $TPID 2>/dev/null; then
+    fail "$key" "ringside-tgt still running 30 s after SIGTERM" "$WORK/tgt-$bs.log"; kill -KILL $TPID; wait $TPID; TPID=""; return 1
+  fi
+  wait $TPID; rc=$?; TPID=""
+  echo "ringside-tgt ($bs-byte blocks) log:"; sed 's/^/  | /' "$WORK/tgt-$bs.log"
+  res "$key.status" $rc
+  [ $rc -eq 0 ] || { fail "$key" "ringside-tgt exited with status $rc after SIGTERM" "$WORK/tgt-$bs.log"; return 1; }
+  res "$key" ok
+}
+
+# --- 1. 512-byte blocks, full suite, then digests --------------------------------------------------------------
+if start_target target.start512 512 "$@"; then
+  verify_suite lba512 $ADDR $PORT "$NQN" $SZ 512 full
+  if connect digest.connect $ADDR $PORT "$NQN" -g -G; then
+    fio_verify digest.fio.randwrite_4k "$DEV" --rw=randwrite --bs=4k --size=8M --offset=192M
+    fio_verify digest.fio.randwrite_mixed "$DEV" --rw=randwrite --bsrange=512-128k --size=8M --offset=200M
+    disconnect digest.disconnect "$NQN"
+  fi
+  stop_target target.stop512 512
+fi
+
+# --- 2. 4096-byte blocks ------------------------------------------------------------------------------------------
+if start_target target.start4096 4096 "$@"; then
+  verify_suite lba4096 $ADDR $PORT "$NQN" $SZ 4096 short
+  stop_target target.stop4096 4096
+fi
+lab_finish
