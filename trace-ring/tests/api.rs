@@ -1,0 +1,313 @@
+//! Producer → consumer round trips in one process.
+
+mod common;
+
+use common::{description, layout, TP_COMPLETE, TP_POLL, TP_SUBMIT};
+use trace_ring::{
+    histogram::bucket_index, Error, ErrorClass, OpClass, Record, Start, TraceFile, TraceReader,
+    NO_QPAIR,
+};
+
+fn pid() -> u32 {
+    std::process::id()
+}
+
+#[test]
+fn header_and_description_round_trip() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let desc = description(2);
+    let tf = TraceFile::create(dir.path(), "rt", pid(), &desc, &layout(2, 64)).expect("create");
+    assert_eq!(tf.path(), dir.path().join("ringside.rt"));
+    let len = std::fs::metadata(tf.path()).expect("stat").len();
+    assert_eq!(
+        len,
+        tf.sections().file_size,
+        "file size follows the formula"
+    );
+
+    let r = TraceReader::find_in(dir.path(), "rt").expect("find");
+    assert_eq!(r.name(), "rt");
+    assert_eq!(r.header().pid, pid());
+    assert_eq!(r.reactors(), 2);
+    assert_eq!(r.description(), &desc);
+    assert_eq!(
+        r.description()
+            .tracepoint(TP_SUBMIT)
+            .map(|t| t.name.as_str()),
+        Some("io.submit")
+    );
+    assert_eq!(r.description().group_name(TP_POLL), Some("poll"));
+    assert!(r.producer_alive());
+    assert_eq!(r.clock(), tf.clock());
+    assert!(r.header().tsc_hz > 0);
+    let by_pid = TraceReader::find_by_pid_in(dir.path(), pid()).expect("find by pid");
+    assert_eq!(by_pid.path(), tf.path());
+}
+
+#[test]
+fn records_flow_and_drop_removes_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf = TraceFile::create(dir.path(), "flow", pid(), &description(2), &layout(2, 16))
+        .expect("create");
+    let mut w0 = tf.take_reactor(0).expect("reactor 0");
+    let mut w1 = tf.take_reactor(1).expect("reactor 1");
+    assert!(matches!(
+        tf.take_reactor(0),
+        Err(Error::ReactorTaken { index: 0 })
+    ));
+    assert!(matches!(
+        tf.take_reactor(2),
+        Err(Error::NoSuchReactor {
+            index: 2,
+            reactors: 2
+        })
+    ));
+
+    let r = TraceReader::open(tf.path()).expect("open");
+    let mut c0 = r.cursor(0, Start::Oldest).expect("cursor");
+    let mut out = Vec::new();
+    assert_eq!(c0.poll(&mut out).records, 0);
+
+    w0.ring.record_at(100, TP_SUBMIT, 3, 7, 0x01, 4096);
+    w0.ring.record(TP_COMPLETE, 3, 7, 0, 0);
+    w1.ring.record_at(150, TP_POLL, NO_QPAIR, 0, 0, 0);
+    let stats = c0.poll(&mut out);
+    assert_eq!(stats.records, 2);
+    assert_eq!(stats.lost, 0);
+    assert_eq!(
+        out[0],
+        Record {
+            tsc: 100,
+            tpoint: TP_SUBMIT,
+            qpair: 3,
+            cid: 7,
+            arg0: 1,
+            arg1: 4096
+        }
+    );
+    assert_eq!(out[1].tpoint, TP_COMPLETE);
+    assert!(out[1].tsc > 1000, "record() stamps a real TSC");
+    assert_eq!(r.head(0), Some(2));
+    assert_eq!(r.head(1), Some(1));
+
+    // Attach publishes the writer thread.
+    w1.ring.attach_current_thread(Some(5));
+    let (tid, core) = r.writer_thread(1).expect("attached");
+    assert!(tid > 0);
+    assert_eq!(core, Some(5));
+    assert_eq!(r.writer_thread(0), None);
+
+    let path = tf.path().to_path_buf();
+    drop(tf);
+    assert!(!path.exists(), "clean exit unlinks the file");
+    assert!(r.producer_exited(), "readers see the exited state");
+    // Writers outliving the TraceFile still write harmlessly into the unlinked mapping.
+    w0.ring.record_at(200, TP_SUBMIT, 0, 0, 0, 0);
+    out.clear();
+    assert_eq!(c0.poll(&mut out).records, 1);
+}
+
+#[test]
+fn mask_toggles_groups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf = TraceFile::create(dir.path(), "mask", pid(), &description(1), &layout(1, 16))
+        .expect("create");
+    let mut w = tf.take_reactor(0).expect("reactor");
+    let ctl = tf.control();
+    let r = TraceReader::open(tf.path()).expect("open");
+    assert_eq!(r.enabled_mask(), u64::MAX, "everything starts enabled");
+    ctl.set_group(1, false);
+    assert!(!w.ring.enabled(TP_SUBMIT));
+    assert!(w.ring.enabled(TP_POLL));
+    w.ring.record_at(1, TP_SUBMIT, 0, 0, 0, 0);
+    w.ring.record_at(2, TP_POLL, 0, 0, 0, 0);
+    assert_eq!(r.head(0), Some(1), "the disabled tracepoint wrote nothing");
+    assert_eq!(r.enabled_mask(), !(1 << 1));
+    ctl.set_enabled_mask(0);
+    w.ring.record_at(3, TP_POLL, 0, 0, 0, 0);
+    assert_eq!(r.head(0), Some(1));
+    ctl.set_group(1, true);
+    w.ring.record_at(4, TP_SUBMIT, 0, 0, 0, 0);
+    assert_eq!(r.head(0), Some(2));
+    assert_eq!(ctl.enabled_mask(), 1 << 1);
+}
+
+#[test]
+fn counters_and_histograms_are_readable() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf = TraceFile::create(dir.path(), "ctr", pid(), &description(2), &layout(2, 16))
+        .expect("create");
+    let clock = tf.clock();
+    let mut w = tf.take_reactor(1).expect("reactor");
+    let c = &mut w.counters;
+    c.poll(1000, true, 50);
+    c.poll(2000, false, 70);
+    c.command(OpClass::Read, 4096);
+    c.command(OpClass::Write, 512);
+    c.command(OpClass::Admin, 0);
+    c.buffer_wait();
+    c.backend_submit();
+    c.backend_submit();
+    c.backend_complete();
+    c.connection_opened();
+    c.error(ErrorClass::Backend);
+    c.qpair_bind(2, 0x0001_0002);
+    c.qpair_submit(2);
+    c.qpair_submit(2);
+    c.qpair_submit(2);
+    let ticks = clock.ns_to_ticks(10_000);
+    c.qpair_complete(2, 4096, ticks, false);
+    c.qpair_complete(2, 4096, ticks, true);
+    c.qpair_submit(9); // beyond 4 slots
+    c.stage_latency_ns(1, 300);
+    c.stage_latency_ns(1, 700);
+    c.stage_latency_ns(5, 1); // beyond 2 stages: ignored
+
+    let r = TraceReader::open(tf.path()).expect("open");
+    let s = r.counters(1).expect("reactor 1");
+    let t = s.totals;
+    assert_eq!(
+        (t.polls, t.busy_polls, t.busy_tsc, t.idle_tsc),
+        (2, 1, 50, 70)
+    );
+    assert_eq!(t.last_poll_tsc, 2000);
+    assert_eq!(
+        (t.cmds_read, t.bytes_read, t.cmds_write, t.bytes_write),
+        (1, 4096, 1, 512)
+    );
+    assert_eq!(t.cmds_admin, 1);
+    assert_eq!(t.buffer_waits, 1);
+    assert_eq!((t.backend_submitted, t.backend_completed), (2, 1));
+    assert_eq!((t.backend_inflight, t.backend_inflight_high_water), (1, 2));
+    assert_eq!(t.connections_opened, 1);
+    assert_eq!(t.errors_backend, 1);
+    assert_eq!(t.qpair_slot_overflow, 1);
+    assert_eq!(s.qpairs.len(), 4);
+    let q = s.qpairs[2];
+    assert_eq!((q.generation, q.ident), (1, 0x0001_0002));
+    assert_eq!(
+        (q.submitted, q.completed, q.outstanding, q.high_water),
+        (3, 2, 1, 3)
+    );
+    assert_eq!((q.bytes, q.errors), (8192, 1));
+    assert_eq!(s.qpairs[0], Default::default());
+    assert_eq!(
+        r.counters(0).expect("reactor 0").totals.polls,
+        0,
+        "reactors are separate"
+    );
+    assert!(r.counters(2).is_none());
+
+    let h = r.qpair_histogram(1, 2).expect("histogram");
+    assert_eq!(h.count(), 2);
+    assert!(
+        h.max().abs_diff(10_000) <= 10,
+        "latency converted to ns: {}",
+        h.max()
+    );
+    assert_eq!(
+        bucket_index(h.quantile(0.5).expect("p50")),
+        bucket_index(h.max())
+    );
+    let st = r.stage_histogram(1, 1).expect("stage");
+    assert_eq!((st.count(), st.sum(), st.max()), (2, 1000, 700));
+    assert_eq!(r.stage_histogram(1, 0).expect("stage 0").count(), 0);
+    assert!(r.stage_histogram(1, 2).is_none());
+    assert!(r.qpair_histogram(1, 4).is_none());
+}
+
+#[test]
+fn merged_cursor_orders_by_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf = TraceFile::create(dir.path(), "merge", pid(), &description(3), &layout(3, 64))
+        .expect("create");
+    let mut ws: Vec<_> = (0..3)
+        .map(|i| tf.take_reactor(i).expect("reactor"))
+        .collect();
+    let r = TraceReader::open(tf.path()).expect("open");
+    let mut m = r.merged(Start::Oldest, 10).expect("merged");
+    // Interleaved timestamps across reactors.
+    for t in 0..30u64 {
+        ws[(t % 3) as usize]
+            .ring
+            .record_at(t * 10, TP_POLL, 0, t as u32, t, 0);
+    }
+    let mut out = Vec::new();
+    // Watermark 150 - 10 = 140: only events up to tsc 140.
+    let st = m.poll(150, &mut out);
+    assert_eq!(st.events, 15);
+    assert!(out.iter().all(|e| e.record.tsc <= 140));
+    let st = m.drain(&mut out);
+    assert_eq!(st.events, 15);
+    assert_eq!(out.len(), 30);
+    for (i, e) in out.iter().enumerate() {
+        assert_eq!(e.record.arg0, i as u64, "event {i} out of order");
+        assert_eq!(e.reactor, (i % 3) as u32);
+    }
+    assert_eq!(m.late_total(), 0);
+    // A record stamped before what was already emitted is still delivered, flagged late.
+    ws[0].ring.record_at(5, TP_POLL, 0, 0, 99, 0);
+    out.clear();
+    let st = m.drain(&mut out);
+    assert_eq!((st.events, st.late), (1, 1));
+}
+
+#[test]
+fn listing_reports_liveness_and_problems() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf =
+        TraceFile::create(dir.path(), "a", pid(), &description(1), &layout(1, 16)).expect("create");
+    std::fs::write(dir.path().join("ringside.junk"), b"not a trace file").expect("write");
+    std::fs::write(dir.path().join("unrelated"), b"x").expect("write");
+    let list = TraceReader::list_in(dir.path()).expect("list");
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0].name, "a");
+    assert!(list[0].alive);
+    assert_eq!(list[0].pid, Some(pid()));
+    assert_eq!(list[0].problem, None);
+    assert_eq!(list[1].name, "junk");
+    assert!(!list[1].alive);
+    assert!(
+        list[1]
+            .problem
+            .as_deref()
+            .is_some_and(|p| p.contains("too small")),
+        "{list:?}"
+    );
+    drop(tf);
+    let list = TraceReader::list_in(dir.path()).expect("list");
+    assert_eq!(list.len(), 1);
+    assert!(matches!(
+        TraceReader::find_in(dir.path(), "a"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        TraceReader::find_by_pid_in(dir.path(), pid()),
+        Err(Error::NoInstanceForPid { .. })
+    ));
+}
+
+#[test]
+fn bad_names_and_layouts_are_rejected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for name in ["", ".hidden", "a/b", "sp ace", &"x".repeat(64)] {
+        let e = TraceFile::create(dir.path(), name, pid(), &description(1), &layout(1, 16))
+            .expect_err("bad name");
+        assert!(matches!(e, Error::InvalidName { .. }), "{name:?}: {e}");
+    }
+    let e = TraceFile::create(dir.path(), "l", pid(), &description(1), &layout(1, 15))
+        .expect_err("ring not a power of two");
+    assert!(e.to_string().contains("power of two"), "{e}");
+    let e = TraceFile::create(dir.path(), "l", pid(), &description(2), &layout(1, 16))
+        .expect_err("reactor count mismatch");
+    assert!(matches!(e, Error::InvalidDescription { .. }), "{e}");
+    let mut dup = description(1);
+    dup.tracepoints.push(dup.tracepoints[0].clone());
+    let e = TraceFile::create(dir.path(), "l", pid(), &dup, &layout(1, 16)).expect_err("dup id");
+    assert!(e.to_string().contains("duplicate tracepoint id"), "{e}");
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("ls").count(),
+        0,
+        "no leftovers"
+    );
+}
