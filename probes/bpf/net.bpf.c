@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * net: packets and bytes per netdev and direction: net_dev_xmit (tx, with the
+ * driver's return code) and netif_receive_skb (rx). Aggregated only, nothing
+ * is streamed. Filter: rs_ifaces (ifindex) unless RS_F_ANY_IFINDEX.
+ */
+#include "rs_common.bpf.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 512);
+	__type(key, struct rs_net_key);
+	__type(value, struct rs_net_val);
+} rs_net SEC(".maps");
+
+static __always_inline void count(__u32 ifindex, __u32 dir, __u64 bytes, bool error)
+{
+	struct rs_config *c = rs_cfg();
+	struct rs_net_key k = { .ifindex = ifindex, .dir = dir };
+	struct rs_net_val zero = {};
+	struct rs_net_val *v;
+
+	if (!c)
+		return;
+	if (!(c->flags & RS_F_ANY_IFINDEX) && !bpf_map_lookup_elem(&rs_ifaces, &ifindex))
+		return;
+	v = rs_upsert(&rs_net, &k, &zero);
+	if (!v)
+		return;
+	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->bytes, bytes);
+	if (error)
+		__sync_fetch_and_add(&v->errors, 1);
+}
+
+SEC("tp_btf/net_dev_xmit")
+int BPF_PROG(rs_net_dev_xmit, struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
+{
+	count(BPF_CORE_READ(dev, ifindex), RS_NET_TX, len, rc != 0);
+	return 0;
+}
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(rs_netif_receive_skb, struct sk_buff *skb)
+{
+	count(BPF_CORE_READ(skb, dev, ifindex), RS_NET_RX, BPF_CORE_READ(skb, len), false);
+	return 0;
+}
