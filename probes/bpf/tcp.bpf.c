@@ -36,12 +36,18 @@ static __always_inline bool conn_of(const struct sock *sk, struct rs_conn *k)
 		return false;
 	k->sport = sport;
 	k->dport = dport;
+	/* Read into typed locals: BPF_CORE_READ_INTO on a byte array would copy one byte. */
 	if (k->family == RS_AF_INET) {
-		BPF_CORE_READ_INTO(k->saddr, sk, __sk_common.skc_rcv_saddr);
-		BPF_CORE_READ_INTO(k->daddr, sk, __sk_common.skc_daddr);
+		__u32 s4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 d4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(k->saddr, &s4, 4);
+		__builtin_memcpy(k->daddr, &d4, 4);
 	} else if (k->family == RS_AF_INET6) {
-		BPF_CORE_READ_INTO(k->saddr, sk, __sk_common.skc_v6_rcv_saddr);
-		BPF_CORE_READ_INTO(k->daddr, sk, __sk_common.skc_v6_daddr);
+		struct in6_addr s6, d6;
+		BPF_CORE_READ_INTO(&s6, sk, __sk_common.skc_v6_rcv_saddr);
+		BPF_CORE_READ_INTO(&d6, sk, __sk_common.skc_v6_daddr);
+		__builtin_memcpy(k->saddr, &s6, 16);
+		__builtin_memcpy(k->daddr, &d6, 16);
 	} else {
 		return false;
 	}
