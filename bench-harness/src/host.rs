@@ -149,6 +149,7 @@ pub fn default_hostnqn(id: &[u8; 16]) -> String {
     format!("nqn.2014-08.org.nvmexpress:uuid:{}", uuid_string(id))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn connect_qpair(
     p: &HostParams,
     qid: u16,
@@ -157,6 +158,7 @@ fn connect_qpair(
     cntlid: u16,
     max_data: u32,
     in_capsule: u32,
+    keep_read_data: bool,
 ) -> Result<(TcpQpair, u16), HostError> {
     let what = if qid == 0 { "admin" } else { "i/o" };
     let mut q = TcpQpair::connect(&TcpParams {
@@ -167,6 +169,7 @@ fn connect_qpair(
         in_capsule,
         header_digest: p.header_digest,
         data_digest: p.data_digest,
+        keep_read_data,
         timeout: p.timeout,
     })
     .map_err(tr(format!(
@@ -245,6 +248,8 @@ fn connect_qpair(
 /// Connects I/O queue `qid` of controller `cntlid` with `depth` request slots (called on the
 /// worker thread that will own it). The queue is sized one entry larger than `depth` (sqsize =
 /// `depth`, zero-based), so `depth` commands fit whichever way the target counts.
+/// `keep_read_data`: see [`TcpParams::keep_read_data`].
+#[allow(clippy::too_many_arguments)]
 pub fn connect_io_qpair(
     p: &HostParams,
     cntlid: u16,
@@ -252,8 +257,19 @@ pub fn connect_io_qpair(
     depth: u16,
     max_data: u32,
     in_capsule: u32,
+    keep_read_data: bool,
 ) -> Result<TcpQpair, HostError> {
-    connect_qpair(p, qid, depth, depth, cntlid, max_data, in_capsule).map(|(q, _)| q)
+    connect_qpair(
+        p,
+        qid,
+        depth,
+        depth,
+        cntlid,
+        max_data,
+        in_capsule,
+        keep_read_data,
+    )
+    .map(|(q, _)| q)
 }
 
 /// An enabled controller's admin queue and what was learned about the controller.
@@ -278,6 +294,7 @@ impl AdminSession {
             fabrics::CNTLID_DYNAMIC,
             64 * 1024,
             ADMIN_IN_CAPSULE,
+            true,
         )?;
         let mut s = AdminSession {
             q,

@@ -144,6 +144,7 @@ pub fn run_worker(
             depth,
             io,
             spec.in_capsule,
+            spec.cfg.verify,
         ) {
             Ok(q) => lanes.push(Lane::new(q, plan.clone(), spec.cfg.seed, core, i)),
             Err(e) => {

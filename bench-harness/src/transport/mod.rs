@@ -24,7 +24,8 @@ pub enum Dir {
 }
 
 /// A finished command. `data` is the slot's buffer truncated to the command's length for
-/// controller-to-host commands (empty otherwise); it is valid only during the callback.
+/// controller-to-host commands (empty otherwise); it is valid only during the callback, and
+/// holds the received data only on qpairs built to keep read data.
 #[derive(Debug)]
 pub struct Completion<'a> {
     pub cid: Cid,

@@ -48,6 +48,10 @@ pub struct TcpParams {
     pub in_capsule: u32,
     pub header_digest: bool,
     pub data_digest: bool,
+    /// Copy C2HData payload into the slot buffers. Off for benchmark runs that never look at
+    /// read data: the bytes are still received (one kernel-to-user copy, as any initiator
+    /// pays) but not copied a second time.
+    pub keep_read_data: bool,
     /// For connect and the ICReq/ICResp exchange.
     pub timeout: Duration,
 }
@@ -92,6 +96,7 @@ pub struct TcpQpair {
     sock: TcpStream,
     qid: u16,
     limits: QpairLimits,
+    keep_read_data: bool,
     cfg: PduConfig,
     slots: Vec<Slot>,
     free: Vec<u16>,
@@ -231,6 +236,7 @@ impl TcpQpair {
                 header_digest: icresp.hdgst,
                 data_digest: icresp.ddgst,
             },
+            keep_read_data: p.keep_read_data,
             cfg,
             slots,
             free: (0..depth as u16).rev().collect(),
@@ -416,6 +422,7 @@ impl TcpQpair {
             match v.header {
                 PduHeader::C2HData(h) => {
                     let cid = h.cccid.0;
+                    let keep = self.keep_read_data;
                     let slot = self.slots.get_mut(usize::from(cid)).ok_or_else(|| {
                         TransportError::protocol(format!("C2HData for unknown cid {cid}"))
                     })?;
@@ -435,7 +442,9 @@ impl TcpQpair {
                                 h.datao, h.datal, slot.len
                             ))
                         })?;
-                    dst.copy_from_slice(v.data);
+                    if keep {
+                        dst.copy_from_slice(v.data);
+                    }
                     slot.received += h.datal;
                     self.rstart += len;
                     if h.success {
