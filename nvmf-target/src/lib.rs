@@ -9,7 +9,6 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
-pub mod proto_shim;
 pub mod reactor;
 pub mod rpc;
 pub mod stats;

@@ -12,9 +12,14 @@ use nvme_proto::fabrics::{
 use nvme_proto::nvme::{feature, AdminOpcode, Sqe, Status};
 
 use super::{AdminState, Conn, ConnEvent, Req};
-use crate::proto_shim::{self as shim, CtrlType, IDENTIFY_SIZE};
 use crate::reactor::Ctx;
 use crate::subsystem::{CreateCtrlError, SubsystemKind};
+use nvme_proto::fabrics::Nqn;
+use nvme_proto::identify::{
+    self as id, cntrltype, IdentifyController, IdentifyNamespace, NsDescriptor, IDENTIFY_SIZE,
+};
+use nvme_proto::log::{self as plog, DiscoveryEntry, DiscoveryLog, SmartLog};
+use nvme_proto::nvme::Nsid;
 
 /// Outstanding Async Event Requests allowed (AERL + 1).
 const AER_LIMIT: usize = 4;
@@ -269,75 +274,95 @@ impl Conn {
         let nsid = sqe.nsid.0;
         let nn = subsys.namespaces.last().map_or(0, |n| n.nsid);
         match sqe.identify_cns() {
-            0x01 => {
+            id::cns::CONTROLLER => {
                 let l = &ctx.shared.config.limits;
-                let mdts = (l.max_io_size.0 / 4096).trailing_zeros() as u8;
-                shim::identify_ctrl(
-                    &shim::IdentifyCtrl {
-                        serial: &subsys.serial,
-                        model: &subsys.model,
-                        firmware: env!("CARGO_PKG_VERSION"),
-                        subnqn: &subsys.nqn,
-                        cntlid: self.ctrl.as_ref().map_or(0, |c| c.cntlid),
-                        ctrl_type: if discovery {
-                            CtrlType::Discovery
-                        } else {
-                            CtrlType::Io
-                        },
-                        mdts,
-                        version: VERSION,
-                        aerl: (AER_LIMIT - 1) as u8,
-                        kas: (ctx.shared.config.keep_alive.check_interval_ms / 100).max(1) as u16,
-                        maxcmd: l.max_queue_depth as u16,
-                        nn: if discovery { 0 } else { nn },
-                        // Dataset Management (bit 2) and Write Zeroes (bit 3).
-                        oncs: if discovery { 0 } else { 0x0c },
-                        // Volatile write cache present; Flush with NSID FFFFFFFFh supported.
-                        vwc: if discovery { 0 } else { 0x07 },
-                        // SGLs supported, address-as-offset (bit 20), transport data block (bit 21).
-                        sgls: 0x0030_0001,
-                        ioccsz: ((64 + l.in_capsule_data_size.0) / 16) as u32,
-                        iorcsz: 1,
-                        msdbd: 1,
-                        oaes: if discovery { 0 } else { 1 << 8 },
-                        cmic: if discovery { 0 } else { 0x02 },
-                        lpa: 0x04,
+                let ctrl = IdentifyController {
+                    vid: 0x1d1d,
+                    ssvid: 0x1d1d,
+                    sn: subsys.serial.clone(),
+                    mn: subsys.model.clone(),
+                    fr: env!("CARGO_PKG_VERSION").to_string(),
+                    cmic: if discovery {
+                        0
+                    } else {
+                        id::cmic::MULTI_CONTROLLER
                     },
-                    &mut page,
-                );
-            }
-            0x00 if !discovery => {
-                match subsys.namespace(nsid) {
-                    Some(ns) => shim::identify_ns(
-                        &shim::IdentifyNs {
-                            nsze: ns.num_blocks,
-                            lbads: ns.lbads(),
-                            nguid: ns.nguid,
-                            shared: true,
-                        },
-                        &mut page,
-                    ),
-                    // Valid but inactive NSIDs read as zeros.
-                    None if nsid != 0 && nsid <= nn => {}
-                    None => {
-                        return self.respond(
-                            sqe.cid,
-                            Status::INVALID_NAMESPACE_OR_FORMAT,
-                            0,
-                            0,
-                            ctx,
-                        )
-                    }
+                    mdts: (l.max_io_size.0 / 4096).trailing_zeros() as u8,
+                    cntlid: self.ctrl.as_ref().map_or(0, |c| c.cntlid),
+                    ver: VERSION,
+                    oaes: if discovery { 0 } else { id::oaes::NS_ATTRIBUTE },
+                    ctratt: id::ctratt::HOST_ID_128,
+                    cntrltype: if discovery {
+                        cntrltype::DISCOVERY
+                    } else {
+                        cntrltype::IO
+                    },
+                    acl: 3,
+                    aerl: (AER_LIMIT - 1) as u8,
+                    lpa: id::lpa::EXTENDED_DATA,
+                    elpe: 0,
+                    kas: (ctx.shared.config.keep_alive.check_interval_ms / 100).max(1) as u16,
+                    maxcmd: l.max_queue_depth as u16,
+                    nn: if discovery { 0 } else { nn },
+                    oncs: if discovery {
+                        0
+                    } else {
+                        id::oncs::DATASET_MANAGEMENT | id::oncs::WRITE_ZEROES
+                    },
+                    vwc: if discovery {
+                        0
+                    } else {
+                        id::vwc::PRESENT | id::vwc::FLUSH_BROADCAST_SUPPORTED
+                    },
+                    sgls: id::sgls::SUPPORTED | id::sgls::OFFSET | id::sgls::TRANSPORT_DATA_BLOCK,
+                    subnqn: subsys.nqn.clone(),
+                    ioccsz: ((64 + l.in_capsule_data_size.0) / 16) as u32,
+                    iorcsz: 1,
+                    icdoff: 0,
+                    fcatt: 0,
+                    msdbd: 1,
+                    ofcs: 1,
+                    ..IdentifyController::default()
+                };
+                if ctrl.encode(&mut page).is_err() {
+                    return self.respond(sqe.cid, Status::INTERNAL_ERROR, 0, 0, ctx);
                 }
             }
-            0x02 if !discovery => {
+            id::cns::NAMESPACE if !discovery => match subsys.namespace(nsid) {
+                Some(ns) => {
+                    let mut n = IdentifyNamespace::simple(ns.num_blocks, ns.lbads());
+                    n.nmic = 1; // may be attached to several controllers
+                    n.nguid = ns.nguid;
+                    if n.encode(&mut page).is_err() {
+                        return self.respond(sqe.cid, Status::INTERNAL_ERROR, 0, 0, ctx);
+                    }
+                }
+                // Valid but inactive NSIDs read as zeros.
+                None if nsid != 0 && nsid <= nn => {}
+                None => {
+                    return self.respond(sqe.cid, Status::INVALID_NAMESPACE_OR_FORMAT, 0, 0, ctx)
+                }
+            },
+            id::cns::ACTIVE_NS_LIST if !discovery => {
                 if nsid >= 0xffff_fffe {
                     return self.respond(sqe.cid, Status::INVALID_NAMESPACE_OR_FORMAT, 0, 0, ctx);
                 }
-                shim::active_ns_list(subsys.namespaces.iter().map(|n| n.nsid), nsid, &mut page);
+                let ids: Vec<Nsid> = subsys.namespaces.iter().map(|n| Nsid(n.nsid)).collect();
+                if id::encode_active_ns_list(&ids, Nsid(nsid), &mut page).is_err() {
+                    return self.respond(sqe.cid, Status::INTERNAL_ERROR, 0, 0, ctx);
+                }
             }
-            0x03 if !discovery => match subsys.namespace(nsid) {
-                Some(ns) => shim::ns_descriptors(&ns.nguid, &ns.uuid, &mut page),
+            id::cns::NS_DESCRIPTOR_LIST if !discovery => match subsys.namespace(nsid) {
+                Some(ns) => {
+                    let list = [
+                        NsDescriptor::Nguid(ns.nguid),
+                        NsDescriptor::Uuid(ns.uuid),
+                        NsDescriptor::Csi(id::csi::NVM),
+                    ];
+                    if NsDescriptor::encode_list(&list, &mut page).is_err() {
+                        return self.respond(sqe.cid, Status::INTERNAL_ERROR, 0, 0, ctx);
+                    }
+                }
                 None => {
                     return self.respond(sqe.cid, Status::INVALID_NAMESPACE_OR_FORMAT, 0, 0, ctx)
                 }
@@ -359,37 +384,42 @@ impl Conn {
             return self.respond(sqe.cid, Status::COMMAND_SEQUENCE_ERROR, 0, 0, ctx);
         };
         let discovery = subsys.kind == SubsystemKind::Discovery;
-        let lid = (sqe.cdw10 & 0xff) as u8;
-        let numd = (u64::from(sqe.cdw10 >> 16) | (u64::from(sqe.cdw11 & 0xffff) << 16)) + 1;
-        let offset = u64::from(sqe.cdw12) | (u64::from(sqe.cdw13) << 32);
-        if numd * 4 != len as u64 || offset % 4 != 0 {
+        let glp = plog::GetLogPage::from_sqe(&sqe);
+        let (lid, offset) = (glp.lid, glp.offset);
+        if glp.len_bytes() != len as u64 || offset % 4 != 0 || glp.ot {
             return self.respond(sqe.cid, Status::INVALID_FIELD, 0, 0, ctx);
         }
         let mut log = std::mem::take(&mut self.scratch);
         log.clear();
         match lid {
-            0x01 if !discovery => log.resize(64, 0), // Error information: no errors logged
-            0x02 if !discovery => {
-                log.resize(512, 0); // SMART / health
-                log[1..3].copy_from_slice(&310u16.to_le_bytes()); // composite temperature, K
-                log[3] = 100; // available spare %
-                log[4] = 10; // spare threshold %
+            plog::lid::ERROR_INFORMATION if !discovery => log.resize(plog::ERROR_ENTRY_SIZE, 0), // no errors logged
+            plog::lid::SMART_HEALTH if !discovery => {
+                log.resize(plog::SMART_SIZE, 0);
+                let st = &ctx.stats;
+                let smart = SmartLog {
+                    composite_temperature: 310,
+                    available_spare: 100,
+                    available_spare_threshold: 10,
+                    // This reactor's share only: the log is a courtesy, not an account.
+                    data_units_read: SmartLog::data_units(u128::from(st.bytes_read.get())),
+                    data_units_written: SmartLog::data_units(u128::from(st.bytes_written.get())),
+                    ..SmartLog::default()
+                };
+                let _ = smart.encode(&mut log);
             }
-            0x04 if !discovery => log.resize(4096, 0), // Changed namespace list: none changed
-            0x70 if discovery => self.discovery_log(&mut log, ctx),
+            plog::lid::CHANGED_NS_LIST if !discovery => log.resize(plog::CHANGED_NS_LIST_SIZE, 0), // none changed
+            plog::lid::DISCOVERY if discovery => self.discovery_log(&mut log, ctx),
             _ => {
                 self.scratch = log;
                 return self.respond(sqe.cid, Status::INVALID_LOG_PAGE, 0, 0, ctx);
             }
         }
-        if offset > log.len() as u64 {
+        let mut out = vec![0u8; len];
+        if plog::copy_log_window(&log, offset, &mut out).is_err() {
             self.scratch = log;
             return self.respond(sqe.cid, Status::INVALID_FIELD, 0, 0, ctx);
         }
-        let off = offset as usize;
-        log.drain(..off);
-        log.truncate(len);
-        self.scratch = log;
+        self.scratch = out;
         self.respond_with_scratch(sqe.cid, len, ctx);
     }
 
@@ -400,18 +430,6 @@ impl Conn {
             .as_ref()
             .map(|c| c.hostnqn.clone())
             .unwrap_or_default();
-        let ports: Vec<(String, String, u8)> = ctx
-            .shared
-            .listen_addrs
-            .iter()
-            .map(|a| {
-                (
-                    a.port().to_string(),
-                    a.ip().to_string(),
-                    if a.is_ipv4() { 1 } else { 2 },
-                )
-            })
-            .collect();
         let mut entries = Vec::new();
         for s in ctx
             .shared
@@ -419,20 +437,29 @@ impl Conn {
             .iter()
             .filter(|s| s.host_allowed(&hostnqn))
         {
-            for (i, (port, addr, fam)) in ports.iter().enumerate() {
-                entries.push(shim::DiscEntry {
-                    adrfam: *fam,
-                    subtype: 2,
-                    portid: i as u16 + 1,
-                    asqsz: ctx.shared.config.limits.max_admin_queue_depth as u16,
-                    trsvcid: port,
-                    subnqn: &s.nqn,
-                    traddr: addr,
-                });
+            let Ok(nqn) = Nqn::new(&s.nqn) else { continue };
+            for (i, a) in ctx.shared.listen_addrs.iter().enumerate() {
+                let mut e = DiscoveryEntry::tcp(
+                    nqn.clone(),
+                    plog::subtype::NVME,
+                    &a.ip().to_string(),
+                    a.port(),
+                    i as u16 + 1,
+                );
+                e.asqsz = ctx.shared.config.limits.max_admin_queue_depth as u16;
+                entries.push(e);
             }
         }
         // The configuration never changes at run time, so the generation counter is constant.
-        shim::discovery_log(1, &entries, out);
+        let log = DiscoveryLog {
+            genctr: 1,
+            recfmt: 0,
+            entries,
+        };
+        out.resize(log.len_bytes(), 0);
+        if log.encode(out).is_err() {
+            out.clear();
+        }
     }
 
     fn on_get_features(&mut self, sqe: Sqe, discovery: bool, ctx: &mut Ctx) {
