@@ -304,7 +304,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_queue_depth: 128,
+            max_queue_depth: 256,
             max_admin_queue_depth: 32,
             max_io_queues: 16,
             in_capsule_data_size: ByteSize(8192),

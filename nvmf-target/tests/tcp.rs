@@ -31,7 +31,7 @@ fn admin_bring_up_and_io(#[case] hd: bool, #[case] dd: bool) {
     assert_ne!(cntlid, 0);
 
     let cap = Cap::from_u64(admin.prop_get(prop::CAP, PropertySize::Eight).result64());
-    assert_eq!(cap.mqes, 127, "MQES is the configured queue depth - 1");
+    assert_eq!(cap.mqes, 255, "MQES is the configured queue depth - 1");
     assert!(cap.css & Cap::CSS_NVM != 0);
     let vs = admin.prop_get(prop::VS, PropertySize::Four).dw0;
     assert!(vs >= 0x10300, "VS {vs:#x}");
@@ -492,4 +492,60 @@ fn reads_end_with_c2h_success_when_sq_flow_control_is_off() {
     let cid = io.cid();
     let (c, _) = io.cmd(Sqe::flush(cid, Nsid(1)), &[], false);
     assert!(c.status.is_success());
+}
+
+#[test]
+fn pipelined_large_reads_survive_a_slow_reader() {
+    // 32 x 128 KiB reads queued while the host does not read: the target's socket buffer fills,
+    // writes go partial, and every byte must still arrive in order and intact.
+    let t = TestTarget::start_with(|c| {
+        c.limits.max_c2h_data = nvmf_target::config::ByteSize(128 * 1024);
+    });
+    let (_a, mut io) = t.io_pair(true, true);
+    let chunk = 128 * 1024;
+    let data = pattern(32 * chunk, 77);
+    for i in 0..32 {
+        assert!(io
+            .write(
+                (i * chunk / 512) as u64,
+                &data[i * chunk..(i + 1) * chunk],
+                false
+            )
+            .status
+            .is_success());
+    }
+    let mut cids = Vec::new();
+    for i in 0..32 {
+        let cid = io.cid();
+        cids.push(cid);
+        let sqe = Sqe::read(
+            cid,
+            Nsid(1),
+            (i * chunk / 512) as u64,
+            (chunk / 512) as u32,
+            SglDescriptor::tcp_transport(chunk as u32),
+        )
+        .unwrap();
+        io.capsule(&sqe, &[]);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut got: Vec<Vec<u8>> = vec![Vec::new(); 32];
+    let mut done = 0;
+    while done < 32 {
+        match io.recv_pdu() {
+            (nvme_proto::tcp::PduHeader::C2HData(h), d) => {
+                let i = cids.iter().position(|c| *c == h.cccid).expect("known cid");
+                assert_eq!(h.datao as usize, got[i].len());
+                got[i].extend_from_slice(&d);
+            }
+            (nvme_proto::tcp::PduHeader::CapsuleResp(c), _) => {
+                assert!(c.status.is_success());
+                done += 1;
+            }
+            (h, _) => panic!("{h:?}"),
+        }
+    }
+    for (i, g) in got.iter().enumerate() {
+        assert!(g == &data[i * chunk..(i + 1) * chunk], "read {i} intact");
+    }
 }

@@ -15,8 +15,9 @@
 
 mod admin;
 mod io;
+mod out;
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,6 +75,8 @@ enum ReqState {
     AwaitH2C,
     /// Submitted to the backend.
     AtBackend,
+    /// Done; its data is queued for sending from its buffer.
+    Sending,
 }
 
 /// A command that outlives the poll that received it.
@@ -133,8 +136,8 @@ pub struct Conn {
     rtail: usize,
     /// The largest PDU this connection can receive; `rbuf` holds at least two.
     max_pdu: usize,
-    wbuf: Vec<u8>,
-    wpos: usize,
+    out: out::Out,
+    freed_scratch: Vec<u16>,
     qid: u16,
     sqsize: u16,
     sqhd: u16,
@@ -179,8 +182,8 @@ impl Conn {
             rhead: 0,
             rtail: 0,
             max_pdu,
-            wbuf: Vec::with_capacity(256 * 1024),
-            wpos: 0,
+            out: out::Out::new(),
+            freed_scratch: Vec::with_capacity(256),
             qid: 0,
             sqsize: 0,
             sqhd: 0,
@@ -208,7 +211,7 @@ impl Conn {
     }
 
     pub fn wants_flush(&self) -> bool {
-        self.wpos < self.wbuf.len() || self.state == ConnState::Disconnecting
+        !self.out.is_empty() || self.state == ConnState::Disconnecting
     }
 
     /// The one place the lifecycle changes.
@@ -257,7 +260,7 @@ impl Conn {
             }
             _ => {}
         }
-        if self.wbuf.len() - self.wpos > MAX_PENDING_OUTPUT {
+        if self.out.pending() > MAX_PENDING_OUTPUT {
             return false; // back-pressure: the host is not reading its completions
         }
         if self.rhead == self.rtail {
@@ -323,11 +326,10 @@ impl Conn {
     /// Answers a framing error with a C2HTermReq (when the error calls for one) and closes.
     fn fatal(&mut self, e: &PduError, offending: &[u8], ctx: &mut Ctx) {
         ctx.stats.connection_errors.add(1);
-        let start = self.wbuf.len();
-        self.wbuf.resize(start + ptcp::TERM_REQ_MAX_LEN, 0);
-        let n = ptcp::encode_term_req_for(e, Role::Controller, offending, &mut self.wbuf[start..])
+        let max = ptcp::TERM_REQ_MAX_LEN;
+        let n = ptcp::encode_term_req_for(e, Role::Controller, offending, self.out.reserve(max))
             .unwrap_or(0);
-        self.wbuf.truncate(start + n);
+        self.out.commit(max, n);
         if n > 0 {
             ctx.stats.pdus_sent.add(1);
         }
@@ -337,12 +339,11 @@ impl Conn {
     /// A TermReq for a protocol error found above the framer (sequence, ttag, offsets).
     fn fatal_fes(&mut self, fes: Fes, fei: u32, offending_hdr: &[u8], ctx: &mut Ctx) {
         ctx.stats.connection_errors.add(1);
-        let start = self.wbuf.len();
-        self.wbuf.resize(start + ptcp::TERM_REQ_MAX_LEN, 0);
+        let max = ptcp::TERM_REQ_MAX_LEN;
         let data = ptcp::term_req_data(offending_hdr);
-        let n = ptcp::encode_term_req(Role::Controller, fes, fei, data, &mut self.wbuf[start..])
+        let n = ptcp::encode_term_req(Role::Controller, fes, fei, data, self.out.reserve(max))
             .unwrap_or(0);
-        self.wbuf.truncate(start + n);
+        self.out.commit(max, n);
         ctx.stats.pdus_sent.add(1);
         self.transition(ConnEvent::Terminate, ctx);
     }
@@ -357,10 +358,8 @@ impl Conn {
                     ddgst: req.ddgst,
                     maxh2cdata: ctx.shared.config.limits.max_h2c_data.0 as u32,
                 };
-                let start = self.wbuf.len();
-                self.wbuf.resize(start + ptcp::IC_LEN, 0);
-                let n = ptcp::encode_icresp(&resp, &mut self.wbuf[start..]).unwrap_or(0);
-                self.wbuf.truncate(start + n);
+                let n = ptcp::encode_icresp(&resp, self.out.reserve(ptcp::IC_LEN)).unwrap_or(0);
+                self.out.commit(ptcp::IC_LEN, n);
                 ctx.stats.pdus_sent.add(1);
                 let mut cfg = PduConfig::negotiated(Role::Controller, &req, &resp);
                 cfg.max_in_capsule_data = (ctx.shared.config.limits.in_capsule_data_size.0 as u32)
@@ -515,12 +514,9 @@ impl Conn {
             status,
             phase: false,
         };
-        let start = self.wbuf.len();
-        self.wbuf
-            .resize(start + ptcp::CAPSULE_RESP_HLEN + ptcp::DIGEST_LEN, 0);
-        let n =
-            ptcp::encode_capsule_resp(&cqe, self.cfg.hdgst, &mut self.wbuf[start..]).unwrap_or(0);
-        self.wbuf.truncate(start + n);
+        let max = ptcp::CAPSULE_RESP_HLEN + ptcp::DIGEST_LEN;
+        let n = ptcp::encode_capsule_resp(&cqe, self.cfg.hdgst, self.out.reserve(max)).unwrap_or(0);
+        self.out.commit(max, n);
         let st = &ctx.stats;
         st.pdus_sent.add(1);
         if !status.is_success() {
@@ -531,12 +527,14 @@ impl Conn {
         }
     }
 
-    /// Appends C2HData PDUs carrying `data` (split at the connection's C2H limit).
+    /// Appends C2HData PDUs carrying `data` (split at the connection's C2H limit). With `req`,
+    /// `data` is that request's buffer and is referenced, not copied (see [`out`]).
     fn send_c2h(
-        wbuf: &mut Vec<u8>,
+        out: &mut out::Out,
         cfg: &PduConfig,
         cid: Cid,
         data: &[u8],
+        req: Option<u16>,
         success: bool,
         ctx: &Ctx,
     ) {
@@ -552,19 +550,25 @@ impl Conn {
                 last,
                 success: success && last,
             };
-            let start = wbuf.len();
-            wbuf.resize(start + 256, 0);
-            match ptcp::encode_c2h_data_header(&h, cfg, &mut wbuf[start..]) {
+            // Header, header digest and padding fit in 256 bytes (pdo is a u8).
+            match ptcp::encode_c2h_data_header(&h, cfg, out.reserve(256)) {
                 Ok(l) => {
-                    wbuf.truncate(start + l.header_len);
+                    out.commit(256, l.header_len);
                     let chunk = &data[off..off + n];
-                    wbuf.extend_from_slice(chunk);
+                    match req {
+                        Some(r) => out.push_req(r, off, off + n, last && !l.ddgst),
+                        None => out.push_bytes(chunk),
+                    }
                     if l.ddgst {
-                        wbuf.extend_from_slice(&ptcp::digest(chunk).to_le_bytes());
+                        out.push_bytes(&ptcp::digest(chunk).to_le_bytes());
+                        if let (Some(r), true) = (req, last) {
+                            // Free the request once the digest after its data is out.
+                            out.push_req(r, 0, 0, true);
+                        }
                     }
                 }
                 Err(_) => {
-                    wbuf.truncate(start);
+                    out.commit(256, 0);
                     return;
                 }
             }
@@ -580,11 +584,9 @@ impl Conn {
             r2to: 0,
             r2tl: len,
         };
-        let start = self.wbuf.len();
-        self.wbuf
-            .resize(start + ptcp::R2T_HLEN + ptcp::DIGEST_LEN, 0);
-        let n = ptcp::encode_r2t(&r, &self.cfg, &mut self.wbuf[start..]).unwrap_or(0);
-        self.wbuf.truncate(start + n);
+        let max = ptcp::R2T_HLEN + ptcp::DIGEST_LEN;
+        let n = ptcp::encode_r2t(&r, &self.cfg, self.out.reserve(max)).unwrap_or(0);
+        self.out.commit(max, n);
         ctx.stats.pdus_sent.add(1);
     }
 
@@ -594,10 +596,11 @@ impl Conn {
             self.scratch.resize(len, 0);
         }
         Self::send_c2h(
-            &mut self.wbuf,
+            &mut self.out,
             &self.cfg,
             cid,
             &self.scratch[..len],
+            None,
             false,
             ctx,
         );
@@ -746,23 +749,28 @@ impl Conn {
             },
         };
         if status.is_success() && class == OpClass::Read {
+            // The data leaves from the request's buffer; the request is freed once written.
+            self.reqs[idx].state = ReqState::Sending;
             let success = self.sq_flow_disabled;
+            let r = Some(idx as u16);
             Self::send_c2h(
-                &mut self.wbuf,
+                &mut self.out,
                 &self.cfg,
                 cid,
                 &self.reqs[idx].buf[..len],
+                r,
                 success,
                 ctx,
             );
             ctx.stats.bytes_read.add(len as u64);
             if success {
-                self.free_req(idx);
                 if let Some(q) = ctx.stats.qpairs.get(usize::from(self.slot)) {
                     q.on_complete();
                 }
-                return;
+            } else {
+                self.respond(cid, status, 0, 0, ctx);
             }
+            return;
         } else if status.is_success() && class == OpClass::Write {
             ctx.stats.bytes_written.add(len as u64);
         }
@@ -772,31 +780,26 @@ impl Conn {
 
     /// Writes pending output. Returns whether bytes moved.
     pub fn flush(&mut self, ctx: &mut Ctx) -> bool {
-        let mut moved = false;
-        while self.wpos < self.wbuf.len() {
-            match self.stream.write(&self.wbuf[self.wpos..]) {
-                Ok(0) => {
-                    self.transition(ConnEvent::PeerGone, ctx);
-                    return true;
-                }
-                Ok(n) => {
-                    self.wpos += n;
-                    moved = true;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.transition(ConnEvent::PeerGone, ctx);
-                    return true;
-                }
+        let reqs = &self.reqs;
+        let moved = match self
+            .out
+            .write_to(&self.stream, |i| &reqs[usize::from(i)].buf)
+        {
+            Ok(n) => n > 0,
+            Err(_) => {
+                self.transition(ConnEvent::PeerGone, ctx);
+                return true;
             }
+        };
+        let mut freed = std::mem::take(&mut self.freed_scratch);
+        freed.extend(self.out.take_freed());
+        for &i in &freed {
+            self.free_req(usize::from(i));
         }
-        if self.wpos == self.wbuf.len() {
-            self.wbuf.clear();
-            self.wpos = 0;
-            if self.state == ConnState::Disconnecting {
-                self.transition(ConnEvent::Drained, ctx);
-            }
+        freed.clear();
+        self.freed_scratch = freed;
+        if self.out.is_empty() && self.state == ConnState::Disconnecting {
+            self.transition(ConnEvent::Drained, ctx);
         }
         if self.state == ConnState::Disconnecting
             && self.drain_deadline.is_some_and(|d| ctx.now >= d)
