@@ -89,11 +89,14 @@ int BPF_PROG(rs_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	if (!c)
 		return 0;
 
-	if (rs_cpu_in_mask(c, cpu)) {
+	{
+		/* Updated on every cpu, so a core added to the mask at runtime starts from a fresh
+		 * timestamp rather than from whenever it was last a reactor core. */
 		__u64 *last = bpf_map_lookup_elem(&rs_last_switch, &zero);
 		if (last) {
 			/* prev ran since *last; pid 0 is the idle task: idle time is not stolen. */
-			if (*last && now > *last && prev_tid != 0 && !prev_reactor) {
+			if (*last && now > *last && prev_tid != 0 && !prev_reactor &&
+			    rs_cpu_in_mask(c, cpu)) {
 				struct rs_stolen_key k = { .cpu = cpu, .pid = prev_tid };
 				struct rs_stolen_val z = {};
 				struct rs_stolen_val *v;

@@ -241,3 +241,66 @@ impl ProbeConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(r: Result<(), ProbeError>) -> String {
+        match r {
+            Err(ProbeError::Config { reason }) => reason,
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_configs_are_clear_errors() {
+        let f = Filter {
+            cores: vec![1, 1024],
+            ..Filter::default()
+        };
+        assert_eq!(
+            reason(f.validate()),
+            "core 1024 is beyond the 1024-cpu reactor mask"
+        );
+        let f = Filter {
+            reactor_tids: vec![0],
+            ..Filter::default()
+        };
+        assert!(reason(f.validate()).contains("tid 0"));
+        let f = Filter {
+            ports: (0..=MAX_PORTS as u16).collect(),
+            ..Filter::default()
+        };
+        assert_eq!(
+            reason(f.validate()),
+            "257 ports given, at most 256 fit the kernel set"
+        );
+        let f = Filter {
+            devices: vec![BlockDev {
+                major: 1 << 12,
+                minor: 0,
+            }],
+            ..Filter::default()
+        };
+        assert!(reason(f.validate()).contains("does not fit a kernel dev_t"));
+        let c = ProbeConfig {
+            ringbuf_bytes: 5000,
+            ..ProbeConfig::default()
+        };
+        assert!(reason(c.validate()).contains("power of two"));
+        assert!(ProbeConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn block_dev_from_a_regular_file_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").expect("write");
+        match BlockDev::from_path(&p) {
+            Err(ProbeError::Device { reason, .. }) => assert_eq!(reason, "not a block device"),
+            other => panic!("expected a device error, got {other:?}"),
+        }
+        assert!(BlockDev::from_path(&dir.path().join("missing")).is_err());
+    }
+}

@@ -730,3 +730,95 @@ fn status_of(kind: ProbeKind, r: &Result<Loaded, LoadFailure>) -> ProbeStatus {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(
+        kind: ProbeKind,
+        attached: Vec<&'static str>,
+        missing: Vec<&'static str>,
+        attach_errors: Vec<(&'static str, String)>,
+    ) -> Result<Loaded, LoadFailure> {
+        Ok(Loaded {
+            kind,
+            _links: Vec::new(),
+            maps: Vec::new(),
+            attached,
+            missing,
+            attach_errors,
+        })
+    }
+
+    #[test]
+    fn missing_tracepoint_is_one_partial_line_naming_what_still_works() {
+        let r = loaded(
+            ProbeKind::Tcp,
+            vec!["tcp_retransmit_skb"],
+            vec!["tcp_probe"],
+            vec![],
+        );
+        let s = status_of(ProbeKind::Tcp, &r);
+        assert_eq!(s.outcome, Outcome::Partial);
+        assert_eq!(
+            s.to_string(),
+            "tcp: partial: tracepoint tcp_probe is not in this kernel; still attached: tcp_retransmit_skb"
+        );
+    }
+
+    #[test]
+    fn attach_failure_of_every_program_is_a_failed_line() {
+        let r = loaded(
+            ProbeKind::Net,
+            vec![],
+            vec![],
+            vec![
+                ("net_dev_xmit", "EINVAL".into()),
+                ("netif_receive_skb", "EINVAL".into()),
+            ],
+        );
+        let s = status_of(ProbeKind::Net, &r);
+        assert_eq!(s.outcome, Outcome::Failed);
+        assert_eq!(
+            s.to_string(),
+            "net: not loaded: attaching net_dev_xmit failed (EINVAL), attaching netif_receive_skb failed (EINVAL); the other probes are unaffected"
+        );
+    }
+
+    #[test]
+    fn no_tracepoints_and_layout_mismatch_are_failed_lines() {
+        let s = status_of(
+            ProbeKind::Numa,
+            &Err(LoadFailure::NoTracepoints(vec!["sched_move_numa"])),
+        );
+        assert_eq!(
+            s.to_string(),
+            "numa: not loaded: none of its tracepoints (sched_move_numa) exist in this kernel's BTF; the other probes are unaffected"
+        );
+        let s = status_of(
+            ProbeKind::Block,
+            &Err(check_layout("rs_block", 8, 300, 8, 296).expect_err("mismatch")),
+        );
+        assert_eq!(s.outcome, Outcome::Failed);
+        assert!(
+            s.to_string()
+                .contains("map rs_block: value size is 300 bytes but the loader expects 296"),
+            "{s}"
+        );
+    }
+
+    #[test]
+    fn fully_attached_lists_its_tracepoints() {
+        let r = loaded(
+            ProbeKind::Syscalls,
+            vec!["sys_enter", "sys_exit"],
+            vec![],
+            vec![],
+        );
+        assert_eq!(
+            status_of(ProbeKind::Syscalls, &r).to_string(),
+            "syscalls: attached: sys_enter, sys_exit"
+        );
+    }
+}
