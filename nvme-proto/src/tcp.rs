@@ -904,13 +904,26 @@ pub fn encode_capsule_cmd(
     encode_full(PduType::CapsuleCmd, 0, &sqe.to_bytes(), data, cfg, out)
 }
 
-/// CapsuleResp: 24 bytes, 28 with a header digest.
+/// CapsuleResp: 24 bytes, 28 with a header digest. (A direct path: one per completion.)
 pub fn encode_capsule_resp(cqe: &Cqe, hdgst: bool, out: &mut [u8]) -> Result<usize, ProtoError> {
-    let cfg = PduConfig {
-        hdgst,
-        ..PduConfig::initial(Role::Controller)
-    };
-    encode_full(PduType::CapsuleResp, 0, &cqe.to_bytes(), &[], &cfg, out)
+    const FULL: usize = CAPSULE_RESP_HLEN + DIGEST_LEN;
+    let n = if hdgst { FULL } else { CAPSULE_RESP_HLEN };
+    let have = out.len();
+    let dst = out
+        .get_mut(..n)
+        .ok_or(ProtoError::short("capsule response", n, have))?;
+    let mut h = [0u8; FULL];
+    h[0] = PduType::CapsuleResp as u8;
+    h[1] = if hdgst { flags::HDGSTF } else { 0 };
+    h[2] = CAPSULE_RESP_HLEN as u8;
+    put_u32(&mut h, 4, n as u32);
+    put(&mut h, CH_LEN, &cqe.to_bytes());
+    if hdgst {
+        let d = digest(h.get(..CAPSULE_RESP_HLEN).unwrap_or_default());
+        put_u32(&mut h, CAPSULE_RESP_HLEN, d);
+    }
+    put(dst, 0, h.get(..n).unwrap_or_default());
+    Ok(n)
 }
 
 fn data_specific(cccid: Cid, ttag: u16, off: u32, len: u32) -> [u8; DATA_HLEN - CH_LEN] {
