@@ -67,8 +67,10 @@ fi
 for f in vmlinux initrd.cpio KVER; do [ -s "$LAB/$f" ] || die "$LAB/$f missing: run bench-harness/lab/setup.sh"; done
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 not found: run bench-harness/lab/setup.sh"
 
+mkdir -p "$LAB/runs"
+# Keep a week of run dirs (console logs for post-mortems); older ones go.
+find "$LAB/runs" -mindepth 1 -maxdepth 1 -type d -mtime +7 -exec rm -rf {} + 2>/dev/null || true
 if [ -z "$OUT" ]; then
-  mkdir -p "$LAB/runs"
   OUT=$(mktemp -d "$LAB/runs/$(date +%Y%m%d-%H%M%S).XXXX")
 fi
 mkdir -p "$OUT" || die "cannot create results dir $OUT"

@@ -99,6 +99,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get "${APT[@]}" install -y -qq --no-install-recommends -t bookworm-backports "${missing[@]}" \
     >"$LAB/apt/install.log" 2>&1 \
     || die "apt-get install failed; see $LAB/apt/install.log: $(grep -E '^(E|W):' "$LAB/apt/install.log" | head -n1)"
+  rm -f "$LAB"/apt/cache/archives/*.deb   # installed: the .debs only take space
 fi
 for c in $(need_cmds); do command -v "$c" >/dev/null 2>&1 || die "command '$c' still missing after installing packages"; done
 [ -x /bin/busybox ] || die "/bin/busybox missing (package busybox-static)"
@@ -109,7 +110,8 @@ busybox --list | grep -qx switch_root || die "/bin/busybox lacks switch_root: is
 # NVMe/TCP TLS, ships xz-compressed modules (178 MB extracted instead of 405 MB), and its NVMe/TCP host is the
 # one current distributions run, so interop with it matters more. RINGSIDE_LAB_KERNEL=stable picks 6.1.
 STEP="kernel package"
-if [ $KFLAVOUR = bpo ]; then REL=bookworm-backports; else REL=bookworm; fi
+# stable: no -t, so the newest of bookworm, bookworm-updates and bookworm-security wins (security has the newest)
+if [ $KFLAVOUR = bpo ]; then REL=(-t bookworm-backports); else REL=(); fi
 KVER_OLD=$(cat "$LAB/KVER" 2>/dev/null || true)
 kernel_ok() {
   [ -n "$KVER_OLD" ] && [ -d "$LAB/kroot/lib/modules/$KVER_OLD" ] && [ -f "$LAB/kroot/boot/vmlinuz-$KVER_OLD" ] \
@@ -117,13 +119,13 @@ kernel_ok() {
 }
 if [ $FORCE = 1 ] || ! kernel_ok; then
   apt_update
-  KPKG=$(apt-cache "${APT[@]}" -t "$REL" depends linux-image-amd64 2>/dev/null \
+  KPKG=$(apt-cache "${APT[@]}" "${REL[@]}" depends linux-image-amd64 2>/dev/null \
     | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
-  [ -n "$KPKG" ] || die "cannot resolve linux-image-amd64 in $REL from $MIRROR"
+  [ -n "$KPKG" ] || die "cannot resolve linux-image-amd64 (${REL[*]:-bookworm}) from $MIRROR"
   KVER=${KPKG#linux-image-}
-  say "downloading $KPKG ($REL)"
+  say "downloading $KPKG (${REL[*]:-bookworm})"
   rm -rf "$LAB/kroot" "$LAB/dl"; mkdir -p "$LAB/dl"
-  (cd "$LAB/dl" && apt-get "${APT[@]}" -t "$REL" download -qq "$KPKG" >"$LAB/apt/download.log" 2>&1) \
+  (cd "$LAB/dl" && apt-get "${APT[@]}" "${REL[@]}" download -qq "$KPKG" >"$LAB/apt/download.log" 2>&1) \
     || die "downloading $KPKG failed; see $LAB/apt/download.log"
   STEP="dpkg -x $KPKG"
   dpkg -x "$LAB"/dl/"${KPKG}"_*.deb "$LAB/kroot"
