@@ -590,7 +590,8 @@ pub fn parse_pdu<'a>(buf: &'a [u8], cfg: &PduConfig) -> Result<Option<PduView<'a
     // Data range and digest.
     let (data, ddgst) = match ch.pdu_type {
         PduType::H2CTermReq | PduType::C2HTermReq => (pdu.get(hlen..).unwrap_or_default(), None),
-        _ if plen == full_hlen => (&[][..], None),
+        // An empty slice that still points into the buffer, at the PDU's end.
+        _ if plen == full_hlen => (pdu.get(plen..).unwrap_or_default(), None),
         _ => {
             let tail = if cfg.ddgst { DIGEST_LEN } else { 0 };
             let end = plen - tail;

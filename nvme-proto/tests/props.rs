@@ -366,8 +366,8 @@ proptest! {
             Ok(Some(v)) => {
                 prop_assert!(v.len <= b.len());
                 prop_assert!(v.len >= 8);
-                let start = v.data.as_ptr() as usize - b.as_ptr() as usize;
-                prop_assert!(v.data.is_empty() || start + v.data.len() <= v.len, "data outside the pdu");
+                let start = (v.data.as_ptr() as usize).wrapping_sub(b.as_ptr() as usize);
+                prop_assert!(start <= v.len && start + v.data.len() <= v.len, "data outside the pdu");
             }
             Ok(None) => {}
             Err(e) => {

@@ -32,9 +32,9 @@ fuzz_target!(|data: &[u8]| {
                     v.len >= 8 && v.len <= buf.len(),
                     "view length out of bounds"
                 );
-                let start = v.data.as_ptr() as usize - buf.as_ptr() as usize;
+                let start = (v.data.as_ptr() as usize).wrapping_sub(buf.as_ptr() as usize);
                 assert!(
-                    v.data.is_empty() || start + v.data.len() <= v.len,
+                    start <= v.len && start + v.data.len() <= v.len,
                     "data outside the pdu"
                 );
                 buf = &buf[v.len..];
