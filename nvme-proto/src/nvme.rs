@@ -313,6 +313,39 @@ statuses! {
 }
 
 impl Status {
+    /// Like [`Status::name`], but resolves command-specific codes the command decides:
+    /// SCT 1 codes 0x80..=0x91 of a Fabrics command (`opcode` 0x7F) are the Connect / discovery
+    /// codes, not the I/O command set ones that share their values (fabrics command types
+    /// other than Connect do not define command-specific codes in that range).
+    pub fn name_for(self, opcode: u8) -> Option<&'static str> {
+        if opcode == AdminOpcode::Fabrics as u8 && self.sct() == Sct::CommandSpecific as u8 {
+            let fabrics = [
+                Status::CONNECT_INCOMPATIBLE_FORMAT,
+                Status::CONNECT_CONTROLLER_BUSY,
+                Status::CONNECT_INVALID_PARAMETERS,
+                Status::CONNECT_RESTART_DISCOVERY,
+                Status::CONNECT_INVALID_HOST,
+                Status::INVALID_QUEUE_TYPE,
+                Status::DISCOVERY_RESTART,
+                Status::AUTHENTICATION_REQUIRED,
+            ];
+            let names = [
+                "CONNECT_INCOMPATIBLE_FORMAT",
+                "CONNECT_CONTROLLER_BUSY",
+                "CONNECT_INVALID_PARAMETERS",
+                "CONNECT_RESTART_DISCOVERY",
+                "CONNECT_INVALID_HOST",
+                "INVALID_QUEUE_TYPE",
+                "DISCOVERY_RESTART",
+                "AUTHENTICATION_REQUIRED",
+            ];
+            if let Some(i) = fabrics.iter().position(|s| s.same_code(self)) {
+                return names.get(i).copied();
+            }
+        }
+        self.name()
+    }
+
     pub const DNR: u16 = 1 << 14;
     pub const MORE: u16 = 1 << 13;
 
@@ -970,6 +1003,13 @@ mod tests {
         assert!(!Status::INVALID_FIELD.with_dnr().is_success());
         assert!(Status::SUCCESS.is_success());
         assert_eq!(Status::new(7, 0xff).name(), None);
+        let ip = Status::CONNECT_INVALID_PARAMETERS.with_dnr();
+        assert_eq!(ip.name_for(0x7f), Some("CONNECT_INVALID_PARAMETERS"));
+        assert_eq!(
+            ip.name_for(0x01),
+            Some("ATTEMPTED_WRITE_TO_READ_ONLY_RANGE")
+        );
+        assert_eq!(Status::INVALID_FIELD.name_for(0x7f), Some("INVALID_FIELD"));
     }
 
     #[test]

@@ -905,6 +905,18 @@ pub fn encode_capsule_cmd(
     encode_full(PduType::CapsuleCmd, 0, &sqe.to_bytes(), data, cfg, out)
 }
 
+/// CapsuleCmd header only, for `data_len` bytes of in-capsule data sent separately from the
+/// caller's own buffer (writev): send `header_len` bytes, the data, then the 4-byte [`digest`]
+/// of the data if `layout.ddgst`. With `data_len == 0` this is the whole PDU.
+pub fn encode_capsule_cmd_header(
+    sqe: &Sqe,
+    data_len: usize,
+    cfg: &PduConfig,
+    out: &mut [u8],
+) -> Result<PduLayout, ProtoError> {
+    encode_header(PduType::CapsuleCmd, 0, &sqe.to_bytes(), data_len, cfg, out)
+}
+
 /// CapsuleResp: 24 bytes, 28 with a header digest. (A direct path: one per completion.)
 pub fn encode_capsule_resp(cqe: &Cqe, hdgst: bool, out: &mut [u8]) -> Result<usize, ProtoError> {
     const FULL: usize = CAPSULE_RESP_HLEN + DIGEST_LEN;
@@ -1321,7 +1333,18 @@ mod tests {
         assert_eq!(v.header, PduHeader::H2CData(h));
         assert_eq!(v.data, &data);
         // Header-only encoding gives the same bytes as the full encoding.
-        let mut hb = [0u8; 64];
+        let mut hb = [0u8; 128];
+        let mut cb = [0u8; 1024];
+        let sqe =
+            Sqe::write(Cid(9), Nsid(1), 0, 1, SglDescriptor::in_capsule(0, 100)).expect("valid");
+        let full = encode_capsule_cmd(&sqe, &[3u8; 100], &cfg_h, &mut cb).expect("encode");
+        let cl = encode_capsule_cmd_header(&sqe, 100, &cfg_h, &mut hb).expect("header");
+        assert_eq!((cl.header_len, cl.plen, cl.ddgst), (76, full, true));
+        assert_eq!(
+            &hb[..76],
+            &cb[..76],
+            "header-only capsule matches the full encoding"
+        );
         let l = encode_h2c_data_header(&h, &cfg_h, &mut hb).expect("encode header");
         assert_eq!(&hb[..l.header_len], &buf[..l.header_len]);
         assert_eq!(l.plen, n);
