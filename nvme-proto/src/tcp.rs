@@ -786,11 +786,15 @@ fn encode_header(
             value: header_len as u64,
         });
     }
-    let plen = header_len + data_len + if dd { DIGEST_LEN } else { 0 };
-    let plen32 = u32::try_from(plen).map_err(|_| ProtoError::OutOfRange {
+    let too_long = ProtoError::OutOfRange {
         field: "plen",
-        value: plen as u64,
-    })?;
+        value: data_len as u64,
+    };
+    let plen = header_len
+        .checked_add(data_len)
+        .and_then(|v| v.checked_add(if dd { DIGEST_LEN } else { 0 }))
+        .ok_or(too_long.clone())?;
+    let plen32 = u32::try_from(plen).map_err(|_| too_long)?;
     let have = out.len();
     let out = out
         .get_mut(..header_len)

@@ -469,4 +469,27 @@ proptest! {
             }
         }
     }
+
+    #[test]
+    fn encoders_never_panic_and_respect_buffers(cfg in cfg_strategy(), out_len in 0usize..300, datal in any::<u32>(),
+                                               data in proptest::collection::vec(any::<u8>(), 0..200), s in sqe_strategy()) {
+        let mut out = vec![0u8; out_len];
+        let h2c = tcp::H2CData { cccid: Cid(1), ttag: 2, datao: 3, datal, last: true };
+        let c2h = tcp::C2HData { cccid: Cid(1), datao: 3, datal, last: true, success: true };
+        let results = [
+            tcp::encode_capsule_cmd(&s, &data, &cfg, &mut out).ok(),
+            tcp::encode_capsule_resp(&Cqe::new(Cid(1), Status::SUCCESS), cfg.hdgst, &mut out).ok(),
+            tcp::encode_h2c_data(&h2c, &data, &cfg, &mut out).ok(),
+            tcp::encode_c2h_data(&c2h, &data, &cfg, &mut out).ok(),
+            tcp::encode_h2c_data_header(&h2c, &cfg, &mut out).ok().map(|l| l.header_len),
+            tcp::encode_c2h_data_header(&c2h, &cfg, &mut out).ok().map(|l| l.header_len),
+            tcp::encode_capsule_cmd_header(&s, datal as usize, &cfg, &mut out).ok().map(|l| l.header_len),
+            tcp::encode_r2t(&tcp::R2T { cccid: Cid(1), ttag: 1, r2to: 0, r2tl: datal }, &cfg, &mut out).ok(),
+            tcp::encode_term_req(cfg.role, tcp::Fes::PduSequenceError, datal, &data, &mut out).ok(),
+            tcp::encode_icreq(&tcp::IcReq::default(), &mut out).ok(),
+        ];
+        for n in results.into_iter().flatten() {
+            prop_assert!(n <= out_len, "wrote {} bytes into {}", n, out_len);
+        }
+    }
 }
