@@ -246,9 +246,9 @@ fn connect_qpair(
 }
 
 /// Connects I/O queue `qid` of controller `cntlid` with `depth` request slots (called on the
-/// worker thread that will own it). The queue is sized one entry larger than `depth` (sqsize =
-/// `depth`, zero-based), so `depth` commands fit whichever way the target counts.
-/// `keep_read_data`: see [`TcpParams::keep_read_data`].
+/// worker thread that will own it). As Linux does on fabrics, the queue has `depth` entries
+/// (sqsize = `depth` - 1, zero-based) and all of them may be outstanding; sqsize 0 is invalid,
+/// so a depth of 1 asks for 2 entries. `keep_read_data`: see [`TcpParams::keep_read_data`].
 #[allow(clippy::too_many_arguments)]
 pub fn connect_io_qpair(
     p: &HostParams,

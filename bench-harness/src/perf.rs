@@ -168,12 +168,13 @@ fn run_with_admin(
     }
     let ioccsz_bytes = idc.ioccsz.saturating_mul(16);
     let in_capsule = idc.in_capsule_data_size();
-    if cfg.queue_depth > u32::from(admin.cap.mqes) {
+    // MQES is zero-based: the controller takes queues of up to MQES + 1 entries.
+    if cfg.queue_depth > u32::from(admin.cap.mqes) + 1 {
         return Err(setup(format!(
-            "queue depth {} exceeds what the controller allows (CAP.MQES {} means at most {} entries, one kept free)",
+            "queue depth {} exceeds the controller's queue size limit of {} entries (CAP.MQES {})",
             cfg.queue_depth,
-            admin.cap.mqes,
-            u32::from(admin.cap.mqes) + 1
+            u32::from(admin.cap.mqes) + 1,
+            admin.cap.mqes
         )));
     }
     let mut targets = Vec::new();

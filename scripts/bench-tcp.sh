@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# NVMe/TCP loopback benchmark: ringside-tgt (malloc namespace, one reactor core) driven by
+# ringside-perf (4 KiB random reads, one worker core) at several queue depths.
+#
+# Usage: scripts/bench-tcp.sh
+# Environment (all optional):
+#   DURATION=10      seconds measured per run        WARMUP=1   warm-up seconds per run
+#   QDS="1 32 128"   queue depths                    REPEAT=1   runs per queue depth
+#   IO_SIZE=4096     bytes per I/O                   WORKLOAD=randread
+#   TGT_CORE=0       reactor core                    PERF_CORE=1  initiator core
+#   MALLOC=1GiB      namespace size                  OUT=bench-results/tcp-qd-<rev>.json
+#   NO_BUILD=1       use the binaries already built in ${CARGO_TARGET_DIR:-target}/release
+#
+# Writes one JSON file stamped with the git revision, date and machine, holding every run's
+# full ringside-perf report, and prints a summary table (median and spread over REPEAT runs).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-1}
+QDS=${QDS:-"1 32 128"}
+REPEAT=${REPEAT:-1}
+IO_SIZE=${IO_SIZE:-4096}
+WORKLOAD=${WORKLOAD:-randread}
+TGT_CORE=${TGT_CORE:-0}
+PERF_CORE=${PERF_CORE:-1}
+MALLOC=${MALLOC:-1GiB}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+BIN="$TARGET_DIR/release"
+
+command -v python3 >/dev/null || { echo "bench-tcp: python3 is needed to assemble the JSON" >&2; exit 1; }
+
+if [ -z "${NO_BUILD:-}" ]; then
+  echo "bench-tcp: building release binaries" >&2
+  cargo build --release -q -p nvmf-target -p bench-harness
+fi
+for b in ringside-tgt ringside-perf; do
+  [ -x "$BIN/$b" ] || { echo "bench-tcp: $BIN/$b missing (build with cargo build --release)" >&2; exit 1; }
+done
+
+REV=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+DIRTY=false
+git diff --quiet HEAD -- 2>/dev/null || DIRTY=true
+OUT=${OUT:-bench-results/tcp-qd-$REV.json}
+mkdir -p "$(dirname "$OUT")"
+WORK=$(mktemp -d)
+TGT_PID=""
+cleanup() {
+  if [ -n "$TGT_PID" ]; then kill "$TGT_PID" 2>/dev/null || true; wait "$TGT_PID" 2>/dev/null || true; fi
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+NQN="nqn.2026-11.io.ringside:bench"
+"$BIN/ringside-tgt" --listen 127.0.0.1:0 --malloc "$MALLOC" --cores "$TGT_CORE" --nqn "$NQN" \
+  --name "bench-$$" --rpc-socket "$WORK/rpc.sock" >"$WORK/tgt.out" 2>"$WORK/tgt.err" &
+TGT_PID=$!
+ADDR=""
+for _ in $(seq 1 200); do
+  ADDR=$(sed -n 's/^ringside-tgt: listening on tcp //p' "$WORK/tgt.err" | head -1)
+  [ -n "$ADDR" ] && break
+  kill -0 "$TGT_PID" 2>/dev/null || { echo "bench-tcp: ringside-tgt exited:" >&2; cat "$WORK/tgt.err" >&2; exit 1; }
+  sleep 0.05
+done
+[ -n "$ADDR" ] || { echo "bench-tcp: ringside-tgt did not report its address" >&2; exit 1; }
+PORT=${ADDR##*:}
+echo "bench-tcp: ringside-tgt (pid $TGT_PID) on $ADDR, reactor core $TGT_CORE; perf on core $PERF_CORE" >&2
+
+TRID="trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:$PORT subnqn:$NQN"
+RUNS=()
+for qd in $QDS; do
+  for r in $(seq 1 "$REPEAT"); do
+    f="$WORK/qd$qd-r$r.json"
+    echo "bench-tcp: qd $qd run $r/$REPEAT (${DURATION}s)" >&2
+    "$BIN/ringside-perf" -r "$TRID" -q "$qd" -o "$IO_SIZE" -w "$WORKLOAD" -t "$DURATION" \
+      --warmup "$WARMUP" --cores "$PERF_CORE" --json >"$f"
+    RUNS+=("$qd:$f")
+  done
+done
+
+python3 - "$OUT" "$REV" "$DIRTY" "$TGT_CORE" "$PERF_CORE" "$MALLOC" "$IO_SIZE" "$WORKLOAD" "${RUNS[@]}" <<'EOF'
+import json, os, platform, statistics, subprocess, sys, datetime
+out, rev, dirty, tgt_core, perf_core, malloc, io_size, workload, *runs = sys.argv[1:]
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+by_qd = {}
+for r in runs:
+    qd, path = r.split(":", 1)
+    by_qd.setdefault(int(qd), []).append(json.load(open(path)))
+results = []
+for qd, reps in sorted(by_qd.items()):
+    iops = [x["total"]["iops"] for x in reps]
+    lat = [x["total"]["latency"] for x in reps]
+    med = sorted(range(len(reps)), key=lambda i: iops[i])[len(reps) // 2]
+    results.append({
+        "qd": qd,
+        "iops_median": statistics.median(iops),
+        "iops_min": min(iops),
+        "iops_max": max(iops),
+        "mib_s_median": statistics.median(x["total"]["mib_s"] for x in reps),
+        "avg_us": lat[med]["avg_us"], "p50_us": lat[med]["p50_us"], "p99_us": lat[med]["p99_us"],
+        "p999_us": lat[med]["p999_us"], "max_us": lat[med]["max_us"],
+        "errors": sum(x["total"]["errors"] for x in reps),
+        "runs": reps,
+    })
+doc = {
+    "benchmark": "nvme-tcp loopback, ringside-tgt malloc + ringside-perf",
+    "git_rev": rev, "git_dirty": dirty == "true",
+    "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    "machine": {"nproc": os.cpu_count(), "kernel": platform.release(), "cpu_model": cpu_model(),
+                "loadavg_at_end": os.getloadavg()},
+    "setup": {"target": f"ringside-tgt --malloc {malloc} --cores {tgt_core}",
+              "initiator": f"ringside-perf -o {io_size} -w {workload} --cores {perf_core}"},
+    "reference_spdk_same_machine_kind": {"qd1_iops": 67000, "qd1_avg_us": 15,
+                                         "qd32_iops": [450000, 470000], "qd128_iops": 490000},
+    "results": results,
+}
+with open(out, "w") as f:
+    json.dump(doc, f, indent=2)
+print(f"{'QD':>5} {'IOPS(median)':>14} {'min':>11} {'max':>11} {'MiB/s':>9} {'avg us':>8} {'p50 us':>8} {'p99 us':>8} {'p99.9 us':>9} {'errors':>7}")
+for r in results:
+    print(f"{r['qd']:>5} {r['iops_median']:>14.0f} {r['iops_min']:>11.0f} {r['iops_max']:>11.0f} {r['mib_s_median']:>9.1f} "
+          f"{r['avg_us']:>8.2f} {r['p50_us']:>8.2f} {r['p99_us']:>8.2f} {r['p999_us']:>9.2f} {r['errors']:>7}")
+print(f"reference (SPDK nvmf_tgt + spdk_nvme_perf, 1 core each): QD1 ~67K IOPS (~15 us), QD32 450-470K, QD128 490K")
+print(f"written to {out}")
+EOF
