@@ -463,7 +463,8 @@ pub struct Sqe {
     pub cdw2: u32,
     pub cdw3: u32,
     pub mptr: u64,
-    /// Bytes 24..40. Decoded as an SGL descriptor unless PSDT is PRP (then `Raw`).
+    /// Bytes 24..40. Decoded as an SGL descriptor unless PSDT is PRP (then `Raw`); always an
+    /// SGL for Fabrics commands (opcode 0x7F).
     pub dptr: SglDescriptor,
     pub cdw10: u32,
     pub cdw11: u32,
@@ -498,7 +499,9 @@ impl Sqe {
     pub fn decode(b: &[u8; SQE_SIZE]) -> Self {
         let flags = b[1];
         let dptr_bytes: [u8; 16] = arr(b, 24);
-        let dptr = if flags >> 6 == psdt::PRP {
+        // Fabrics commands always carry an SGL (their byte 1 is reserved, and some hosts leave
+        // it zero); other commands follow PSDT.
+        let dptr = if flags >> 6 == psdt::PRP && b[0] != AdminOpcode::Fabrics as u8 {
             SglDescriptor::Raw(dptr_bytes)
         } else {
             SglDescriptor::decode(&dptr_bytes)
@@ -1037,6 +1040,17 @@ mod tests {
         s.dptr = SglDescriptor::prp(0x1000, 0x2000);
         let d = Sqe::decode(&s.to_bytes());
         assert_eq!(d.dptr, SglDescriptor::prp(0x1000, 0x2000));
+    }
+
+    #[test]
+    fn fabrics_dptr_is_an_sgl_even_without_psdt() {
+        let mut s = Sqe::new(AdminOpcode::Fabrics as u8, Cid(1));
+        s.flags = 0;
+        s.dptr = SglDescriptor::in_capsule(0, 1024);
+        assert_eq!(
+            Sqe::decode(&s.to_bytes()).dptr,
+            SglDescriptor::in_capsule(0, 1024)
+        );
     }
 
     #[test]
