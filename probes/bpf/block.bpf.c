@@ -37,13 +37,13 @@ struct {
 
 static __always_inline __u32 rq_dev(struct request *rq)
 {
-	struct gendisk *disk = BPF_CORE_READ(rq, q, disk);
+	struct gendisk *disk = rq->q->disk;
 	__u32 major, minor;
 
 	if (!disk)
 		return 0;
-	major = BPF_CORE_READ(disk, major);
-	minor = BPF_CORE_READ(disk, first_minor);
+	major = disk->major;
+	minor = disk->first_minor;
 	return (major << 20) | minor;
 }
 
@@ -63,10 +63,10 @@ int BPF_PROG(rs_block_rq_issue, struct request *rq)
 	if (!(c->flags & RS_F_ANY_DEV) && !bpf_map_lookup_elem(&rs_devs, &dev))
 		return 0;
 	f.issue_ns = bpf_ktime_get_ns();
-	f.sector = BPF_CORE_READ(rq, __sector);
+	f.sector = rq->__sector;
 	f.dev = dev;
-	f.op = BPF_CORE_READ(rq, cmd_flags) & RS_REQ_OP_MASK;
-	f.bytes = BPF_CORE_READ(rq, __data_len);
+	f.op = rq->cmd_flags & RS_REQ_OP_MASK;
+	f.bytes = rq->__data_len;
 	bpf_map_update_elem(&rs_rq_inflight, &key, &f, BPF_ANY);
 	return 0;
 }

@@ -36,13 +36,16 @@ static __always_inline void count(__u32 ifindex, __u32 dir, __u64 bytes, bool er
 SEC("tp_btf/net_dev_xmit")
 int BPF_PROG(rs_net_dev_xmit, struct sk_buff *skb, int rc, struct net_device *dev, unsigned int len)
 {
-	count(BPF_CORE_READ(dev, ifindex), RS_NET_TX, len, rc != 0);
+	count(dev->ifindex, RS_NET_TX, len, rc != 0);
 	return 0;
 }
 
 SEC("tp_btf/netif_receive_skb")
 int BPF_PROG(rs_netif_receive_skb, struct sk_buff *skb)
 {
-	count(BPF_CORE_READ(skb, dev, ifindex), RS_NET_RX, BPF_CORE_READ(skb, len), false);
+	struct net_device *dev = skb->dev;
+
+	if (dev)
+		count(dev->ifindex, RS_NET_RX, skb->len, false);
 	return 0;
 }

@@ -20,7 +20,8 @@ struct {
 	__type(value, struct rs_tcp_val);
 } rs_tcp SEC(".maps");
 
-/* Fills *k from the socket; false when the connection is filtered out. */
+/* Fills *k from the socket (a trusted tp_btf pointer: direct reads); false when the connection
+ * is filtered out. Runs for every retransmit and every incoming segment (tcp_probe). */
 static __always_inline bool conn_of(const struct sock *sk, struct rs_conn *k)
 {
 	struct rs_config *c = rs_cfg();
@@ -28,9 +29,9 @@ static __always_inline bool conn_of(const struct sock *sk, struct rs_conn *k)
 
 	if (!c)
 		return false;
-	k->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	sport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	dport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	k->family = sk->__sk_common.skc_family;
+	sport = sk->__sk_common.skc_num;
+	dport = bpf_ntohs(sk->__sk_common.skc_dport);
 	if (!(c->flags & RS_F_ANY_PORT) && !bpf_map_lookup_elem(&rs_ports, &sport) &&
 	    !bpf_map_lookup_elem(&rs_ports, &dport))
 		return false;
@@ -38,8 +39,8 @@ static __always_inline bool conn_of(const struct sock *sk, struct rs_conn *k)
 	k->dport = dport;
 	/* Read into typed locals: BPF_CORE_READ_INTO on a byte array would copy one byte. */
 	if (k->family == RS_AF_INET) {
-		__u32 s4 = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 d4 = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__u32 s4 = sk->__sk_common.skc_rcv_saddr;
+		__u32 d4 = sk->__sk_common.skc_daddr;
 		__builtin_memcpy(k->saddr, &s4, 4);
 		__builtin_memcpy(k->daddr, &d4, 4);
 	} else if (k->family == RS_AF_INET6) {

@@ -35,7 +35,7 @@ pub use abi::{decode_event, DecodeError};
 pub use aggregates::Aggregates;
 pub use config::{BlockDev, Filter, ProbeConfig, ProbeKind, StreamThresholds};
 pub use events::{BlockOp, IrqKind, KernelEvent, NetDir, NumaTaskKind, TcpConn, TcpSample};
-pub use probeset::{libbpf_messages, Outcome, ProbeSet, ProbeStatus};
+pub use probeset::{libbpf_messages, Outcome, ProbeSet, ProbeStatus, ProgramStats, RunStatsGuard};
 
 use std::path::PathBuf;
 
@@ -63,6 +63,8 @@ pub enum ProbeError {
         actual: u32,
         expected: usize,
     },
+    #[error("cannot enable BPF run-time statistics: {reason}")]
+    Stats { reason: String },
     #[error("no probe is running")]
     NotRunning,
 }

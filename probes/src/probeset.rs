@@ -205,6 +205,33 @@ struct Loaded {
     attached: Vec<&'static str>,
     missing: Vec<&'static str>,
     attach_errors: Vec<(&'static str, String)>,
+    /// Kernel program id per attached tracepoint (0 if the link could not tell).
+    prog_ids: Vec<(&'static str, u32)>,
+}
+
+/// Kernel run-time statistics of one attached program (see [`ProbeSet::enable_run_stats`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub probe: ProbeKind,
+    pub tracepoint: &'static str,
+    /// Times the program ran while statistics were enabled.
+    pub run_count: u64,
+    /// Total time spent in the program (kernel-measured).
+    pub run_time_ns: u64,
+}
+
+impl ProgramStats {
+    /// Mean cost of one invocation, `run_time_ns / run_count`.
+    pub fn ns_per_run(&self) -> Option<f64> {
+        (self.run_count > 0).then(|| self.run_time_ns as f64 / self.run_count as f64)
+    }
+}
+
+/// Keeps the kernel's BPF run-time statistics on while alive (they cost two clock reads per
+/// program run, so they are off by default).
+#[derive(Debug)]
+pub struct RunStatsGuard {
+    _fd: std::os::fd::OwnedFd,
 }
 
 /// Tracepoints present in the running kernel's BTF (`btf_trace_<name>` typedefs).
@@ -276,12 +303,15 @@ macro_rules! probe_loader {
             let mut links = Vec::new();
             let mut attached = Vec::new();
             let mut attach_errors = Vec::new();
+            let mut prog_ids = Vec::new();
             $(
                 if wanted.contains(&$tp) {
                     match skel.progs.$prog.attach() {
                         Ok(link) => {
+                            let id = link.info().map(|i| i.prog_id).unwrap_or(0);
                             links.push(link);
                             attached.push($tp);
+                            prog_ids.push(($tp, id));
                         }
                         Err(e) => attach_errors.push(($tp, e.to_string())),
                     }
@@ -302,7 +332,15 @@ macro_rules! probe_loader {
                 })?;
                 maps.push((stringify!($map), handle));
             )*
-            Ok(Loaded { kind: $kind, _links: links, maps, attached, missing, attach_errors })
+            Ok(Loaded {
+                kind: $kind,
+                _links: links,
+                maps,
+                attached,
+                missing,
+                attach_errors,
+                prog_ids,
+            })
         }
     };
 }
@@ -415,6 +453,8 @@ pub struct ProbeSet {
     ring: Option<RingBuffer<'static>>,
     probes: Vec<Loaded>,
     shared: Option<Shared>,
+    /// Tracepoints of the running kernel, or why no probe can run at all.
+    kernel: Result<KernelTracepoints, String>,
     queue: Arc<Mutex<Vec<KernelEvent>>>,
     decode_errors: Arc<AtomicU64>,
     filter: Filter,
@@ -443,6 +483,7 @@ impl ProbeSet {
             ring: None,
             probes: Vec::new(),
             shared: None,
+            kernel: Err(String::new()),
             queue: Arc::new(Mutex::new(Vec::new())),
             decode_errors: Arc::new(AtomicU64::new(0)),
             filter: cfg.filter.clone(),
@@ -454,103 +495,135 @@ impl ProbeSet {
             attached: Vec::new(),
             detail: "not requested in the probe configuration".into(),
         };
-        let failed_all = |reason: &str| -> Vec<ProbeStatus> {
-            ProbeKind::ALL
-                .iter()
-                .map(|&k| {
-                    if wanted.contains(&k) {
-                        ProbeStatus {
-                            probe: k,
-                            outcome: Outcome::Failed,
-                            attached: Vec::new(),
-                            detail: format!("{reason}; no kernel probe runs, user-space collectors are unaffected"),
-                        }
-                    } else {
-                        disabled(k)
-                    }
-                })
-                .collect()
-        };
         if wanted.is_empty() {
+            set.kernel = Err("no probe was requested".into());
             return Ok((set, ProbeKind::ALL.iter().map(|&k| disabled(k)).collect()));
         }
-
-        let shared = match Shared::create(cfg.ringbuf_bytes) {
-            Ok(s) => s,
-            Err(e) => {
-                let reason = format!("creating BPF maps failed ({e}){}", permission_hint(&e));
-                return Ok((set, failed_all(&reason)));
+        match Self::prepare_kernel(cfg) {
+            Ok((shared, tps)) => {
+                set.shared = Some(shared);
+                set.kernel = Ok(tps);
             }
-        };
-        if let Err(e) = shared.write_filter(&cfg.filter) {
-            return Ok((
-                set,
-                failed_all(&format!("writing the filter maps failed: {e}")),
-            ));
+            Err(reason) => set.kernel = Err(reason),
         }
-        let tps = match KernelTracepoints::probe(&ProbeKind::ALL) {
-            Ok(t) => t,
-            Err(reason) => return Ok((set, failed_all(&reason))),
-        };
-
-        let mut statuses = Vec::new();
-        for kind in ProbeKind::ALL {
-            if !wanted.contains(&kind) {
-                statuses.push(disabled(kind));
-                continue;
-            }
-            let result = match kind {
-                ProbeKind::Sched => load_sched(&shared, &tps),
-                ProbeKind::Irq => load_irq(&shared, &tps),
-                ProbeKind::Syscalls => load_syscalls(&shared, &tps),
-                ProbeKind::Block => load_block(&shared, &tps),
-                ProbeKind::Tcp => load_tcp(&shared, &tps),
-                ProbeKind::Net => load_net(&shared, &tps),
-                ProbeKind::Numa => load_numa(&shared, &tps),
-            };
-            let status = status_of(kind, &result);
-            if let Ok(loaded) = result {
-                if !loaded.attached.is_empty() {
-                    set.probes.push(loaded);
+        let statuses = ProbeKind::ALL
+            .iter()
+            .map(|&k| {
+                if wanted.contains(&k) {
+                    set.attach(k)
+                } else {
+                    disabled(k)
                 }
-            }
-            statuses.push(status);
-        }
-
-        if !set.probes.is_empty() {
-            let queue = Arc::clone(&set.queue);
-            let errors = Arc::clone(&set.decode_errors);
-            let mut builder = RingBufferBuilder::new();
-            let added = builder
-                .add(&shared.events, move |rec: &[u8]| {
-                    match abi::decode_event(rec) {
-                        Ok(ev) => {
-                            if let Ok(mut q) = queue.lock() {
-                                q.push(ev);
-                            }
-                        }
-                        Err(_) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    0
-                })
-                .map(|_| ());
-            let ring = added.and_then(|()| builder.build());
-            match ring {
-                Ok(r) => set.ring = Some(r),
-                Err(e) => {
-                    // Aggregates still work; say so on every attached probe.
-                    for s in statuses.iter_mut().filter(|s| !s.attached.is_empty()) {
-                        s.outcome = Outcome::Partial;
-                        s.detail
-                            .push_str(&format!("; no events: opening the ring buffer failed ({e}), aggregates still work"));
-                    }
-                }
-            }
-        }
-        set.shared = Some(shared);
+            })
+            .collect();
         Ok((set, statuses))
+    }
+
+    /// Creates the shared maps, writes the filter, reads which tracepoints the kernel has.
+    /// An error is the reason no probe can run, worded for the status lines.
+    fn prepare_kernel(cfg: &ProbeConfig) -> Result<(Shared, KernelTracepoints), String> {
+        let shared = Shared::create(cfg.ringbuf_bytes)
+            .map_err(|e| format!("creating BPF maps failed ({e}){}", permission_hint(&e)))?;
+        shared
+            .write_filter(&cfg.filter)
+            .map_err(|e| format!("writing the filter maps failed: {e}"))?;
+        let tps = KernelTracepoints::probe(&ProbeKind::ALL)?;
+        Ok((shared, tps))
+    }
+
+    /// Loads and attaches one more probe into the running set (e.g. `syscalls` for the length of
+    /// a diagnosis), sharing the filter and the ring buffer. Returns its status line; a probe
+    /// already running is reported as it is.
+    pub fn attach(&mut self, kind: ProbeKind) -> ProbeStatus {
+        if let Some(p) = self.probes.iter().find(|p| p.kind == kind) {
+            return ProbeStatus {
+                probe: kind,
+                outcome: Outcome::Attached,
+                attached: p.attached.clone(),
+                detail: format!("already attached: {}", p.attached.join(", ")),
+            };
+        }
+        let (shared, tps) = match (&self.shared, &self.kernel) {
+            (Some(shared), Ok(tps)) => (shared, tps),
+            (_, Err(reason)) => {
+                return ProbeStatus {
+                    probe: kind,
+                    outcome: Outcome::Failed,
+                    attached: Vec::new(),
+                    detail: format!(
+                        "{reason}; no kernel probe runs, user-space collectors are unaffected"
+                    ),
+                }
+            }
+            // prepare_kernel sets both or neither.
+            (None, Ok(_)) => {
+                return ProbeStatus {
+                    probe: kind,
+                    outcome: Outcome::Failed,
+                    attached: Vec::new(),
+                    detail: "the shared BPF maps are missing".into(),
+                }
+            }
+        };
+        let result = match kind {
+            ProbeKind::Sched => load_sched(shared, tps),
+            ProbeKind::Irq => load_irq(shared, tps),
+            ProbeKind::Syscalls => load_syscalls(shared, tps),
+            ProbeKind::Block => load_block(shared, tps),
+            ProbeKind::Tcp => load_tcp(shared, tps),
+            ProbeKind::Net => load_net(shared, tps),
+            ProbeKind::Numa => load_numa(shared, tps),
+        };
+        let mut status = status_of(kind, &result);
+        if let Ok(loaded) = result {
+            if !loaded.attached.is_empty() {
+                self.probes.push(loaded);
+                if let Err(e) = self.ensure_ring() {
+                    // Aggregates still work without the ring buffer.
+                    status.outcome = Outcome::Partial;
+                    status.detail.push_str(&format!(
+                        "; no events: opening the ring buffer failed ({e}), aggregates still work"
+                    ));
+                }
+            }
+        }
+        status
+    }
+
+    /// Detaches one probe and releases its maps (its aggregates are gone). Returns whether it
+    /// was running.
+    pub fn detach(&mut self, kind: ProbeKind) -> bool {
+        let before = self.probes.len();
+        self.probes.retain(|p| p.kind != kind);
+        self.probes.len() != before
+    }
+
+    /// Opens the ring-buffer consumer once the first probe runs.
+    fn ensure_ring(&mut self) -> Result<(), libbpf_rs::Error> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        if self.ring.is_some() {
+            return Ok(());
+        }
+        let queue = Arc::clone(&self.queue);
+        let errors = Arc::clone(&self.decode_errors);
+        let mut builder = RingBufferBuilder::new();
+        builder.add(&shared.events, move |rec: &[u8]| {
+            match abi::decode_event(rec) {
+                Ok(ev) => {
+                    if let Ok(mut q) = queue.lock() {
+                        q.push(ev);
+                    }
+                }
+                Err(_) => {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            0
+        })?;
+        self.ring = Some(builder.build()?);
+        Ok(())
     }
 
     /// Waits up to `timeout` for events and returns those decoded (possibly none).
@@ -619,6 +692,40 @@ impl ProbeSet {
             f.ports.push(port);
         }
         self.set_filter(&f)
+    }
+
+    /// Turns on per-program run-time statistics until the guard is dropped (root only); read
+    /// them with [`ProbeSet::program_stats`]. This is how the probes' own cost is measured.
+    pub fn enable_run_stats(&self) -> Result<RunStatsGuard, ProbeError> {
+        skel::enable_run_stats()
+            .map(|fd| RunStatsGuard { _fd: fd })
+            .map_err(|e| ProbeError::Stats {
+                reason: e.to_string(),
+            })
+    }
+
+    /// Run count and run time of every attached program (zero unless statistics were enabled).
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        let mut by_id = std::collections::HashMap::new();
+        for p in &self.probes {
+            for &(tp, id) in &p.prog_ids {
+                by_id.insert(id, (p.kind, tp));
+            }
+        }
+        let mut out: Vec<ProgramStats> = libbpf_rs::query::ProgInfoIter::default()
+            .filter_map(|info| {
+                by_id
+                    .get(&info.id)
+                    .map(|&(probe, tracepoint)| ProgramStats {
+                        probe,
+                        tracepoint,
+                        run_count: info.run_cnt,
+                        run_time_ns: info.run_time_ns,
+                    })
+            })
+            .collect();
+        out.sort_by_key(|s| (s.probe, s.tracepoint));
+        out
     }
 
     /// Reads every aggregate map of the running probes.
@@ -748,6 +855,7 @@ mod tests {
             attached,
             missing,
             attach_errors,
+            prog_ids: Vec::new(),
         })
     }
 

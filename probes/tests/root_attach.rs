@@ -46,3 +46,44 @@ fn root_disabled_probes_are_reported_and_not_loaded() {
         assert_eq!(s.outcome, want, "{s}");
     }
 }
+
+#[test]
+fn root_a_probe_can_be_attached_and_detached_at_runtime() {
+    if !common::root_and_btf("root_a_probe_can_be_attached_and_detached_at_runtime") {
+        return;
+    }
+    let mut cfg = ProbeConfig {
+        probes: vec![ProbeKind::Net],
+        ..ProbeConfig::default()
+    };
+    cfg.filter.pid = Some(common::getpid());
+    cfg.filter.reactor_tids = vec![common::gettid()];
+    let (mut set, _) = ProbeSet::start(&cfg).expect("valid config");
+    assert_eq!(set.running(), vec![ProbeKind::Net]);
+
+    let s = set.attach(ProbeKind::Syscalls);
+    assert_eq!(s.outcome, Outcome::Attached, "{s}");
+    for _ in 0..100 {
+        std::hint::black_box(rustix::process::getpid());
+    }
+    let count = |set: &ProbeSet| -> u64 {
+        set.read_aggregates()
+            .expect("aggregates")
+            .syscalls
+            .iter()
+            .filter(|c| c.tid == common::gettid() && c.nr == 39)
+            .map(|c| c.count)
+            .sum()
+    };
+    assert!(count(&set) >= 100, "the late-attached probe counts");
+    let again = set.attach(ProbeKind::Syscalls);
+    assert!(again.detail.starts_with("already attached"), "{again}");
+
+    assert!(set.detach(ProbeKind::Syscalls));
+    assert!(
+        !set.detach(ProbeKind::Syscalls),
+        "second detach finds nothing"
+    );
+    assert_eq!(set.running(), vec![ProbeKind::Net]);
+    assert_eq!(count(&set), 0, "a detached probe's maps are released");
+}
