@@ -348,7 +348,9 @@ fn run_with_admin(
     let mut mismatches = Vec::new();
     let mut prefilled = 0;
     let mut max_elapsed = 0f64;
+    let mut transport = crate::transport::TransportCounters::default();
     for r in &results {
+        transport.add(&r.transport);
         total_stats.merge(&r.stats);
         let el = r.elapsed.as_secs_f64();
         max_elapsed = max_elapsed.max(el);
@@ -357,6 +359,7 @@ fn run_with_admin(
             qpairs: r.qpairs,
             totals: Totals::from_stats(&r.stats, el),
             fatal: r.fatal.clone(),
+            transport: r.transport,
         });
         fatal.extend(r.fatal.iter().cloned());
         mismatches.extend(r.mismatches.iter().copied());
@@ -399,6 +402,7 @@ fn run_with_admin(
         errors,
         fatal,
         verify,
+        transport,
     })
 }
 

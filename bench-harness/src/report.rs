@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use crate::config::PerfConfig;
 use crate::pattern::Mismatch;
 use crate::stats::{IoStats, LatencySummary};
+use crate::transport::TransportCounters;
 
 /// What the initiator learned about the controller.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -88,6 +89,8 @@ pub struct CoreResult {
     pub totals: Totals,
     /// Transport-level failures that ended a qpair of this worker.
     pub fatal: Vec<String>,
+    /// Syscalls and bytes over the measured interval.
+    pub transport: TransportCounters,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -113,6 +116,8 @@ pub struct PerfReport {
     /// Transport failures (TermReq, connection closed, timeouts), one line each.
     pub fatal: Vec<String>,
     pub verify: Option<VerifySummary>,
+    /// Syscalls and bytes over the measured interval, all workers.
+    pub transport: TransportCounters,
 }
 
 impl PerfReport {
@@ -219,6 +224,17 @@ impl PerfReport {
             o,
             "I/Os: {} ({} reads, {} writes) in {:.3} s",
             self.total.ios, self.total.reads, self.total.writes, self.total.elapsed_s
+        );
+        let x = &self.transport;
+        let ios = self.total.ios.max(1) as f64;
+        let _ = writeln!(
+            o,
+            "Syscalls per I/O: recv {:.2} ({:.2} found nothing), send {:.2} ({} partial); {:.2} PDUs per non-empty recv",
+            x.recv_calls as f64 / ios,
+            x.recv_empty as f64 / ios,
+            x.send_calls as f64 / ios,
+            x.send_partial,
+            x.pdus_received as f64 / (x.recv_calls - x.recv_empty).max(1) as f64
         );
         if let Some(v) = &self.verify {
             let _ = writeln!(

@@ -20,7 +20,7 @@ use crate::host::{connect_io_qpair, status_name, HostParams};
 use crate::pattern::{Mismatch, Pattern};
 use crate::rng::{mix64, WyRand};
 use crate::stats::IoStats;
-use crate::transport::{Dir, Qpair};
+use crate::transport::{Dir, Qpair, TransportCounters};
 use crate::units::CoreId;
 
 /// Phase gate values, written by the coordinator.
@@ -81,6 +81,8 @@ pub struct WorkerResult {
     pub fatal: Vec<String>,
     pub mismatches: Vec<Mismatch>,
     pub prefilled_bytes: u64,
+    /// Transport counters over the measured interval, summed over this worker's qpairs.
+    pub transport: TransportCounters,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -167,7 +169,7 @@ pub fn run_worker(
         if !wait_gate(&gate, GATE_PREFILL) {
             return res;
         }
-        w.drive(&mut lanes, Mode::Prefill);
+        let _ = w.drive(&mut lanes, Mode::Prefill);
         res.prefilled_bytes = lanes
             .iter()
             .map(|l| (l.plan.stripe.1 - l.plan.stripe.0) * spec.cfg.io_size)
@@ -184,7 +186,9 @@ pub fn run_worker(
         return res;
     }
     w.stats.reset();
-    res.elapsed = w.drive(&mut lanes, Mode::Run);
+    let (elapsed, transport) = w.drive(&mut lanes, Mode::Run);
+    res.elapsed = elapsed;
+    res.transport = transport;
     w.stats.mismatches = w.mismatch_count;
     w.stats.verified_blocks = w.verified;
     res.stats = w.stats;
@@ -242,8 +246,13 @@ struct Worker<'a> {
 }
 
 impl Worker<'_> {
-    /// Runs `mode` over all lanes until every lane is done; returns the measured time.
-    fn drive<Q: Qpair>(&mut self, lanes: &mut [Lane<Q>], mode: Mode) -> Duration {
+    /// Runs `mode` over all lanes until every lane is done; returns the measured time and the
+    /// transport counters over it.
+    fn drive<Q: Qpair>(
+        &mut self,
+        lanes: &mut [Lane<Q>],
+        mode: Mode,
+    ) -> (Duration, TransportCounters) {
         let cfg = self.cfg;
         let io_size = cfg.io_size;
         let qd = cfg.queue_depth as usize;
@@ -270,6 +279,10 @@ impl Worker<'_> {
         }
         let mut iter: u64 = 0;
         let mut last_done = start;
+        let snapshot = |lanes: &[Lane<Q>]| -> Vec<TransportCounters> {
+            lanes.iter().map(|l| l.q.counters()).collect()
+        };
+        let mut baseline = snapshot(lanes);
         loop {
             let now = Instant::now();
             iter = iter.wrapping_add(1);
@@ -280,6 +293,7 @@ impl Worker<'_> {
                 self.verified = v;
                 measure_start = now;
                 measuring = true;
+                baseline = snapshot(lanes);
             }
             let stop_time = end.is_some_and(|e| now >= e);
             let mut busy = false;
@@ -449,9 +463,14 @@ impl Worker<'_> {
                 break;
             }
         }
-        last_done
+        let mut transport = TransportCounters::default();
+        for (l, b) in lanes.iter().zip(&baseline) {
+            transport.add(&l.q.counters().since(b));
+        }
+        let elapsed = last_done
             .max(measure_start)
-            .saturating_duration_since(measure_start)
+            .saturating_duration_since(measure_start);
+        (elapsed, transport)
     }
 
     /// Ends a lane after a transport failure; its outstanding commands count as errors.

@@ -87,6 +87,45 @@ pub struct QpairLimits {
     pub data_digest: bool,
 }
 
+/// Monotonic per-qpair transport counters (syscalls and bytes), for "where does the time go".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TransportCounters {
+    /// Receive calls (`read`), and how many of them found nothing (EAGAIN).
+    pub recv_calls: u64,
+    pub recv_empty: u64,
+    /// Send calls (`writev`), and how many did not take everything offered.
+    pub send_calls: u64,
+    pub send_partial: u64,
+    pub pdus_received: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+}
+
+impl TransportCounters {
+    pub fn add(&mut self, o: &TransportCounters) {
+        self.recv_calls += o.recv_calls;
+        self.recv_empty += o.recv_empty;
+        self.send_calls += o.send_calls;
+        self.send_partial += o.send_partial;
+        self.pdus_received += o.pdus_received;
+        self.bytes_received += o.bytes_received;
+        self.bytes_sent += o.bytes_sent;
+    }
+
+    /// `self - earlier` (counters are monotonic).
+    pub fn since(&self, earlier: &TransportCounters) -> TransportCounters {
+        TransportCounters {
+            recv_calls: self.recv_calls - earlier.recv_calls,
+            recv_empty: self.recv_empty - earlier.recv_empty,
+            send_calls: self.send_calls - earlier.send_calls,
+            send_partial: self.send_partial - earlier.send_partial,
+            pdus_received: self.pdus_received - earlier.pdus_received,
+            bytes_received: self.bytes_received - earlier.bytes_received,
+            bytes_sent: self.bytes_sent - earlier.bytes_sent,
+        }
+    }
+}
+
 /// One NVMe-oF queue pair, polled by its owner thread.
 pub trait Qpair {
     fn qid(&self) -> u16;
@@ -95,6 +134,7 @@ pub trait Qpair {
     fn slots(&self) -> usize;
     /// Commands submitted and not yet completed.
     fn outstanding(&self) -> usize;
+    fn counters(&self) -> TransportCounters;
     /// A free slot, or `None` when all are in use.
     fn try_alloc(&mut self) -> Option<Cid>;
     /// Returns an allocated slot without submitting it.

@@ -26,7 +26,7 @@ use nvme_proto::tcp::{
 };
 use nvme_proto::{Cid, Cqe, SglDescriptor, Sqe, Status};
 
-use super::{Completion, Dir, Qpair, QpairLimits, TransportError};
+use super::{Completion, Dir, Qpair, QpairLimits, TransportCounters, TransportError};
 
 /// Smallest receive buffer: large enough that one `read` picks up many completions.
 const MIN_RBUF: usize = 256 * 1024;
@@ -108,6 +108,7 @@ pub struct TcpQpair {
     segs: Vec<Seg>,
     seg_head: usize,
     seg_off: usize,
+    counters: TransportCounters,
 }
 
 impl std::fmt::Debug for TcpQpair {
@@ -248,6 +249,7 @@ impl TcpQpair {
             segs: Vec::with_capacity(depth * 8 + 16),
             seg_head: 0,
             seg_off: 0,
+            counters: TransportCounters::default(),
         })
     }
 
@@ -370,13 +372,18 @@ impl TcpQpair {
                     "PDU larger than the receive buffer",
                 ));
             }
+            self.counters.recv_calls += 1;
             match (&self.sock).read(&mut self.rbuf[self.rend..]) {
                 Ok(0) => return Err(TransportError::Closed),
                 Ok(n) => {
                     self.rend += n;
+                    self.counters.bytes_received += n as u64;
                     return Ok((true, n == space));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok((false, false)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.counters.recv_empty += 1;
+                    return Ok((false, false));
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(io_err("receive")(e)),
             }
@@ -419,6 +426,7 @@ impl TcpQpair {
                 }
             };
             let len = v.len;
+            self.counters.pdus_received += 1;
             match v.header {
                 PduHeader::C2HData(h) => {
                     let cid = h.cccid.0;
@@ -533,6 +541,10 @@ impl Qpair for TcpQpair {
         self.outstanding
     }
 
+    fn counters(&self) -> TransportCounters {
+        self.counters
+    }
+
     fn try_alloc(&mut self) -> Option<Cid> {
         let cid = self.free.pop()?;
         if let Some(s) = self.slots.get_mut(usize::from(cid)) {
@@ -617,13 +629,22 @@ impl Qpair for TcpQpair {
                 iov[i] = IoSlice::new(&bytes[skip..]);
                 n = i + 1;
             }
+            self.counters.send_calls += 1;
+            let offered: usize = iov[..n].iter().map(|s| s.len()).sum();
             let written = match (&self.sock).write_vectored(&iov[..n]) {
                 Ok(0) => return Err(TransportError::Closed),
                 Ok(w) => w,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.counters.send_partial += 1;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(io_err("send")(e)),
             };
+            self.counters.bytes_sent += written as u64;
+            if written < offered {
+                self.counters.send_partial += 1;
+            }
             let mut left = written;
             while left > 0 && self.seg_head < self.segs.len() {
                 let rest = self.segs[self.seg_head].len() - self.seg_off;
