@@ -31,8 +31,9 @@ struct rs_config {
 	__u64 syscall_stream_min_ns;  /* stream Syscall events at least this long */
 	__u64 block_stream_min_ns;    /* stream BlockRq events at least this long */
 	__u64 tcp_sample_interval_ns; /* at most one TcpSample event per connection per interval */
+	__u64 wakeup_stream_min_ns;   /* stream Wakeup events whose waking->running latency is this long */
 };
-_Static_assert(sizeof(struct rs_config) == 168, "rs_config layout");
+_Static_assert(sizeof(struct rs_config) == 176, "rs_config layout");
 
 /* ---- streamed events (ring buffer `rs_events`) ---- */
 enum rs_event_kind {

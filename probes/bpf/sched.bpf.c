@@ -168,7 +168,8 @@ int BPF_PROG(rs_sched_switch, bool preempt, struct task_struct *prev, struct tas
 				if (lat > s->wake_latency_max_ns)
 					s->wake_latency_max_ns = lat;
 			}
-			e = rs_reserve(sizeof(*e));
+			/* An adaptive-sleep reactor may wake very often: stream only slow wake-ups. */
+			e = lat >= c->wakeup_stream_min_ns ? rs_reserve(sizeof(*e)) : NULL;
 			if (e) {
 				rs_hdr(&e->hdr, RS_EV_WAKEUP, now);
 				e->tid = next_tid;

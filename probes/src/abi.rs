@@ -23,7 +23,7 @@ pub(crate) const F_ANY_DEV: u32 = 1 << 0;
 pub(crate) const F_ANY_PORT: u32 = 1 << 1;
 pub(crate) const F_ANY_IFINDEX: u32 = 1 << 2;
 
-pub(crate) const CONFIG_SIZE: usize = 168;
+pub(crate) const CONFIG_SIZE: usize = 176;
 pub(crate) const HDR_SIZE: usize = 16;
 
 // Event kinds (enum rs_event_kind) and their record sizes.
@@ -145,6 +145,7 @@ pub(crate) fn encode_config(f: &Filter) -> [u8; CONFIG_SIZE] {
         t.syscall_min_ns.unwrap_or(never),
         t.block_min_ns.unwrap_or(never),
         t.tcp_sample_interval_ns.unwrap_or(never),
+        t.wakeup_latency_min_ns.unwrap_or(never),
     ];
     for (i, v) in fields.iter().enumerate() {
         let off = 8 + 8 * CPU_WORDS + 8 * i;
@@ -588,6 +589,7 @@ mod tests {
                 syscall_min_ns: None,
                 block_min_ns: Some(0),
                 tcp_sample_interval_ns: Some(9),
+                wakeup_latency_min_ns: Some(11),
             },
             ..Filter::default()
         };
@@ -602,6 +604,7 @@ mod tests {
         assert_eq!(r.u64(144), u64::MAX);
         assert_eq!(r.u64(152), 0);
         assert_eq!(r.u64(160), 9);
+        assert_eq!(r.u64(168), 11);
     }
 
     #[test]

@@ -129,6 +129,9 @@ pub struct StreamThresholds {
     pub block_min_ns: Option<u64>,
     /// At most one `TcpSample` per connection per interval.
     pub tcp_sample_interval_ns: Option<u64>,
+    /// Stream `Wakeup` for reactor wake-ups whose waking-to-running latency is at least this
+    /// long (an adaptive-sleep reactor can wake many thousand times a second).
+    pub wakeup_latency_min_ns: Option<u64>,
 }
 
 impl Default for StreamThresholds {
@@ -138,6 +141,7 @@ impl Default for StreamThresholds {
             syscall_min_ns: Some(1_000_000),
             block_min_ns: Some(10_000_000),
             tcp_sample_interval_ns: Some(100_000_000),
+            wakeup_latency_min_ns: Some(50_000),
         }
     }
 }

@@ -125,7 +125,7 @@ pub enum KernelEvent {
         by_comm: String,
     },
     /// A sleeping reactor thread was woken at `waking_ns` by `waker_pid` and ran at
-    /// `running_ns` on `cpu`.
+    /// `running_ns` on `cpu` (streamed when slower than `StreamThresholds::wakeup_latency_min_ns`).
     Wakeup {
         tid: u32,
         waker_pid: u32,

@@ -170,6 +170,7 @@ fn root_sleeping_reactor_shows_wakeups_and_migration() {
         ..ProbeConfig::default()
     };
     cfg.filter.reactor_tids = vec![tid];
+    cfg.filter.stream.wakeup_latency_min_ns = Some(0);
     let (mut set, statuses) = ProbeSet::start(&cfg).expect("valid config");
     assert!(set.running().contains(&ProbeKind::Sched), "{statuses:?}");
     go_tx.send(()).expect("reactor waits");
