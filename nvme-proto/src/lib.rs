@@ -15,6 +15,37 @@
 //! - [`identify`]: Identify Controller / Namespace, namespace lists and descriptors.
 //! - [`log`]: Get Log Page parameters, error, SMART, changed namespaces, discovery log.
 //! - [`tcp`]: NVMe/TCP PDUs, the streaming framer [`tcp::parse_pdu`] and encoders.
+//!
+//! A target's receive step, in short:
+//!
+//! ```
+//! use nvme_proto::tcp::{self, PduConfig, PduHeader, Role};
+//! use nvme_proto::{Cid, Cqe, Nsid, Sqe, SglDescriptor, Status};
+//!
+//! // What a host would send: a 4 KiB read, data to come back in C2HData PDUs.
+//! let cfg = PduConfig::initial(Role::Controller);
+//! let sqe = Sqe::read(Cid(1), Nsid(1), 0, 8, SglDescriptor::tcp_transport(4096)).unwrap();
+//! let mut wire = [0u8; 128];
+//! let n = tcp::encode_capsule_cmd(&sqe, &[], &PduConfig::initial(Role::Host), &mut wire).unwrap();
+//!
+//! // The target frames it from its receive buffer and answers.
+//! let mut out = [0u8; 32];
+//! match tcp::parse_pdu(&wire[..n], &cfg) {
+//!     Ok(Some(pdu)) => {
+//!         if let PduHeader::CapsuleCmd(cmd) = pdu.header {
+//!             assert_eq!((cmd.slba(), cmd.nlb()), (0, 8));
+//!             let len = tcp::encode_capsule_resp(&Cqe::new(cmd.cid, Status::SUCCESS), cfg.hdgst, &mut out).unwrap();
+//!             assert_eq!(len, 24);
+//!         }
+//!         // consume pdu.len bytes
+//!     }
+//!     Ok(None) => { /* read more bytes */ }
+//!     Err(e) => {
+//!         // send tcp::encode_term_req_for(&e, Role::Controller, &wire, &mut out) if e.fes() is Some, then close
+//!         let _ = e;
+//!     }
+//! }
+//! ```
 #![forbid(unsafe_code)]
 
 mod bytes;
