@@ -308,6 +308,9 @@ fn command(c: &mut Conn<'_>, sqe: Sqe, data: &[u8]) -> std::io::Result<()> {
                         cntlid: 1,
                         nn: 1,
                         ioccsz: sh.opts.ioccsz,
+                        sgls: identify::sgls::SUPPORTED
+                            | identify::sgls::OFFSET
+                            | identify::sgls::TRANSPORT_DATA_BLOCK,
                         ..IdentifyController::default()
                     }
                     .to_vec()

@@ -140,6 +140,14 @@ fn run_with_admin(
     let addr = params.addr;
     let host = |source| PerfError::Host { addr, source };
     let idc = admin.identify_controller().map_err(host)?;
+    // Fabrics data pointers are SGLs; Linux refuses controllers that do not claim them too.
+    use nvme_proto::identify::sgls;
+    if idc.sgls & (sgls::SUPPORTED | sgls::SUPPORTED_DWORD_ALIGNED) == 0 {
+        return Err(setup(format!(
+            "controller {} does not report SGL support (Identify SGLS {:#x})",
+            params.subnqn, idc.sgls
+        )));
+    }
     let mut nss = admin.namespaces().map_err(host)?;
     if let Some(want) = cfg.trid.nsid {
         nss.retain(|(n, _)| *n == want);
