@@ -200,6 +200,19 @@ pub enum IdlePolicy {
     },
 }
 
+/// How a reactor finds sockets with input.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SocketPoll {
+    /// `recv` on each connection while the reactor has few (<= 8), `epoll` above that.
+    #[default]
+    Auto,
+    /// `epoll_wait` with a zero timeout, then `recv` on the ready sockets only.
+    Epoll,
+    /// Non-blocking `recv` on every connection each poll (one syscall less per I/O at low depth).
+    Recv,
+}
+
 /// One transport listener.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -352,6 +365,8 @@ pub struct Config {
     pub placement: Placement,
     #[serde(default)]
     pub idle: IdlePolicy,
+    #[serde(default)]
+    pub socket_poll: SocketPoll,
     /// Pin reactor threads to their cores (turn off only for tests on busy machines).
     #[serde(default = "default_true")]
     pub pin_reactors: bool,
@@ -384,6 +399,7 @@ impl Config {
             rpc_socket: None,
             placement: Placement::default(),
             idle: IdlePolicy::default(),
+            socket_poll: SocketPoll::default(),
             pin_reactors: true,
             listeners: Vec::new(),
             subsystems: vec![SubsystemConfig {

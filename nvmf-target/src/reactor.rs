@@ -11,7 +11,8 @@
 //! `failed` flag, checked at the timer tick (every `keep_alive.check_interval_ms` / 10, at most
 //! 10 ms).
 //!
-//! One iteration: drain messages; `epoll_wait` with zero timeout to find readable sockets; let
+//! One iteration: drain messages; find readable sockets (`epoll_wait` with zero timeout, or a
+//! plain non-blocking `recv` on each connection when the reactor has few, see `SocketPoll`); let
 //! each readable connection parse and execute every complete PDU in its receive buffer; reap
 //! backend completions and turn them into responses; flush each connection's batched output in
 //! one write; account the iteration as busy or idle.
@@ -26,7 +27,7 @@ use rustix::event::{epoll, Timespec};
 use rustix::fd::OwnedFd;
 
 use crate::backend::BdevQueue;
-use crate::config::IdlePolicy;
+use crate::config::{IdlePolicy, SocketPoll};
 use crate::stats::ReactorStats;
 use crate::target::Shared;
 use crate::tcp::Conn;
@@ -41,6 +42,9 @@ pub enum Msg {
         id: u64,
     },
 }
+
+/// Up to this many connections, `SocketPoll::Auto` polls with recv instead of epoll.
+const DIRECT_RECV_MAX: usize = 8;
 
 /// epoll user data of the wake eventfd (connection slots are < 65536).
 const WAKE_TOKEN: u64 = u64::MAX;
@@ -135,6 +139,7 @@ impl Reactor {
             u64::from(self.ctx.shared.config.keep_alive.check_interval_ms / 10).clamp(1, 10),
         );
         let idle = self.ctx.shared.config.idle;
+        let socket_poll = self.ctx.shared.config.socket_poll;
         let mut next_tick = Instant::now() + tick;
         let mut idle_polls: u32 = 0;
         let mut last = Instant::now();
@@ -157,28 +162,23 @@ impl Reactor {
                 },
                 _ => zero,
             };
-            self.events.clear();
-            if epoll::wait(
-                &self.epoll,
-                spare_capacity(&mut self.events),
-                Some(&timeout),
-            )
-            .is_err()
-            {
-                self.events.clear();
-            }
-            for i in 0..self.events.len() {
-                let token = self.events[i].data.u64();
-                if token == WAKE_TOKEN {
-                    let mut b = [0u8; 8];
-                    let _ = rustix::io::read(&*self.wake, &mut b);
-                    work = true;
-                    continue;
+            let sleeping = timeout.tv_nsec != 0;
+            let direct = !sleeping
+                && match socket_poll {
+                    SocketPoll::Recv => true,
+                    SocketPoll::Epoll => false,
+                    SocketPoll::Auto => self.active.len() <= DIRECT_RECV_MAX,
+                };
+            if direct {
+                // Few connections: a recv on each costs less than epoll_wait + recv.
+                for i in 0..self.active.len() {
+                    let slot = self.active[i];
+                    if let Some(c) = self.conns[slot].as_mut() {
+                        work |= c.on_readable(&mut self.ctx);
+                    }
                 }
-                let slot = token as usize;
-                if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
-                    work |= c.on_readable(&mut self.ctx);
-                }
+            } else {
+                work |= self.poll_epoll(&timeout);
             }
 
             work |= self.poll_backends();
@@ -232,11 +232,38 @@ impl Reactor {
         let _ = self.index;
     }
 
+    fn poll_epoll(&mut self, timeout: &Timespec) -> bool {
+        let mut work = false;
+        self.events.clear();
+        if epoll::wait(&self.epoll, spare_capacity(&mut self.events), Some(timeout)).is_err() {
+            self.events.clear();
+        }
+        for i in 0..self.events.len() {
+            let token = self.events[i].data.u64();
+            if token == WAKE_TOKEN {
+                let mut b = [0u8; 8];
+                let _ = rustix::io::read(&*self.wake, &mut b);
+                work = true;
+                continue;
+            }
+            let slot = token as usize;
+            if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {
+                work |= c.on_readable(&mut self.ctx);
+            }
+        }
+        work
+    }
+
     fn drain_messages(&mut self) -> bool {
         let mut work = false;
         loop {
             match self.rx.try_recv() {
                 Ok(Msg::NewConnection { stream, peer, id }) => {
+                    if !work {
+                        // Consume the wake-up so a sleeping epoll_wait is not woken for it again.
+                        let mut b = [0u8; 8];
+                        let _ = rustix::io::read(&*self.wake, &mut b);
+                    }
                     work = true;
                     self.adopt(stream, peer, id);
                 }

@@ -549,3 +549,23 @@ fn pipelined_large_reads_survive_a_slow_reader() {
         assert!(g == &data[i * chunk..(i + 1) * chunk], "read {i} intact");
     }
 }
+
+#[rstest]
+#[case::epoll(nvmf_target::config::SocketPoll::Epoll)]
+#[case::recv(nvmf_target::config::SocketPoll::Recv)]
+#[case::auto(nvmf_target::config::SocketPoll::Auto)]
+fn io_under_each_socket_poll_mode_with_pure_polling(#[case] mode: nvmf_target::config::SocketPoll) {
+    let t = TestTarget::start_with(|c| {
+        c.socket_poll = mode;
+        c.idle = nvmf_target::config::IdlePolicy::Poll;
+    });
+    // More connections than the auto threshold, all served.
+    let pairs: Vec<_> = (0..5).map(|_| t.io_pair(false, false)).collect();
+    for (i, (_a, mut io)) in pairs.into_iter().enumerate() {
+        let d = pattern(16384, i as u8);
+        assert!(io.write(64 * i as u64, &d, false).status.is_success());
+        let (c, r) = io.read(64 * i as u64, 16384);
+        assert!(c.status.is_success());
+        assert_eq!(r, d, "connection {i}");
+    }
+}
