@@ -31,16 +31,19 @@ struct rs_waking {
 	__u32 target_cpu;
 };
 
+/* Plain preallocated hashes (an LRU costs about twice as much per update here): entries are
+ * removed when the reactor runs again, so only a reactor that exits while off-cpu leaves one
+ * behind; 4096 slots for at most 1024 reactors leave room for that. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1024);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
 	__type(key, __u32);
 	__type(value, struct rs_off);
 } rs_off SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1024);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
 	__type(key, __u32);
 	__type(value, struct rs_waking);
 } rs_waking SEC(".maps");

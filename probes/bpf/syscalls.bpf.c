@@ -12,11 +12,12 @@ struct rs_sys_inflight {
 	__u64 nr;
 };
 
-/* LRU: a thread that exits inside a syscall (exit, execve) never reaches sys_exit. */
+/* Per-task storage: cheaper than a hash update per syscall, and freed with the task, so a
+ * thread that exits inside a syscall (exit, execve) leaves nothing behind. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 1024);
-	__type(key, __u32);
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
 	__type(value, struct rs_sys_inflight);
 } rs_sys_inflight SEC(".maps");
 
@@ -42,14 +43,17 @@ static __always_inline bool from_reactor(__u32 *tid_out)
 SEC("tp_btf/sys_enter")
 int BPF_PROG(rs_sys_enter, struct pt_regs *regs, long id)
 {
-	struct rs_sys_inflight f;
+	struct rs_sys_inflight *f;
 	__u32 tid;
 
 	if (!from_reactor(&tid))
 		return 0;
-	f.start_ns = bpf_ktime_get_ns();
-	f.nr = id;
-	bpf_map_update_elem(&rs_sys_inflight, &tid, &f, BPF_ANY);
+	f = bpf_task_storage_get(&rs_sys_inflight, bpf_get_current_task_btf(), 0,
+				 BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!f)
+		return 0;
+	f->start_ns = bpf_ktime_get_ns();
+	f->nr = id;
 	return 0;
 }
 
@@ -66,8 +70,8 @@ int BPF_PROG(rs_sys_exit, struct pt_regs *regs, long ret)
 
 	if (!from_reactor(&tid))
 		return 0;
-	f = bpf_map_lookup_elem(&rs_sys_inflight, &tid);
-	if (!f)
+	f = bpf_task_storage_get(&rs_sys_inflight, bpf_get_current_task_btf(), 0, 0);
+	if (!f || !f->start_ns)
 		return 0;
 	now = bpf_ktime_get_ns();
 	d = now > f->start_ns ? now - f->start_ns : 0;
@@ -95,6 +99,6 @@ int BPF_PROG(rs_sys_exit, struct pt_regs *regs, long ret)
 			bpf_ringbuf_submit(e, 0);
 		}
 	}
-	bpf_map_delete_elem(&rs_sys_inflight, &tid);
+	f->start_ns = 0;
 	return 0;
 }

@@ -13,6 +13,7 @@
 mod common;
 
 use probes::{Filter, ProbeConfig, ProbeKind, ProbeSet};
+use std::cell::RefCell;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -21,17 +22,18 @@ const GETPIDS: u32 = 100_000;
 const ROUND_TRIPS: u32 = 5_000;
 const ROUNDS: usize = 3;
 
-/// Mean ns per run of each of the set's programs, as "tracepoint=ns" pairs, plus their sum.
+/// Mean ns per run of each of the set's programs, as "tracepoint=ns" pairs, and the total
+/// time spent in all of them.
 fn bpf_cost(set: &ProbeSet) -> (String, f64) {
     let stats = set.program_stats();
-    let mut sum = 0.0;
+    let mut total = 0.0;
     let mut parts = Vec::new();
     for s in stats.iter().filter(|s| s.run_count > 0) {
         let ns = s.ns_per_run().unwrap_or(0.0);
-        parts.push(format!("{}={ns:.0}ns/{}runs", s.tracepoint, s.run_count));
-        sum += ns;
+        parts.push(format!("{} {ns:.0} ns x{}", s.tracepoint, s.run_count));
+        total += s.run_time_ns as f64;
     }
-    (parts.join(" "), sum)
+    (parts.join(", "), total)
 }
 
 fn start(kind: ProbeKind, filter: Filter) -> ProbeSet {
@@ -98,6 +100,31 @@ fn min(v: &[f64]) -> f64 {
     v.iter().copied().fold(f64::INFINITY, f64::min)
 }
 
+/// One measured case: `run` once for the wall clock with statistics off, once more with the
+/// kernel's run-time statistics on for the in-BPF cost, spread over the `ops` operations of
+/// one run (so rarely-run programs weigh what they cost).
+fn measure(set: &RefCell<ProbeSet>, ops: u32, mut run: impl FnMut() -> f64) -> (f64, String, f64) {
+    let wall = run();
+    let stats = set.borrow().enable_run_stats().expect("run stats as root");
+    run();
+    let (detail, total) = bpf_cost(&set.borrow());
+    drop(stats);
+    (wall, detail, total / f64::from(ops))
+}
+
+fn report(unit: &str, base: &[f64], cases: &[(&str, Vec<f64>, String, f64)]) {
+    let b = min(base);
+    println!("  {:37} {b:8.1} ns/{unit}", "no probe");
+    for (name, walls, detail, sum) in cases {
+        let m = min(walls);
+        println!(
+            "  {name:37} {m:8.1} ns/{unit} (+{:.1} ns, x{:.2}); in BPF {sum:.0} ns/{unit} ({detail})",
+            m - b,
+            m / b
+        );
+    }
+}
+
 #[test]
 fn root_overhead_of_syscall_and_sched_probes() {
     if !common::root_and_btf("root_overhead_of_syscall_and_sched_probes") {
@@ -107,135 +134,100 @@ fn root_overhead_of_syscall_and_sched_probes() {
     let tid = common::gettid();
 
     // --- syscalls ---
-    let (mut base, mut other_pid, mut not_reactor, mut reactor) = (vec![], vec![], vec![], vec![]);
-    let mut costs = [
-        (String::new(), 0.0),
-        (String::new(), 0.0),
-        (String::new(), 0.0),
+    let filters = [
+        ("attached, other process (tgid test)", Some(1), vec![]),
+        ("attached, our process, not a reactor", Some(me), vec![]),
+        ("attached, reactor thread (counted)", Some(me), vec![tid]),
     ];
+    let mut base = Vec::new();
+    let mut cases: Vec<(&str, Vec<f64>, String, f64)> = filters
+        .iter()
+        .map(|(n, _, _)| (*n, Vec::new(), String::new(), 0.0))
+        .collect();
     let mut counted = 0;
     for _ in 0..ROUNDS {
         base.push(getpid_loop());
-        {
-            let s = start(
+        for (case, (_, pid, tids)) in cases.iter_mut().zip(&filters) {
+            let s = RefCell::new(start(
                 ProbeKind::Syscalls,
                 Filter {
-                    pid: Some(1),
+                    pid: *pid,
+                    reactor_tids: tids.clone(),
                     ..Filter::default()
                 },
-            );
-            let _stats = s.enable_run_stats().expect("run stats as root");
-            other_pid.push(getpid_loop());
-            costs[0] = bpf_cost(&s);
+            ));
+            let (wall, detail, sum) = measure(&s, GETPIDS, getpid_loop);
+            let s = s.into_inner();
+            case.1.push(wall);
+            (case.2, case.3) = (detail, sum);
+            if !tids.is_empty() {
+                let agg = s.read_aggregates().expect("aggregates");
+                counted = agg
+                    .syscalls
+                    .iter()
+                    .filter(|c| c.tid == tid && c.nr == 39)
+                    .map(|c| c.count)
+                    .sum::<u64>();
+            }
         }
-        {
-            let s = start(
-                ProbeKind::Syscalls,
-                Filter {
-                    pid: Some(me),
-                    ..Filter::default()
-                },
-            );
-            let _stats = s.enable_run_stats().expect("run stats as root");
-            not_reactor.push(getpid_loop());
-            costs[1] = bpf_cost(&s);
-        }
-        let s = start(
-            ProbeKind::Syscalls,
-            Filter {
-                pid: Some(me),
-                reactor_tids: vec![tid],
-                ..Filter::default()
-            },
-        );
-        let stats = s.enable_run_stats().expect("run stats as root");
-        reactor.push(getpid_loop());
-        costs[2] = bpf_cost(&s);
-        drop(stats);
-        let agg = s.read_aggregates().expect("aggregates");
-        counted = agg
-            .syscalls
-            .iter()
-            .filter(|c| c.tid == tid && c.nr == 39)
-            .map(|c| c.count)
-            .sum::<u64>();
     }
     assert!(
-        counted >= u64::from(GETPIDS),
-        "the syscall probe counted the measured loop ({counted})"
+        counted >= 2 * u64::from(GETPIDS),
+        "the syscall probe counted both measured loops ({counted})"
     );
-    let b = min(&base);
     println!("syscalls probe, getpid() loop of {GETPIDS}, best of {ROUNDS}:");
-    println!("  no probe                              {b:7.1} ns/call");
-    for ((name, v), (detail, sum)) in [
-        ("attached, other process (tgid test)", &other_pid),
-        ("attached, our process, not a reactor", &not_reactor),
-        ("attached, reactor thread (counted)", &reactor),
-    ]
-    .into_iter()
-    .zip(&costs)
-    {
-        let m = min(v);
-        println!(
-            "  {name:37} {m:7.1} ns/call  (+{:.1} ns, x{:.2}); in BPF {sum:.0} ns/call: {detail}",
-            m - b,
-            m / b
-        );
-    }
+    report("call", &base, &cases);
 
     // --- sched ---
     let cpu = thread::available_parallelism().map_or(1, |n| n.get()) - 1;
-    let (mut base, mut filtered, mut engaged) = (vec![], vec![], vec![]);
-    let mut costs = [(String::new(), 0.0), (String::new(), 0.0)];
-    let mut preempt_or_wake = 0;
+    let mut base = Vec::new();
+    let mut filtered = ("attached, filtered out", Vec::new(), String::new(), 0.0);
+    let mut engaged = (
+        "attached, both threads reactors",
+        Vec::new(),
+        String::new(),
+        0.0,
+    );
+    let mut wakeups = 0;
     for _ in 0..ROUNDS {
         base.push(ping_pong(cpu, |_, _| {}));
         {
-            let s = start(ProbeKind::Sched, Filter::default());
-            let _stats = s.enable_run_stats().expect("run stats as root");
-            filtered.push(ping_pong(cpu, |_, _| {}));
-            costs[0] = bpf_cost(&s);
+            let s = RefCell::new(start(ProbeKind::Sched, Filter::default()));
+            let (wall, detail, sum) = measure(&s, 2 * ROUND_TRIPS, || ping_pong(cpu, |_, _| {}));
+            filtered.1.push(wall);
+            (filtered.2, filtered.3) = (detail, sum);
         }
-        let mut s = start(
+        let s = RefCell::new(start(
             ProbeKind::Sched,
             Filter {
                 cores: vec![cpu as u32],
                 ..Filter::default()
             },
-        );
-        let stats = s.enable_run_stats().expect("run stats as root");
-        let mut reg = |a: u32, b: u32| {
-            s.add_reactor_tid(a).expect("add tid");
-            s.add_reactor_tid(b).expect("add tid");
+        ));
+        let run = || {
+            ping_pong(cpu, |a, b| {
+                // Registration happens before the timed loop starts.
+                let mut s = s.borrow_mut();
+                s.add_reactor_tid(a).expect("add tid");
+                s.add_reactor_tid(b).expect("add tid");
+            })
         };
-        // Registration happens before the timed loop starts.
-        let ns = ping_pong(cpu, &mut reg);
-        engaged.push(ns);
-        costs[1] = bpf_cost(&s);
-        drop(stats);
-        let agg = s.read_aggregates().expect("aggregates");
-        preempt_or_wake = agg.reactors.iter().map(|r| r.wakeups).sum::<u64>();
-        let _ = s.poll(Duration::from_millis(1));
+        let (wall, detail, sum) = measure(&s, 2 * ROUND_TRIPS, run);
+        engaged.1.push(wall);
+        (engaged.2, engaged.3) = (detail, sum);
+        let s = s.into_inner();
+        wakeups = s
+            .read_aggregates()
+            .expect("aggregates")
+            .reactors
+            .iter()
+            .map(|r| r.wakeups)
+            .sum::<u64>();
     }
     assert!(
-        preempt_or_wake >= u64::from(ROUND_TRIPS),
-        "the sched probe saw the measured wake-ups ({preempt_or_wake})"
+        wakeups >= u64::from(ROUND_TRIPS),
+        "the sched probe saw the measured wake-ups ({wakeups})"
     );
-    let b = min(&base);
     println!("sched probe, ping-pong of {ROUND_TRIPS} round trips on cpu {cpu}, best of {ROUNDS}:");
-    println!("  no probe                              {b:7.1} ns/switch");
-    for ((name, v), (detail, _)) in [
-        ("attached, filtered out", &filtered),
-        ("attached, both threads reactors", &engaged),
-    ]
-    .into_iter()
-    .zip(&costs)
-    {
-        let m = min(v);
-        println!(
-            "  {name:37} {m:7.1} ns/switch (+{:.1} ns, x{:.2}); in BPF: {detail}",
-            m - b,
-            m / b
-        );
-    }
+    report("switch", &base, &[filtered, engaged]);
 }
