@@ -16,7 +16,7 @@ use probes::{Filter, ProbeConfig, ProbeKind, ProbeSet};
 use std::cell::RefCell;
 use std::sync::mpsc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const GETPIDS: u32 = 100_000;
 const ROUND_TRIPS: u32 = 5_000;
