@@ -917,6 +917,12 @@ mod tests {
     }
 
     #[test]
+    fn probe_set_can_move_to_a_collector_thread() {
+        fn assert_send<T: Send>() {}
+        assert_send::<ProbeSet>();
+    }
+
+    #[test]
     fn fully_attached_lists_its_tracepoints() {
         let r = loaded(
             ProbeKind::Syscalls,
