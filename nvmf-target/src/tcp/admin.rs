@@ -447,6 +447,8 @@ impl Conn {
                     i as u16 + 1,
                 );
                 e.asqsz = ctx.shared.config.limits.max_admin_queue_depth as u16;
+                // We honour Connect's "disable SQ flow control" (and then end reads with C2H SUCCESS).
+                e.treq |= plog::treq::DISABLE_SQ_FLOW_CONTROL;
                 entries.push(e);
             }
         }

@@ -550,10 +550,11 @@ impl Conn {
                 last,
                 success: success && last,
             };
-            // Header, header digest and padding fit in 256 bytes (pdo is a u8).
-            match ptcp::encode_c2h_data_header(&h, cfg, out.reserve(256)) {
+            // Header, header digest and padding: exactly the pdo (at most 255 bytes).
+            let hmax = cfg.tx_pdo(ptcp::PduType::C2HData);
+            match ptcp::encode_c2h_data_header(&h, cfg, out.reserve(hmax)) {
                 Ok(l) => {
-                    out.commit(256, l.header_len);
+                    out.commit(hmax, l.header_len);
                     let chunk = &data[off..off + n];
                     match req {
                         Some(r) => out.push_req(r, off, off + n, last && !l.ddgst),
@@ -568,7 +569,7 @@ impl Conn {
                     }
                 }
                 Err(_) => {
-                    out.commit(256, 0);
+                    out.commit(hmax, 0);
                     return;
                 }
             }

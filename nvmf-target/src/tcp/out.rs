@@ -12,7 +12,7 @@ use std::io::{IoSlice, Write};
 use std::net::TcpStream;
 
 /// Most iovecs handed to one `writev`.
-const MAX_IOV: usize = 64;
+const MAX_IOV: usize = 256;
 /// `Seg::req` value meaning "the byte buffer".
 const BUF: u16 = u16::MAX;
 
