@@ -23,6 +23,7 @@
 #   124 timed out (QEMU killed), 125 lab error (setup, QEMU start, guest init), 126 the guest stopped without
 #   reporting a status (kernel panic, crash). The console log names the guest's own status (LAB_RC=...).
 set -euo pipefail
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"   # depmod, modprobe, nvme live there; a user PATH may lack them
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB=${RINGSIDE_LAB:-/var/tmp/ringside-lab}

@@ -8,6 +8,7 @@
 #        RINGSIDE_LAB_KERNEL  bpo (default: bookworm-backports 6.12) | stable (bookworm 6.1)
 # Needs root only to install missing packages (CI runs it as root on a fresh Debian 12 machine).
 set -euo pipefail
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"   # depmod, modprobe, nvme live there; a user PATH may lack them
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB=${RINGSIDE_LAB:-/var/tmp/ringside-lab}

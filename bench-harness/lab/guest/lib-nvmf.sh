@@ -164,10 +164,25 @@ verify_suite() {
   disconnect "$p.disconnect" "$nqn"
 }
 
+# dmesg_check: the kernel must have logged no NVMe trouble (a controller reset or an I/O timeout that the host
+# recovered from would otherwise pass unnoticed, since fio only sees the retried I/O succeed).
+dmesg_check() {
+  dmesg | grep -E 'nvme|nvmet' >"$WORK/dmesg-nvme.txt"
+  grep -iE 'timeout|timed out|expired|reset|reconnect|error|fail|invalid|unexpected|digest|abort' \
+    "$WORK/dmesg-nvme.txt" >"$WORK/dmesg-problems.txt"
+  res dmesg.nvme_problems "$(wc -l <"$WORK/dmesg-problems.txt")"
+  echo "kernel NVMe log:"; sed 's/^/  : /' "$WORK/dmesg-nvme.txt" | tail -n 60
+  if [ -s "$WORK/dmesg-problems.txt" ]; then
+    fail dmesg "the kernel logged NVMe problems" "$WORK/dmesg-problems.txt"
+  else
+    res dmesg ok
+  fi
+}
+
 lab_finish() {
+  dmesg_check
   if [ $FAILED = 0 ]; then res all ok; return 0; fi
   echo "LAB_ERROR summary: at least one step failed (see LAB_ERROR lines above)"
-  echo "  | nvme dmesg lines:"; dmesg | grep -iE 'nvme|nvmet' | tail -n 40 | sed 's/^/  | /'
   res all fail
   return 1
 }
