@@ -7,7 +7,8 @@
  *    time each non-reactor task ran is "stolen" time, aggregated by (cpu, pid, comm).
  *  - sched_waking/sched_wakeup: wake-up of a reactor and its latency to running.
  *  - sched_migrate_task: a reactor moved to another cpu.
- * Filters: rs_tids (reactor tids), rs_config.cpu_mask (reactor cores).
+ * Filters: rs_tids (reactor tids; with rs_config.tgid set, only threads of that process),
+ * rs_config.cpu_mask (reactor cores).
  */
 #include "rs_common.bpf.h"
 
@@ -76,6 +77,15 @@ static __always_inline struct rs_reactor_stats *stats_of(__u32 tid)
 	return rs_upsert(&rs_rstats, &tid, &zero);
 }
 
+/* With a target pid configured, a task of another process is rejected by two loads and a
+ * compare, before any hash lookup: the common case on every context switch of the machine. */
+static __always_inline bool reactor_task(const struct rs_config *c, const struct task_struct *t)
+{
+	if (c->tgid && (__u32)t->tgid != c->tgid)
+		return false;
+	return rs_is_reactor(t->pid);
+}
+
 static __always_inline __u32 task_cpu(const struct task_struct *p)
 {
 	return p->thread_info.cpu;
@@ -90,11 +100,12 @@ int BPF_PROG(rs_sched_switch, bool preempt, struct task_struct *prev, struct tas
 	__u32 cpu = bpf_get_smp_processor_id();
 	__u32 prev_tid = prev->pid;
 	__u32 next_tid = next->pid;
-	bool prev_reactor = rs_is_reactor(prev_tid);
+	bool prev_reactor;
 	__u32 zero = 0;
 
 	if (!c)
 		return 0;
+	prev_reactor = reactor_task(c, prev);
 
 	{
 		/* Updated on every cpu, so a core added to the mask at runtime starts from a fresh
@@ -131,7 +142,7 @@ int BPF_PROG(rs_sched_switch, bool preempt, struct task_struct *prev, struct tas
 		bpf_map_update_elem(&rs_off, &prev_tid, &o, BPF_ANY);
 	}
 
-	if (rs_is_reactor(next_tid)) {
+	if (reactor_task(c, next)) {
 		struct rs_off *o = bpf_map_lookup_elem(&rs_off, &next_tid);
 		struct rs_waking *w = bpf_map_lookup_elem(&rs_waking, &next_tid);
 		struct rs_reactor_stats *s = stats_of(next_tid);
@@ -192,10 +203,11 @@ int BPF_PROG(rs_sched_switch, bool preempt, struct task_struct *prev, struct tas
 SEC("tp_btf/sched_waking")
 int BPF_PROG(rs_sched_waking, struct task_struct *p)
 {
+	struct rs_config *c = rs_cfg();
 	__u32 tid = p->pid;
 	struct rs_waking w = {};
 
-	if (!rs_is_reactor(tid))
+	if (!c || !reactor_task(c, p))
 		return 0;
 	w.ts_ns = bpf_ktime_get_ns();
 	w.waker_pid = (__u32)bpf_get_current_pid_tgid();
@@ -207,10 +219,11 @@ int BPF_PROG(rs_sched_waking, struct task_struct *p)
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(rs_sched_wakeup, struct task_struct *p)
 {
+	struct rs_config *c = rs_cfg();
 	__u32 tid = p->pid;
 	struct rs_waking *w;
 
-	if (!rs_is_reactor(tid))
+	if (!c || !reactor_task(c, p))
 		return 0;
 	/* sched_wakeup fires once the target cpu is chosen; sched_waking may have been missed. */
 	w = bpf_map_lookup_elem(&rs_waking, &tid);
@@ -230,12 +243,13 @@ int BPF_PROG(rs_sched_wakeup, struct task_struct *p)
 SEC("tp_btf/sched_migrate_task")
 int BPF_PROG(rs_sched_migrate_task, struct task_struct *p, int dest_cpu)
 {
+	struct rs_config *c = rs_cfg();
 	__u32 tid = p->pid;
 	struct rs_reactor_stats *s;
 	struct rs_ev_migrated *e;
 	__u64 now;
 
-	if (!rs_is_reactor(tid))
+	if (!c || !reactor_task(c, p))
 		return 0;
 	now = bpf_ktime_get_ns();
 	s = stats_of(tid);

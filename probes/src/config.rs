@@ -150,7 +150,8 @@ impl Default for StreamThresholds {
 /// `any_*` flag is set, so a forgotten filter never streams the whole machine.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
-    /// The target process (tgid): a cheap first test for syscalls, the whole filter for numa.
+    /// The target process (tgid): a cheap first test before the reactor-tid lookup (sched,
+    /// syscalls: reactor tids must then belong to it), the whole filter for numa.
     /// `None` = any process.
     pub pid: Option<u32>,
     /// Reactor thread ids (sched, syscalls).

@@ -181,7 +181,18 @@ fn root_overhead_of_syscall_and_sched_probes() {
     // --- sched ---
     let cpu = thread::available_parallelism().map_or(1, |n| n.get()) - 1;
     let mut base = Vec::new();
-    let mut filtered = ("attached, filtered out", Vec::new(), String::new(), 0.0);
+    let mut by_tgid = (
+        "attached, other process (tgid test)",
+        Vec::new(),
+        String::new(),
+        0.0,
+    );
+    let mut filtered = (
+        "attached, our process, not reactors",
+        Vec::new(),
+        String::new(),
+        0.0,
+    );
     let mut engaged = (
         "attached, both threads reactors",
         Vec::new(),
@@ -191,11 +202,17 @@ fn root_overhead_of_syscall_and_sched_probes() {
     let mut wakeups = 0;
     for _ in 0..ROUNDS {
         base.push(ping_pong(cpu, |_, _| {}));
-        {
-            let s = RefCell::new(start(ProbeKind::Sched, Filter::default()));
+        for (case, pid) in [(&mut by_tgid, 1), (&mut filtered, me)] {
+            let s = RefCell::new(start(
+                ProbeKind::Sched,
+                Filter {
+                    pid: Some(pid),
+                    ..Filter::default()
+                },
+            ));
             let (wall, detail, sum) = measure(&s, 2 * ROUND_TRIPS, || ping_pong(cpu, |_, _| {}));
-            filtered.1.push(wall);
-            (filtered.2, filtered.3) = (detail, sum);
+            case.1.push(wall);
+            (case.2, case.3) = (detail, sum);
         }
         let s = RefCell::new(start(
             ProbeKind::Sched,
@@ -229,5 +246,5 @@ fn root_overhead_of_syscall_and_sched_probes() {
         "the sched probe saw the measured wake-ups ({wakeups})"
     );
     println!("sched probe, ping-pong of {ROUND_TRIPS} round trips on cpu {cpu}, best of {ROUNDS}:");
-    report("switch", &base, &[filtered, engaged]);
+    report("switch", &base, &[by_tgid, filtered, engaged]);
 }
