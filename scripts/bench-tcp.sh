@@ -66,14 +66,38 @@ done
 PORT=${ADDR##*:}
 echo "bench-tcp: ringside-tgt (pid $TGT_PID) on $ADDR, reactor core $TGT_CORE; perf on core $PERF_CORE" >&2
 
+# CPU accounting of the target's reactor threads (user/system ticks, on-cpu and run-queue ns).
+reactor_usage() {
+  python3 - "$TGT_PID" <<'PY'
+import glob, json, sys
+pid = sys.argv[1]
+tot = {"user_ticks": 0, "system_ticks": 0, "on_cpu_ns": 0, "run_queue_wait_ns": 0, "threads": 0}
+for t in glob.glob(f"/proc/{pid}/task/*"):
+    try:
+        if not open(f"{t}/comm").read().startswith("reactor"):
+            continue
+        st = open(f"{t}/stat").read()
+        f = st[st.rfind(")") + 1:].split()
+        tot["user_ticks"] += int(f[11]); tot["system_ticks"] += int(f[12])
+        ss = open(f"{t}/schedstat").read().split()
+        tot["on_cpu_ns"] += int(ss[0]); tot["run_queue_wait_ns"] += int(ss[1])
+        tot["threads"] += 1
+    except (OSError, ValueError, IndexError):
+        pass
+print(json.dumps(tot))
+PY
+}
+
 TRID="trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:$PORT subnqn:$NQN"
 RUNS=()
 for qd in $QDS; do
   for r in $(seq 1 "$REPEAT"); do
     f="$WORK/qd$qd-r$r.json"
     echo "bench-tcp: qd $qd run $r/$REPEAT (${DURATION}s)" >&2
+    reactor_usage >"$f.tgt0"
     "$BIN/ringside-perf" -r "$TRID" -q "$qd" -o "$IO_SIZE" -w "$WORKLOAD" -t "$DURATION" \
       --warmup "$WARMUP" --cores "$PERF_CORE" --json >"$f"
+    reactor_usage >"$f.tgt1"
     RUNS+=("$qd:$f")
   done
 done
@@ -89,10 +113,24 @@ def cpu_model():
     except OSError:
         pass
     return platform.processor() or "unknown"
+TCK = os.sysconf("SC_CLK_TCK")
 by_qd = {}
 for r in runs:
     qd, path = r.split(":", 1)
-    by_qd.setdefault(int(qd), []).append(json.load(open(path)))
+    rep = json.load(open(path))
+    try:
+        a, b = json.load(open(path + ".tgt0")), json.load(open(path + ".tgt1"))
+        # Includes the warm-up and connect time of the run: an approximation of the split.
+        rep["target_reactor_usage"] = {
+            "user_s": (b["user_ticks"] - a["user_ticks"]) / TCK,
+            "system_s": (b["system_ticks"] - a["system_ticks"]) / TCK,
+            "on_cpu_s": (b["on_cpu_ns"] - a["on_cpu_ns"]) / 1e9,
+            "run_queue_wait_s": (b["run_queue_wait_ns"] - a["run_queue_wait_ns"]) / 1e9,
+            "threads": b["threads"],
+        }
+    except (OSError, ValueError, KeyError):
+        pass
+    by_qd.setdefault(int(qd), []).append(rep)
 results = []
 for qd, reps in sorted(by_qd.items()):
     iops = [x["total"]["iops"] for x in reps]
@@ -107,6 +145,9 @@ for qd, reps in sorted(by_qd.items()):
         "avg_us": lat[med]["avg_us"], "p50_us": lat[med]["p50_us"], "p99_us": lat[med]["p99_us"],
         "p999_us": lat[med]["p999_us"], "max_us": lat[med]["max_us"],
         "errors": sum(x["total"]["errors"] for x in reps),
+        "initiator_usage": reps[med]["cores"][0].get("usage") if reps[med]["cores"] else None,
+        "initiator_transport": reps[med].get("transport"),
+        "target_reactor_usage": reps[med].get("target_reactor_usage"),
         "runs": reps,
     })
 doc = {
@@ -127,6 +168,18 @@ print(f"{'QD':>5} {'IOPS(median)':>14} {'min':>11} {'max':>11} {'MiB/s':>9} {'av
 for r in results:
     print(f"{r['qd']:>5} {r['iops_median']:>14.0f} {r['iops_min']:>11.0f} {r['iops_max']:>11.0f} {r['mib_s_median']:>9.1f} "
           f"{r['avg_us']:>8.2f} {r['p50_us']:>8.2f} {r['p99_us']:>8.2f} {r['p999_us']:>9.2f} {r['errors']:>7}")
+print()
+print(f"{'QD':>5} {'perf sys%':>9} {'perf usr%':>9} {'perf rq-wait s':>14} {'recv/IO':>8} {'empty/IO':>9} {'send/IO':>8} {'tgt sys%':>9} {'tgt usr%':>9} {'tgt rq-wait s':>13}")
+for r in results:
+    u = r["initiator_usage"] or {}
+    t = r["initiator_transport"] or {}
+    g = r["target_reactor_usage"] or {}
+    el = r["runs"][0]["total"]["elapsed_s"] or 1
+    ios = max(1, r["runs"][0]["total"]["ios"])
+    wall = el + float(os.environ.get("WARMUP", "1"))
+    print(f"{r['qd']:>5} {100*u.get('system_s',0)/el:>9.1f} {100*u.get('user_s',0)/el:>9.1f} {u.get('run_queue_wait_s',0):>14.3f} "
+          f"{t.get('recv_calls',0)/ios:>8.2f} {t.get('recv_empty',0)/ios:>9.2f} {t.get('send_calls',0)/ios:>8.2f} "
+          f"{100*g.get('system_s',0)/wall:>9.1f} {100*g.get('user_s',0)/wall:>9.1f} {g.get('run_queue_wait_s',0):>13.3f}")
 print(f"reference (SPDK nvmf_tgt + spdk_nvme_perf, 1 core each): QD1 ~67K IOPS (~15 us), QD32 450-470K, QD128 490K")
 print(f"written to {out}")
 EOF

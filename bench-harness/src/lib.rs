@@ -22,6 +22,7 @@ pub mod stats;
 pub mod transport;
 pub mod trid;
 pub mod units;
+pub mod usage;
 pub mod worker;
 
 /// Formats an error with its sources: "outer: inner: root".

@@ -368,6 +368,7 @@ fn run_with_admin(
             totals: Totals::from_stats(&r.stats, el),
             fatal: r.fatal.clone(),
             transport: r.transport,
+            usage: r.usage,
         });
         fatal.extend(r.fatal.iter().cloned());
         mismatches.extend(r.mismatches.iter().copied());

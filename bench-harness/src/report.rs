@@ -8,6 +8,7 @@ use crate::config::PerfConfig;
 use crate::pattern::Mismatch;
 use crate::stats::{IoStats, LatencySummary};
 use crate::transport::TransportCounters;
+use crate::usage::UsageSummary;
 
 /// What the initiator learned about the controller.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -91,6 +92,8 @@ pub struct CoreResult {
     pub fatal: Vec<String>,
     /// Syscalls and bytes over the measured interval.
     pub transport: TransportCounters,
+    /// The worker thread's CPU time over the measured interval.
+    pub usage: UsageSummary,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -225,6 +228,21 @@ impl PerfReport {
             "I/Os: {} ({} reads, {} writes) in {:.3} s",
             self.total.ios, self.total.reads, self.total.writes, self.total.elapsed_s
         );
+        for core in &self.cores {
+            let u = &core.usage;
+            let el = core.totals.elapsed_s.max(1e-9);
+            let _ = writeln!(
+                o,
+                "Core {:>2} cpu: on-cpu {:.1}% (user {:.1}%, system {:.1}%), run-queue wait {:.3} s, {} involuntary switches, {:.0} ns cpu per I/O",
+                core.core,
+                100.0 * u.on_cpu_s / el,
+                100.0 * u.user_s / el,
+                100.0 * u.system_s / el,
+                u.run_queue_wait_s,
+                u.involuntary_switches,
+                1e9 * u.on_cpu_s / core.totals.ios.max(1) as f64
+            );
+        }
         let x = &self.transport;
         let ios = self.total.ios.max(1) as f64;
         let _ = writeln!(

@@ -22,6 +22,7 @@ use crate::rng::{mix64, WyRand};
 use crate::stats::IoStats;
 use crate::transport::{Dir, Qpair, TransportCounters};
 use crate::units::CoreId;
+use crate::usage::{ThreadUsage, UsageSummary};
 
 /// Phase gate values, written by the coordinator.
 pub const GATE_WAIT: u8 = 0;
@@ -83,6 +84,15 @@ pub struct WorkerResult {
     pub prefilled_bytes: u64,
     /// Transport counters over the measured interval, summed over this worker's qpairs.
     pub transport: TransportCounters,
+    /// The worker thread's CPU usage over the measured interval.
+    pub usage: UsageSummary,
+}
+
+/// What `drive` measured.
+struct Measured {
+    elapsed: Duration,
+    transport: TransportCounters,
+    usage: UsageSummary,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -186,9 +196,10 @@ pub fn run_worker(
         return res;
     }
     w.stats.reset();
-    let (elapsed, transport) = w.drive(&mut lanes, Mode::Run);
-    res.elapsed = elapsed;
-    res.transport = transport;
+    let m = w.drive(&mut lanes, Mode::Run);
+    res.elapsed = m.elapsed;
+    res.transport = m.transport;
+    res.usage = m.usage;
     w.stats.mismatches = w.mismatch_count;
     w.stats.verified_blocks = w.verified;
     res.stats = w.stats;
@@ -248,11 +259,7 @@ struct Worker<'a> {
 impl Worker<'_> {
     /// Runs `mode` over all lanes until every lane is done; returns the measured time and the
     /// transport counters over it.
-    fn drive<Q: Qpair>(
-        &mut self,
-        lanes: &mut [Lane<Q>],
-        mode: Mode,
-    ) -> (Duration, TransportCounters) {
+    fn drive<Q: Qpair>(&mut self, lanes: &mut [Lane<Q>], mode: Mode) -> Measured {
         let cfg = self.cfg;
         let io_size = cfg.io_size;
         let qd = cfg.queue_depth as usize;
@@ -283,6 +290,7 @@ impl Worker<'_> {
             lanes.iter().map(|l| l.q.counters()).collect()
         };
         let mut baseline = snapshot(lanes);
+        let mut usage0 = ThreadUsage::now();
         loop {
             let now = Instant::now();
             iter = iter.wrapping_add(1);
@@ -294,6 +302,7 @@ impl Worker<'_> {
                 measure_start = now;
                 measuring = true;
                 baseline = snapshot(lanes);
+                usage0 = ThreadUsage::now();
             }
             let stop_time = end.is_some_and(|e| now >= e);
             let mut busy = false;
@@ -470,7 +479,11 @@ impl Worker<'_> {
         let elapsed = last_done
             .max(measure_start)
             .saturating_duration_since(measure_start);
-        (elapsed, transport)
+        Measured {
+            elapsed,
+            transport,
+            usage: ThreadUsage::now().since(&usage0),
+        }
     }
 
     /// Ends a lane after a transport failure; its outstanding commands count as errors.
