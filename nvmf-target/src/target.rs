@@ -252,7 +252,13 @@ impl Target {
             links,
         });
 
-        let mut threads = Vec::new();
+        // From here on a failure must stop the threads already started.
+        let mut started = Target {
+            shared: shared.clone(),
+            threads: Vec::new(),
+            rpc_path: rpc_path.clone(),
+        };
+        let threads = &mut started.threads;
         let spawn_err = |name: String| move |source| StartError::Thread { name, source };
         for (i, rx) in rxs.into_iter().enumerate() {
             let core = config.cores[i];
@@ -290,14 +296,9 @@ impl Target {
                 .map_err(spawn_err("acceptor".into()))?,
         );
         threads.push(
-            crate::rpc::spawn(rpc_listener, rpc_path.clone(), shared.clone())
-                .map_err(spawn_err("rpc".into()))?,
+            crate::rpc::spawn(rpc_listener, rpc_path, shared).map_err(spawn_err("rpc".into()))?,
         );
-        Ok(Target {
-            shared,
-            threads,
-            rpc_path,
-        })
+        Ok(started)
     }
 
     /// The bound listener addresses (real ports when the configuration asked for port 0).
@@ -334,6 +335,20 @@ impl Target {
     pub fn shutdown(self) {
         self.request_shutdown();
         self.wait();
+    }
+}
+
+impl Drop for Target {
+    /// A target dropped without [`Target::wait`] (including a failed start) stops its threads.
+    fn drop(&mut self) {
+        if self.threads.is_empty() {
+            return;
+        }
+        self.shared.request_shutdown();
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        let _ = std::fs::remove_file(&self.rpc_path);
     }
 }
 
