@@ -569,3 +569,59 @@ fn io_under_each_socket_poll_mode_with_pure_polling(#[case] mode: nvmf_target::c
         assert_eq!(r, d, "connection {i}");
     }
 }
+
+#[rstest]
+#[case::round_robin(nvmf_target::config::Placement::RoundRobin)]
+#[case::least_loaded(nvmf_target::config::Placement::LeastLoaded)]
+fn association_spread_over_two_reactors(#[case] placement: nvmf_target::config::Placement) {
+    let cores = nvmf_target::config::online_cores();
+    if cores.len() < 2 {
+        eprintln!("skipping: needs two cores, this process may use {cores:?}");
+        return;
+    }
+    let t = TestTarget::start_with(|c| {
+        c.cores = vec![
+            nvmf_target::config::CoreId(cores[0]),
+            nvmf_target::config::CoreId(cores[1]),
+        ];
+        c.placement = placement;
+    });
+    let mut admin = t.host();
+    admin.icreq(false, false);
+    let c = admin.connect(NQN, 0, 31, 0, 0xffff);
+    assert!(c.status.is_success());
+    let cntlid = c.dw0 as u16;
+    let mut ios: Vec<Host> = (1..=3)
+        .map(|qid| {
+            let mut h = t.host();
+            h.icreq(false, false);
+            assert!(
+                h.connect(NQN, qid, 63, 0, cntlid).status.is_success(),
+                "qid {qid}"
+            );
+            h
+        })
+        .collect();
+    for (i, io) in ios.iter_mut().enumerate() {
+        let d = pattern(8192, i as u8);
+        assert!(io.write(16 * i as u64, &d, true).status.is_success());
+        assert_eq!(io.read(16 * i as u64, 8192).1, d);
+    }
+    let stats = t.target.as_ref().unwrap().shared().stats_json();
+    let per: Vec<u64> = stats["reactors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["connections"].as_u64().unwrap())
+        .collect();
+    assert_eq!(per.iter().sum::<u64>(), 4);
+    assert!(
+        per.iter().all(|&n| n == 2),
+        "connections spread 2/2: {per:?}"
+    );
+    // Closing the admin queue tears the association down on both reactors.
+    drop(admin);
+    for io in ios.iter_mut() {
+        io.expect_closed();
+    }
+}
