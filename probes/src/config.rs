@@ -78,6 +78,23 @@ impl ProbeKind {
     }
 }
 
+impl std::str::FromStr for ProbeKind {
+    type Err = ProbeError;
+
+    /// Parses a probe name as printed by [`ProbeKind::name`] (e.g. from a `--probes` list).
+    fn from_str(s: &str) -> Result<ProbeKind, ProbeError> {
+        ProbeKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s.trim())
+            .ok_or_else(|| ProbeError::Config {
+                reason: format!(
+                    "unknown probe {s:?}; known: {}",
+                    ProbeKind::ALL.map(ProbeKind::name).join(", ")
+                ),
+            })
+    }
+}
+
 impl fmt::Display for ProbeKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
@@ -295,6 +312,17 @@ mod tests {
         };
         assert!(reason(c.validate()).contains("power of two"));
         assert!(ProbeConfig::default().validate().is_ok());
+    }
+
+    #[test]
+    fn probe_names_round_trip_and_unknown_names_are_errors() {
+        for k in ProbeKind::ALL {
+            assert_eq!(k.name().parse::<ProbeKind>().expect("known name"), k);
+        }
+        assert_eq!(
+            reason("kprobes".parse::<ProbeKind>().map(|_| ())),
+            "unknown probe \"kprobes\"; known: sched, irq, syscalls, block, tcp, net, numa"
+        );
     }
 
     #[test]
