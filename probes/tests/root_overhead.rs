@@ -18,8 +18,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Instant;
 
-const GETPIDS: u32 = 100_000;
-const ROUND_TRIPS: u32 = 5_000;
+const GETPIDS: u32 = 50_000;
+const ROUND_TRIPS: u32 = 3_000;
 const ROUNDS: usize = 3;
 
 /// Mean ns per run of each of the set's programs, as "tracepoint=ns" pairs, and the total
