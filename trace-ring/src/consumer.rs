@@ -727,8 +727,8 @@ impl RingCursor {
         }
         fence(Ordering::Acquire);
         let h2 = head.load(Ordering::Relaxed);
-        // Valid iff i + n > h2, i.e. i >= h2 + 1 - n.
-        let valid_from = start.max((h2 + 1).saturating_sub(n)).min(h1);
+        // Valid iff i + n > h2, i.e. i >= h2 - (n - 1) (written so that it cannot overflow).
+        let valid_from = start.max(h2.saturating_sub(n - 1)).min(h1);
         let invalid = (valid_from - start) as usize;
         out.drain(first..first + invalid.min(out.len() - first));
         let lost = valid_from - self.pos;

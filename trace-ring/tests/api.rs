@@ -311,3 +311,28 @@ fn bad_names_and_layouts_are_rejected() {
         "no leftovers"
     );
 }
+
+#[test]
+fn start_now_skips_existing_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf = TraceFile::create(dir.path(), "now", pid(), &description(1), &layout(1, 16))
+        .expect("create");
+    let mut w = tf.take_reactor(0).expect("reactor");
+    for i in 0..5 {
+        w.ring.record_at(i, TP_POLL, 0, 0, i, 0);
+    }
+    let r = TraceReader::open(tf.path()).expect("open");
+    let mut now = r.cursor(0, Start::Now).expect("cursor");
+    let mut oldest = r.cursor(0, Start::Oldest).expect("cursor");
+    w.ring.record_at(5, TP_POLL, 0, 0, 5, 0);
+    let mut out = Vec::new();
+    assert_eq!(now.poll(&mut out).records, 1);
+    assert_eq!(out[0].arg0, 5);
+    out.clear();
+    assert_eq!(oldest.poll(&mut out).records, 6);
+    assert_eq!(oldest.backlog(), 0);
+    assert!(matches!(
+        r.cursor(1, Start::Now),
+        Err(Error::NoSuchReactor { .. })
+    ));
+}

@@ -148,6 +148,93 @@ proptest! {
     }
 }
 
+fn valid_file_bytes() -> &'static [u8] {
+    static BYTES: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTES.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tf = TraceFile::create(
+            dir.path(),
+            "fuzz",
+            std::process::id(),
+            &description(2),
+            &layout(2, 8),
+        )
+        .expect("create");
+        let mut w = tf.take_reactor(1).expect("reactor");
+        for i in 0..12 {
+            w.ring.write(record_for(i));
+            w.counters.qpair_complete(1, 512, 1000 * i, false);
+        }
+        std::fs::read(tf.path()).expect("read")
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    /// Random corruption of the header page or truncation: `open` returns an error or a reader
+    /// whose every accessor stays in bounds; nothing panics or crashes.
+    #[test]
+    fn corrupted_files_never_panic(edits in prop::collection::vec((0usize..4096, any::<u8>()), 1..8),
+                                   cut in prop::option::of(0usize..20_000)) {
+        let mut bytes = valid_file_bytes().to_vec();
+        for (at, v) in edits {
+            bytes[at] = v;
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut.min(bytes.len()));
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("ringside.fuzz");
+        std::fs::write(&p, &bytes).expect("write");
+        if let Ok(r) = TraceReader::open(&p) {
+            for reactor in 0..r.reactors() {
+                let mut c = r.cursor(reactor, Start::Oldest).expect("cursor of a valid reactor");
+                let mut out = Vec::new();
+                c.poll(&mut out);
+                prop_assert!(out.len() as u64 <= r.geometry().ring_records);
+                let snap = r.counters(reactor).expect("counters of a valid reactor");
+                prop_assert_eq!(snap.qpairs.len(), r.geometry().qpair_slots as usize);
+                for s in 0..r.geometry().qpair_slots.min(4) {
+                    prop_assert!(r.qpair_histogram(reactor, s as u16).is_some());
+                }
+                for s in 0..r.geometry().stages.min(4) {
+                    prop_assert!(r.stage_histogram(reactor, s).is_some());
+                }
+            }
+            let _ = r.tsc_to_mono_ns(12345);
+            prop_assert!(r.counters(r.reactors()).is_none());
+        }
+    }
+
+    /// The merged stream is the sorted union of the per-reactor streams.
+    #[test]
+    fn merge_is_sorted_union(streams in prop::collection::vec(prop::collection::vec(0u64..50, 0..20), 1..4)) {
+        let reactors = streams.len() as u32;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tf = TraceFile::create(dir.path(), "merge", std::process::id(), &description(reactors), &layout(reactors, 32))
+            .expect("create");
+        let mut expected = Vec::new();
+        for (r, gaps) in streams.iter().enumerate() {
+            let mut w = tf.take_reactor(r as u32).expect("reactor");
+            let mut t = 0;
+            for (k, gap) in gaps.iter().enumerate() {
+                t += gap;
+                w.ring.record_at(t, TP_POLL, 0, k as u32, r as u64, 0);
+                expected.push((t, r as u32, k as u32));
+            }
+        }
+        let reader = TraceReader::open(tf.path()).expect("open");
+        let mut m = reader.merged(Start::Oldest, 0).expect("merged");
+        let mut out = Vec::new();
+        m.drain(&mut out);
+        let got: Vec<(u64, u32, u32)> = out.iter().map(|e| (e.record.tsc, e.reactor, e.record.cid)).collect();
+        expected.sort();
+        prop_assert_eq!(got, expected);
+        prop_assert_eq!(m.late_total(), 0);
+    }
+}
+
 /// A writer thread laps a tiny ring as fast as it can while a reader polls: every returned record
 /// must be self-consistent (arg1 = f(arg0), tsc and cid derived from arg0), numbered exactly
 /// `position + lost` onward, and the reader's received + lost must add up to what was written.

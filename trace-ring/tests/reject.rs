@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use common::{description, layout};
 use trace_ring::layout::Header;
-use trace_ring::{Error, TraceFile, TraceReader};
+use trace_ring::{Error, Start, TraceFile, TraceReader};
 
 /// A valid trace file copied to `dir/name` (the producer is dropped, so the copy is stable).
 fn valid_copy(dir: &Path, name: &str) -> PathBuf {
@@ -331,4 +331,28 @@ fn foreign_file_is_not_replaced() {
     .expect_err("foreign");
     assert!(matches!(e, Error::Foreign { .. }), "{e:?}");
     assert_eq!(std::fs::read(&p).expect("read"), b"someone else's data");
+}
+
+#[test]
+fn hostile_ring_heads_do_not_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = valid_copy(dir.path(), "ringside.heads");
+    let g = *TraceReader::open(&p).expect("open").geometry();
+    let head0 = g.rings_offset as usize;
+    let head1 = (g.rings_offset + g.ring_stride) as usize;
+    patch(&p, head0, &u64::MAX.to_le_bytes());
+    patch(&p, head1, &(1u64 << 40).to_le_bytes());
+    let r = TraceReader::open(&p).expect("heads are runtime data, not validated at open");
+    for reactor in 0..2 {
+        let mut c = r.cursor(reactor, Start::Oldest).expect("cursor");
+        let mut out = Vec::new();
+        let st = c.poll(&mut out);
+        assert!(
+            out.len() < g.ring_records as usize,
+            "at most one ring's worth: {st:?}"
+        );
+        // The head cannot be trusted to move forward; further polls stay quiet and bounded.
+        out.clear();
+        assert_eq!(c.poll(&mut out).records, 0);
+    }
 }
