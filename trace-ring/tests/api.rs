@@ -336,3 +336,43 @@ fn start_now_skips_existing_records() {
         Err(Error::NoSuchReactor { .. })
     ));
 }
+
+/// Named ring boundary cases: `(ring size, records before the first poll, records between the
+/// polls, expected first index and lost count at the second poll)`.
+#[rstest::rstest]
+#[case::never_written(8, 0, 0, 0, 0)]
+#[case::ring_wraps(8, 6, 6, 6, 0)]
+#[case::just_under_one_lap(8, 0, 7, 0, 0)]
+#[case::exactly_one_lap_loses_the_slot_under_rewrite(8, 0, 8, 1, 1)]
+#[case::reader_lapped(8, 0, 20, 13, 13)]
+#[case::reader_lapped_twice_after_reading(4, 3, 11, 11, 8)]
+fn ring_boundaries(
+    #[case] n: u64,
+    #[case] first: u64,
+    #[case] second: u64,
+    #[case] expected_from: u64,
+    #[case] expected_lost: u64,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf = TraceFile::create(dir.path(), "bounds", pid(), &description(1), &layout(1, n))
+        .expect("create");
+    let mut w = tf.take_reactor(0).expect("reactor");
+    let r = TraceReader::open(tf.path()).expect("open");
+    let mut c = r.cursor(0, Start::Oldest).expect("cursor");
+    let mut out = Vec::new();
+    for i in 0..first {
+        w.ring.record_at(i, TP_POLL, 0, 0, i, 0);
+    }
+    let st = c.poll(&mut out);
+    assert_eq!((st.records as u64, st.lost), (first, 0), "first poll");
+    out.clear();
+    for i in first..first + second {
+        w.ring.record_at(i, TP_POLL, 0, 0, i, 0);
+    }
+    let st = c.poll(&mut out);
+    let got: Vec<u64> = out.iter().map(|r| r.arg0).collect();
+    let want: Vec<u64> = (expected_from..first + second).collect();
+    assert_eq!(got, want, "records returned are exactly the newest ones");
+    assert_eq!(st.lost, expected_lost, "lost count");
+    assert_eq!(c.lost_total(), expected_lost);
+}
