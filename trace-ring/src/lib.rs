@@ -9,6 +9,12 @@
 //! * [`TraceReader`] is the consumer (the agent): [`RingCursor`], [`MergedCursor`], counters and
 //!   histogram snapshots, instance discovery.
 //!
+//! ```compile_fail
+//! // A ring writer belongs to one reactor thread: it can be moved there but never shared.
+//! fn shared<T: Sync>() {}
+//! shared::<trace_ring::RingWriter>();
+//! ```
+//!
 //! Threading: one writer per ring and per counters section (enforced by handing each out once);
 //! any number of readers in any process, which never block or slow the writer. `unsafe` is
 //! confined to `mapping` (the mmap and the atomic views into it) and `tsc` (`rdtsc`).

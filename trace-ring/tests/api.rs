@@ -376,3 +376,15 @@ fn ring_boundaries(
     assert_eq!(st.lost, expected_lost, "lost count");
     assert_eq!(c.lost_total(), expected_lost);
 }
+
+#[test]
+fn writers_are_send_readers_are_send_and_sync() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<trace_ring::RingWriter>();
+    send::<trace_ring::CountersWriter>();
+    send::<trace_ring::RingCursor>();
+    send_sync::<TraceReader>();
+    send_sync::<trace_ring::TraceControl>();
+    send_sync::<TraceFile>();
+}
