@@ -13,7 +13,7 @@
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+use rustix::mm::{madvise, mmap_anonymous, munmap, Advice, MapFlags, ProtFlags};
 
 use super::{check_range, Bdev, BdevError, BdevOp, BdevQueue, DoneQueue};
 use crate::config::BackendKind;
@@ -53,12 +53,31 @@ impl MallocBdev {
         }
         .map_err(|_| BdevError::Media)?;
         let base = NonNull::new(p.cast::<u8>()).ok_or(BdevError::Media)?;
+        // Transparent huge pages: fewer TLB misses on random access. Best effort.
+        // SAFETY: `p..p+len` is the mapping just created and owned by nobody else yet; the advice
+        // changes no contents the program can observe.
+        let _ = unsafe { madvise(p, len, Advice::LinuxHugepage) };
         Ok(MallocBdev {
             base,
             len,
             block_size,
             num_blocks,
         })
+    }
+
+    /// Faults every page in from a short-lived background thread, so that the first I/O to a
+    /// page does not pay a page fault (about 1 µs here) on the reactor, without delaying start.
+    /// Best effort; I/O is correct before, during and after it.
+    pub fn prefault_in_background(self: &Arc<Self>) {
+        let me = Arc::clone(self);
+        let _ = std::thread::Builder::new()
+            .name("malloc-prefault".into())
+            .spawn(move || {
+                // SAFETY: `me` keeps the mapping alive (no munmap) until this returns; populating
+                // only faults pages in as if written, without changing what any reader sees.
+                let _ =
+                    unsafe { madvise(me.base.as_ptr().cast(), me.len, Advice::LinuxPopulateWrite) };
+            });
     }
 
     fn offset(&self, lba: u64, bytes: usize) -> Option<usize> {
@@ -160,5 +179,9 @@ impl BdevQueue for MallocQueue {
 
     fn in_flight(&self) -> usize {
         self.done.len()
+    }
+
+    fn copies_on_submit(&self) -> bool {
+        true
     }
 }

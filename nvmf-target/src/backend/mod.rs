@@ -70,6 +70,12 @@ pub trait BdevQueue: Send {
     fn poll(&mut self, done: &mut dyn FnMut(u64, Result<(), BdevError>)) -> usize;
     /// Operations submitted and not yet reported.
     fn in_flight(&self) -> usize;
+    /// True when `submit` is done with the buffer it was given by the time it returns (memory
+    /// backends copy at once). Callers may then pass transient buffers, such as in-capsule data
+    /// still in the receive buffer, instead of copying them into a request buffer first.
+    fn copies_on_submit(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the bdev for a namespace.
@@ -77,7 +83,11 @@ pub fn create(ns: &NamespaceConfig) -> Result<Arc<dyn Bdev>, BdevError> {
     let blocks = ns.size.0 / u64::from(ns.block_size);
     Ok(match ns.backend {
         BackendKind::Null => Arc::new(NullBdev::new(ns.block_size, blocks)),
-        BackendKind::Malloc => Arc::new(MallocBdev::new(ns.block_size, blocks)?),
+        BackendKind::Malloc => {
+            let b = Arc::new(MallocBdev::new(ns.block_size, blocks)?);
+            b.prefault_in_background();
+            b
+        }
     })
 }
 

@@ -85,4 +85,8 @@ impl BdevQueue for NullQueue {
     fn in_flight(&self) -> usize {
         self.done.len()
     }
+
+    fn copies_on_submit(&self) -> bool {
+        true
+    }
 }

@@ -105,6 +105,22 @@ impl Conn {
                 }
                 let idx = self.take_req(&sqe, len as u32, class, ns_index, ctx)?;
                 match src {
+                    H2cSource::InCapsule(_)
+                        if class == OpClass::Write && ctx.bdevs[bdev].copies_on_submit() =>
+                    {
+                        // Straight from the receive buffer: the backend copies before returning.
+                        let r = &mut self.reqs[usize::from(idx)];
+                        r.state = ReqState::AtBackend;
+                        r.received = len as u32;
+                        let tag = make_tag(self.gen, self.slot, idx);
+                        ctx.bdevs[bdev].submit(
+                            tag,
+                            BdevOp::Write {
+                                lba: slba,
+                                buf: data,
+                            },
+                        );
+                    }
                     H2cSource::InCapsule(_) => {
                         let r = &mut self.reqs[usize::from(idx)];
                         r.buf[..data.len()].copy_from_slice(data);
