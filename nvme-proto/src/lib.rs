@@ -14,6 +14,7 @@
 //! - [`fabrics`]: Fabrics commands (Connect, Property Get/Set), Connect data, controller properties.
 //! - [`identify`]: Identify Controller / Namespace, namespace lists and descriptors.
 //! - [`log`]: Get Log Page parameters, error, SMART, changed namespaces, discovery log.
+//! - [`rdma`]: NVMe/RDMA connection private data (CM request/accept/reject), RDMA TSAS.
 //! - [`tcp`]: NVMe/TCP PDUs, the streaming framer [`tcp::parse_pdu`] and encoders.
 //!
 //! A target's receive step, in short:
@@ -54,6 +55,7 @@ pub mod fabrics;
 pub mod identify;
 pub mod log;
 pub mod nvme;
+pub mod rdma;
 pub mod sgl;
 pub mod tcp;
 
