@@ -349,6 +349,13 @@ proptest! {
             }
         }
         let _ = identify::decode_ns_list(&b);
+        if let Ok(r) = nvme_proto::rdma::CmRequest::decode(&b) {
+            let mut v = [0u8; 32];
+            r.encode(&mut v).expect("32 bytes");
+            prop_assert_eq!(nvme_proto::rdma::CmRequest::decode(&v).map(|x| (x.qid, x.hsqsize)), Ok((r.qid, r.hsqsize)));
+        }
+        let _ = nvme_proto::rdma::CmAccept::decode(&b);
+        let _ = nvme_proto::rdma::CmReject::decode(&b);
         let _ = log::decode_changed_ns_list(&b);
         let mut d = b.clone();
         if d.len() >= 16 {

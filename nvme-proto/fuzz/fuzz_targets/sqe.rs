@@ -35,6 +35,9 @@ fuzz_target!(|data: &[u8]| {
         let d = SglDescriptor::decode(b);
         assert_eq!(SglDescriptor::decode(&d.to_bytes()), d);
     }
+    let _ = nvme_proto::rdma::CmRequest::decode(data);
+    let _ = nvme_proto::rdma::CmAccept::decode(data);
+    let _ = nvme_proto::rdma::CmReject::decode(data);
     for r in DsmRange::iter(data) {
         let _ = r;
     }
