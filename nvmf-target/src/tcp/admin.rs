@@ -146,15 +146,10 @@ impl Conn {
     }
 
     fn cap(&self, ctx: &Ctx) -> u64 {
-        let depth = if self
-            .subsys
-            .as_ref()
-            .is_some_and(|s| s.kind == SubsystemKind::Discovery)
-        {
-            ctx.shared.config.limits.max_admin_queue_depth
-        } else {
-            ctx.shared.config.limits.max_queue_depth
-        };
+        // The I/O queue limit, for discovery controllers too: Linux sizes its queues from MQES
+        // and warns when a discovery controller reports less than its default of 128. The admin
+        // queue's own limit is enforced at Connect.
+        let depth = ctx.shared.config.limits.max_queue_depth;
         Cap {
             mqes: (depth - 1) as u16,
             cqr: true,
