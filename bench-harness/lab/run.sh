@@ -102,7 +102,8 @@ q() { local s=${1//\'/\'\\\'\'}; printf "'%s'" "$s"; }
 
 MACHINE=q35
 QEMU=(qemu-system-x86_64 -nodefaults -no-user-config -no-reboot -display none -nic none -monitor none
-      "${ACC[@]}" -device isa-debug-exit,iobase=0xf4,iosize=0x01)
+      "${ACC[@]}" -device isa-debug-exit,iobase=0xf4,iosize=0x01
+      -uuid "$(cat /proc/sys/kernel/random/uuid)")   # else DMI product_uuid, and so `nvme gen-hostnqn`, is all zeros
 if [ $NUMA = 1 ]; then
   QEMU+=(-smp 4,sockets=2,cores=2,threads=1
          -object memory-backend-ram,id=m0,size=$MEM -object memory-backend-ram,id=m1,size=$MEM

@@ -20,7 +20,7 @@ fail() {   # fail <key> <why> [evidence file...]
   local key=$1 why=$2; shift 2
   echo "LAB_RESULT $key=fail"
   echo "LAB_ERROR $key: $why"
-  for f in "$@"; do [ -s "$f" ] && sed 's/^/  | /' "$f"; done
+  for f in "$@"; do [ -s "$f" ] && head -n 40 "$f" | sed 's/^/  | /'; done
   echo "  | dmesg tail:"; dmesg | tail -n 25 | sed 's/^/  | /'
   FAILED=1
 }
