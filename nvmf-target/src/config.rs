@@ -312,6 +312,8 @@ pub struct Limits {
     pub max_c2h_data: ByteSize,
     /// Connections a reactor can hold (sizes the per-reactor statistics table).
     pub max_connections_per_reactor: u32,
+    /// A connection that has not completed ICReq and Connect within this is closed.
+    pub handshake_timeout_ms: u32,
 }
 
 impl Default for Limits {
@@ -325,6 +327,7 @@ impl Default for Limits {
             max_h2c_data: ByteSize(128 * 1024),
             max_c2h_data: ByteSize(128 * 1024),
             max_connections_per_reactor: 256,
+            handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -613,6 +616,9 @@ impl Config {
                     "limits.{what} {v} must be a multiple of 4 bytes in 4KiB..=16MiB"
                 )));
             }
+        }
+        if !(1..=3_600_000).contains(&l.handshake_timeout_ms) {
+            return Err(invalid("limits.handshake_timeout_ms must be 1..=3600000"));
         }
         if !(1..=65536).contains(&l.max_connections_per_reactor) {
             return Err(invalid(

@@ -399,3 +399,15 @@ fn garbage_stream_never_panics() {
         }
     });
 }
+
+#[test]
+fn silent_connections_are_closed_after_the_handshake_timeout() {
+    let t = TestTarget::start_with(|c| c.limits.handshake_timeout_ms = 300);
+    with_bystander(&t, |t| {
+        let mut no_icreq = t.host();
+        let mut no_connect = t.host();
+        no_connect.icreq(false, false);
+        no_icreq.expect_closed();
+        no_connect.expect_closed();
+    });
+}

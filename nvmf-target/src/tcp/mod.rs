@@ -129,6 +129,7 @@ pub struct Conn {
     slot: u16,
     gen: u32,
     state: ConnState,
+    created: Instant,
     drain_deadline: Option<Instant>,
     cfg: PduConfig,
     rbuf: Vec<u8>,
@@ -176,6 +177,7 @@ impl Conn {
             slot,
             gen,
             state: ConnState::AwaitingICReq,
+            created: ctx.now,
             drain_deadline: None,
             cfg: PduConfig::initial(Role::Controller),
             rbuf: vec![0; rlen],
@@ -813,6 +815,17 @@ impl Conn {
     /// Timer work: keep-alive expiry, controller teardown from elsewhere.
     pub fn tick(&mut self, ctx: &mut Ctx) {
         if self.state == ConnState::Closed {
+            return;
+        }
+        // Idle half-open sockets must not hold a reactor's connection slots forever.
+        if matches!(
+            self.state,
+            ConnState::AwaitingICReq | ConnState::AwaitingConnect
+        ) && ctx.now.saturating_duration_since(self.created)
+            > Duration::from_millis(u64::from(ctx.shared.config.limits.handshake_timeout_ms))
+        {
+            ctx.stats.connection_errors.add(1);
+            self.transition(ConnEvent::Terminate, ctx);
             return;
         }
         if let Some(c) = &self.ctrl {
