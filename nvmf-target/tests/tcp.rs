@@ -71,6 +71,13 @@ fn admin_bring_up_and_io(#[case] hd: bool, #[case] dd: bool) {
     let (c, descs) = admin.identify(3, 1);
     assert!(c.status.is_success());
     assert_eq!(descs[0], 2, "first descriptor is the NGUID");
+    let (c, cs) = admin.identify(0x06, 0);
+    assert!(
+        c.status.is_success(),
+        "NVM command set Identify Controller: {:?}",
+        c.status
+    );
+    assert!(cs.iter().all(|&b| b == 0), "no limits beyond MDTS");
     let (c, _) = admin.identify(0x55, 0);
     assert!(
         c.status.same_code(Status::INVALID_FIELD),

@@ -347,6 +347,9 @@ impl Conn {
                     return self.respond(sqe.cid, Status::INTERNAL_ERROR, 0, 0, ctx);
                 }
             }
+            // NVM command set specific Identify Controller (Linux asks for it with VS >= 1.1):
+            // all limits zero, i.e. none beyond MDTS.
+            id::cns::IO_CS_CONTROLLER if !discovery && sqe.identify_csi() == id::csi::NVM => {}
             id::cns::NS_DESCRIPTOR_LIST if !discovery => match subsys.namespace(nsid) {
                 Some(ns) => {
                     let list = [
