@@ -411,3 +411,57 @@ fn silent_connections_are_closed_after_the_handshake_timeout() {
         no_connect.expect_closed();
     });
 }
+
+#[test]
+fn icreq_with_unknown_version_gets_term_req() {
+    let t = TestTarget::start();
+    with_bystander(&t, |t| {
+        let mut h = t.host();
+        let mut b = [0u8; 128];
+        let req = ptcp::IcReq {
+            pfv: 0,
+            hpda: 0,
+            hdgst: false,
+            ddgst: false,
+            maxr2t: 0,
+        };
+        let n = ptcp::encode_icreq(&req, &mut b).unwrap();
+        b[8] = 1; // PFV 1
+        h.send(&b[..n]);
+        assert_eq!(fes(&h.expect_term_req()), Some(Fes::UnsupportedParameter));
+        // A second ICReq on an established connection is a sequence error.
+        let mut h = t.host();
+        h.icreq(false, false);
+        let n = ptcp::encode_icreq(&req, &mut b).unwrap();
+        h.send(&b[..n]);
+        assert_eq!(fes(&h.expect_term_req()), Some(Fes::PduSequenceError));
+    });
+}
+
+#[test]
+fn h2c_datal_disagreeing_with_plen_gets_term_req() {
+    let t = TestTarget::start();
+    with_bystander(&t, |t| {
+        let (_a, mut io) = t.io_pair(false, false);
+        let cid = io.cid();
+        let sqe = Sqe::write(cid, Nsid(1), 0, 8, SglDescriptor::tcp_transport(4096)).unwrap();
+        io.capsule(&sqe, &[]);
+        let r2t = match io.recv_pdu() {
+            (PduHeader::R2T(r), _) => r,
+            (h, _) => panic!("{h:?}"),
+        };
+        let d = pattern(2048, 1);
+        let h2c = ptcp::H2CData {
+            cccid: cid,
+            ttag: r2t.ttag,
+            datao: 0,
+            datal: 2048,
+            last: true,
+        };
+        let mut b = vec![0u8; 3000];
+        let n = ptcp::encode_h2c_data(&h2c, &d, &io.cfg, &mut b).unwrap();
+        b[16..20].copy_from_slice(&4096u32.to_le_bytes()); // datal lies
+        io.send(&b[..n]);
+        assert_eq!(fes(&io.expect_term_req()), Some(Fes::InvalidHeaderField));
+    });
+}
