@@ -2,8 +2,9 @@
 //! `ringside-perf` library and binary. Each test starts its own target (tests are serialized:
 //! every target busy-polls a core) and kills it when done.
 //!
-//! The target binary is looked up next to this test's profile directory (so it honours
-//! CARGO_TARGET_DIR) and built with `cargo build -p nvmf-target` when missing.
+//! The target binary is the one in this test's profile directory (so CARGO_TARGET_DIR is
+//! honoured), brought up to date with `cargo build -p nvmf-target`; `RINGSIDE_TGT=<path>`
+//! overrides it.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -29,28 +30,41 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The `ringside-tgt` to test against: `$RINGSIDE_TGT` if set, else the one in this profile's
+/// directory, (re)built with `cargo build -p nvmf-target` (a no-op when fresh). If that build
+/// fails (the target crate mid-edit) an existing binary is used with a warning.
 fn target_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("RINGSIDE_TGT") {
+            return PathBuf::from(p);
+        }
         let dir = profile_dir();
         let bin = dir.join("ringside-tgt");
-        if !bin.exists() {
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .expect("workspace root");
-            let target_dir = dir.parent().expect("target dir");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = Command::new(cargo);
-            cmd.current_dir(workspace)
-                .env("CARGO_TARGET_DIR", target_dir)
-                .args(["build", "-p", "nvmf-target", "--bin", "ringside-tgt"]);
-            if dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
-            }
-            let st = cmd.status().expect("run cargo build -p nvmf-target");
-            assert!(st.success(), "cargo build -p nvmf-target failed");
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("workspace root");
+        let target_dir = dir.parent().expect("target dir");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(workspace)
+            .env("CARGO_TARGET_DIR", target_dir)
+            .args(["build", "-q", "-p", "nvmf-target", "--bin", "ringside-tgt"]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
         }
-        assert!(bin.exists(), "no ringside-tgt at {}", bin.display());
+        let built = cmd.status().is_ok_and(|s| s.success());
+        if !built {
+            assert!(
+                bin.exists(),
+                "cargo build -p nvmf-target failed and there is no {}",
+                bin.display()
+            );
+            eprintln!(
+                "warning: cargo build -p nvmf-target failed; testing the existing {}",
+                bin.display()
+            );
+        }
         bin
     })
     .clone()
