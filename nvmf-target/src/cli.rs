@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use clap::Parser;
 
 use crate::config::{
-    parse_core_list, BackendKind, ByteSize, Config, ConfigError, ListenerConfig, NamespaceConfig,
-    Placement,
+    parse_core_list, BackendKind, ByteSize, Config, ConfigError, IdlePolicy, ListenerConfig,
+    NamespaceConfig, Placement,
 };
 
 /// ringside-tgt: a poll-mode, run-to-completion NVMe/TCP target.
@@ -66,6 +66,11 @@ pub struct Args {
     #[arg(long, value_name = "POLICY")]
     pub placement: Option<Placement>,
 
+    /// Idle policy: `poll` (spin, lowest latency) or `sleep` (after 1000 empty polls, wait in
+    /// epoll for up to 1 ms: for shared machines and emulated guests).
+    #[arg(long, value_name = "POLICY", value_parser = ["poll", "sleep"])]
+    pub idle: Option<String>,
+
     /// Validate the configuration, print it as TOML and exit.
     #[arg(long)]
     pub check: bool,
@@ -117,6 +122,16 @@ impl Args {
         if let Some(p) = self.placement {
             cfg.placement = p;
         }
+        match self.idle.as_deref() {
+            Some("sleep") => {
+                cfg.idle = IdlePolicy::Sleep {
+                    after_idle_polls: 1000,
+                    max_sleep_us: 1000,
+                }
+            }
+            Some(_) => cfg.idle = IdlePolicy::Poll,
+            None => {}
+        }
         if !self.listen.is_empty() {
             cfg.listeners = self
                 .listen
@@ -160,6 +175,23 @@ mod tests {
             c.rpc_socket_path(),
             PathBuf::from("/var/tmp/ringside-ringside.sock")
         );
+    }
+
+    #[test]
+    fn idle_flag_sets_the_policy() {
+        let a = parse(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--null",
+            "1GiB",
+            "--idle",
+            "sleep",
+        ]);
+        assert!(matches!(
+            a.to_config().unwrap().idle,
+            IdlePolicy::Sleep { .. }
+        ));
+        assert!(Args::try_parse_from(["ringside-tgt", "--idle", "nap"]).is_err());
     }
 
     #[test]
