@@ -77,8 +77,9 @@ fn bad_input_is_one_clear_line() {
 #[test]
 fn check_prints_the_example_config() {
     let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/target.toml");
+    let core = nvmf_target::config::online_cores()[0].to_string();
     let out = Command::new(BIN)
-        .args(["--config", ex, "--cores", "0", "--check"])
+        .args(["--config", ex, "--cores", &core, "--check"])
         .output()
         .expect("run");
     assert!(
