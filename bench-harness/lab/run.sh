@@ -32,7 +32,7 @@ OUT="" LOG="" NUMA=1 MEM=1G PCI=0 NVME_IMG="" ACCEL=auto APPEND="" QUIET=0 SETUP
 ENVS=()
 
 die() { echo "lab run: error: $*" >&2; exit 125; }
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 125; }
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
