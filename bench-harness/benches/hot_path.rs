@@ -93,12 +93,84 @@ fn verify_pattern(c: &mut Criterion) {
     g.finish();
 }
 
+/// The kernel floor under the initiator: one empty non-blocking `read` (what a poll that finds
+/// nothing costs), and a busy-polled loopback round trip shaped like a 4 KiB read (a 72-byte
+/// capsule out, 4096 + 48 bytes back) between two threads.
+fn kernel_floor(c: &mut Criterion) {
+    use std::io::{ErrorKind, Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = l.local_addr().expect("addr");
+    let client = TcpStream::connect(addr).expect("connect");
+    let (server, _) = l.accept().expect("accept");
+    for s in [&client, &server] {
+        s.set_nodelay(true).expect("nodelay");
+        s.set_nonblocking(true).expect("nonblocking");
+    }
+    let mut buf = vec![0u8; 65536];
+    c.bench_function("empty_nonblocking_read", |b| {
+        b.iter(|| {
+            let r = (&client).read(&mut buf);
+            assert!(matches!(r, Err(ref e) if e.kind() == ErrorKind::WouldBlock));
+        })
+    });
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let st = stop.clone();
+    let responder = std::thread::spawn(move || {
+        let reply = vec![0x5au8; 4096 + 48];
+        let mut b = vec![0u8; 4096];
+        let mut got = 0;
+        while !st.load(Ordering::Relaxed) {
+            match (&server).read(&mut b) {
+                Ok(0) => break,
+                Ok(n) => {
+                    got += n;
+                    while got >= 72 {
+                        got -= 72;
+                        let mut off = 0;
+                        while off < reply.len() {
+                            match (&server).write(&reply[off..]) {
+                                Ok(n) => off += n,
+                                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                                Err(_) => return,
+                            }
+                        }
+                    }
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let cmd = [0u8; 72];
+    c.bench_function("loopback_round_trip_72b_out_4k_back", |b| {
+        b.iter(|| {
+            (&client).write_all(&cmd).expect("send");
+            let mut need = 4096 + 48;
+            while need > 0 {
+                match (&client).read(&mut buf[..need]) {
+                    Ok(n) => need -= n,
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                    Err(e) => panic!("recv: {e}"),
+                }
+            }
+        })
+    });
+    stop.store(true, Ordering::Relaxed);
+    drop(client);
+    let _ = responder.join();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(std::time::Duration::from_millis(300))
         .measurement_time(std::time::Duration::from_secs(1))
         .sample_size(20);
-    targets = io_path, verify_pattern
+    targets = io_path, verify_pattern, kernel_floor
 }
 criterion_main!(benches);
