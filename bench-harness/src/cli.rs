@@ -123,6 +123,9 @@ pub struct PerfArgs {
     /// Do not pin worker threads to their cores.
     #[arg(long = "no-pin")]
     pub no_pin: bool,
+    /// SO_SNDBUF/SO_RCVBUF for every connection (default: kernel autotuning).
+    #[arg(long = "socket-buffer", value_parser = parse_bytes)]
+    pub socket_buffer: Option<u64>,
 }
 
 impl PerfArgs {
@@ -149,6 +152,7 @@ impl PerfArgs {
         c.io_timeout = self.io_timeout;
         c.keep_alive = self.keep_alive;
         c.pin = !self.no_pin;
+        c.socket_buffer = self.socket_buffer;
         c
     }
 }

@@ -125,6 +125,8 @@ pub struct PerfConfig {
     pub keep_alive: Duration,
     /// Pin worker threads to their cores (tests on shared machines may turn this off).
     pub pin: bool,
+    /// SO_SNDBUF/SO_RCVBUF of every connection (None: kernel autotuning).
+    pub socket_buffer: Option<u64>,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -154,6 +156,7 @@ impl PerfConfig {
             io_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(10),
             pin: true,
+            socket_buffer: None,
         }
     }
 

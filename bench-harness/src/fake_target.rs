@@ -40,6 +40,8 @@ pub struct FakeOptions {
     pub drop_after: Option<u64>,
     /// Fail I/O at or above this LBA with LBA Out of Range.
     pub fail_from_lba: Option<u64>,
+    /// Tiny receive buffer and slow reads, so the initiator's sends come back short.
+    pub slow_reader: bool,
 }
 
 impl Default for FakeOptions {
@@ -57,6 +59,7 @@ impl Default for FakeOptions {
             corrupt_reads: false,
             drop_after: None,
             fail_from_lba: None,
+            slow_reader: false,
         }
     }
 }
@@ -82,6 +85,10 @@ struct Shared {
 pub fn start(opts: FakeOptions) -> FakeTarget {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind fake target");
     let addr = l.local_addr().expect("local addr");
+    if opts.slow_reader {
+        // Inherited by accepted sockets: a small advertised window from the start.
+        rustix::net::sockopt::set_socket_recv_buffer_size(&l, 4096).expect("SO_RCVBUF");
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
         disk: Mutex::new(vec![
@@ -134,13 +141,16 @@ fn serve(s: TcpStream, sh: &Shared) -> std::io::Result<()> {
         qid: 0,
     };
     let mut buf: Vec<u8> = Vec::new();
-    let mut tmp = vec![0u8; 1 << 16];
+    let mut tmp = vec![0u8; if sh.opts.slow_reader { 2048 } else { 1 << 16 }];
     // Pending write: (cid, sqe, data collected, bytes expected, next r2t offset)
     let mut writes: std::collections::HashMap<u16, (Sqe, Vec<u8>, u32)> = Default::default();
     loop {
         let n = c.s.read(&mut tmp)?;
         if n == 0 {
             return Ok(());
+        }
+        if sh.opts.slow_reader {
+            std::thread::sleep(std::time::Duration::from_micros(200));
         }
         buf.extend_from_slice(&tmp[..n]);
         loop {

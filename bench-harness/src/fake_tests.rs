@@ -166,3 +166,45 @@ fn nvme_error_status_is_counted_by_name() {
     assert!(!r.ok());
     assert!(r.to_text().contains("LBA_OUT_OF_RANGE"), "{}", r.to_text());
 }
+
+#[test]
+fn short_sends_resume_where_they_stopped() {
+    let o = FakeOptions {
+        slow_reader: true,
+        maxh2cdata: 131072,
+        r2t_chunk: 131072,
+        ..FakeOptions::default()
+    };
+    let t = start(o.clone());
+    let mut c = cfg_for(&t, Some(&o.subnqn));
+    c.socket_buffer = Some(4096);
+    c.io_size = 131072;
+    c.queue_depth = 8;
+    c.workload = Workload::RandWrite;
+    c.verify = true;
+    c.io_limit = Some(40);
+    c.range = Some(2 << 20);
+    let r = run(&c).unwrap_or_else(|e| panic!("{}", crate::error_chain(&e)));
+    assert!(r.ok(), "{}", r.to_text());
+    assert!(
+        r.transport.send_partial > 0,
+        "the slow reader must have forced short writes: {:?}",
+        r.transport
+    );
+    assert_eq!(r.total.writes, 40);
+    // What was written through short sends reads back intact.
+    let mut c2 = cfg_for(&t, Some(&o.subnqn));
+    c2.io_size = 131072;
+    c2.queue_depth = 4;
+    c2.workload = Workload::Read;
+    c2.verify = true;
+    c2.io_limit = Some(16);
+    c2.range = Some(2 << 20);
+    let r2 = run(&c2).unwrap_or_else(|e| panic!("{}", crate::error_chain(&e)));
+    assert_eq!(
+        r2.verify.as_ref().map(|v| v.mismatches),
+        Some(0),
+        "{}",
+        r2.to_text()
+    );
+}

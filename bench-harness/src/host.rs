@@ -109,6 +109,8 @@ pub struct HostParams {
     pub data_digest: bool,
     pub kato: Duration,
     pub timeout: Duration,
+    /// SO_SNDBUF/SO_RCVBUF for every qpair (None: autotuning).
+    pub socket_buffer: Option<usize>,
 }
 
 /// A random host id (UUID v4) from the kernel's RNG, falling back to time and pid.
@@ -170,6 +172,7 @@ fn connect_qpair(
         header_digest: p.header_digest,
         data_digest: p.data_digest,
         keep_read_data,
+        socket_buffer: p.socket_buffer,
         timeout: p.timeout,
     })
     .map_err(tr(format!(

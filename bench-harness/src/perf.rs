@@ -110,6 +110,7 @@ pub fn run(cfg: &PerfConfig) -> Result<PerfReport, PerfError> {
         header_digest: cfg.header_digest,
         data_digest: cfg.data_digest,
         kato: cfg.keep_alive,
+        socket_buffer: cfg.socket_buffer.map(|n| n as usize),
         timeout: SLOW_PATH_TIMEOUT.min(cfg.io_timeout.max(Duration::from_secs(1))),
     };
     match &cfg.trid.subnqn {

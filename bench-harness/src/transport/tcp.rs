@@ -52,6 +52,8 @@ pub struct TcpParams {
     /// read data: the bytes are still received (one kernel-to-user copy, as any initiator
     /// pays) but not copied a second time.
     pub keep_read_data: bool,
+    /// SO_SNDBUF and SO_RCVBUF (None: kernel autotuning).
+    pub socket_buffer: Option<usize>,
     /// For connect and the ICReq/ICResp exchange.
     pub timeout: Duration,
 }
@@ -147,6 +149,13 @@ impl TcpQpair {
         })?;
         sock.set_nodelay(true)
             .map_err(io_err("setsockopt TCP_NODELAY"))?;
+        if let Some(n) = p.socket_buffer {
+            use rustix::net::sockopt;
+            sockopt::set_socket_send_buffer_size(&sock, n)
+                .map_err(|e| io_err("setsockopt SO_SNDBUF")(e.into()))?;
+            sockopt::set_socket_recv_buffer_size(&sock, n)
+                .map_err(|e| io_err("setsockopt SO_RCVBUF")(e.into()))?;
+        }
         sock.set_read_timeout(Some(p.timeout))
             .map_err(io_err("setsockopt SO_RCVTIMEO"))?;
         let icreq = IcReq {
