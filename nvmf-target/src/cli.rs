@@ -22,7 +22,7 @@ use crate::config::{
 #[derive(Debug, Parser)]
 #[command(name = "ringside-tgt", version, verbatim_doc_comment)]
 pub struct Args {
-    /// TOML configuration file; --name, --cores, --rpc-socket, --listen and --placement override it.
+    /// TOML configuration file; --name, --cores, --rpc-socket, --listen, --placement and --idle override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
