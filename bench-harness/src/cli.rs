@@ -126,6 +126,9 @@ pub struct PerfArgs {
     /// SO_SNDBUF/SO_RCVBUF for every connection (default: kernel autotuning).
     #[arg(long = "socket-buffer", value_parser = parse_bytes)]
     pub socket_buffer: Option<u64>,
+    /// Keep SQ flow control on I/O queues (then every command gets a CapsuleResp).
+    #[arg(long = "sq-flow-control")]
+    pub sq_flow_control: bool,
 }
 
 impl PerfArgs {
@@ -153,6 +156,7 @@ impl PerfArgs {
         c.keep_alive = self.keep_alive;
         c.pin = !self.no_pin;
         c.socket_buffer = self.socket_buffer;
+        c.sq_flow_control = self.sq_flow_control;
         c
     }
 }

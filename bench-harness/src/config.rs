@@ -127,6 +127,9 @@ pub struct PerfConfig {
     pub pin: bool,
     /// SO_SNDBUF/SO_RCVBUF of every connection (None: kernel autotuning).
     pub socket_buffer: Option<u64>,
+    /// Keep SQ flow control on I/O queues (default off, as Linux: the target may then end
+    /// successful reads with a SUCCESS-flagged C2HData instead of a CapsuleResp).
+    pub sq_flow_control: bool,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -157,6 +160,7 @@ impl PerfConfig {
             keep_alive: Duration::from_secs(10),
             pin: true,
             socket_buffer: None,
+            sq_flow_control: false,
         }
     }
 

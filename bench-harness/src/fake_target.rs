@@ -42,6 +42,8 @@ pub struct FakeOptions {
     pub fail_from_lba: Option<u64>,
     /// Tiny receive buffer and slow reads, so the initiator's sends come back short.
     pub slow_reader: bool,
+    /// Refuse I/O queue Connects that disable SQ flow control (CATTR bit 2).
+    pub reject_cattr: bool,
 }
 
 impl Default for FakeOptions {
@@ -60,6 +62,7 @@ impl Default for FakeOptions {
             drop_after: None,
             fail_from_lba: None,
             slow_reader: false,
+            reject_cattr: false,
         }
     }
 }
@@ -121,6 +124,8 @@ struct Conn<'a> {
     out: Vec<u8>,
     ios: u64,
     qid: u16,
+    /// SQ flow control disabled at Connect: successful reads may skip the CapsuleResp.
+    no_sqflow: bool,
 }
 
 impl Conn<'_> {
@@ -139,6 +144,7 @@ fn serve(s: TcpStream, sh: &Shared) -> std::io::Result<()> {
         out: vec![0u8; 1 << 20],
         ios: 0,
         qid: 0,
+        no_sqflow: false,
     };
     let mut buf: Vec<u8> = Vec::new();
     let mut tmp = vec![0u8; if sh.opts.slow_reader { 2048 } else { 1 << 16 }];
@@ -226,7 +232,8 @@ fn send_r2t(c: &mut Conn<'_>, cid: Cid, off: u32, total: u32) -> std::io::Result
 
 fn send_data(c: &mut Conn<'_>, cid: Cid, data: &[u8]) -> std::io::Result<()> {
     let chunk = c.sh.opts.c2h_chunk as usize;
-    let success = cid.0 % 2 == 0;
+    // Without SQ flow control, use SUCCESS on even cids (both completion paths get exercised).
+    let success = c.no_sqflow && cid.0 % 2 == 0;
     let mut off = 0;
     while off < data.len() {
         let n = chunk.min(data.len() - off);
@@ -257,13 +264,23 @@ fn command(c: &mut Conn<'_>, sqe: Sqe, data: &[u8]) -> std::io::Result<()> {
         if let Ok(cmd) = ConnectCmd::from_sqe(&sqe) {
             let d = ConnectData::decode(data).expect("connect data");
             let mut r = ok;
-            if d.subnqn.as_str() != sh.opts.subnqn && !d.subnqn.is_discovery() {
+            let no_sqflow = cmd.cattr & fabrics::cattr::DISABLE_SQ_FLOW_CONTROL != 0;
+            if cmd.sqsize == 0 || (cmd.qid > 0 && cmd.sqsize > sh.opts.mqes) {
+                r.status = Status::CONNECT_INVALID_PARAMETERS;
+                r.dw0 =
+                    fabrics::connect_invalid_param_dw0(false, fabrics::connect_cmd_offset::SQSIZE);
+            } else if cmd.qid > 0 && no_sqflow && sh.opts.reject_cattr {
+                r.status = Status::CONNECT_INVALID_PARAMETERS;
+                r.dw0 =
+                    fabrics::connect_invalid_param_dw0(false, fabrics::connect_cmd_offset::CATTR);
+            } else if d.subnqn.as_str() != sh.opts.subnqn && !d.subnqn.is_discovery() {
                 r.status = Status::CONNECT_INVALID_PARAMETERS;
                 r.dw0 =
                     fabrics::connect_invalid_param_dw0(true, fabrics::connect_data_offset::SUBNQN);
             } else {
                 r.dw0 = 1;
                 c.qid = cmd.qid;
+                c.no_sqflow = no_sqflow;
                 if cmd.qid > 0 {
                     c.cfg.max_in_capsule_data = sh.opts.ioccsz * 16 - 64;
                 }

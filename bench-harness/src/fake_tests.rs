@@ -208,3 +208,60 @@ fn short_sends_resume_where_they_stopped() {
         r2.to_text()
     );
 }
+
+#[test]
+fn success_flag_saves_the_capsule_resp_and_refused_cattr_falls_back() {
+    for (reject, keep_flow) in [(false, false), (true, false), (false, true)] {
+        let o = FakeOptions {
+            reject_cattr: reject,
+            ..FakeOptions::default()
+        };
+        let t = start(o.clone());
+        let mut c = cfg_for(&t, Some(&o.subnqn));
+        c.sq_flow_control = keep_flow;
+        c.queue_depth = 4;
+        c.workload = Workload::RandRead;
+        c.io_limit = Some(400);
+        let r = run(&c).unwrap_or_else(|e| panic!("{}", crate::error_chain(&e)));
+        assert!(r.ok(), "reject {reject}: {}", r.to_text());
+        assert_eq!(r.total.ios, 400);
+        let pdus = r.transport.pdus_received;
+        if reject || keep_flow {
+            assert_eq!(
+                pdus, 800,
+                "C2HData + CapsuleResp per read: {:?}",
+                r.transport
+            );
+        } else {
+            assert!(
+                (400..800).contains(&pdus),
+                "even cids end with SUCCESS, no CapsuleResp: {:?}",
+                r.transport
+            );
+        }
+    }
+}
+
+#[test]
+fn queue_depth_may_use_every_entry_mqes_allows() {
+    let o = FakeOptions {
+        mqes: 15,
+        ..FakeOptions::default()
+    };
+    let t = start(o.clone());
+    for qd in [1u32, 16] {
+        let mut c = cfg_for(&t, Some(&o.subnqn));
+        c.queue_depth = qd;
+        c.io_limit = Some(100);
+        let r = run(&c).unwrap_or_else(|e| panic!("qd {qd}: {}", crate::error_chain(&e)));
+        assert_eq!(r.total.ios, 100, "qd {qd}");
+    }
+    let mut c = cfg_for(&t, Some(&o.subnqn));
+    c.queue_depth = 17;
+    let e = run(&c).expect_err("qd 17 > MQES + 1");
+    assert!(
+        crate::error_chain(&e).contains("queue size limit of 16 entries"),
+        "{}",
+        crate::error_chain(&e)
+    );
+}

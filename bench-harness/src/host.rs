@@ -111,6 +111,9 @@ pub struct HostParams {
     pub timeout: Duration,
     /// SO_SNDBUF/SO_RCVBUF for every qpair (None: autotuning).
     pub socket_buffer: Option<usize>,
+    /// Ask for I/O queues without SQ flow control (CATTR bit 2), as Linux does when the
+    /// discovery log allows it: targets may then skip the CapsuleResp of successful reads.
+    pub disable_sq_flow_control: bool,
 }
 
 /// A random host id (UUID v4) from the kernel's RNG, falling back to time and pid.
@@ -151,17 +154,33 @@ pub fn default_hostnqn(id: &[u8; 16]) -> String {
     format!("nqn.2014-08.org.nvmexpress:uuid:{}", uuid_string(id))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn connect_qpair(
-    p: &HostParams,
+/// One queue's Connect parameters.
+#[derive(Debug, Clone, Copy)]
+struct QueueSpec {
     qid: u16,
+    /// Request slots on our side.
     slots: u16,
+    /// Zero-based queue size sent in Connect.
     sqsize: u16,
     cntlid: u16,
     max_data: u32,
     in_capsule: u32,
     keep_read_data: bool,
-) -> Result<(TcpQpair, u16), HostError> {
+    /// Connect CATTR (bit 2: disable SQ flow control).
+    cattr: u8,
+}
+
+fn connect_qpair(p: &HostParams, spec: QueueSpec) -> Result<(TcpQpair, u16), HostError> {
+    let QueueSpec {
+        qid,
+        slots,
+        sqsize,
+        cntlid,
+        max_data,
+        in_capsule,
+        keep_read_data,
+        cattr,
+    } = spec;
     let what = if qid == 0 { "admin" } else { "i/o" };
     let mut q = TcpQpair::connect(&TcpParams {
         addr: p.addr,
@@ -197,7 +216,7 @@ fn connect_qpair(
         recfmt: 0,
         qid,
         sqsize,
-        cattr: 0,
+        cattr,
         kato: if qid == 0 {
             p.kato.as_millis().min(u32::MAX as u128) as u32
         } else {
@@ -226,6 +245,7 @@ fn connect_qpair(
                     format!("sqsize {} (queue depth too large?)", cmd.sqsize)
                 }
                 (false, fabrics::connect_cmd_offset::QID) => format!("qid {qid}"),
+                (false, fabrics::connect_cmd_offset::CATTR) => format!("cattr {cattr:#x}"),
                 (in_data, off) => format!(
                     "{} byte {off}",
                     if in_data { "connect data" } else { "command" }
@@ -252,7 +272,11 @@ fn connect_qpair(
 /// worker thread that will own it). As Linux does on fabrics, the queue has `depth` entries
 /// (sqsize = `depth` - 1, zero-based) and all of them may be outstanding; sqsize 0 is invalid,
 /// so a depth of 1 asks for 2 entries. `keep_read_data`: see [`TcpParams::keep_read_data`].
-#[allow(clippy::too_many_arguments)]
+///
+/// With `HostParams::disable_sq_flow_control` the Connect sets CATTR bit 2, which lets the
+/// target end successful reads with a C2HData PDU flagged SUCCESS instead of a CapsuleResp (one
+/// PDU less per read). A target that refuses the attribute (Invalid Parameters on CATTR, or
+/// Invalid Field) gets a second Connect without it on a fresh connection.
 pub fn connect_io_qpair(
     p: &HostParams,
     cntlid: u16,
@@ -262,17 +286,31 @@ pub fn connect_io_qpair(
     in_capsule: u32,
     keep_read_data: bool,
 ) -> Result<TcpQpair, HostError> {
-    connect_qpair(
-        p,
+    let mut spec = QueueSpec {
         qid,
-        depth,
-        depth,
+        slots: depth,
+        sqsize: depth.saturating_sub(1).max(1),
         cntlid,
         max_data,
         in_capsule,
         keep_read_data,
-    )
-    .map(|(q, _)| q)
+        cattr: if p.disable_sq_flow_control {
+            fabrics::cattr::DISABLE_SQ_FLOW_CONTROL
+        } else {
+            0
+        },
+    };
+    match connect_qpair(p, spec) {
+        Err(HostError::Status { status, hint, .. })
+            if spec.cattr != 0
+                && (status == "INVALID_FIELD"
+                    || (status == "CONNECT_INVALID_PARAMETERS" && hint.contains("cattr"))) =>
+        {
+            spec.cattr = 0;
+            connect_qpair(p, spec).map(|(q, _)| q)
+        }
+        r => r.map(|(q, _)| q),
+    }
 }
 
 /// An enabled controller's admin queue and what was learned about the controller.
@@ -291,13 +329,16 @@ impl AdminSession {
     pub fn connect(params: HostParams) -> Result<Self, HostError> {
         let (q, cntlid) = connect_qpair(
             &params,
-            0,
-            ADMIN_SLOTS,
-            ADMIN_QUEUE_DEPTH - 1,
-            fabrics::CNTLID_DYNAMIC,
-            64 * 1024,
-            ADMIN_IN_CAPSULE,
-            true,
+            QueueSpec {
+                qid: 0,
+                slots: ADMIN_SLOTS,
+                sqsize: ADMIN_QUEUE_DEPTH - 1,
+                cntlid: fabrics::CNTLID_DYNAMIC,
+                max_data: 64 * 1024,
+                in_capsule: ADMIN_IN_CAPSULE,
+                keep_read_data: true,
+                cattr: 0,
+            },
         )?;
         let mut s = AdminSession {
             q,

@@ -111,6 +111,7 @@ pub fn run(cfg: &PerfConfig) -> Result<PerfReport, PerfError> {
         data_digest: cfg.data_digest,
         kato: cfg.keep_alive,
         socket_buffer: cfg.socket_buffer.map(|n| n as usize),
+        disable_sq_flow_control: !cfg.sq_flow_control,
         timeout: SLOW_PATH_TIMEOUT.min(cfg.io_timeout.max(Duration::from_secs(1))),
     };
     match &cfg.trid.subnqn {
