@@ -50,6 +50,25 @@ pub struct TracepointDesc {
     pub group: String,
     /// Meaning of `arg0` and `arg1` (zero, one or two entries).
     pub args: Vec<ArgDesc>,
+    /// Place in a request's life (absent in files from before ABI 1.1: every tracepoint is then
+    /// a plain event).
+    pub role: TpRole,
+}
+
+/// Where a tracepoint stands in the life of a request, which lives on one reactor × qpair ×
+/// command id. Lets a reader rebuild requests without knowing the transport.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TpRole {
+    /// Not part of a request (qpair lifecycle, poll accounting).
+    #[default]
+    Event,
+    /// The first stage: a request begins (e.g. its capsule arrived).
+    Begin,
+    /// An intermediate stage.
+    Stage,
+    /// The request is complete (its response went out).
+    End,
 }
 
 /// One argument of a tracepoint.

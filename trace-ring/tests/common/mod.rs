@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use trace_ring::description::{
-    ArgDesc, ArgKind, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc, SubsystemDesc,
+    ArgDesc, ArgKind, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc, SubsystemDesc, TpRole,
     TracepointDesc,
 };
 use trace_ring::{tpoint_id, Description, Layout};
@@ -39,6 +39,7 @@ pub fn description(reactors: u32) -> Description {
                         kind: ArgKind::Bytes,
                     },
                 ],
+                role: TpRole::Begin,
             },
             TracepointDesc {
                 id: TP_COMPLETE,
@@ -48,12 +49,14 @@ pub fn description(reactors: u32) -> Description {
                     name: "status".into(),
                     kind: ArgKind::Status,
                 }],
+                role: TpRole::End,
             },
             TracepointDesc {
                 id: TP_POLL,
                 name: "poll.busy".into(),
                 group: "poll".into(),
                 args: vec![],
+                role: TpRole::Event,
             },
         ],
         stages: vec!["parse".into(), "backend".into()],

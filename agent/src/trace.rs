@@ -1,0 +1,525 @@
+//! `ringside trace`: dump or follow a target's tracepoint rings, all reactors merged in time
+//! order, as records or as rebuilt requests with per-stage durations.
+//!
+//! Single-threaded: one merged cursor over the read-only mapping, polled every `--interval`
+//! while following. The reader never blocks the target; when the target laps it, the records
+//! lost are counted and reported, never guessed. Output goes to a `Write` so tests can capture
+//! it; the closing summary goes to stderr in text mode and as a last JSON line with `--json`.
+
+use std::collections::HashSet;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde_json::{json, Value};
+use trace_ring::description::{ArgKind, TpRole};
+use trace_ring::{tsc, Description, Event, Start, TraceReader};
+
+use crate::attach::{self, AttachArgs};
+use crate::requests::{Request, RequestBuilder};
+
+/// Options of `ringside trace`.
+#[derive(Args, Clone, Debug)]
+pub struct TraceArgs {
+    /// List the target instances in /dev/shm and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Print the instance's description (tracepoint catalog, reactors, listeners, namespaces).
+    #[arg(long)]
+    pub describe: bool,
+    /// Print each reactor's counters page.
+    #[arg(long)]
+    pub counters: bool,
+    /// Keep reading new records until the target exits (or --duration / --count / Ctrl-C).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Print requests (per-stage durations) rather than records.
+    #[arg(long)]
+    pub requests: bool,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Only these reactors (index; repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub reactor: Vec<u32>,
+    /// Only these qpair slots (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub qpair: Vec<u16>,
+    /// Only these tracepoints: a name (`tcp.r2t_sent`), a group (`tcp`) or a prefix (`tcp.h2c*`).
+    #[arg(long, value_delimiter = ',')]
+    pub tpoint: Vec<String>,
+    /// With --follow: stop after this many seconds.
+    #[arg(long)]
+    pub duration: Option<f64>,
+    /// Stop after printing this many records (or requests).
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// With --follow: poll interval in milliseconds.
+    #[arg(long, default_value_t = 20)]
+    pub interval: u64,
+}
+
+/// Runs `ringside trace`.
+pub fn run(attach: &AttachArgs, args: &TraceArgs, out: &mut dyn Write) -> Result<()> {
+    if args.list {
+        return list(attach, args.json, out);
+    }
+    let reader = attach.open()?;
+    if args.describe {
+        return describe(&reader, args.json, out);
+    }
+    if args.counters {
+        return counters(&reader, args.json, out);
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    if args.follow {
+        let s = Arc::clone(&stop);
+        // A second handler install (tests call run() repeatedly) is not an error worth failing on.
+        let _ = ctrlc::set_handler(move || s.store(true, Ordering::Relaxed));
+    }
+    Tracer::new(&reader, args)?.run(&reader, args, &stop, out)
+}
+
+fn list(attach: &AttachArgs, json: bool, out: &mut dyn Write) -> Result<()> {
+    let all = attach::list(&attach.shm_dir)?;
+    if json {
+        for i in &all {
+            let v = json!({
+                "name": i.name, "path": i.path, "pid": i.pid, "alive": i.alive,
+                "abi": i.abi.map(|(a, b)| format!("{a}.{b}")), "problem": i.problem,
+            });
+            writeln!(out, "{v}")?;
+        }
+    } else if all.is_empty() {
+        writeln!(out, "no instances in {}", attach.shm_dir.display())?;
+    } else {
+        writeln!(
+            out,
+            "{:<20} {:>8} {:<7} {:<5} path",
+            "name", "pid", "state", "abi"
+        )?;
+        for i in &all {
+            let pid = i.pid.map_or("-".to_string(), |p| p.to_string());
+            let state = if i.alive { "live" } else { "exited" };
+            let abi = i.abi.map_or("-".to_string(), |(a, b)| format!("{a}.{b}"));
+            writeln!(
+                out,
+                "{:<20} {:>8} {:<7} {:<5} {}{}",
+                i.name,
+                pid,
+                state,
+                abi,
+                i.path.display(),
+                i.problem
+                    .as_ref()
+                    .map_or(String::new(), |p| format!("  ({p})"))
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn describe(reader: &TraceReader, json: bool, out: &mut dyn Write) -> Result<()> {
+    let d = reader.description();
+    let h = reader.header();
+    if json {
+        let v = json!({
+            "name": reader.name(), "pid": h.pid, "abi": format!("{}.{}", h.abi_major, h.abi_minor),
+            "tsc_hz": h.tsc_hz, "enabled_mask": format!("{:#x}", reader.enabled_mask()),
+            "description": d,
+        });
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "instance {} (pid {}, ABI {}.{}, clock {} Hz, {} reactors, ring {} records)",
+        reader.name(),
+        h.pid,
+        h.abi_major,
+        h.abi_minor,
+        h.tsc_hz,
+        reader.reactors(),
+        reader.geometry().ring_records
+    )?;
+    for r in &d.reactors {
+        let node = r.numa_node.map_or("?".into(), |n| n.to_string());
+        writeln!(
+            out,
+            "  reactor {} on core {} (NUMA node {node})",
+            r.index, r.core
+        )?;
+    }
+    for l in &d.listeners {
+        writeln!(
+            out,
+            "  listener {} {} netdev {} speed {}",
+            l.transport,
+            l.address,
+            l.netdev.as_deref().unwrap_or("?"),
+            l.link_speed_mbps
+                .map_or("?".into(), |s| format!("{s} Mb/s"))
+        )?;
+    }
+    for s in &d.subsystems {
+        writeln!(out, "  subsystem {}", s.nqn)?;
+        for n in &s.namespaces {
+            writeln!(
+                out,
+                "    nsid {} backend {} device {} size {}",
+                n.nsid,
+                n.backend,
+                n.device.as_deref().unwrap_or("-"),
+                n.size_bytes.map_or("?".into(), |b| b.to_string())
+            )?;
+        }
+    }
+    let mask = reader.enabled_mask();
+    writeln!(out, "  tracepoints (enabled mask {mask:#x}):")?;
+    for t in &d.tracepoints {
+        let on = mask >> trace_ring::tpoint_group(t.id) & 1 == 1;
+        let args: Vec<&str> = t.args.iter().map(|a| a.name.as_str()).collect();
+        writeln!(
+            out,
+            "    {:#06x} {:<32} {:<6} {:<3} {}",
+            t.id,
+            t.name,
+            role_name(t.role),
+            if on { "on" } else { "off" },
+            args.join(", ")
+        )?;
+    }
+    Ok(())
+}
+
+fn counters(reader: &TraceReader, json: bool, out: &mut dyn Write) -> Result<()> {
+    for r in 0..reader.reactors() {
+        let Some(c) = reader.counters(r) else {
+            continue;
+        };
+        let t = &c.totals;
+        let active: Vec<Value> = c
+            .qpairs
+            .iter()
+            .enumerate()
+            .filter(|(_, q)| q.generation != 0)
+            .map(|(slot, q)| json!({"slot": slot, "counters": format!("{q:?}")}))
+            .collect();
+        if json {
+            let v = json!({"reactor": r, "totals": format!("{t:?}"), "qpairs": active});
+            writeln!(out, "{v}")?;
+        } else {
+            writeln!(out, "reactor {r}: {t:?}")?;
+            for q in &active {
+                writeln!(out, "  {q}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn role_name(r: TpRole) -> &'static str {
+    match r {
+        TpRole::Event => "event",
+        TpRole::Begin => "begin",
+        TpRole::Stage => "stage",
+        TpRole::End => "end",
+    }
+}
+
+/// Which records pass the filters.
+struct Filter {
+    reactors: HashSet<u32>,
+    qpairs: HashSet<u16>,
+    tpoints: Option<HashSet<u16>>,
+}
+
+impl Filter {
+    fn new(desc: &Description, args: &TraceArgs) -> Result<Filter> {
+        let tpoints = if args.tpoint.is_empty() {
+            None
+        } else {
+            let mut set = HashSet::new();
+            for pat in &args.tpoint {
+                let before = set.len();
+                for t in &desc.tracepoints {
+                    if tpoint_matches(pat, &t.name, &t.group) {
+                        set.insert(t.id);
+                    }
+                }
+                if set.len() == before {
+                    let known: Vec<&str> =
+                        desc.tracepoints.iter().map(|t| t.name.as_str()).collect();
+                    bail!(
+                        "no tracepoint matches {pat:?}; the target has: {}",
+                        known.join(", ")
+                    );
+                }
+            }
+            Some(set)
+        };
+        Ok(Filter {
+            reactors: args.reactor.iter().copied().collect(),
+            qpairs: args.qpair.iter().copied().collect(),
+            tpoints,
+        })
+    }
+
+    fn place(&self, reactor: u32, qpair: u16) -> bool {
+        (self.reactors.is_empty() || self.reactors.contains(&reactor))
+            && (self.qpairs.is_empty() || self.qpairs.contains(&qpair))
+    }
+
+    fn event(&self, ev: &Event) -> bool {
+        self.place(ev.reactor, ev.record.qpair)
+            && self
+                .tpoints
+                .as_ref()
+                .is_none_or(|s| s.contains(&ev.record.tpoint))
+    }
+}
+
+fn tpoint_matches(pat: &str, name: &str, group: &str) -> bool {
+    match pat.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pat == name || pat == group,
+    }
+}
+
+struct Tracer {
+    filter: Filter,
+    builder: RequestBuilder,
+    disconnect_tps: HashSet<u16>,
+    first_ns: Option<u64>,
+    printed: u64,
+    events_seen: u64,
+    lost: u64,
+    late: u64,
+}
+
+impl Tracer {
+    fn new(reader: &TraceReader, args: &TraceArgs) -> Result<Tracer> {
+        let desc = reader.description();
+        for &r in &args.reactor {
+            if r >= reader.reactors() {
+                bail!(
+                    "no reactor {r}: the target has {} (0..{})",
+                    reader.reactors(),
+                    reader.reactors()
+                );
+            }
+        }
+        let disconnect_tps = desc
+            .tracepoints
+            .iter()
+            .filter(|t| t.name.ends_with("disconnect") || t.name.ends_with("destroy"))
+            .map(|t| t.id)
+            .collect();
+        Ok(Tracer {
+            filter: Filter::new(desc, args)?,
+            builder: RequestBuilder::new(desc),
+            disconnect_tps,
+            first_ns: None,
+            printed: 0,
+            events_seen: 0,
+            lost: 0,
+            late: 0,
+        })
+    }
+
+    fn run(
+        mut self,
+        reader: &TraceReader,
+        args: &TraceArgs,
+        stop: &AtomicBool,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        let clock = reader.clock();
+        let to_ns = |t: u64| clock.to_mono_ns(t);
+        let hold_back = clock.ns_to_ticks(2_000_000);
+        let mut merged = reader
+            .merged(Start::Oldest, hold_back)
+            .context("cannot read the rings")?;
+        let deadline = args
+            .duration
+            .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
+        let mut batch = Vec::new();
+        let limit = args.count.unwrap_or(u64::MAX);
+        loop {
+            batch.clear();
+            // Check liveness before polling: once the producer is gone, one more full drain
+            // sees everything it ever wrote.
+            let finished = !args.follow
+                || !reader.producer_alive()
+                || stop.load(Ordering::Relaxed)
+                || deadline.is_some_and(|d| Instant::now() >= d);
+            let st = if finished {
+                merged.drain(&mut batch)
+            } else {
+                merged.poll(clock.from_mono_ns(tsc::mono_ns()), &mut batch)
+            };
+            self.lost += st.lost;
+            self.late += st.late;
+            for ev in &batch {
+                if self.printed >= limit {
+                    break;
+                }
+                self.one(ev, args, reader.description(), &to_ns, out)?;
+            }
+            out.flush()?;
+            if finished || self.printed >= limit {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(args.interval.max(1)));
+        }
+        self.summary(args.json, out)
+    }
+
+    fn one(
+        &mut self,
+        ev: &Event,
+        args: &TraceArgs,
+        desc: &Description,
+        to_ns: &impl Fn(u64) -> u64,
+        out: &mut dyn Write,
+    ) -> Result<()> {
+        self.events_seen += 1;
+        let ns = to_ns(ev.record.tsc);
+        let first = *self.first_ns.get_or_insert(ns);
+        if args.requests {
+            if self.disconnect_tps.contains(&ev.record.tpoint) {
+                self.builder.drop_qpair(ev.reactor, ev.record.qpair);
+            }
+            if let Some(req) = self.builder.push(ev, to_ns) {
+                if self.filter.place(req.reactor, req.qpair) {
+                    self.printed += 1;
+                    print_request(&req, first, args.json, out)?;
+                }
+            }
+        } else if self.filter.event(ev) {
+            self.printed += 1;
+            print_event(ev, ns, first, desc, args.json, out)?;
+        }
+        Ok(())
+    }
+
+    fn summary(&self, json: bool, out: &mut dyn Write) -> Result<()> {
+        let rs = self.builder.stats();
+        if json {
+            let v = json!({"summary": {
+                "events": self.events_seen, "printed": self.printed, "lost": self.lost,
+                "late": self.late, "requests": rs,
+            }});
+            writeln!(out, "{v}")?;
+        }
+        let mut line = format!(
+            "ringside trace: {} records read, {} printed, {} lost to ring laps",
+            self.events_seen, self.printed, self.lost
+        );
+        if rs.completed + rs.abandoned + rs.in_flight > 0 {
+            line.push_str(&format!(
+                "; requests: {} complete, {} in flight, {} abandoned",
+                rs.completed, rs.in_flight, rs.abandoned
+            ));
+        }
+        let _ = writeln!(io::stderr(), "{line}");
+        Ok(())
+    }
+}
+
+fn rel(ns: u64, first: u64) -> f64 {
+    ns.saturating_sub(first) as f64 / 1e9
+}
+
+fn fmt_arg(kind: ArgKind, v: u64) -> String {
+    match kind {
+        ArgKind::Hex | ArgKind::Status => format!("{v:#x}"),
+        ArgKind::Bytes => format!("{v}B"),
+        ArgKind::Nanos => format!("{:.3}us", v as f64 / 1e3),
+        ArgKind::Opcode => format!("{v:#04x}"),
+        _ => v.to_string(),
+    }
+}
+
+fn print_event(
+    ev: &Event,
+    ns: u64,
+    first: u64,
+    desc: &Description,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let r = &ev.record;
+    let tp = desc.tracepoint(r.tpoint);
+    let name = tp.map_or_else(|| format!("tp{:#06x}", r.tpoint), |t| t.name.clone());
+    let vals = [r.arg0, r.arg1];
+    let qpair = (r.qpair != trace_ring::NO_QPAIR).then_some(r.qpair);
+    if json {
+        let mut args = serde_json::Map::new();
+        if let Some(t) = tp {
+            for (a, v) in t.args.iter().zip(vals) {
+                args.insert(a.name.clone(), json!(v));
+            }
+        }
+        let v = json!({"type": "record", "t_ns": ns, "reactor": ev.reactor, "qpair": qpair,
+                       "cid": r.cid, "tpoint": name, "args": args});
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    let args: Vec<String> = tp.map_or_else(Vec::new, |t| {
+        t.args
+            .iter()
+            .zip(vals)
+            .map(|(a, v)| format!("{}={}", a.name, fmt_arg(a.kind, v)))
+            .collect()
+    });
+    let q = qpair.map_or_else(|| "-".to_string(), |q| q.to_string());
+    writeln!(
+        out,
+        "{:>12.6} r{} q{:<3} cid {:<5} {:<28} {}",
+        rel(ns, first),
+        ev.reactor,
+        q,
+        r.cid,
+        name,
+        args.join(" ")
+    )?;
+    Ok(())
+}
+
+fn print_request(req: &Request, first: u64, json: bool, out: &mut dyn Write) -> Result<()> {
+    if json {
+        let mut v = serde_json::to_value(req)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("type".into(), json!("request"));
+        }
+        writeln!(out, "{v}")?;
+        return Ok(());
+    }
+    let args: Vec<String> = req.args.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    let stages: Vec<String> = req
+        .stages
+        .iter()
+        .skip(1)
+        .map(|s| format!("{} +{:.1}us", short(&s.name), s.delta_ns as f64 / 1e3))
+        .collect();
+    writeln!(
+        out,
+        "{:>12.6} r{} q{:<3} cid {:<5} {:>9.1}us  {}  | {}",
+        rel(req.start_ns, first),
+        req.reactor,
+        req.qpair,
+        req.cid,
+        req.total_ns as f64 / 1e3,
+        args.join(" "),
+        stages.join(", ")
+    )?;
+    Ok(())
+}
+
+fn short(name: &str) -> &str {
+    name.split_once('.').map_or(name, |(_, s)| s)
+}
