@@ -89,6 +89,8 @@ pub enum ConfigError {
     IoLimit,
     #[error("rdma transport not built yet (only trtype:tcp works for now)")]
     RdmaNotBuilt,
+    #[error("--io-timeout must be > 0")]
+    IoTimeout,
 }
 
 /// Everything one run needs. `PerfConfig::new` gives `spdk_nvme_perf`-like defaults.
@@ -190,6 +192,9 @@ impl PerfConfig {
         if self.qpairs_per_ns == 0 {
             return Err(ConfigError::NoQpairs);
         }
+        if self.io_timeout.is_zero() {
+            return Err(ConfigError::IoTimeout);
+        }
         if self.io_limit == Some(0) {
             return Err(ConfigError::IoLimit);
         }
@@ -229,6 +234,9 @@ mod tests {
         let mut c = cfg();
         c.queue_depth = 0;
         assert!(matches!(c.validate(), Err(ConfigError::QueueDepth { .. })));
+        let mut c = cfg();
+        c.io_timeout = Duration::ZERO;
+        assert_eq!(c.validate(), Err(ConfigError::IoTimeout));
         let mut c = cfg();
         c.range = Some(512);
         assert!(matches!(c.validate(), Err(ConfigError::Range { .. })));
