@@ -22,7 +22,7 @@ use crate::config::{
 #[derive(Debug, Parser)]
 #[command(name = "ringside-tgt", version, verbatim_doc_comment)]
 pub struct Args {
-    /// TOML configuration file; --name, --cores, --rpc-socket, --listen, --placement and --idle override it.
+    /// TOML configuration file; --name, --cores, --rpc-socket, --listen, --placement, --idle, --no-trace, --trace-ring-records and --trace-dir override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -74,6 +74,18 @@ pub struct Args {
     /// Validate the configuration, print it as TOML and exit.
     #[arg(long)]
     pub check: bool,
+
+    /// Do not write the shared-memory trace file (overrides [trace] enabled).
+    #[arg(long)]
+    pub no_trace: bool,
+
+    /// Records per reactor trace ring, a power of two (overrides [trace] ring_records).
+    #[arg(long, value_name = "N")]
+    pub trace_ring_records: Option<u64>,
+
+    /// Directory of the trace file ringside.<name> (default /dev/shm; overrides [trace] dir).
+    #[arg(long, value_name = "DIR")]
+    pub trace_dir: Option<PathBuf>,
 }
 
 impl Args {
@@ -118,6 +130,15 @@ impl Args {
         }
         if let Some(p) = &self.rpc_socket {
             cfg.rpc_socket = Some(p.clone());
+        }
+        if self.no_trace {
+            cfg.trace.enabled = false;
+        }
+        if let Some(n) = self.trace_ring_records {
+            cfg.trace.ring_records = n;
+        }
+        if let Some(d) = &self.trace_dir {
+            cfg.trace.dir = Some(d.clone());
         }
         if let Some(p) = self.placement {
             cfg.placement = p;

@@ -381,6 +381,36 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub keep_alive: KeepAlive,
+    #[serde(default)]
+    pub trace: TraceConfig,
+}
+
+/// The shared-memory trace file (`<dir>/ringside.<name>`, crate `trace-ring`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceConfig {
+    /// Write the trace file at all (a failure to create it only prints one line).
+    pub enabled: bool,
+    /// Directory of the file (default `/dev/shm`).
+    pub dir: Option<PathBuf>,
+    /// Records per reactor ring: a power of two (32 bytes each).
+    pub ring_records: u64,
+    /// Per-reactor qpair counter slots (connections beyond them count as overflow).
+    pub qpair_slots: u32,
+    /// Tracepoint groups enabled at start: any of "tcp", "qpair", "poll".
+    pub groups: Vec<String>,
+}
+
+impl Default for TraceConfig {
+    fn default() -> Self {
+        TraceConfig {
+            enabled: true,
+            dir: None,
+            ring_records: 16384,
+            qpair_slots: 64,
+            groups: vec!["tcp".into(), "qpair".into(), "poll".into()],
+        }
+    }
 }
 
 fn default_name() -> String {
@@ -414,6 +444,7 @@ impl Config {
             }],
             limits: Limits::default(),
             keep_alive: KeepAlive::default(),
+            trace: TraceConfig::default(),
         }
     }
 
@@ -504,6 +535,18 @@ impl Config {
             }
         }
         self.validate_limits()?;
+        let t = &self.trace;
+        if !t.ring_records.is_power_of_two() || !(2..=1 << 22).contains(&t.ring_records) {
+            return Err(invalid(
+                "trace.ring_records must be a power of two in 2..=4194304",
+            ));
+        }
+        if t.qpair_slots > 65536 {
+            return Err(invalid("trace.qpair_slots must be at most 65536"));
+        }
+        if let Err(e) = crate::trace::mask_of(&t.groups) {
+            return Err(ConfigError::Invalid(format!("trace.groups: {e}")));
+        }
         if self.keep_alive.check_interval_ms == 0 || self.keep_alive.check_interval_ms > 60_000 {
             return Err(invalid("keep_alive.check_interval_ms must be 1..=60000"));
         }

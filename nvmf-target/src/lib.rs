@@ -15,6 +15,7 @@ pub mod stats;
 pub mod subsystem;
 pub mod target;
 pub mod tcp;
+pub mod trace;
 
 pub use config::Config;
 pub use target::{StartError, Target};

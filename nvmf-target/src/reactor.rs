@@ -31,6 +31,7 @@ use crate::config::{IdlePolicy, SocketPoll};
 use crate::stats::ReactorStats;
 use crate::target::Shared;
 use crate::tcp::Conn;
+use crate::trace::{Tracer, TP_POLL_BUSY, TP_QPAIR_DESTROY};
 
 /// Messages to a reactor.
 #[derive(Debug)]
@@ -59,6 +60,8 @@ pub struct Ctx {
     pub now: Instant,
     /// Scratch for Dataset Management ranges (never reallocated: 256 is the spec's maximum).
     pub dsm: Vec<(u64, u64)>,
+    /// This reactor's tracepoint ring and counters page (see [`crate::trace`]).
+    pub trace: Tracer,
 }
 
 /// Encodes a backend tag: connection generation, slot, request index.
@@ -92,7 +95,12 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    pub fn new(index: usize, shared: Arc<Shared>, rx: Receiver<Msg>) -> std::io::Result<Reactor> {
+    pub fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        rx: Receiver<Msg>,
+        trace: Option<trace_ring::ReactorWriters>,
+    ) -> std::io::Result<Reactor> {
         let epoll = epoll::create(epoll::CreateFlags::CLOEXEC)?;
         let wake = shared.links[index].wake.clone();
         epoll::add(
@@ -124,6 +132,7 @@ impl Reactor {
                 bdevs,
                 now: Instant::now(),
                 dsm: Vec::with_capacity(256),
+                trace: Tracer::new(trace),
             },
             events: Vec::with_capacity(256),
             completions: Vec::with_capacity(1024),
@@ -143,6 +152,10 @@ impl Reactor {
         let mut next_tick = Instant::now() + tick;
         let mut idle_polls: u32 = 0;
         let mut last = Instant::now();
+        if let Some(core) = self.ctx.shared.config.cores.get(self.index) {
+            self.ctx.trace.attach(core.0 as u32);
+        }
+        let mut last_tsc = self.ctx.trace.refresh();
         loop {
             self.ctx.now = last;
             let mut work = false;
@@ -208,6 +221,16 @@ impl Reactor {
                 }
             }
 
+            // One TSC read per iteration: it closes this one and stamps the next one's records.
+            let tsc = self.ctx.trace.refresh();
+            let ticks = tsc.wrapping_sub(last_tsc);
+            self.ctx.trace.counters(|c| c.poll(tsc, work, ticks));
+            if work {
+                self.ctx
+                    .trace
+                    .tp(TP_POLL_BUSY, trace_ring::NO_QPAIR, 0, ticks, 0);
+            }
+            last_tsc = tsc;
             let st = &self.ctx.stats;
             st.polls.add(1);
             let ns = now.saturating_duration_since(last).as_nanos() as u64;
@@ -276,6 +299,9 @@ impl Reactor {
         let Some(slot) = self.free.pop() else {
             // Full: refuse by closing; the host sees a reset and may retry elsewhere.
             self.ctx.stats.connection_errors.add(1);
+            self.ctx
+                .trace
+                .counters(|c| c.error(trace_ring::ErrorClass::Transport));
             drop(stream);
             return;
         };
@@ -293,6 +319,10 @@ impl Reactor {
         self.gens[slot] = self.gens[slot].wrapping_add(1);
         let conn = Conn::new(stream, peer, id, slot as u16, self.gens[slot], &self.ctx);
         self.ctx.stats.open_qpair(slot, id);
+        self.ctx.trace.counters(|c| {
+            c.connection_opened();
+            c.qpair_bind(slot as u16, id);
+        });
         self.ctx.stats.connections.add(1);
         self.ctx.stats.connections_total.add(1);
         self.conns[slot] = Some(conn);
@@ -307,6 +337,10 @@ impl Reactor {
             c.release(&mut self.ctx);
             let _ = epoll::delete(&self.epoll, c.stream());
             self.ctx.stats.close_qpair(slot);
+            self.ctx.trace.counters(|c| c.connection_closed());
+            self.ctx
+                .trace
+                .tp(TP_QPAIR_DESTROY, slot as u16, 0, c.ident(), 0);
             self.ctx.stats.connections.sub(1);
             self.gens[slot] = self.gens[slot].wrapping_add(1);
             self.free.push(slot);
@@ -322,8 +356,13 @@ impl Reactor {
             let done = &mut self.completions;
             n += q.poll(&mut |tag, r| done.push((tag, r)));
         }
+        if !self.completions.is_empty() {
+            // Completions get their own instant (the backend ran after the poll began).
+            self.ctx.trace.refresh();
+        }
         for i in 0..self.completions.len() {
             let (tag, r) = self.completions[i];
+            self.ctx.trace.counters(|c| c.backend_complete());
             let (gen, slot, req) = split_tag(tag);
             if self.gens.get(slot) != Some(&gen) {
                 continue; // the connection went away meanwhile

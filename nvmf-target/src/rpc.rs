@@ -160,6 +160,56 @@ fn serve_client(mut stream: UnixStream, shared: &Arc<Shared>) {
     }
 }
 
+fn trace_info(shared: &Shared) -> Value {
+    match &shared.trace {
+        Some((path, control)) => json!({
+            "enabled": true,
+            "path": path.display().to_string(),
+            "groups": crate::trace::GROUPS.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+            "enabled_groups": crate::trace::names_of(control.enabled_mask()),
+        }),
+        None => json!({"enabled": false, "path": null, "groups": [], "enabled_groups": []}),
+    }
+}
+
+/// `{"enable": ["tcp"], "disable": ["poll"]}` (either may be absent; "all" names every group).
+fn trace_set_groups(params: &Value, shared: &Shared) -> Result<Value, (i64, String)> {
+    let Some((_, control)) = &shared.trace else {
+        return Err((code::INVALID_PARAMS, "tracing is off in this target".into()));
+    };
+    let list = |key: &str| -> Result<u64, (i64, String)> {
+        let Some(v) = params.get(key) else {
+            return Ok(0);
+        };
+        let arr = v.as_array().ok_or_else(|| {
+            (
+                code::INVALID_PARAMS,
+                format!("{key} must be an array of group names"),
+            )
+        })?;
+        let mut names = Vec::new();
+        for x in arr {
+            match x.as_str() {
+                Some("all") => {
+                    names.extend(crate::trace::GROUPS.iter().map(|(_, n)| n.to_string()))
+                }
+                Some(n) => names.push(n.to_string()),
+                None => return Err((code::INVALID_PARAMS, format!("{key} must hold strings"))),
+            }
+        }
+        crate::trace::mask_of(&names).map_err(|e| (code::INVALID_PARAMS, e))
+    };
+    if !params.is_object() {
+        return Err((
+            code::INVALID_PARAMS,
+            "params must be an object {\"enable\": [...], \"disable\": [...]}".into(),
+        ));
+    }
+    let (on, off) = (list("enable")?, list("disable")?);
+    control.set_enabled_mask((control.enabled_mask() | on) & !off);
+    Ok(trace_info(shared))
+}
+
 fn write_json(stream: &mut UnixStream, v: &Value) -> std::io::Result<()> {
     let mut out = serde_json::to_vec(v).map_err(std::io::Error::other)?;
     out.push(b'\n');
@@ -206,6 +256,8 @@ pub fn handle(req: Value, shared: &Arc<Shared>) -> Option<Value> {
         "get_config" => Ok(serde_json::to_value(&shared.config).unwrap_or(Value::Null)),
         "get_stats" => Ok(shared.stats_json()),
         "get_subsystems" => Ok(shared.subsystems_json()),
+        "trace_get_info" => Ok(trace_info(shared)),
+        "trace_set_groups" => trace_set_groups(&params, shared),
         "shutdown" => {
             shared.request_shutdown();
             Ok(Value::Bool(true))
@@ -214,6 +266,8 @@ pub fn handle(req: Value, shared: &Arc<Shared>) -> Option<Value> {
             "get_config",
             "get_stats",
             "get_subsystems",
+            "trace_get_info",
+            "trace_set_groups",
             "shutdown",
             "rpc_get_methods"
         ])),

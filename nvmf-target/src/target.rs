@@ -83,6 +83,8 @@ pub struct Shared {
     pub started: Instant,
     next_qpair_id: AtomicU64,
     pub(crate) links: Vec<ReactorLink>,
+    /// The trace file's path and group toggles, when tracing.
+    pub trace: Option<(PathBuf, trace_ring::TraceControl)>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -174,6 +176,8 @@ pub struct Target {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     rpc_path: PathBuf,
+    /// Dropped after the threads have stopped: marks the file exited and removes it.
+    trace_file: Option<trace_ring::TraceFile>,
 }
 
 impl Target {
@@ -239,10 +243,27 @@ impl Target {
             rxs.push(rx);
         }
 
+        let discovery = Arc::new(Subsystem::discovery());
+        let (trace_file, mut writers) = if config.trace.enabled {
+            match crate::trace::create(&config, &listen_addrs, &subsystems) {
+                Ok((f, w)) => (Some(f), w.into_iter().map(Some).collect()),
+                Err(e) => {
+                    eprintln!("ringside-tgt: tracing off: {e}");
+                    (None, Vec::new())
+                }
+            }
+        } else {
+            (None, Vec::new())
+        };
+        writers.resize_with(config.cores.len(), || None);
+        let trace = trace_file
+            .as_ref()
+            .map(|f| (f.path().to_path_buf(), f.control()));
+
         let shared = Arc::new(Shared {
             config: config.clone(),
             subsystems,
-            discovery: Arc::new(Subsystem::discovery()),
+            discovery,
             bdevs,
             stats,
             listen_addrs,
@@ -250,6 +271,7 @@ impl Target {
             started: Instant::now(),
             next_qpair_id: AtomicU64::new(1),
             links,
+            trace,
         });
 
         // From here on a failure must stop the threads already started.
@@ -257,10 +279,11 @@ impl Target {
             shared: shared.clone(),
             threads: Vec::new(),
             rpc_path: rpc_path.clone(),
+            trace_file,
         };
         let threads = &mut started.threads;
         let spawn_err = |name: String| move |source| StartError::Thread { name, source };
-        for (i, rx) in rxs.into_iter().enumerate() {
+        for (i, (rx, tw)) in rxs.into_iter().zip(writers).enumerate() {
             let core = config.cores[i];
             let name = format!("reactor-{core}");
             let sh = shared.clone();
@@ -276,7 +299,7 @@ impl Target {
                             );
                         }
                     }
-                    match Reactor::new(i, sh.clone(), rx) {
+                    match Reactor::new(i, sh.clone(), rx, tw) {
                         Ok(mut r) => r.run(),
                         Err(e) => {
                             eprintln!("ringside-tgt: reactor-{core} failed to start: {e}");
@@ -329,6 +352,12 @@ impl Target {
             let _ = t.join();
         }
         let _ = std::fs::remove_file(&self.rpc_path);
+        self.trace_file = None;
+    }
+
+    /// The trace file's path, when tracing.
+    pub fn trace_path(&self) -> Option<&std::path::Path> {
+        self.trace_file.as_ref().map(|f| f.path())
     }
 
     /// Requests shutdown and waits.

@@ -139,6 +139,13 @@ impl Conn {
             Ok(()) => {
                 let cntlid = self.ctrl.as_ref().map_or(0, |c| c.cntlid);
                 self.transition(ConnEvent::Connected, ctx);
+                ctx.trace.tp(
+                    crate::trace::TP_QPAIR_CONNECT,
+                    self.slot,
+                    cid.0,
+                    u64::from(self.qid),
+                    u64::from(cntlid),
+                );
                 self.respond(cid, Status::SUCCESS, u32::from(cntlid), 0, ctx);
             }
             Err((st, dw0)) => self.respond(cid, st, dw0, 0, ctx),

@@ -8,6 +8,7 @@ use super::{Conn, H2cSource, ReqState};
 use crate::backend::BdevOp;
 use crate::reactor::{make_tag, Ctx};
 use crate::stats::OpClass;
+use crate::trace::TP_BACKEND_SUBMITTED;
 
 impl Conn {
     pub(super) fn on_io(&mut self, sqe: Sqe, data: &[u8], ctx: &mut Ctx) {
@@ -72,6 +73,7 @@ impl Conn {
                     return Err(Status::LBA_OUT_OF_RANGE);
                 }
                 let idx = self.take_req(&sqe, len as u32, class, ns_index, ctx)?;
+                self.trace_submit(sqe.cid.0, slba, len, ctx);
                 let r = &mut self.reqs[usize::from(idx)];
                 r.state = ReqState::AtBackend;
                 let tag = make_tag(self.gen, self.slot, idx);
@@ -109,6 +111,7 @@ impl Conn {
                         if class == OpClass::Write && ctx.bdevs[bdev].copies_on_submit() =>
                     {
                         // Straight from the receive buffer: the backend copies before returning.
+                        self.trace_submit(sqe.cid.0, slba, len, ctx);
                         let r = &mut self.reqs[usize::from(idx)];
                         r.state = ReqState::AtBackend;
                         r.received = len as u32;
@@ -139,6 +142,7 @@ impl Conn {
                     return Err(Status::LBA_OUT_OF_RANGE);
                 }
                 let idx = self.take_req(&sqe, 0, class, ns_index, ctx)?;
+                self.trace_submit(sqe.cid.0, slba, 0, ctx);
                 self.reqs[usize::from(idx)].state = ReqState::AtBackend;
                 let tag = make_tag(self.gen, self.slot, idx);
                 ctx.bdevs[bdev].submit(
@@ -152,12 +156,20 @@ impl Conn {
             }
             OpClass::Flush => {
                 let idx = self.take_req(&sqe, 0, class, ns_index, ctx)?;
+                self.trace_submit(sqe.cid.0, 0, 0, ctx);
                 self.reqs[usize::from(idx)].state = ReqState::AtBackend;
                 ctx.bdevs[bdev].submit(make_tag(self.gen, self.slot, idx), BdevOp::Flush);
                 Ok(())
             }
             _ => Err(Status::INVALID_OPCODE),
         }
+    }
+
+    /// A request goes to the backend.
+    fn trace_submit(&self, cid: u16, lba: u64, bytes: u64, ctx: &Ctx) {
+        ctx.trace
+            .tp(TP_BACKEND_SUBMITTED, self.slot, cid, lba, bytes);
+        ctx.trace.counters(|c| c.backend_submit());
     }
 
     /// A request from the pool, or the connection is terminated (the host overran its queue)
@@ -183,6 +195,11 @@ impl Conn {
     /// Host data is in the request's buffer: submit the write or the deallocation.
     pub(super) fn execute_write_like(&mut self, idx: usize, ctx: &mut Ctx) {
         let tag = make_tag(self.gen, self.slot, idx as u16);
+        {
+            let r = &self.reqs[idx];
+            let (cid, lba, len) = (r.sqe.cid.0, r.sqe.slba(), u64::from(r.len));
+            self.trace_submit(cid, lba, len, ctx);
+        }
         let Some(subsys) = self.subsys.as_ref() else {
             return;
         };

@@ -33,6 +33,11 @@ use crate::backend::BdevError;
 use crate::reactor::Ctx;
 use crate::stats::OpClass;
 use crate::subsystem::{Controller, Subsystem};
+use crate::trace::{
+    TP_BACKEND_COMPLETED, TP_CAPSULE_RECEIVED, TP_H2C_DONE, TP_QPAIR_DISCONNECT, TP_R2T_SENT,
+    TP_RESPONSE_QUEUED, TP_RESPONSE_SENT,
+};
+use trace_ring::{ErrorClass, OpClass as TraceClass};
 
 /// Connection lifecycle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -91,6 +96,8 @@ struct Req {
     failed: Option<Status>,
     class: OpClass,
     ns_index: usize,
+    /// Trace clock when the capsule arrived (for the qpair latency histogram).
+    t0: u64,
     /// Data buffer; only grows. `buf[..len]` is the transfer.
     buf: Vec<u8>,
 }
@@ -105,6 +112,7 @@ impl Req {
             failed: None,
             class: OpClass::Read,
             ns_index: 0,
+            t0: 0,
             buf: vec![0; prealloc],
         }
     }
@@ -154,6 +162,9 @@ pub struct Conn {
     cids: Box<[u64]>,
     /// Scratch for admin data (Identify, log pages).
     scratch: Vec<u8>,
+    /// The command the next response answers, for the counters page: arrival TSC, class,
+    /// bytes moved. Set when a capsule arrives and again before a deferred response.
+    cur: (u64, TraceClass, u64),
 }
 
 impl Conn {
@@ -197,6 +208,7 @@ impl Conn {
             free: Vec::new(),
             cids: vec![0u64; 1024].into_boxed_slice(),
             scratch: Vec::new(),
+            cur: (0, TraceClass::Admin, 0),
         }
     }
 
@@ -206,6 +218,11 @@ impl Conn {
 
     pub fn stream(&self) -> &TcpStream {
         &self.stream
+    }
+
+    /// The qpair identity given by the acceptor.
+    pub fn ident(&self) -> u64 {
+        self.id
     }
 
     pub fn is_closed(&self) -> bool {
@@ -232,6 +249,10 @@ impl Conn {
         };
         if next == self.state {
             return;
+        }
+        if !matches!(self.state, S::Disconnecting | S::Closed) {
+            ctx.trace
+                .tp(TP_QPAIR_DISCONNECT, self.slot, 0, u64::from(self.qid), 0);
         }
         match next {
             S::Disconnecting => {
@@ -328,6 +349,7 @@ impl Conn {
     /// Answers a framing error with a C2HTermReq (when the error calls for one) and closes.
     fn fatal(&mut self, e: &PduError, offending: &[u8], ctx: &mut Ctx) {
         ctx.stats.connection_errors.add(1);
+        ctx.trace.counters(|c| c.error(ErrorClass::Transport));
         let max = ptcp::TERM_REQ_MAX_LEN;
         let n = ptcp::encode_term_req_for(e, Role::Controller, offending, self.out.reserve(max))
             .unwrap_or(0);
@@ -341,6 +363,7 @@ impl Conn {
     /// A TermReq for a protocol error found above the framer (sequence, ttag, offsets).
     fn fatal_fes(&mut self, fes: Fes, fei: u32, offending_hdr: &[u8], ctx: &mut Ctx) {
         ctx.stats.connection_errors.add(1);
+        ctx.trace.counters(|c| c.error(ErrorClass::Protocol));
         let max = ptcp::TERM_REQ_MAX_LEN;
         let data = ptcp::term_req_data(offending_hdr);
         let n = ptcp::encode_term_req(Role::Controller, fes, fei, data, self.out.reserve(max))
@@ -400,6 +423,8 @@ impl Conn {
             ptcp::PduType::CapsuleCmd => {
                 // The command itself was framed correctly; only its data is suspect.
                 if self.state == ConnState::Enabled || self.state == ConnState::AwaitingConnect {
+                    self.trace_begin(cccid, 0, 0, ctx);
+                    ctx.trace.counters(|c| c.error(ErrorClass::Transport));
                     self.on_submit(ctx);
                     self.respond(cccid, Status::TRANSIENT_TRANSPORT_ERROR, 0, 0, ctx);
                 }
@@ -452,7 +477,61 @@ impl Conn {
         }
     }
 
+    /// A command arrived: opens its request in the trace and its slot in the counters.
+    fn trace_begin(&mut self, cid: Cid, opcode: u8, bytes: u64, ctx: &Ctx) {
+        let class = if self.qid == 0 {
+            TraceClass::Admin
+        } else {
+            match opcode {
+                0x02 => TraceClass::Read,
+                0x01 => TraceClass::Write,
+                _ => TraceClass::Other,
+            }
+        };
+        self.cur = (ctx.trace.tsc(), class, 0);
+        ctx.trace.tp(
+            TP_CAPSULE_RECEIVED,
+            self.slot,
+            cid.0,
+            u64::from(opcode),
+            bytes,
+        );
+        let slot = self.slot;
+        ctx.trace.counters(|c| c.qpair_submit(slot));
+    }
+
+    /// A response (CapsuleResp, or the last C2HData with SUCCESS) was queued for the command
+    /// described by `self.cur`.
+    fn trace_response(&mut self, cid: Cid, status: Status, ctx: &Ctx) {
+        let (t0, class, bytes) = self.cur;
+        ctx.trace.tp(
+            TP_RESPONSE_QUEUED,
+            self.slot,
+            cid.0,
+            u64::from(status.0),
+            bytes,
+        );
+        if ctx.trace.active() {
+            self.out.mark_end(cid.0);
+            let (slot, ok) = (self.slot, status.is_success());
+            let latency = ctx.trace.tsc().wrapping_sub(t0);
+            ctx.trace.counters(|c| {
+                c.command(class, if ok { bytes } else { 0 });
+                c.qpair_complete(slot, bytes, latency, !ok);
+                if !ok {
+                    c.error(ErrorClass::Status);
+                }
+            });
+        }
+    }
+
     fn on_capsule(&mut self, sqe: Sqe, data: &[u8], ctx: &mut Ctx) {
+        let bytes = match sqe.dptr {
+            SglDescriptor::DataBlock { len, .. }
+            | SglDescriptor::TransportDataBlock { len, .. } => u64::from(len),
+            _ => data.len() as u64,
+        };
+        self.trace_begin(sqe.cid, sqe.opcode, bytes, ctx);
         self.on_submit(ctx);
         if self.cid_busy(sqe.cid) {
             self.respond(sqe.cid, Status::COMMAND_ID_CONFLICT, 0, 0, ctx);
@@ -519,6 +598,7 @@ impl Conn {
         let max = ptcp::CAPSULE_RESP_HLEN + ptcp::DIGEST_LEN;
         let n = ptcp::encode_capsule_resp(&cqe, self.cfg.hdgst, self.out.reserve(max)).unwrap_or(0);
         self.out.commit(max, n);
+        self.trace_response(cid, status, ctx);
         let st = &ctx.stats;
         st.pdus_sent.add(1);
         if !status.is_success() {
@@ -590,6 +670,8 @@ impl Conn {
         let max = ptcp::R2T_HLEN + ptcp::DIGEST_LEN;
         let n = ptcp::encode_r2t(&r, &self.cfg, self.out.reserve(max)).unwrap_or(0);
         self.out.commit(max, n);
+        ctx.trace
+            .tp(TP_R2T_SENT, self.slot, cid.0, u64::from(len), 0);
         ctx.stats.pdus_sent.add(1);
     }
 
@@ -668,6 +750,7 @@ impl Conn {
         r.failed = None;
         r.class = class;
         r.ns_index = ns_index;
+        r.t0 = self.cur.0;
         if r.buf.len() < len as usize {
             r.buf.resize(len as usize, 0);
         }
@@ -724,8 +807,19 @@ impl Conn {
 
     /// All host data of a request arrived: execute it (or fail it after a digest error).
     fn finish_h2c(&mut self, idx: usize, ctx: &mut Ctx) {
+        {
+            let r = &self.reqs[idx];
+            ctx.trace.tp(
+                TP_H2C_DONE,
+                self.slot,
+                r.sqe.cid.0,
+                u64::from(r.received),
+                0,
+            );
+        }
         if let Some(st) = self.reqs[idx].failed {
             let cid = self.reqs[idx].sqe.cid;
+            self.cur = (self.reqs[idx].t0, trace_class(self.reqs[idx].class), 0);
             self.free_req(idx);
             return self.respond(cid, st, 0, 0, ctx);
         }
@@ -742,6 +836,16 @@ impl Conn {
             let q = &self.reqs[idx];
             (q.sqe.cid, q.class, q.len as usize)
         };
+        let code = match r {
+            Ok(()) => 0,
+            Err(_) => 1,
+        };
+        ctx.trace
+            .tp(TP_BACKEND_COMPLETED, self.slot, cid.0, code, 0);
+        if r.is_err() {
+            ctx.trace.counters(|c| c.error(ErrorClass::Backend));
+        }
+        self.cur = (self.reqs[idx].t0, trace_class(class), len as u64);
         let status = match r {
             Ok(()) => Status::SUCCESS,
             Err(BdevError::OutOfRange) => Status::LBA_OUT_OF_RANGE,
@@ -770,6 +874,7 @@ impl Conn {
                 if let Some(q) = ctx.stats.qpairs.get(usize::from(self.slot)) {
                     q.on_complete();
                 }
+                self.trace_response(cid, status, ctx);
             } else {
                 self.respond(cid, status, 0, 0, ctx);
             }
@@ -794,6 +899,13 @@ impl Conn {
                 return true;
             }
         };
+        if self.out.has_sent() {
+            // The write just returned: that is when these responses left.
+            ctx.trace.refresh();
+            while let Some(cid) = self.out.pop_sent() {
+                ctx.trace.tp(TP_RESPONSE_SENT, self.slot, cid, 0, 0);
+            }
+        }
         let mut freed = std::mem::take(&mut self.freed_scratch);
         freed.extend(self.out.take_freed());
         for &i in &freed {
@@ -876,6 +988,16 @@ impl Conn {
             }
         }
         let _ = (self.id, self.gen);
+    }
+}
+
+/// The counters page's class of a command class.
+fn trace_class(c: OpClass) -> TraceClass {
+    match c {
+        OpClass::Read => TraceClass::Read,
+        OpClass::Write => TraceClass::Write,
+        OpClass::Admin | OpClass::Fabrics => TraceClass::Admin,
+        _ => TraceClass::Other,
     }
 }
 

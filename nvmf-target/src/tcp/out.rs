@@ -34,6 +34,12 @@ pub(super) struct Out {
     front_done: usize,
     pending: usize,
     freed: Vec<u16>,
+    /// Bytes ever queued / written: positions in the connection's output stream.
+    queued_total: u64,
+    written_total: u64,
+    /// Responses (stream position of their last byte, cid) not yet fully written: the trace's
+    /// `tcp.response_sent` fires when the write carrying that byte returns.
+    ends: VecDeque<(u64, u16)>,
 }
 
 impl Out {
@@ -44,6 +50,30 @@ impl Out {
             front_done: 0,
             pending: 0,
             freed: Vec::with_capacity(256),
+            queued_total: 0,
+            written_total: 0,
+            ends: VecDeque::with_capacity(1024),
+        }
+    }
+
+    /// Marks the end of a response for command `cid`: everything queued so far belongs to it.
+    pub(super) fn mark_end(&mut self, cid: u16) {
+        self.ends.push_back((self.queued_total, cid));
+    }
+
+    /// Whether some marked response has been fully written.
+    pub(super) fn has_sent(&self) -> bool {
+        self.ends
+            .front()
+            .is_some_and(|&(pos, _)| pos <= self.written_total)
+    }
+
+    /// The next marked response fully written, if any.
+    pub(super) fn pop_sent(&mut self) -> Option<u16> {
+        if self.has_sent() {
+            self.ends.pop_front().map(|(_, cid)| cid)
+        } else {
+            None
         }
     }
 
@@ -83,6 +113,7 @@ impl Out {
             return;
         }
         self.pending += end - start;
+        self.queued_total += (end - start) as u64;
         if let Some(last) = self.segs.back_mut() {
             if last.req == BUF && last.end as usize == start {
                 last.end = end as u32;
@@ -100,6 +131,7 @@ impl Out {
     /// Queues `buf[start..end]` of request `req` without copying it.
     pub(super) fn push_req(&mut self, req: u16, start: usize, end: usize, last_of_req: bool) {
         self.pending += end - start;
+        self.queued_total += (end - start) as u64;
         self.segs.push_back(Seg {
             req,
             start: start as u32,
@@ -150,6 +182,7 @@ impl Out {
             };
             total += wrote;
             self.pending -= wrote;
+            self.written_total += wrote as u64;
             let mut left = wrote;
             while let Some(front) = self.segs.front().copied() {
                 let rem = (front.end - front.start) as usize - self.front_done;

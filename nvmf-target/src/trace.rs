@@ -1,0 +1,362 @@
+//! The target's side of the shared-memory trace file (crate `trace-ring`, DESIGN §2 "Tracing"):
+//! the tracepoint catalog, the description written at start-up, and [`Tracer`], the per-reactor
+//! handle the I/O path records through.
+//!
+//! Ownership: [`create`] runs once in `Target::start` and returns the `TraceFile` (kept by the
+//! `Target`; dropping it marks the file exited and unlinks it) plus one `ReactorWriters` per
+//! reactor, each moved to its reactor thread inside that reactor's [`Tracer`]. A `Tracer` is used
+//! by its reactor only; it sits in the reactor's `Ctx`, which the connection code borrows
+//! immutably in many places, so the writers live in a `RefCell` (a flag check, no lock). The
+//! hot path neither allocates nor formats: a disabled group costs one load and a branch, an
+//! enabled tracepoint 32 bytes of stores stamped with the last TSC the reactor read (once per
+//! poll, again after backend completions and socket writes, so a request's stages stay ordered).
+#![forbid(unsafe_code)]
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use trace_ring::description::{
+    ArgDesc, ArgKind, Description, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc,
+    SubsystemDesc, TpRole, TracepointDesc,
+};
+use trace_ring::layout::tpoint_id;
+use trace_ring::{CountersWriter, Layout, ReactorWriters, TraceFile};
+
+use crate::config::Config;
+use crate::subsystem::Subsystem;
+
+/// Group bit of the NVMe/TCP request stages.
+pub const GROUP_TCP: u8 = 1;
+/// Group bit of the qpair lifecycle events.
+pub const GROUP_QPAIR: u8 = 2;
+/// Group bit of the poll accounting events.
+pub const GROUP_POLL: u8 = 3;
+/// Group names by bit, as `trace_set_groups` and `[trace] enabled` spell them.
+pub const GROUPS: [(u8, &str); 3] = [
+    (GROUP_TCP, "tcp"),
+    (GROUP_QPAIR, "qpair"),
+    (GROUP_POLL, "poll"),
+];
+
+pub const TP_CAPSULE_RECEIVED: u16 = tpoint_id(GROUP_TCP, 0);
+pub const TP_R2T_SENT: u16 = tpoint_id(GROUP_TCP, 1);
+pub const TP_H2C_DONE: u16 = tpoint_id(GROUP_TCP, 2);
+pub const TP_BACKEND_SUBMITTED: u16 = tpoint_id(GROUP_TCP, 3);
+pub const TP_BACKEND_COMPLETED: u16 = tpoint_id(GROUP_TCP, 4);
+pub const TP_RESPONSE_QUEUED: u16 = tpoint_id(GROUP_TCP, 5);
+pub const TP_RESPONSE_SENT: u16 = tpoint_id(GROUP_TCP, 6);
+pub const TP_QPAIR_CONNECT: u16 = tpoint_id(GROUP_QPAIR, 0);
+pub const TP_QPAIR_DISCONNECT: u16 = tpoint_id(GROUP_QPAIR, 1);
+pub const TP_QPAIR_DESTROY: u16 = tpoint_id(GROUP_QPAIR, 2);
+pub const TP_POLL_BUSY: u16 = tpoint_id(GROUP_POLL, 0);
+
+/// Bit mask of the named groups; an unknown name is an error naming it.
+pub fn mask_of(names: &[String]) -> Result<u64, String> {
+    let mut m = 0u64;
+    for n in names {
+        let Some((bit, _)) = GROUPS.iter().find(|(_, g)| g == n) else {
+            return Err(format!(
+                "unknown trace group {n:?} (known: tcp, qpair, poll)"
+            ));
+        };
+        m |= 1 << bit;
+    }
+    Ok(m)
+}
+
+/// Names of the groups enabled in `mask`.
+pub fn names_of(mask: u64) -> Vec<&'static str> {
+    GROUPS
+        .iter()
+        .filter(|(b, _)| mask & (1 << b) != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+fn tp(id: u16, name: &str, group: &str, role: TpRole, args: &[(&str, ArgKind)]) -> TracepointDesc {
+    TracepointDesc {
+        id,
+        name: name.into(),
+        group: group.into(),
+        args: args
+            .iter()
+            .map(|(n, k)| ArgDesc {
+                name: (*n).into(),
+                kind: *k,
+            })
+            .collect(),
+        role,
+    }
+}
+
+/// The tracepoint catalog.
+pub fn catalog() -> Vec<TracepointDesc> {
+    use ArgKind as K;
+    use TpRole as R;
+    vec![
+        tp(
+            TP_CAPSULE_RECEIVED,
+            "tcp.capsule_received",
+            "tcp",
+            R::Begin,
+            &[("opcode", K::Opcode), ("bytes", K::Bytes)],
+        ),
+        tp(
+            TP_R2T_SENT,
+            "tcp.r2t_sent",
+            "tcp",
+            R::Stage,
+            &[("bytes", K::Bytes)],
+        ),
+        tp(
+            TP_H2C_DONE,
+            "tcp.h2c_done",
+            "tcp",
+            R::Stage,
+            &[("bytes", K::Bytes)],
+        ),
+        tp(
+            TP_BACKEND_SUBMITTED,
+            "tcp.backend_submitted",
+            "tcp",
+            R::Stage,
+            &[("lba", K::Lba), ("bytes", K::Bytes)],
+        ),
+        tp(
+            TP_BACKEND_COMPLETED,
+            "tcp.backend_completed",
+            "tcp",
+            R::Stage,
+            &[("status", K::Status)],
+        ),
+        tp(
+            TP_RESPONSE_QUEUED,
+            "tcp.response_queued",
+            "tcp",
+            R::Stage,
+            &[("status", K::Status), ("bytes", K::Bytes)],
+        ),
+        tp(TP_RESPONSE_SENT, "tcp.response_sent", "tcp", R::End, &[]),
+        tp(
+            TP_QPAIR_CONNECT,
+            "qpair.connect",
+            "qpair",
+            R::Event,
+            &[("qid", K::U64), ("cntlid", K::U64)],
+        ),
+        tp(
+            TP_QPAIR_DISCONNECT,
+            "qpair.disconnect",
+            "qpair",
+            R::Event,
+            &[("qid", K::U64)],
+        ),
+        tp(
+            TP_QPAIR_DESTROY,
+            "qpair.destroy",
+            "qpair",
+            R::Event,
+            &[("ident", K::U64)],
+        ),
+        tp(
+            TP_POLL_BUSY,
+            "poll.busy",
+            "poll",
+            R::Event,
+            &[("ticks", K::Ticks)],
+        ),
+    ]
+}
+
+fn numa_node_of_cpu(core: usize) -> Option<u32> {
+    let dir = std::fs::read_dir(format!("/sys/devices/system/cpu/cpu{core}")).ok()?;
+    dir.filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.strip_prefix("node")?.parse().ok())
+        .next()
+}
+
+fn netdev_of(addr: &SocketAddr) -> Option<String> {
+    // Keep it simple: loopback is "lo"; anything else would need netlink.
+    addr.ip().is_loopback().then(|| "lo".to_string())
+}
+
+/// Builds the description of a target about to start.
+pub fn describe(
+    config: &Config,
+    listeners: &[SocketAddr],
+    subsystems: &[std::sync::Arc<Subsystem>],
+) -> Description {
+    Description {
+        groups: GROUPS
+            .iter()
+            .map(|(bit, name)| GroupDesc {
+                bit: *bit,
+                name: (*name).into(),
+            })
+            .collect(),
+        tracepoints: catalog(),
+        stages: Vec::new(),
+        reactors: config
+            .cores
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ReactorDesc {
+                index: i as u32,
+                core: c.0 as u32,
+                numa_node: numa_node_of_cpu(c.0),
+                tid: None, // published by the reactor thread when it attaches
+            })
+            .collect(),
+        listeners: listeners
+            .iter()
+            .map(|a| ListenerDesc {
+                transport: "tcp".into(),
+                address: a.to_string(),
+                netdev: netdev_of(a),
+                link_speed_mbps: None,
+                numa_node: None,
+            })
+            .collect(),
+        subsystems: subsystems
+            .iter()
+            .map(|s| SubsystemDesc {
+                nqn: s.nqn.clone(),
+                namespaces: s
+                    .namespaces
+                    .iter()
+                    .map(|n| NamespaceDesc {
+                        nsid: n.nsid,
+                        backend: n.kind.to_string(),
+                        device: None,
+                        size_bytes: Some(n.num_blocks * u64::from(n.block_size)),
+                        block_size: Some(n.block_size),
+                        numa_node: None,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Creates the trace file and one writer set per reactor. On failure returns one lowercase line
+/// saying why (the caller prints it and runs without tracing).
+pub fn create(
+    config: &Config,
+    listeners: &[SocketAddr],
+    subsystems: &[std::sync::Arc<Subsystem>],
+) -> Result<(TraceFile, Vec<ReactorWriters>), String> {
+    let t = &config.trace;
+    let dir: PathBuf = t
+        .dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(trace_ring::DEFAULT_DIR));
+    let desc = describe(config, listeners, subsystems);
+    let layout = Layout {
+        reactors: config.cores.len() as u32,
+        ring_records: t.ring_records,
+        qpair_slots: t.qpair_slots,
+        stages: 0,
+    };
+    let mask = mask_of(&t.groups)?;
+    let path = trace_ring::instance_path(&dir, &config.name);
+    let tf = TraceFile::create(
+        Path::new(&dir),
+        &config.name,
+        std::process::id(),
+        &desc,
+        &layout,
+    )
+    .map_err(|e| format!("cannot create trace file {}: {e}", path.display()))?;
+    if let Some(pid) = tf.reclaimed_stale_pid() {
+        eprintln!(
+            "ringside-tgt: replaced the stale trace file {} of dead process {pid}",
+            path.display()
+        );
+    }
+    tf.control().set_enabled_mask(mask);
+    let mut writers = Vec::with_capacity(config.cores.len());
+    for i in 0..config.cores.len() {
+        writers.push(
+            tf.take_reactor(i as u32)
+                .map_err(|e| format!("cannot set up trace ring {i}: {e}"))?,
+        );
+    }
+    Ok((tf, writers))
+}
+
+/// One reactor's trace handle (see the module doc). Without a trace file every call is a
+/// branch on `None`.
+pub struct Tracer {
+    w: Option<RefCell<ReactorWriters>>,
+    /// The latest TSC this reactor read.
+    tsc: Cell<u64>,
+}
+
+impl Tracer {
+    pub fn new(w: Option<ReactorWriters>) -> Tracer {
+        Tracer {
+            w: w.map(RefCell::new),
+            tsc: Cell::new(0),
+        }
+    }
+
+    /// Whether a trace file is being written.
+    #[inline]
+    pub fn active(&self) -> bool {
+        self.w.is_some()
+    }
+
+    /// Reads the TSC (only when tracing) and makes it the stamp of what follows.
+    #[inline]
+    pub fn refresh(&self) -> u64 {
+        if self.w.is_some() {
+            self.tsc.set(trace_ring::tsc::now());
+        }
+        self.tsc.get()
+    }
+
+    /// The latest TSC read.
+    #[inline]
+    pub fn tsc(&self) -> u64 {
+        self.tsc.get()
+    }
+
+    /// Records a tracepoint stamped with the latest TSC read.
+    #[inline]
+    pub fn tp(&self, tpoint: u16, qpair: u16, cid: u16, arg0: u64, arg1: u64) {
+        if let Some(w) = &self.w {
+            if let Ok(mut w) = w.try_borrow_mut() {
+                w.ring
+                    .record_at(self.tsc.get(), tpoint, qpair, u32::from(cid), arg0, arg1);
+            }
+        }
+    }
+
+    /// Updates the counters page.
+    #[inline]
+    pub fn counters(&self, f: impl FnOnce(&mut CountersWriter)) {
+        if let Some(w) = &self.w {
+            if let Ok(mut w) = w.try_borrow_mut() {
+                f(&mut w.counters);
+            }
+        }
+    }
+
+    /// Publishes the reactor thread's tid and core in its ring.
+    pub fn attach(&self, core: u32) {
+        if let Some(w) = &self.w {
+            if let Ok(mut w) = w.try_borrow_mut() {
+                w.ring.attach_current_thread(Some(core));
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Tracer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tracer")
+            .field("active", &self.active())
+            .finish()
+    }
+}
