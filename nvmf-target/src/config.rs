@@ -836,4 +836,32 @@ mod tests {
         c.limits.max_io_size = ByteSize(12288);
         assert!(c.validate(None).is_err());
     }
+
+    #[test]
+    fn trace_section_is_validated() {
+        let base = sample();
+        let mut c = base.clone();
+        c.trace.ring_records = 1000;
+        let e = c
+            .validate(None)
+            .expect_err("non-power-of-two ring")
+            .to_string();
+        assert!(e.contains("ring_records"), "{e}");
+        let mut c = base.clone();
+        c.trace.groups = vec!["tcp".into(), "bogus".into()];
+        let e = format!("{:?}", c.validate(None).expect_err("unknown group"));
+        assert!(e.contains("bogus"), "{e}");
+        let t = Config::from_toml(
+            "[trace]\nenabled = false\nring_records = 64\ngroups = [\"qpair\"]\n",
+            std::path::Path::new("t.toml"),
+        )
+        .expect("a [trace] table parses");
+        assert!(!t.trace.enabled);
+        assert_eq!(t.trace.ring_records, 64);
+        assert_eq!(
+            crate::trace::mask_of(&t.trace.groups),
+            Ok(1 << crate::trace::GROUP_QPAIR)
+        );
+        assert!(Config::from_toml("[trace]\nsize = 1\n", std::path::Path::new("t.toml")).is_err());
+    }
 }

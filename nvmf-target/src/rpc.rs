@@ -172,7 +172,8 @@ fn trace_info(shared: &Shared) -> Value {
     }
 }
 
-/// `{"enable": ["tcp"], "disable": ["poll"]}` (either may be absent; "all" names every group).
+/// `{"enable": ["tcp"], "disable": ["poll"]}` (either may be absent; "all" names every group;
+/// disabling applies first).
 fn trace_set_groups(params: &Value, shared: &Shared) -> Result<Value, (i64, String)> {
     let Some((_, control)) = &shared.trace else {
         return Err((code::INVALID_PARAMS, "tracing is off in this target".into()));
@@ -206,7 +207,8 @@ fn trace_set_groups(params: &Value, shared: &Shared) -> Result<Value, (i64, Stri
         ));
     }
     let (on, off) = (list("enable")?, list("disable")?);
-    control.set_enabled_mask((control.enabled_mask() | on) & !off);
+    // Disable first, then enable: {"disable": ["all"], "enable": ["tcp"]} leaves only tcp on.
+    control.set_enabled_mask((control.enabled_mask() & !off) | on);
     Ok(trace_info(shared))
 }
 

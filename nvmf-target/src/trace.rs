@@ -360,3 +360,55 @@ impl std::fmt::Debug for Tracer {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_is_consistent_and_has_one_begin_and_one_end() {
+        let d = Description {
+            groups: GROUPS
+                .iter()
+                .map(|(bit, name)| GroupDesc {
+                    bit: *bit,
+                    name: (*name).into(),
+                })
+                .collect(),
+            tracepoints: catalog(),
+            ..Description::default()
+        };
+        d.validate().expect("the catalog should validate");
+        let tcp: Vec<_> = d.tracepoints.iter().filter(|t| t.group == "tcp").collect();
+        assert_eq!(tcp.iter().filter(|t| t.role == TpRole::Begin).count(), 1);
+        assert_eq!(tcp.iter().filter(|t| t.role == TpRole::End).count(), 1);
+        for t in &d.tracepoints {
+            assert_eq!(d.group_name(t.id), Some(t.group.as_str()), "{}", t.name);
+            assert!(t.name.starts_with(&format!("{}.", t.group)), "{}", t.name);
+        }
+        assert_eq!(
+            d.tracepoint(TP_RESPONSE_SENT).map(|t| t.name.as_str()),
+            Some("tcp.response_sent")
+        );
+    }
+
+    #[test]
+    fn group_masks_round_trip_and_reject_unknown_names() {
+        let all: Vec<String> = GROUPS.iter().map(|(_, n)| n.to_string()).collect();
+        let m = mask_of(&all).expect("known groups");
+        assert_eq!(names_of(m), ["tcp", "qpair", "poll"]);
+        assert_eq!(mask_of(&[]), Ok(0));
+        assert!(mask_of(&["disk".into()]).unwrap_err().contains("disk"));
+    }
+
+    #[test]
+    fn a_tracer_without_a_file_is_inert() {
+        let t = Tracer::new(None);
+        assert!(!t.active());
+        assert_eq!(t.refresh(), 0, "no TSC read without a trace file");
+        t.tp(TP_CAPSULE_RECEIVED, 0, 1, 2, 3);
+        let mut called = false;
+        t.counters(|_| called = true);
+        assert!(!called);
+    }
+}

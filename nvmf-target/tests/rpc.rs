@@ -110,3 +110,48 @@ fn shutdown_rpc_stops_everything() {
         "listener closed"
     );
 }
+
+#[test]
+fn trace_file_lives_with_the_target_and_groups_toggle_at_runtime() {
+    let t = TestTarget::start();
+    let info = call(&t.rpc, "trace_get_info");
+    let path = std::path::PathBuf::from(info["path"].as_str().expect("trace path"));
+    assert!(path.starts_with(t.dir.path()), "{info}");
+    assert!(path.is_file(), "trace file {} missing", path.display());
+    assert_eq!(info["enabled_groups"], json!(["tcp", "qpair", "poll"]));
+    let req = json!({"jsonrpc": "2.0", "id": 1, "method": "trace_set_groups",
+                     "params": {"disable": ["all"], "enable": ["qpair"]}});
+    let r = call_raw(&t.rpc, req.to_string().as_bytes());
+    assert_eq!(r["result"]["enabled_groups"], json!(["qpair"]), "{r}");
+    let bad = json!({"jsonrpc": "2.0", "id": 1, "method": "trace_set_groups",
+                     "params": {"enable": ["tcpp"]}});
+    let r = call_raw(&t.rpc, bad.to_string().as_bytes());
+    assert!(
+        r["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("tcpp")),
+        "{r}"
+    );
+    // I/O still works with the request tracepoints off.
+    let (_a, mut io) = t.io_pair(false, false);
+    assert!(io.read(0, 4096).0.status.is_success());
+    drop(io);
+    drop(_a);
+    drop(t);
+    assert!(
+        !path.exists(),
+        "{} left behind after a clean stop",
+        path.display()
+    );
+}
+
+#[test]
+fn an_unwritable_trace_dir_only_turns_tracing_off() {
+    let t = TestTarget::start_with(|c| {
+        c.trace.dir = Some("/nonexistent/ringside-trace-dir".into());
+    });
+    let info = call(&t.rpc, "trace_get_info");
+    assert_eq!(info["enabled"], false, "{info}");
+    let (_a, mut io) = t.io_pair(false, false);
+    assert!(io.read(0, 4096).0.status.is_success());
+}

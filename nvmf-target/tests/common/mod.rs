@@ -33,6 +33,8 @@ pub fn test_config(dir: &tempfile::TempDir) -> Config {
         max_sleep_us: 2000,
     };
     c.rpc_socket = Some(dir.path().join("rpc.sock"));
+    // Each test target writes its trace file in its own directory (they all share the name).
+    c.trace.dir = Some(dir.path().to_path_buf());
     c.listeners = vec![ListenerConfig {
         transport: "tcp".into(),
         addr: "127.0.0.1".parse().expect("ip"),
