@@ -396,7 +396,7 @@ impl Tracer {
             if let Some(req) = self.builder.push(ev, to_ns) {
                 if self.filter.place(req.reactor, req.qpair) {
                     self.printed += 1;
-                    print_request(&req, first, args.json, out)?;
+                    print_request(&req, first, desc, args.json, out)?;
                 }
             }
         } else if self.filter.event(ev) {
@@ -490,7 +490,13 @@ fn print_event(
     Ok(())
 }
 
-fn print_request(req: &Request, first: u64, json: bool, out: &mut dyn Write) -> Result<()> {
+fn print_request(
+    req: &Request,
+    first: u64,
+    desc: &Description,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<()> {
     if json {
         let mut v = serde_json::to_value(req)?;
         if let Some(o) = v.as_object_mut() {
@@ -499,7 +505,21 @@ fn print_request(req: &Request, first: u64, json: bool, out: &mut dyn Write) -> 
         writeln!(out, "{v}")?;
         return Ok(());
     }
-    let args: Vec<String> = req.args.iter().map(|(n, v)| format!("{n}={v}")).collect();
+    // Format the begin tracepoint's arguments by their catalog kinds, as record lines are.
+    let begin = req
+        .stages
+        .first()
+        .and_then(|s| desc.tracepoints.iter().find(|t| t.name == s.name));
+    let args: Vec<String> = req
+        .args
+        .iter()
+        .map(|(n, v)| {
+            let kind = begin
+                .and_then(|t| t.args.iter().find(|a| &a.name == n))
+                .map_or(ArgKind::U64, |a| a.kind);
+            format!("{n}={}", fmt_arg(kind, *v))
+        })
+        .collect();
     let stages: Vec<String> = req
         .stages
         .iter()
