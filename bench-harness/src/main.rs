@@ -2,6 +2,7 @@
 //!
 //! Exit status: 0 success; 1 setup or connection failure; 2 I/O errors or a qpair lost to a
 //! transport failure; 3 `--verify` mismatches.
+#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
