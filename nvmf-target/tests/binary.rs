@@ -65,6 +65,17 @@ fn bad_input_is_one_clear_line() {
             "cannot read config file",
         ),
         (vec!["--malloc", "12 parsecs"], "invalid value"),
+        (
+            vec![
+                "--listen",
+                "127.0.0.1:0",
+                "--null",
+                "1GiB",
+                "--trace-ring-records",
+                "1000",
+            ],
+            "ring_records must be a power of two",
+        ),
     ] {
         let out = Command::new(BIN).args(&args).output().expect("run");
         assert!(!out.status.success(), "{args:?} must fail");
@@ -108,6 +119,8 @@ fn serves_and_exits_cleanly_on_sigterm() {
         ])
         .arg("--rpc-socket")
         .arg(&sock)
+        .arg("--trace-dir")
+        .arg(dir.path())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn ringside-tgt");
@@ -126,6 +139,12 @@ fn serves_and_exits_cleanly_on_sigterm() {
     let c = h.connect(common::NQN, 0, 31, 0, 0xffff);
     assert!(c.status.is_success());
     assert!(sock.exists());
+    let trace = dir.path().join("ringside.bintest");
+    assert!(
+        trace.is_file(),
+        "trace file {} while running",
+        trace.display()
+    );
     let st = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -134,4 +153,46 @@ fn serves_and_exits_cleanly_on_sigterm() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "clean exit on SIGTERM: {status:?}");
     assert!(!sock.exists(), "rpc socket removed");
+    assert!(!trace.exists(), "trace file removed on a clean exit");
+}
+
+#[test]
+fn no_trace_writes_no_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let core = nvmf_target::config::online_cores()[0].to_string();
+    let mut child = Command::new(BIN)
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--null",
+            "64MiB",
+            "--cores",
+            &core,
+        ])
+        .args(["--name", "bintest-notrace", "--no-trace"])
+        .arg("--rpc-socket")
+        .arg(dir.path().join("tgt.sock"))
+        .arg("--trace-dir")
+        .arg(dir.path())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ringside-tgt");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    loop {
+        let l = lines
+            .next()
+            .expect("target exited before its rpc line")
+            .expect("stderr line");
+        if l.contains("rpc socket") {
+            break;
+        }
+    }
+    let trace = dir.path().join("ringside.bintest-notrace");
+    let exists = trace.exists();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().expect("wait");
+    assert!(!exists, "--no-trace still created {}", trace.display());
+    assert!(status.success(), "clean exit: {status:?}");
 }
