@@ -23,17 +23,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use tests::{cargo_bin, workspace_root};
+
 /// Seconds after which `run.sh` kills the guest. Under TCG on 2 shared cores the whole run takes 3-6 min.
 const GUEST_TIMEOUT_SECS: u32 = 1800;
 /// The namespace the guest script asks for (`--malloc 256MiB`).
 const NS_BYTES: u64 = 256 << 20;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lives inside the workspace")
-        .to_path_buf()
-}
 
 fn lab_dir() -> PathBuf {
     std::env::var_os("RINGSIDE_LAB")
@@ -48,32 +43,7 @@ fn ringside_tgt() -> PathBuf {
         assert!(p.is_file(), "RINGSIDE_TGT={} is not a file", p.display());
         return p;
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(&cargo)
-        .args([
-            "build",
-            "-p",
-            "nvmf-target",
-            "--bin",
-            "ringside-tgt",
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(workspace_root())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cargo:?} build: {e}"));
-    assert!(
-        out.status.success(),
-        "cargo build -p nvmf-target --bin ringside-tgt failed ({})",
-        out.status
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "ringside-tgt")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo build reported no ringside-tgt executable")
+    cargo_bin("nvmf-target", "ringside-tgt")
 }
 
 /// What the target says it serves with the guest script's flags: (nqn, model, serial).

@@ -4,15 +4,10 @@
 //! the timeout path. `RINGSIDE_SKIP_LAB=1` skips them with a printed reason; CI runs them.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lives inside the workspace")
-        .to_path_buf()
-}
+use tests::workspace_root;
 
 fn skip() -> bool {
     if std::env::var("RINGSIDE_SKIP_LAB").as_deref() == Ok("1") {

@@ -14,45 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
+use tests::cargo_bin;
 
 /// The target's in-capsule data limit for I/O queues (`[limits] in_capsule_data_size` default).
 const IN_CAPSULE: u64 = 8192;
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the tests crate lives inside the workspace")
-        .to_path_buf()
-}
-
-/// Builds `bin` of `package` with the cargo running this test and returns the path cargo reports.
-fn cargo_bin(package: &str, bin: &str) -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(&cargo)
-        .args([
-            "build",
-            "-p",
-            package,
-            "--bin",
-            bin,
-            "--message-format=json-render-diagnostics",
-        ])
-        .current_dir(workspace_root())
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cargo:?} build: {e}"));
-    assert!(
-        out.status.success(),
-        "cargo build -p {package} --bin {bin} failed ({})",
-        out.status
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo build reported no {bin} executable"))
-}
 
 /// A running `ringside-tgt`, killed (SIGKILL) if the test panics before stopping it.
 struct Tgt {
