@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rustix::mm::{madvise, mmap_anonymous, munmap, Advice, MapFlags, ProtFlags};
 
-use super::{check_range, Bdev, BdevError, BdevOp, BdevQueue, DoneQueue};
+use super::{check_range, check_ranges, Bdev, BdevError, BdevOp, BdevQueue, DoneQueue};
 use crate::config::BackendKind;
 
 /// A RAM-backed device. Pages are allocated by the kernel on first touch.
@@ -158,17 +158,8 @@ impl BdevQueue for MallocQueue {
                 .and_then(|_| d.copy_in(lba, buf)),
             BdevOp::Flush => Ok(()),
             BdevOp::WriteZeroes { lba, blocks } => d.zero(lba, blocks),
-            BdevOp::Deallocate { ranges } => {
-                // Check every range first so a bad one leaves the device untouched.
-                if ranges
-                    .iter()
-                    .all(|&(l, n)| l.checked_add(n).is_some_and(|e| e <= d.num_blocks))
-                {
-                    ranges.iter().try_for_each(|&(l, n)| d.zero(l, n))
-                } else {
-                    Err(BdevError::OutOfRange)
-                }
-            }
+            BdevOp::Deallocate { ranges } => check_ranges(ranges, d.num_blocks)
+                .and_then(|()| ranges.iter().try_for_each(|&(l, n)| d.zero(l, n))),
         };
         self.done.push(tag, r);
     }

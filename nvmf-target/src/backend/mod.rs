@@ -119,6 +119,19 @@ impl DoneQueue {
     }
 }
 
+/// Checks that every `(lba, blocks)` range of a Dataset Management request lies on the device,
+/// so a request with one bad range changes nothing.
+pub(crate) fn check_ranges(ranges: &[(u64, u64)], num_blocks: u64) -> Result<(), BdevError> {
+    if ranges
+        .iter()
+        .all(|&(l, n)| l.checked_add(n).is_some_and(|e| e <= num_blocks))
+    {
+        Ok(())
+    } else {
+        Err(BdevError::OutOfRange)
+    }
+}
+
 /// Checks `lba + blocks` against the device and the buffer length against the block size.
 pub(crate) fn check_range(
     bs: u32,

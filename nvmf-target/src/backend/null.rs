@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::{check_range, Bdev, BdevError, BdevOp, BdevQueue, DoneQueue};
+use super::{check_range, check_ranges, Bdev, BdevError, BdevOp, BdevQueue, DoneQueue};
 use crate::config::BackendKind;
 
 /// A device of `num_blocks` blocks that stores nothing.
@@ -64,16 +64,7 @@ impl BdevQueue for NullQueue {
                 Some(end) if end <= self.blocks => Ok(()),
                 _ => Err(BdevError::OutOfRange),
             },
-            BdevOp::Deallocate { ranges } => {
-                if ranges
-                    .iter()
-                    .all(|&(l, n)| l.checked_add(n).is_some_and(|e| e <= self.blocks))
-                {
-                    Ok(())
-                } else {
-                    Err(BdevError::OutOfRange)
-                }
-            }
+            BdevOp::Deallocate { ranges } => check_ranges(ranges, self.blocks),
         };
         self.done.push(tag, r);
     }
