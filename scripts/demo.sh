@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: build, start ringside-tgt on loopback with a RAM namespace,
-# drive it with ringside-perf (a verify pass, then 4 KiB random reads at queue depth 1 and 32), print the results.
+# drive it with ringside-perf (a verify pass, then 4 KiB random reads at queue depth 1 and 32), print the results,
+# then show what the agent sees through the target's shared-memory trace rings.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo build --release -q -p nvmf-target -p bench-harness
+cargo build --release -q -p nvmf-target -p bench-harness -p agent
 T=${CARGO_TARGET_DIR:-target}/release
 PORT=${RINGSIDE_DEMO_PORT:-4420}
 NQN=nqn.2026-11.io.ringside:nvme0
@@ -21,3 +22,6 @@ for qd in 1 32; do
   echo "== 4 KiB random read, queue depth $qd, one initiator core"
   "$T/ringside-perf" -r "$TRID" -q $qd -o 4096 -w randread -t 5 --cores $CORE
 done
+echo "== what the agent sees: the instance, the last requests with their per-stage durations"
+"$T/ringside" --name demo trace --describe | head -8 || true
+"$T/ringside" --name demo trace --requests 2>&1 | tail -6 || true
