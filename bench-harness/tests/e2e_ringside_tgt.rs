@@ -98,6 +98,10 @@ fn start_target() -> Tgt {
         .args(["--nqn", NQN, "--name", &name])
         .arg("--rpc-socket")
         .arg(dir.path().join("rpc.sock"))
+        // The trace file lives and dies with the temporary directory: a killed target leaves
+        // nothing in /dev/shm, and parallel tests never contend for one name.
+        .arg("--trace-dir")
+        .arg(dir.path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
