@@ -1,0 +1,244 @@
+//! Findings (what is wrong, with the numbers that show it) and recommendations (what to change,
+//! with the effect to expect). The types every sink renders.
+
+use serde::{Deserialize, Serialize};
+
+/// What a finding is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// A reactor runs on a NUMA node other than its NIC's, its backend device's or its buffers'.
+    NumaMisplacement,
+    /// A qpair's outstanding depth stays far below what the reactor could serve: the initiator
+    /// is the limit.
+    InitiatorLimited,
+    /// Requests wait for data buffers.
+    BufferStarvation,
+    /// Reactors carry very different loads while one of them is saturated.
+    ReactorImbalance,
+    /// The backend is the bottleneck (its stage dominates and its in-flight count is at its limit).
+    BackendSaturated,
+    /// The backend sits idle while requests queue elsewhere.
+    BackendStarved,
+    /// A link carries close to its capacity (speed or shaping rate), or shows retransmits /
+    /// send-queue build-up.
+    LinkSaturation,
+    /// Another task takes CPU time from a reactor on its core.
+    ReactorPreemption,
+    /// A reactor thread moves between CPUs.
+    ReactorMigration,
+    /// A reactor makes system calls on the fast path beyond what its transport needs.
+    FastPathSyscalls,
+    /// A reactor burns a core polling with little work.
+    IdlePollingBurn,
+    /// A reactor stopped polling (its last-poll age grows).
+    ReactorStalled,
+}
+
+impl FindingKind {
+    /// Stable snake_case name (metrics label, JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            FindingKind::NumaMisplacement => "numa_misplacement",
+            FindingKind::InitiatorLimited => "initiator_limited",
+            FindingKind::BufferStarvation => "buffer_starvation",
+            FindingKind::ReactorImbalance => "reactor_imbalance",
+            FindingKind::BackendSaturated => "backend_saturated",
+            FindingKind::BackendStarved => "backend_starved",
+            FindingKind::LinkSaturation => "link_saturation",
+            FindingKind::ReactorPreemption => "reactor_preemption",
+            FindingKind::ReactorMigration => "reactor_migration",
+            FindingKind::FastPathSyscalls => "fast_path_syscalls",
+            FindingKind::IdlePollingBurn => "idle_polling_burn",
+            FindingKind::ReactorStalled => "reactor_stalled",
+        }
+    }
+
+    /// Every kind, for catalogs (metrics, docs).
+    pub const ALL: [FindingKind; 12] = [
+        FindingKind::NumaMisplacement,
+        FindingKind::InitiatorLimited,
+        FindingKind::BufferStarvation,
+        FindingKind::ReactorImbalance,
+        FindingKind::BackendSaturated,
+        FindingKind::BackendStarved,
+        FindingKind::LinkSaturation,
+        FindingKind::ReactorPreemption,
+        FindingKind::ReactorMigration,
+        FindingKind::FastPathSyscalls,
+        FindingKind::IdlePollingBurn,
+        FindingKind::ReactorStalled,
+    ];
+}
+
+/// How much it matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth knowing; costs little.
+    Info,
+    /// Costs performance measurably.
+    Warning,
+    /// Costs a large share of performance or risks stalls.
+    Critical,
+}
+
+impl Severity {
+    /// Lowercase name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// What a finding is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Subject {
+    /// The whole target.
+    Target,
+    /// A reactor, by index.
+    Reactor {
+        /// Reactor index.
+        index: u32,
+    },
+    /// A qpair.
+    Qpair {
+        /// Reactor index.
+        reactor: u32,
+        /// Slot in the reactor.
+        slot: u16,
+    },
+    /// A network device.
+    Netdev {
+        /// Interface name.
+        name: String,
+    },
+    /// A block device.
+    Device {
+        /// Device name.
+        name: String,
+    },
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::Target => write!(f, "target"),
+            Subject::Reactor { index } => write!(f, "reactor {index}"),
+            Subject::Qpair { reactor, slot } => write!(f, "qpair {reactor}.{slot}"),
+            Subject::Netdev { name } => write!(f, "netdev {name}"),
+            Subject::Device { name } => write!(f, "device {name}"),
+        }
+    }
+}
+
+/// One number behind a finding.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// What was measured ("avg outstanding", "reactor busy", "p50 latency").
+    pub what: String,
+    /// Value.
+    pub value: f64,
+    /// Unit ("", "%", "us", "IOPS", "MB/s", "node").
+    pub unit: String,
+}
+
+impl Evidence {
+    /// Shorthand.
+    pub fn new(what: impl Into<String>, value: f64, unit: impl Into<String>) -> Evidence {
+        Evidence {
+            what: what.into(),
+            value,
+            unit: unit.into(),
+        }
+    }
+}
+
+/// A diagnosed fault.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    /// What kind.
+    pub kind: FindingKind,
+    /// How bad.
+    pub severity: Severity,
+    /// About what.
+    pub subject: Subject,
+    /// One sentence a storage engineer reads first.
+    pub summary: String,
+    /// The numbers (from the latest window that confirmed it, or averaged over the streak).
+    pub evidence: Vec<Evidence>,
+    /// Windows in which the condition held (consecutive, up to now).
+    pub windows: u32,
+    /// First window start (ns) of the streak.
+    pub since_ns: u64,
+    /// Last window end (ns).
+    pub until_ns: u64,
+    /// 0..1: how sure (grows with the streak and the margin over the threshold).
+    pub confidence: f64,
+}
+
+/// A setting the recommender can change.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Setting {
+    /// The target's core list.
+    CoreList,
+    /// Number of reactors.
+    ReactorCount,
+    /// The target's I/O queue size limit (`limits.max_queue_depth`).
+    TargetQueueDepth,
+    /// The initiator's queue depth per qpair (`-q`, `queue_depth` in fio, `nvme connect -Q`).
+    InitiatorQueueDepth,
+    /// The initiator's number of qpairs / I/O queues (`--qpairs`, `nvme connect -i`).
+    InitiatorQpairs,
+    /// Connection placement policy.
+    Placement,
+    /// Idle policy.
+    IdlePolicy,
+    /// Memory binding of the target process (`numactl --membind`).
+    MemoryBinding,
+}
+
+impl Setting {
+    /// Stable snake_case name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Setting::CoreList => "core_list",
+            Setting::ReactorCount => "reactor_count",
+            Setting::TargetQueueDepth => "target_queue_depth",
+            Setting::InitiatorQueueDepth => "initiator_queue_depth",
+            Setting::InitiatorQpairs => "initiator_qpairs",
+            Setting::Placement => "placement",
+            Setting::IdlePolicy => "idle_policy",
+            Setting::MemoryBinding => "memory_binding",
+        }
+    }
+}
+
+/// A proposed change.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Recommendation {
+    /// Which setting.
+    pub setting: Setting,
+    /// Its value now ("1", "[0]", "poll", "unknown").
+    pub current: String,
+    /// The value to use.
+    pub proposed: String,
+    /// What to expect, in numbers when possible ("~8x IOPS: 47K -> ~380K").
+    pub expected_effect: String,
+    /// Expected IOPS after the change, when the model predicts one.
+    pub expected_iops: Option<f64>,
+    /// Why: the measurements and the reasoning (Little's law, knee, node of the NIC).
+    pub evidence: Vec<String>,
+    /// The findings it answers.
+    pub addresses: Vec<FindingKind>,
+    /// Where it goes: "ringside-tgt" (TOML fragment) or "initiator" (flags).
+    pub applies_to: String,
+    /// Ready to paste: a TOML fragment for ringside-tgt or initiator options
+    /// (`ringside-perf -q 32`, `fio --iodepth=32`, `nvme connect … -Q 32`).
+    pub fragment: String,
+}

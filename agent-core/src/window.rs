@@ -1,0 +1,542 @@
+//! Windows: the deltas between two samples, turned into rates, ratios and latency distributions
+//! per reactor, qpair, netdev and device (DESIGN §6).
+//!
+//! Definitions (each derived from monotonic totals, `dt` = window length):
+//! - `iops` = completed commands / dt.
+//! - `busy_ratio` = busy-poll ns / (busy + idle ns): the share of the reactor's loop that did work.
+//! - `ns_per_io` = busy-poll ns / completed I/O: the reactor's cost per I/O, so its capacity is
+//!   `1e9 / ns_per_io` IOPS (an upper bound at 100 % busy).
+//! - `avg_outstanding` = sum of latencies of requests completed in the window / dt. By Little's law
+//!   this is the time-weighted mean number of requests in flight, without tracing each one.
+//! - `utilisation` (netdev) = max(rx, tx) bytes/s / capacity, capacity = min(link speed, egress
+//!   shaping rate).
+//!
+//! Pure; time comes from the samples.
+
+use serde::{Deserialize, Serialize};
+
+use crate::hist::Hist;
+use crate::sample::{
+    DeviceSample, MemorySample, NetdevSample, QpairSample, ReactorSample, Sample, TargetInfo,
+};
+use crate::topology::Topology;
+
+/// One window of activity.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    /// Start (CLOCK_MONOTONIC ns).
+    pub start_ns: u64,
+    /// End (CLOCK_MONOTONIC ns).
+    pub end_ns: u64,
+    /// Per reactor.
+    pub reactors: Vec<ReactorWindow>,
+    /// Per active qpair (completed something, or has requests outstanding).
+    pub qpairs: Vec<QpairWindow>,
+    /// Per netdev.
+    pub netdevs: Vec<NetdevWindow>,
+    /// Per block device.
+    pub devices: Vec<DeviceWindow>,
+    /// Memory placement at the window's end.
+    pub memory: Option<MemorySample>,
+    /// TCP retransmits in the window (kernel probes), when known.
+    pub tcp_retransmits: Option<u64>,
+    /// All reactors together.
+    pub total: TotalWindow,
+}
+
+impl Window {
+    /// Window length in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.end_ns.saturating_sub(self.start_ns) as f64 / 1e9
+    }
+
+    /// The reactor window of a reactor index.
+    pub fn reactor(&self, index: u32) -> Option<&ReactorWindow> {
+        self.reactors.iter().find(|r| r.index == index)
+    }
+}
+
+/// All reactors together.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TotalWindow {
+    /// I/O completions per second.
+    pub iops: f64,
+    /// Bytes per second (read + write).
+    pub bytes_per_s: f64,
+    /// Latency of all I/O.
+    pub latency: Hist,
+    /// Mean outstanding requests over all qpairs (Little's law).
+    pub avg_outstanding: f64,
+}
+
+/// A reactor over one window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReactorWindow {
+    /// Reactor index.
+    pub index: u32,
+    /// CPU it is pinned to.
+    pub core: u32,
+    /// NUMA node of that CPU (topology), when known.
+    pub node: Option<u32>,
+    /// I/O completions per second (read + write + other).
+    pub iops: f64,
+    /// Read completions per second.
+    pub read_iops: f64,
+    /// Write completions per second.
+    pub write_iops: f64,
+    /// Bytes read per second.
+    pub read_bytes_per_s: f64,
+    /// Bytes written per second.
+    pub write_bytes_per_s: f64,
+    /// I/O completions in the window.
+    pub completions: u64,
+    /// Busy-poll share of the loop, 0..1.
+    pub busy_ratio: f64,
+    /// Busy-poll ns per completed I/O (`None` without I/O).
+    pub ns_per_io: Option<f64>,
+    /// Poll loop iterations per second.
+    pub polls_per_s: f64,
+    /// Latency over the reactor's qpairs.
+    pub latency: Hist,
+    /// Per-stage latency (name, histogram), when the target records stage histograms.
+    pub stages: Vec<(String, Hist)>,
+    /// Buffer waits in the window.
+    pub buffer_waits: u64,
+    /// Backend submissions per second.
+    pub backend_submits_per_s: f64,
+    /// Gauge at window end: backend in flight.
+    pub backend_inflight: u64,
+    /// Backend in-flight high-water (since start).
+    pub backend_inflight_high_water: u64,
+    /// Errors in the window.
+    pub errors: u64,
+    /// The reactor's last poll is older than the window: it is not polling.
+    pub stalled: bool,
+    /// Mean outstanding requests over its qpairs (Little's law).
+    pub avg_outstanding: f64,
+    /// Qpairs with activity.
+    pub active_qpairs: u32,
+    /// Thread on-CPU share (schedstat run time / dt), when known.
+    pub cpu_ratio: Option<f64>,
+    /// Share of the window the thread was runnable but not running, when known.
+    pub runqueue_wait_ratio: Option<f64>,
+    /// Involuntary context switches per second, when known.
+    pub involuntary_switches_per_s: Option<f64>,
+    /// Migrations in the window, when known.
+    pub migrations: Option<u64>,
+    /// CPU the thread last ran on.
+    pub last_cpu: Option<u32>,
+    /// CPUs the thread may run on.
+    pub allowed_cpus: Vec<u32>,
+    /// Kernel probes: share of the window preempted, when loaded.
+    pub preempted_ratio: Option<f64>,
+    /// Kernel probes: preemptions in the window.
+    pub preemptions: Option<u64>,
+    /// Kernel probes: the main intruder `(pid, comm)`.
+    pub top_intruder: Option<(u32, String)>,
+    /// Kernel probes: hard + soft interrupt share of the window on its core.
+    pub irq_ratio: Option<f64>,
+    /// Kernel probes: syscalls per second from the reactor thread.
+    pub syscalls_per_s: Option<f64>,
+}
+
+/// A qpair over one window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct QpairWindow {
+    /// Reactor index.
+    pub reactor: u32,
+    /// Slot.
+    pub slot: u16,
+    /// Generation of the slot's qpair.
+    pub generation: u64,
+    /// `cntlid << 16 | qid`.
+    pub ident: u64,
+    /// Completions per second.
+    pub iops: f64,
+    /// Completions in the window.
+    pub completions: u64,
+    /// Bytes per second.
+    pub bytes_per_s: f64,
+    /// Time-weighted mean outstanding (Little's law).
+    pub avg_outstanding: f64,
+    /// Gauge at window end.
+    pub outstanding: u64,
+    /// High-water mark of outstanding for this qpair.
+    pub high_water: u64,
+    /// Queue size granted, when known.
+    pub queue_size: Option<u32>,
+    /// Latency.
+    pub latency: Hist,
+    /// Errors in the window.
+    pub errors: u64,
+}
+
+/// A netdev over one window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct NetdevWindow {
+    /// Interface.
+    pub name: String,
+    /// Receive bytes/s.
+    pub rx_bytes_per_s: f64,
+    /// Transmit bytes/s.
+    pub tx_bytes_per_s: f64,
+    /// Receive packets/s.
+    pub rx_packets_per_s: f64,
+    /// Transmit packets/s.
+    pub tx_packets_per_s: f64,
+    /// Link speed in Mb/s, when known.
+    pub speed_mbps: Option<u64>,
+    /// Egress shaping rate (bytes/s), when shaped.
+    pub shaped_rate_bytes: Option<u64>,
+    /// min(link speed, shaping rate) in bytes/s, when either is known.
+    pub capacity_bytes_per_s: Option<f64>,
+    /// max(rx, tx) / capacity, when capacity is known.
+    pub utilisation: Option<f64>,
+    /// Gauge: egress qdisc backlog (bytes).
+    pub qdisc_backlog_bytes: u64,
+    /// Qdisc drops in the window.
+    pub qdisc_drops: u64,
+    /// Qdisc overlimits per second (throttling events).
+    pub qdisc_overlimits_per_s: f64,
+    /// Device drops (rx + tx) in the window.
+    pub drops: u64,
+}
+
+/// A block device over one window.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeviceWindow {
+    /// Device.
+    pub name: String,
+    /// Completions per second.
+    pub iops: f64,
+    /// Bytes per second.
+    pub bytes_per_s: f64,
+    /// Mean service time (µs) from the kernel's tick counters, when there was I/O.
+    pub avg_latency_us: Option<f64>,
+    /// Share of the window with I/O in flight, 0..1.
+    pub utilisation: f64,
+    /// Gauge: in flight.
+    pub in_flight: u64,
+}
+
+fn rate(now: u64, before: u64, secs: f64) -> f64 {
+    if secs <= 0.0 {
+        return 0.0;
+    }
+    now.saturating_sub(before) as f64 / secs
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 / whole as f64).clamp(0.0, 1.0)
+    }
+}
+
+/// Builds the window between two samples. `prev` and `now` come from the same target; entities
+/// present only in `now` count from zero (they appeared during the window).
+pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) -> Window {
+    let start_ns = prev.t_ns;
+    let end_ns = now.t_ns.max(prev.t_ns);
+    let dt_ns = end_ns - start_ns;
+    let secs = dt_ns as f64 / 1e9;
+    let empty_r = ReactorSample::default();
+    let mut w = Window {
+        start_ns,
+        end_ns,
+        memory: now.memory.clone(),
+        ..Window::default()
+    };
+    let mut total_latency = Hist::empty();
+
+    for r in &now.reactors {
+        let p = prev
+            .reactors
+            .iter()
+            .find(|x| x.index == r.index)
+            .unwrap_or(&empty_r);
+        let core = info
+            .reactors
+            .iter()
+            .find(|x| x.index == r.index)
+            .map(|x| x.core)
+            .unwrap_or(u32::MAX);
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let reads = d(r.cmds_read, p.cmds_read);
+        let writes = d(r.cmds_write, p.cmds_write);
+        let other = d(r.cmds_other, p.cmds_other);
+        let completions = reads + writes + other;
+        let busy = d(r.busy_ns, p.busy_ns);
+        let idle = d(r.idle_ns, p.idle_ns);
+
+        let mut rw = ReactorWindow {
+            index: r.index,
+            core,
+            node: topo.node_of_cpu(core),
+            iops: completions as f64 / secs.max(f64::MIN_POSITIVE),
+            read_iops: rate(r.cmds_read, p.cmds_read, secs),
+            write_iops: rate(r.cmds_write, p.cmds_write, secs),
+            read_bytes_per_s: rate(r.bytes_read, p.bytes_read, secs),
+            write_bytes_per_s: rate(r.bytes_write, p.bytes_write, secs),
+            completions,
+            busy_ratio: ratio(busy, busy + idle),
+            ns_per_io: (completions > 0).then(|| busy as f64 / completions as f64),
+            polls_per_s: rate(r.polls, p.polls, secs),
+            buffer_waits: d(r.buffer_waits, p.buffer_waits),
+            backend_submits_per_s: rate(r.backend_submitted, p.backend_submitted, secs),
+            backend_inflight: r.backend_inflight,
+            backend_inflight_high_water: r.backend_inflight_high_water,
+            errors: d(r.errors, p.errors),
+            stalled: dt_ns > 0 && r.last_poll_age_ns > dt_ns && r.polls == p.polls,
+            ..ReactorWindow::default()
+        };
+        if secs <= 0.0 {
+            rw.iops = 0.0;
+        }
+        rw.stages = info
+            .stages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                let now_h = r.stages.get(i)?;
+                let before = p.stages.get(i).cloned().unwrap_or_default();
+                Some((name.clone(), now_h.delta_since(&before)))
+            })
+            .collect();
+
+        let mut reactor_latency = Hist::empty();
+        for q in &r.qpairs {
+            let pq = p.qpairs.iter().find(|x| x.slot == q.slot);
+            let qw = qpair_window(r.index, q, pq, secs);
+            reactor_latency.merge(&qw.latency);
+            if qw.completions > 0 || qw.outstanding > 0 {
+                rw.avg_outstanding += qw.avg_outstanding;
+                rw.active_qpairs += 1;
+                w.qpairs.push(qw);
+            }
+        }
+        total_latency.merge(&reactor_latency);
+        rw.latency = reactor_latency;
+
+        if let Some(t) = &r.thread {
+            let pt = p.thread.as_ref().filter(|x| x.tid == t.tid);
+            rw.last_cpu = t.last_cpu;
+            rw.allowed_cpus = t.allowed_cpus.clone();
+            if let Some(pt) = pt {
+                if dt_ns > 0 {
+                    rw.cpu_ratio = Some(ratio(d(t.run_ns, pt.run_ns), dt_ns).min(1.0));
+                    rw.runqueue_wait_ratio =
+                        Some(ratio(d(t.runqueue_wait_ns, pt.runqueue_wait_ns), dt_ns));
+                    rw.involuntary_switches_per_s =
+                        Some(rate(t.involuntary_switches, pt.involuntary_switches, secs));
+                }
+                rw.migrations = match (t.migrations, pt.migrations) {
+                    (Some(a), Some(b)) => Some(a.saturating_sub(b)),
+                    _ => None,
+                };
+            }
+        }
+        if let (Some(k), Some(pk)) = (&now.kernel, &prev.kernel) {
+            if let Some(kr) = k.reactors.iter().find(|x| x.index == r.index) {
+                let pkr = pk.reactors.iter().find(|x| x.index == r.index);
+                let zero = Default::default();
+                let pkr = pkr.unwrap_or(&zero);
+                if dt_ns > 0 {
+                    rw.preempted_ratio = Some(ratio(d(kr.preempted_ns, pkr.preempted_ns), dt_ns));
+                    rw.irq_ratio = Some(ratio(
+                        d(kr.irq_ns + kr.softirq_ns, pkr.irq_ns + pkr.softirq_ns),
+                        dt_ns,
+                    ));
+                    rw.syscalls_per_s = Some(rate(kr.syscalls, pkr.syscalls, secs));
+                }
+                rw.preemptions = Some(d(kr.preemptions, pkr.preemptions));
+                rw.top_intruder = kr.top_intruder.clone();
+            }
+        }
+        w.total.iops += rw.iops;
+        w.total.bytes_per_s += rw.read_bytes_per_s + rw.write_bytes_per_s;
+        w.total.avg_outstanding += rw.avg_outstanding;
+        w.reactors.push(rw);
+    }
+    w.total.latency = total_latency;
+
+    for n in &now.netdevs {
+        let p = prev.netdevs.iter().find(|x| x.name == n.name);
+        w.netdevs.push(netdev_window(n, p, secs));
+    }
+    for dv in &now.devices {
+        let p = prev.devices.iter().find(|x| x.name == dv.name);
+        w.devices.push(device_window(dv, p, secs));
+    }
+    if let (Some(k), Some(pk)) = (&now.kernel, &prev.kernel) {
+        w.tcp_retransmits = Some(k.tcp_retransmits.saturating_sub(pk.tcp_retransmits));
+    }
+    w
+}
+
+fn qpair_window(reactor: u32, q: &QpairSample, p: Option<&QpairSample>, secs: f64) -> QpairWindow {
+    let zero = QpairSample::default();
+    let p = p.unwrap_or(&zero);
+    let latency = q.latency.delta_since(&p.latency);
+    let avg_outstanding = if secs > 0.0 {
+        latency.sum() as f64 / 1e9 / secs
+    } else {
+        0.0
+    };
+    QpairWindow {
+        reactor,
+        slot: q.slot,
+        generation: q.generation,
+        ident: q.ident,
+        iops: rate(q.completed, p.completed, secs),
+        completions: q.completed.saturating_sub(p.completed),
+        bytes_per_s: rate(q.bytes, p.bytes, secs),
+        avg_outstanding,
+        outstanding: q.outstanding,
+        high_water: q.high_water,
+        queue_size: q.queue_size,
+        latency,
+        errors: q.errors.saturating_sub(p.errors),
+    }
+}
+
+fn netdev_window(n: &NetdevSample, p: Option<&NetdevSample>, secs: f64) -> NetdevWindow {
+    let zero = NetdevSample::default();
+    let p = p.unwrap_or(&zero);
+    let speed = n.speed_mbps.map(|m| m as f64 * 1e6 / 8.0);
+    let shaped = n.shaped_rate_bytes.map(|b| b as f64);
+    let capacity = match (speed, shaped) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+    .filter(|c| *c > 0.0);
+    let rx = rate(n.rx_bytes, p.rx_bytes, secs);
+    let tx = rate(n.tx_bytes, p.tx_bytes, secs);
+    NetdevWindow {
+        name: n.name.clone(),
+        rx_bytes_per_s: rx,
+        tx_bytes_per_s: tx,
+        rx_packets_per_s: rate(n.rx_packets, p.rx_packets, secs),
+        tx_packets_per_s: rate(n.tx_packets, p.tx_packets, secs),
+        speed_mbps: n.speed_mbps,
+        shaped_rate_bytes: n.shaped_rate_bytes,
+        capacity_bytes_per_s: capacity,
+        utilisation: capacity.map(|c| rx.max(tx) / c),
+        qdisc_backlog_bytes: n.qdisc_backlog_bytes,
+        qdisc_drops: n.qdisc_drops.saturating_sub(p.qdisc_drops),
+        qdisc_overlimits_per_s: rate(n.qdisc_overlimits, p.qdisc_overlimits, secs),
+        drops: (n.rx_drops + n.tx_drops).saturating_sub(p.rx_drops + p.tx_drops),
+    }
+}
+
+fn device_window(dv: &DeviceSample, p: Option<&DeviceSample>, secs: f64) -> DeviceWindow {
+    let zero = DeviceSample::default();
+    let p = p.unwrap_or(&zero);
+    let ios = (dv.reads + dv.writes).saturating_sub(p.reads + p.writes);
+    let ticks =
+        (dv.read_ticks_ms + dv.write_ticks_ms).saturating_sub(p.read_ticks_ms + p.write_ticks_ms);
+    let sectors =
+        (dv.sectors_read + dv.sectors_written).saturating_sub(p.sectors_read + p.sectors_written);
+    DeviceWindow {
+        name: dv.name.clone(),
+        iops: if secs > 0.0 { ios as f64 / secs } else { 0.0 },
+        bytes_per_s: if secs > 0.0 {
+            sectors as f64 * 512.0 / secs
+        } else {
+            0.0
+        },
+        avg_latency_us: (ios > 0).then(|| ticks as f64 * 1000.0 / ios as f64),
+        utilisation: if secs > 0.0 {
+            (dv.io_ticks_ms.saturating_sub(p.io_ticks_ms) as f64 / 1000.0 / secs).min(1.0)
+        } else {
+            0.0
+        },
+        in_flight: dv.in_flight,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::{ReactorInfo, ThreadSample};
+
+    fn info() -> TargetInfo {
+        TargetInfo {
+            reactors: vec![ReactorInfo {
+                index: 0,
+                core: 1,
+                tid: Some(42),
+            }],
+            ..TargetInfo::default()
+        }
+    }
+
+    fn sample(t_s: u64, reads: u64, busy_ms: u64, lat_us: u64) -> Sample {
+        let mut latency = Hist::empty();
+        for _ in 0..reads {
+            latency.record(lat_us * 1000);
+        }
+        Sample {
+            t_ns: t_s * 1_000_000_000,
+            reactors: vec![ReactorSample {
+                index: 0,
+                polls: t_s * 1000,
+                busy_ns: busy_ms * 1_000_000,
+                idle_ns: (t_s * 1000 - busy_ms) * 1_000_000,
+                cmds_read: reads,
+                bytes_read: reads * 4096,
+                qpairs: vec![QpairSample {
+                    slot: 0,
+                    completed: reads,
+                    submitted: reads,
+                    latency,
+                    ..QpairSample::default()
+                }],
+                thread: Some(ThreadSample {
+                    tid: 42,
+                    run_ns: t_s * 1_000_000_000,
+                    runqueue_wait_ns: t_s * 100_000_000,
+                    ..ThreadSample::default()
+                }),
+                ..ReactorSample::default()
+            }],
+            ..Sample::default()
+        }
+    }
+
+    #[test]
+    fn rates_ratios_and_littles_law_come_from_deltas() {
+        // 1 s window: 40 000 reads at 25 µs each → avg outstanding 40 000 × 25 µs / 1 s = 1.0.
+        let w = build(
+            &info(),
+            &Topology::default(),
+            &sample(10, 10_000, 2_000, 25),
+            &sample(11, 50_000, 2_400, 25),
+        );
+        let r = &w.reactors[0];
+        assert_eq!(r.core, 1);
+        assert!((r.iops - 40_000.0).abs() < 1e-6, "iops {}", r.iops);
+        assert!((r.read_bytes_per_s - 40_000.0 * 4096.0).abs() < 1e-3);
+        assert!((r.busy_ratio - 0.4).abs() < 1e-9, "busy {}", r.busy_ratio);
+        assert_eq!(r.ns_per_io, Some(10_000.0));
+        let q = &w.qpairs[0];
+        assert!(
+            (q.avg_outstanding - 1.0).abs() < 0.01,
+            "Little's law outstanding {}",
+            q.avg_outstanding
+        );
+        assert_eq!(q.latency.count(), 40_000);
+        assert_eq!(r.runqueue_wait_ratio, Some(0.1));
+        assert!((w.total.iops - 40_000.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_zero_length_window_yields_zero_rates_not_nan() {
+        let s = sample(5, 100, 10, 25);
+        let w = build(&info(), &Topology::default(), &s, &s);
+        assert_eq!(w.reactors[0].iops, 0.0);
+        assert!(w.reactors[0].busy_ratio.is_finite());
+        assert!(w.qpairs.is_empty(), "no activity, no qpair window");
+    }
+}
