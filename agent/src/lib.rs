@@ -8,5 +8,6 @@
 
 pub mod attach;
 pub mod cli;
+pub mod collect;
 pub mod requests;
 pub mod trace;

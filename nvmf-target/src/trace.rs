@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use trace_ring::description::{
     ArgDesc, ArgKind, Description, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc,
-    SubsystemDesc, TpRole, TracepointDesc,
+    SettingsDesc, SubsystemDesc, TpRole, TracepointDesc,
 };
 use trace_ring::layout::tpoint_id;
 use trace_ring::{CountersWriter, Layout, ReactorWriters, TraceFile};
@@ -236,6 +236,24 @@ pub fn describe(
                     .collect(),
             })
             .collect(),
+        settings: Some(SettingsDesc {
+            idle: Some(
+                match config.idle {
+                    crate::config::IdlePolicy::Poll => "poll",
+                    crate::config::IdlePolicy::Sleep { .. } => "sleep",
+                }
+                .into(),
+            ),
+            placement: Some(
+                match config.placement {
+                    crate::config::Placement::RoundRobin => "round-robin",
+                    crate::config::Placement::LeastLoaded => "least-loaded",
+                }
+                .into(),
+            ),
+            max_queue_depth: Some(config.limits.max_queue_depth),
+            max_io_queues: Some(config.limits.max_io_queues),
+        }),
     }
 }
 

@@ -599,7 +599,8 @@ impl TraceReader {
         let qpairs = (0..self.geometry.qpair_slots as usize)
             .map(|s| {
                 let at = base + s * stride;
-                QpairCounters::from_words(&load(at..at + QpairCounters::WORDS))
+                // A file of an older minor version may have fewer words per slot.
+                QpairCounters::from_words(&load(at..at + QpairCounters::WORDS.min(stride)))
             })
             .collect();
         Some(CountersSnapshot {

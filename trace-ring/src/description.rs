@@ -27,6 +27,22 @@ pub struct Description {
     pub listeners: Vec<ListenerDesc>,
     /// Subsystems and their namespaces.
     pub subsystems: Vec<SubsystemDesc>,
+    /// The target's tunables as configured (ABI 1.2; absent in older files).
+    pub settings: Option<SettingsDesc>,
+}
+
+/// The target's tunables, so the agent can state a recommendation's current value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SettingsDesc {
+    /// Idle policy ("poll", "sleep").
+    pub idle: Option<String>,
+    /// Connection placement policy ("round-robin", "least-loaded", "numa-local").
+    pub placement: Option<String>,
+    /// Largest I/O queue size granted.
+    pub max_queue_depth: Option<u32>,
+    /// Largest number of I/O queues per controller.
+    pub max_io_queues: Option<u32>,
 }
 
 /// A tracepoint group: one bit of the enabled mask.

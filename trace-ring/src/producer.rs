@@ -812,6 +812,13 @@ impl CountersWriter {
         }
     }
 
+    /// Records the queue size granted to the qpair bound to a slot.
+    pub fn qpair_queue_size(&mut self, slot: u16, size: u32) {
+        if let Some(b) = self.qpair_base(slot) {
+            self.set(b + qc!(queue_size), u64::from(size));
+        }
+    }
+
     /// A command was submitted on a qpair slot.
     #[inline]
     pub fn qpair_submit(&mut self, slot: u16) {

@@ -86,6 +86,11 @@ pub fn description(reactors: u32) -> Description {
                 numa_node: Some(0),
             }],
         }],
+        settings: Some(trace_ring::description::SettingsDesc {
+            idle: Some("poll".into()),
+            max_queue_depth: Some(128),
+            ..Default::default()
+        }),
     }
 }
 
