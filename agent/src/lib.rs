@@ -10,4 +10,5 @@ pub mod attach;
 pub mod cli;
 pub mod collect;
 pub mod requests;
+pub mod session;
 pub mod trace;

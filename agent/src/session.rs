@@ -1,0 +1,107 @@
+//! A live analysis session: the collectors ([`Sources`]) feeding the pure
+//! [`Analyzer`](agent_core::Analyzer). Every live sink (`diagnose`, `top`, `serve`, `record`)
+//! drives one of these.
+//!
+//! Threading: a `Session` is owned by one thread; call [`Session::tick`] every
+//! [`Session::interval`]. Sinks that serve other threads (the exporter's HTTP workers) copy the
+//! [`Snapshot`] out after each tick.
+
+use std::time::Duration;
+
+use agent_core::sample::{Capability, Sample};
+use agent_core::{Analyzer, AnalyzerConfig, Snapshot, Topology, Window};
+use anyhow::Result;
+
+use crate::attach::AttachArgs;
+use crate::collect::ring::RingCollector;
+use crate::collect::{Collector, Sources};
+
+/// How to run a session.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// Window length (also the sampling interval).
+    pub window: Duration,
+    /// Topology to analyse against; `None` = discover this machine.
+    pub topology: Option<Topology>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> SessionOptions {
+        SessionOptions {
+            window: Duration::from_secs(1),
+            topology: None,
+        }
+    }
+}
+
+/// Collectors plus analyzer.
+pub struct Session {
+    sources: Sources,
+    analyzer: Analyzer,
+    interval: Duration,
+    last_sample: Option<Sample>,
+}
+
+impl Session {
+    /// Attaches to the target chosen by `attach` and sets every collector up. Collectors that
+    /// cannot work say so in the snapshot's capabilities; only a missing trace file is an error.
+    pub fn open(attach: &AttachArgs, opts: &SessionOptions) -> Result<Session> {
+        let reader = attach.open()?;
+        let collectors: Vec<Box<dyn Collector>> = vec![Box::new(RingCollector::new(reader))];
+        let mut sources = Sources::new(collectors, Box::new(trace_ring::tsc::mono_ns));
+        let topology = match &opts.topology {
+            Some(t) => t.clone(),
+            None => {
+                sources.note_capability(Capability {
+                    name: "topology".into(),
+                    available: false,
+                    note: "machine topology not discovered: NUMA findings need --topology".into(),
+                });
+                Topology::default()
+            }
+        };
+        Ok(Session::from_sources(sources, topology, opts.window))
+    }
+
+    /// A session over ready-made sources (tests).
+    pub fn from_sources(sources: Sources, topology: Topology, window: Duration) -> Session {
+        let cfg = AnalyzerConfig {
+            window_ns: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX).max(1),
+            ..AnalyzerConfig::default()
+        };
+        let analyzer = Analyzer::new(sources.info().clone(), topology, cfg);
+        Session {
+            sources,
+            analyzer,
+            interval: window,
+            last_sample: None,
+        }
+    }
+
+    /// How often to call [`Session::tick`].
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// Takes a sample now and analyses it; returns the window it closed, if any.
+    pub fn tick(&mut self) -> Option<&Window> {
+        let s = self.sources.sample();
+        self.last_sample = Some(s.clone());
+        self.analyzer.push(s)
+    }
+
+    /// The latest raw sample (for `ringside record`).
+    pub fn last_sample(&self) -> Option<&Sample> {
+        self.last_sample.as_ref()
+    }
+
+    /// The analyzer (findings over the whole session, windows).
+    pub fn analyzer(&self) -> &Analyzer {
+        &self.analyzer
+    }
+
+    /// The current state for sinks.
+    pub fn snapshot(&self) -> Snapshot {
+        self.analyzer.snapshot()
+    }
+}
