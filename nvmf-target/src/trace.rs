@@ -51,6 +51,17 @@ pub const TP_QPAIR_DISCONNECT: u16 = tpoint_id(GROUP_QPAIR, 1);
 pub const TP_QPAIR_DESTROY: u16 = tpoint_id(GROUP_QPAIR, 2);
 pub const TP_POLL_BUSY: u16 = tpoint_id(GROUP_POLL, 0);
 
+/// Per-stage latency histograms in the counters page (names in the description, index order):
+/// capsule received -> submitted to the backend (includes R2T/H2C data for writes), backend
+/// submit -> complete, response queued -> written to the socket.
+pub const STAGES: [&str; 3] = ["to_backend", "backend", "to_wire"];
+/// Stage index: capsule received -> backend submit.
+pub const STAGE_TO_BACKEND: u32 = 0;
+/// Stage index: backend submit -> backend complete.
+pub const STAGE_BACKEND: u32 = 1;
+/// Stage index: response queued -> socket write returned.
+pub const STAGE_TO_WIRE: u32 = 2;
+
 /// Bit mask of the named groups; an unknown name is an error naming it.
 pub fn mask_of(names: &[String]) -> Result<u64, String> {
     let mut m = 0u64;
@@ -196,7 +207,7 @@ pub fn describe(
             })
             .collect(),
         tracepoints: catalog(),
-        stages: Vec::new(),
+        stages: STAGES.iter().map(|s| (*s).to_string()).collect(),
         reactors: config
             .cores
             .iter()
@@ -274,7 +285,7 @@ pub fn create(
         reactors: config.cores.len() as u32,
         ring_records: t.ring_records,
         qpair_slots: t.qpair_slots,
-        stages: 0,
+        stages: STAGES.len() as u32,
     };
     let mask = mask_of(&t.groups)?;
     let path = trace_ring::instance_path(&dir, &config.name);

@@ -139,6 +139,8 @@ impl Conn {
             Ok(()) => {
                 let cntlid = self.ctrl.as_ref().map_or(0, |c| c.cntlid);
                 self.transition(ConnEvent::Connected, ctx);
+                let (slot, size) = (self.slot, u32::from(self.sqsize));
+                ctx.trace.counters(|c| c.qpair_queue_size(slot, size));
                 ctx.trace.tp(
                     crate::trace::TP_QPAIR_CONNECT,
                     self.slot,

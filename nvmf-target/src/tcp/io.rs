@@ -73,7 +73,7 @@ impl Conn {
                     return Err(Status::LBA_OUT_OF_RANGE);
                 }
                 let idx = self.take_req(&sqe, len as u32, class, ns_index, ctx)?;
-                self.trace_submit(sqe.cid.0, slba, len, ctx);
+                self.trace_submit(idx, slba, len, ctx);
                 let r = &mut self.reqs[usize::from(idx)];
                 r.state = ReqState::AtBackend;
                 let tag = make_tag(self.gen, self.slot, idx);
@@ -111,7 +111,7 @@ impl Conn {
                         if class == OpClass::Write && ctx.bdevs[bdev].copies_on_submit() =>
                     {
                         // Straight from the receive buffer: the backend copies before returning.
-                        self.trace_submit(sqe.cid.0, slba, len, ctx);
+                        self.trace_submit(idx, slba, len, ctx);
                         let r = &mut self.reqs[usize::from(idx)];
                         r.state = ReqState::AtBackend;
                         r.received = len as u32;
@@ -142,7 +142,7 @@ impl Conn {
                     return Err(Status::LBA_OUT_OF_RANGE);
                 }
                 let idx = self.take_req(&sqe, 0, class, ns_index, ctx)?;
-                self.trace_submit(sqe.cid.0, slba, 0, ctx);
+                self.trace_submit(idx, slba, 0, ctx);
                 self.reqs[usize::from(idx)].state = ReqState::AtBackend;
                 let tag = make_tag(self.gen, self.slot, idx);
                 ctx.bdevs[bdev].submit(
@@ -156,7 +156,7 @@ impl Conn {
             }
             OpClass::Flush => {
                 let idx = self.take_req(&sqe, 0, class, ns_index, ctx)?;
-                self.trace_submit(sqe.cid.0, 0, 0, ctx);
+                self.trace_submit(idx, 0, 0, ctx);
                 self.reqs[usize::from(idx)].state = ReqState::AtBackend;
                 ctx.bdevs[bdev].submit(make_tag(self.gen, self.slot, idx), BdevOp::Flush);
                 Ok(())
@@ -166,7 +166,10 @@ impl Conn {
     }
 
     /// A request goes to the backend.
-    fn trace_submit(&self, cid: u16, lba: u64, bytes: u64, ctx: &Ctx) {
+    fn trace_submit(&mut self, idx: u16, lba: u64, bytes: u64, ctx: &Ctx) {
+        let r = &mut self.reqs[usize::from(idx)];
+        r.t_submit = ctx.trace.tsc();
+        let cid = r.sqe.cid.0;
         ctx.trace
             .tp(TP_BACKEND_SUBMITTED, self.slot, cid, lba, bytes);
         ctx.trace.counters(|c| c.backend_submit());
@@ -197,8 +200,8 @@ impl Conn {
         let tag = make_tag(self.gen, self.slot, idx as u16);
         {
             let r = &self.reqs[idx];
-            let (cid, lba, len) = (r.sqe.cid.0, r.sqe.slba(), u64::from(r.len));
-            self.trace_submit(cid, lba, len, ctx);
+            let (lba, len) = (r.sqe.slba(), u64::from(r.len));
+            self.trace_submit(idx as u16, lba, len, ctx);
         }
         let Some(subsys) = self.subsys.as_ref() else {
             return;

@@ -34,8 +34,8 @@ use crate::reactor::Ctx;
 use crate::stats::OpClass;
 use crate::subsystem::{Controller, Subsystem};
 use crate::trace::{
-    TP_BACKEND_COMPLETED, TP_CAPSULE_RECEIVED, TP_H2C_DONE, TP_QPAIR_DISCONNECT, TP_R2T_SENT,
-    TP_RESPONSE_QUEUED, TP_RESPONSE_SENT,
+    STAGE_BACKEND, STAGE_TO_BACKEND, STAGE_TO_WIRE, TP_BACKEND_COMPLETED, TP_CAPSULE_RECEIVED,
+    TP_H2C_DONE, TP_QPAIR_DISCONNECT, TP_R2T_SENT, TP_RESPONSE_QUEUED, TP_RESPONSE_SENT,
 };
 use trace_ring::{ErrorClass, OpClass as TraceClass};
 
@@ -98,6 +98,8 @@ struct Req {
     ns_index: usize,
     /// Trace clock when the capsule arrived (for the qpair latency histogram).
     t0: u64,
+    /// Trace clock when it went to the backend (for the stage histograms).
+    t_submit: u64,
     /// Data buffer; only grows. `buf[..len]` is the transfer.
     buf: Vec<u8>,
 }
@@ -113,6 +115,7 @@ impl Req {
             class: OpClass::Read,
             ns_index: 0,
             t0: 0,
+            t_submit: 0,
             buf: vec![0; prealloc],
         }
     }
@@ -512,7 +515,7 @@ impl Conn {
             bytes,
         );
         if ctx.trace.active() {
-            self.out.mark_end(cid.0);
+            self.out.mark_end(cid.0, ctx.trace.tsc());
             let (slot, ok) = (self.slot, status.is_success());
             let latency = ctx.trace.tsc().wrapping_sub(t0);
             ctx.trace.counters(|c| {
@@ -842,6 +845,14 @@ impl Conn {
         };
         ctx.trace
             .tp(TP_BACKEND_COMPLETED, self.slot, cid.0, code, 0);
+        if ctx.trace.active() {
+            let (t0, t_submit) = (self.reqs[idx].t0, self.reqs[idx].t_submit);
+            let now = ctx.trace.tsc();
+            ctx.trace.counters(|c| {
+                c.stage_latency_ticks(STAGE_TO_BACKEND, t_submit.wrapping_sub(t0));
+                c.stage_latency_ticks(STAGE_BACKEND, now.wrapping_sub(t_submit));
+            });
+        }
         if r.is_err() {
             ctx.trace.counters(|c| c.error(ErrorClass::Backend));
         }
@@ -902,8 +913,12 @@ impl Conn {
         if self.out.has_sent() {
             // The write just returned: that is when these responses left.
             ctx.trace.refresh();
-            while let Some(cid) = self.out.pop_sent() {
+            let now = ctx.trace.tsc();
+            while let Some((cid, queued_at)) = self.out.pop_sent() {
                 ctx.trace.tp(TP_RESPONSE_SENT, self.slot, cid, 0, 0);
+                ctx.trace.counters(|c| {
+                    c.stage_latency_ticks(STAGE_TO_WIRE, now.wrapping_sub(queued_at));
+                });
             }
         }
         let mut freed = std::mem::take(&mut self.freed_scratch);

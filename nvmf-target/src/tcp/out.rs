@@ -39,7 +39,7 @@ pub(super) struct Out {
     written_total: u64,
     /// Responses (stream position of their last byte, cid) not yet fully written: the trace's
     /// `tcp.response_sent` fires when the write carrying that byte returns.
-    ends: VecDeque<(u64, u16)>,
+    ends: VecDeque<(u64, u16, u64)>,
 }
 
 impl Out {
@@ -56,22 +56,23 @@ impl Out {
         }
     }
 
-    /// Marks the end of a response for command `cid`: everything queued so far belongs to it.
-    pub(super) fn mark_end(&mut self, cid: u16) {
-        self.ends.push_back((self.queued_total, cid));
+    /// Marks the end of a response for command `cid`, queued at trace clock `tsc`: everything
+    /// queued so far belongs to it.
+    pub(super) fn mark_end(&mut self, cid: u16, tsc: u64) {
+        self.ends.push_back((self.queued_total, cid, tsc));
     }
 
     /// Whether some marked response has been fully written.
     pub(super) fn has_sent(&self) -> bool {
         self.ends
             .front()
-            .is_some_and(|&(pos, _)| pos <= self.written_total)
+            .is_some_and(|&(pos, _, _)| pos <= self.written_total)
     }
 
-    /// The next marked response fully written, if any.
-    pub(super) fn pop_sent(&mut self) -> Option<u16> {
+    /// The next marked response fully written, if any: its cid and when it was queued.
+    pub(super) fn pop_sent(&mut self) -> Option<(u16, u64)> {
         if self.has_sent() {
-            self.ends.pop_front().map(|(_, cid)| cid)
+            self.ends.pop_front().map(|(_, cid, tsc)| (cid, tsc))
         } else {
             None
         }
