@@ -1,0 +1,105 @@
+//! Reactor preemption: another task takes CPU time from a reactor on its core. A poll-mode
+//! reactor assumes it owns its core; every slice it loses is latency added to whatever arrived
+//! meanwhile, and throughput lost when it is busy.
+//!
+//! Sources, best first: the eBPF `sched_switch` aggregate (`preempted_ratio`, with the intruder's
+//! name), procfs schedstat run-queue wait (`runqueue_wait_ratio`), involuntary context switches.
+//! Stateless; pure.
+
+use super::{candidate, margin, pct, Context, Detector};
+use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use crate::window::Window;
+
+/// Share of the window the reactor was runnable but not running: 5 % is 50 ms per second in
+/// which requests wait for a core the reactor should own; scheduler noise on a dedicated core
+/// stays well under 1 %.
+pub const STOLEN_RATIO: f64 = 0.05;
+
+/// Stolen share at which it is critical: a quarter of the core gone.
+pub const STOLEN_CRITICAL: f64 = 0.25;
+
+/// Involuntary switches per second: a sole runnable thread on its core is switched out only by
+/// kernel workers and timers (a few per second); 100/s means something else gets time slices
+/// there (CFS slices are 3-4 ms, so a competitor shows up at 100-300/s).
+pub const INVOLUNTARY_PER_S: f64 = 100.0;
+
+/// Raises [`FindingKind::ReactorPreemption`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Preemption;
+
+impl Detector for Preemption {
+    fn name(&self) -> &'static str {
+        "preemption"
+    }
+
+    fn observe(&mut self, w: &Window, _ctx: &Context<'_>, out: &mut Vec<Finding>) {
+        for r in &w.reactors {
+            if r.stalled {
+                continue; // the stall detector owns a stopped reactor
+            }
+            // The best measure of stolen time available: eBPF, else schedstat.
+            let stolen = match (r.preempted_ratio, r.runqueue_wait_ratio) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+            .filter(|s| s.is_finite());
+            let inv = r.involuntary_switches_per_s.filter(|v| v.is_finite());
+            let by_stolen = stolen.is_some_and(|s| s >= STOLEN_RATIO);
+            let by_switches = inv.is_some_and(|v| v >= INVOLUNTARY_PER_S);
+            if !by_stolen && !by_switches {
+                continue;
+            }
+            let mut evidence = Vec::new();
+            if let Some(s) = stolen {
+                evidence.push(Evidence::new("time runnable, not running", s * 100.0, "%"));
+            }
+            if let Some(v) = inv {
+                evidence.push(Evidence::new("involuntary switches", v, "/s"));
+            }
+            if let Some(p) = r.preemptions {
+                evidence.push(Evidence::new("preemptions", p as f64, ""));
+            }
+            if let Some(c) = r.cpu_ratio {
+                evidence.push(Evidence::new("thread on CPU", c * 100.0, "%"));
+            }
+            if let Some((pid, _)) = &r.top_intruder {
+                evidence.push(Evidence::new("intruder pid", f64::from(*pid), "pid"));
+            }
+            evidence.push(Evidence::new("reactor IOPS", r.iops, "IOPS"));
+            let who = match &r.top_intruder {
+                Some((pid, comm)) => format!("mostly {comm} (pid {pid})"),
+                None => "another task".into(),
+            };
+            let how_much = match (stolen, inv) {
+                (Some(s), _) if by_stolen => format!("loses {} of its time", pct(s)),
+                (_, Some(v)) => format!("is switched out {v:.0} times/s"),
+                _ => "is preempted".into(),
+            };
+            let severity = if stolen.is_some_and(|s| s >= STOLEN_CRITICAL) {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            };
+            let confidence = stolen
+                .map(|s| margin(s, STOLEN_RATIO, STOLEN_CRITICAL))
+                .unwrap_or(0.0)
+                .max(
+                    inv.map(|v| margin(v, INVOLUNTARY_PER_S, 5.0 * INVOLUNTARY_PER_S) - 0.1)
+                        .unwrap_or(0.0),
+                );
+            out.push(candidate(
+                FindingKind::ReactorPreemption,
+                severity,
+                Subject::Reactor { index: r.index },
+                format!(
+                    "reactor {} {how_much} on core {} to {who}: move that work off the core \
+                     (isolate it, or give the reactor another core)",
+                    r.index, r.core
+                ),
+                evidence,
+                w,
+                confidence,
+            ));
+        }
+    }
+}

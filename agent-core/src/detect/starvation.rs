@@ -1,0 +1,445 @@
+//! Queue starvation: work that could flow but does not, and where it waits.
+//!
+//! - **Initiator-limited qpairs** ([`FindingKind::InitiatorLimited`]): a qpair keeps fewer than
+//!   [`LOW_OUTSTANDING`] requests at the target (and under [`LOW_OUTSTANDING_SHARE`] of its queue
+//!   size) while its reactor is under [`HEADROOM_BUSY`] busy: throughput is depth / latency and
+//!   the initiator holds the depth down. A qpair with traffic but almost nothing in flight
+//!   (under [`BACK_TO_BACK_OUTSTANDING`]) is an application with little to do, not a depth limit.
+//! - **Buffer starvation** ([`FindingKind::BufferStarvation`]): requests waiting for a data
+//!   buffer, more than [`BUFFER_WAITS_PER_IO`] of them.
+//! - **Reactor imbalance** ([`FindingKind::ReactorImbalance`]): one reactor saturated while
+//!   another serves under half its IOPS.
+//! - **Backend saturated / starved** ([`FindingKind::BackendSaturated`],
+//!   [`FindingKind::BackendStarved`]): from the per-stage histograms (`to_backend`, `backend`,
+//!   `to_wire`, as ringside-tgt names them) where the latency goes, and from the block device's
+//!   utilisation. Without stage histograms only the device-based check runs.
+//!
+//! Stateless (the history comes in the context); pure.
+
+use super::{candidate, margin, pct, si, us, Context, Detector};
+use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use crate::hist::Hist;
+use crate::window::{ReactorWindow, Window};
+
+/// Outstanding requests (time-weighted, at the target) under which a qpair is shallow: NVMe/TCP
+/// amortises its per-batch syscalls only with several commands per receive; this target's knee
+/// is near 32, and under 4 one reactor serves a small fraction of what it can.
+pub const LOW_OUTSTANDING: f64 = 4.0;
+
+/// ...and under this share of the queue size the host was granted (when known): a host that asked
+/// for a 16-deep queue and keeps 3.5 in flight is using most of what it said it would.
+pub const LOW_OUTSTANDING_SHARE: f64 = 0.25;
+
+/// Outstanding at the target above which the qpair is fed back to back (closed loop): at QD1 the
+/// target holds the request for 20-50 % of the round trip (the rest is wire and initiator), so a
+/// depth-bound initiator shows 0.2-1; an application issuing occasional I/O shows ~0.01.
+pub const BACK_TO_BACK_OUTSTANDING: f64 = 0.1;
+
+/// Reactor busy share under which it has headroom: capacity (1e9 / ns per I/O) is at least twice
+/// what it serves, so more depth would turn into IOPS.
+pub const HEADROOM_BUSY: f64 = 0.5;
+
+/// Completions per window under which a qpair's figures are too thin to judge.
+pub const MIN_COMPLETIONS: u64 = 500;
+
+/// Buffer waits per I/O above which buffers are short: each wait costs at least one poll round.
+pub const BUFFER_WAITS_PER_IO: f64 = 0.01;
+
+/// Busy share at which a reactor is saturated: its loop finds work nearly every iteration.
+pub const SATURATED_BUSY: f64 = 0.9;
+
+/// A reactor serving under this share of a saturated peer's IOPS is underused.
+pub const IMBALANCE_SHARE: f64 = 0.5;
+
+/// Share of the request latency spent in one stage for it to dominate.
+pub const DOMINANT_STAGE_SHARE: f64 = 0.6;
+
+/// Backend in flight (time-weighted, from the backend stage by Little's law) over its high-water
+/// mark at which the backend runs at its limit.
+pub const BACKEND_AT_LIMIT: f64 = 0.8;
+
+/// Backend high-water under which the backend has never been asked for parallelism (QD1 on a
+/// slow device is initiator-limited, not backend-saturated).
+pub const BACKEND_MIN_HIGH_WATER: u64 = 4;
+
+/// Backend share of latency under which the backend is idle-fast relative to the request.
+pub const BACKEND_IDLE_SHARE: f64 = 0.2;
+
+/// Share of the latency spent before the backend (receive, parse, data transfer, buffer wait)
+/// at which requests are held up on their way to an idle backend: half of it.
+pub const STARVED_BEFORE_SHARE: f64 = 0.5;
+
+/// Reactor busy under which it is not the bottleneck when requests queue before the backend.
+pub const STARVED_MAX_BUSY: f64 = 0.8;
+
+/// Device utilisation at which the device is saturated (without stage data), when its service
+/// time has also at least doubled over the best seen in recent windows.
+pub const DEVICE_SATURATED: f64 = 0.95;
+
+/// Device utilisation under which the device is idle enough to be "starved".
+pub const DEVICE_IDLE: f64 = 0.5;
+
+/// Raises the starvation family of findings.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Starvation;
+
+impl Detector for Starvation {
+    fn name(&self) -> &'static str {
+        "starvation"
+    }
+
+    fn observe(&mut self, w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
+        initiator_limited(w, out);
+        buffers(w, out);
+        imbalance(w, out);
+        backend_stages(w, ctx, out);
+        backend_devices(w, ctx, out);
+    }
+}
+
+fn initiator_limited(w: &Window, out: &mut Vec<Finding>) {
+    for q in &w.qpairs {
+        let Some(r) = w.reactor(q.reactor) else {
+            continue;
+        };
+        if r.stalled || q.completions < MIN_COMPLETIONS {
+            continue;
+        }
+        let depth = q.avg_outstanding;
+        let share_ok = q
+            .queue_size
+            .filter(|s| *s > 0)
+            .is_none_or(|s| depth < LOW_OUTSTANDING_SHARE * f64::from(s));
+        if !((BACK_TO_BACK_OUTSTANDING..LOW_OUTSTANDING).contains(&depth) && share_ok) {
+            continue;
+        }
+        if !(r.busy_ratio < HEADROOM_BUSY) {
+            continue;
+        }
+        let capacity = r.ns_per_io.filter(|n| *n > 0.0).map(|n| 1e9 / n);
+        let p50 = q.latency.quantile(0.5).map(|v| v as f64);
+        let mut evidence = vec![
+            Evidence::new("avg outstanding", depth, ""),
+            Evidence::new("high-water outstanding", q.high_water as f64, ""),
+            Evidence::new("qpair IOPS", q.iops, "IOPS"),
+            Evidence::new("reactor busy", r.busy_ratio * 100.0, "%"),
+        ];
+        if let Some(s) = q.queue_size {
+            evidence.push(Evidence::new("queue size", f64::from(s), ""));
+        }
+        if let Some(p) = p50 {
+            evidence.push(Evidence::new("p50 latency at the target", p / 1e3, "us"));
+        }
+        if let Some(c) = capacity {
+            evidence.push(Evidence::new(
+                "reactor capacity (1e9 / ns per I/O)",
+                c,
+                "IOPS",
+            ));
+        }
+        let queue = q
+            .queue_size
+            .map(|s| format!(" of a {s}-deep queue"))
+            .unwrap_or_default();
+        out.push(candidate(
+            FindingKind::InitiatorLimited,
+            Severity::Warning,
+            Subject::Qpair {
+                reactor: q.reactor,
+                slot: q.slot,
+            },
+            format!(
+                "qpair {}.{} keeps only {depth:.1} request(s) in flight{queue} ({} IOPS) while \
+                 reactor {} is {} busy: the initiator's queue depth, not the target, limits \
+                 throughput",
+                q.reactor,
+                q.slot,
+                si(q.iops),
+                r.index,
+                pct(r.busy_ratio)
+            ),
+            evidence,
+            w,
+            margin(depth, LOW_OUTSTANDING, 1.0).min(margin(r.busy_ratio, HEADROOM_BUSY, 0.1)),
+        ));
+    }
+}
+
+fn buffers(w: &Window, out: &mut Vec<Finding>) {
+    for r in &w.reactors {
+        if r.buffer_waits == 0 || r.completions == 0 {
+            continue;
+        }
+        let per_io = r.buffer_waits as f64 / r.completions as f64;
+        if !(per_io > BUFFER_WAITS_PER_IO) {
+            continue;
+        }
+        out.push(candidate(
+            FindingKind::BufferStarvation,
+            if per_io >= 0.1 {
+                Severity::Critical
+            } else {
+                Severity::Warning
+            },
+            Subject::Reactor { index: r.index },
+            format!(
+                "reactor {}: {} of requests waited for a data buffer ({} waits for {} I/Os): the \
+                 buffer pool is too small for this depth and I/O size",
+                r.index,
+                pct(per_io),
+                r.buffer_waits,
+                r.completions
+            ),
+            vec![
+                Evidence::new("buffer waits", r.buffer_waits as f64, ""),
+                Evidence::new("buffer waits per I/O", per_io * 100.0, "%"),
+                Evidence::new("reactor IOPS", r.iops, "IOPS"),
+                Evidence::new("avg outstanding", r.avg_outstanding, ""),
+            ],
+            w,
+            margin(per_io, BUFFER_WAITS_PER_IO, 0.1),
+        ));
+    }
+}
+
+fn imbalance(w: &Window, out: &mut Vec<Finding>) {
+    let live: Vec<&ReactorWindow> = w.reactors.iter().filter(|r| !r.stalled).collect();
+    if live.len() < 2 {
+        return;
+    }
+    let Some(hot) = live
+        .iter()
+        .filter(|r| r.busy_ratio >= SATURATED_BUSY && r.iops > 0.0)
+        .max_by(|a, b| a.busy_ratio.total_cmp(&b.busy_ratio))
+    else {
+        return;
+    };
+    let Some(cold) = live
+        .iter()
+        .filter(|r| r.index != hot.index)
+        .min_by(|a, b| a.iops.total_cmp(&b.iops))
+    else {
+        return;
+    };
+    if !(cold.iops < IMBALANCE_SHARE * hot.iops) {
+        return;
+    }
+    let share = cold.iops / hot.iops;
+    out.push(candidate(
+        FindingKind::ReactorImbalance,
+        Severity::Warning,
+        Subject::Target,
+        format!(
+            "reactor {} is {} busy serving {} IOPS on {} qpair(s) while reactor {} serves {} IOPS \
+             on {} qpair(s) at {} busy: the work is unevenly spread over the reactors",
+            hot.index,
+            pct(hot.busy_ratio),
+            si(hot.iops),
+            hot.active_qpairs,
+            cold.index,
+            si(cold.iops),
+            cold.active_qpairs,
+            pct(cold.busy_ratio)
+        ),
+        vec![
+            Evidence::new(
+                format!("reactor {} busy", hot.index),
+                hot.busy_ratio * 100.0,
+                "%",
+            ),
+            Evidence::new(format!("reactor {} IOPS", hot.index), hot.iops, "IOPS"),
+            Evidence::new(
+                format!("reactor {} qpairs", hot.index),
+                f64::from(hot.active_qpairs),
+                "",
+            ),
+            Evidence::new(
+                format!("reactor {} busy", cold.index),
+                cold.busy_ratio * 100.0,
+                "%",
+            ),
+            Evidence::new(format!("reactor {} IOPS", cold.index), cold.iops, "IOPS"),
+            Evidence::new(
+                format!("reactor {} qpairs", cold.index),
+                f64::from(cold.active_qpairs),
+                "",
+            ),
+        ],
+        w,
+        margin(share, IMBALANCE_SHARE, 0.0).min(margin(hot.busy_ratio, SATURATED_BUSY, 1.0)),
+    ));
+}
+
+fn stage<'a>(r: &'a ReactorWindow, name: &str) -> Option<&'a Hist> {
+    r.stages
+        .iter()
+        .find(|(n, h)| n == name && h.count() > 0)
+        .map(|(_, h)| h)
+}
+
+fn backend_stages(w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
+    let secs = w.seconds();
+    if !(secs > 0.0) {
+        return;
+    }
+    let devices_util: Option<f64> = ctx
+        .info
+        .namespaces
+        .iter()
+        .filter_map(|ns| ns.device.as_deref())
+        .filter_map(|d| w.devices.iter().find(|x| x.name == d))
+        .map(|d| d.utilisation)
+        .reduce(f64::max);
+    for r in &w.reactors {
+        if r.stalled || r.completions < MIN_COMPLETIONS {
+            continue;
+        }
+        let (Some(total), Some(backend)) =
+            (r.latency.mean(), stage(r, "backend").and_then(Hist::mean))
+        else {
+            continue;
+        };
+        if !(total > 0.0) {
+            continue;
+        }
+        let backend_share = (backend / total).min(1.0);
+        let before = stage(r, "to_backend").and_then(Hist::mean).unwrap_or(0.0);
+        let before_share = (before / total).min(1.0);
+        // Little's law on the backend stage: time-weighted requests in the backend.
+        let backend_inflight = stage(r, "backend").map_or(0.0, |h| h.sum() as f64 / 1e9 / secs);
+        let hw = r.backend_inflight_high_water;
+        let subject = Subject::Reactor { index: r.index };
+        if backend_share >= DOMINANT_STAGE_SHARE
+            && hw >= BACKEND_MIN_HIGH_WATER
+            && backend_inflight >= BACKEND_AT_LIMIT * hw as f64
+            && r.busy_ratio < SATURATED_BUSY
+        {
+            let mut evidence = vec![
+                Evidence::new("backend share of latency", backend_share * 100.0, "%"),
+                Evidence::new("mean backend time", backend / 1e3, "us"),
+                Evidence::new("mean request latency", total / 1e3, "us"),
+                Evidence::new("backend in flight (avg)", backend_inflight, ""),
+                Evidence::new("backend in flight high-water", hw as f64, ""),
+                Evidence::new("reactor busy", r.busy_ratio * 100.0, "%"),
+            ];
+            if let Some(u) = devices_util {
+                evidence.push(Evidence::new("device utilisation", u * 100.0, "%"));
+            }
+            out.push(candidate(
+                FindingKind::BackendSaturated,
+                Severity::Warning,
+                subject.clone(),
+                format!(
+                    "reactor {}: the backend takes {} of each request's {} and holds {:.0} \
+                     requests against a high-water of {hw}, with the reactor only {} busy: the \
+                     backend is the bottleneck",
+                    r.index,
+                    pct(backend_share),
+                    us(total),
+                    backend_inflight,
+                    pct(r.busy_ratio)
+                ),
+                evidence,
+                w,
+                margin(backend_share, DOMINANT_STAGE_SHARE, 0.95),
+            ));
+        } else if before_share >= STARVED_BEFORE_SHARE
+            && backend_share <= BACKEND_IDLE_SHARE
+            && r.avg_outstanding >= LOW_OUTSTANDING
+            && r.busy_ratio < STARVED_MAX_BUSY
+            && devices_util.is_none_or(|u| u < DEVICE_IDLE)
+        {
+            let mut evidence = vec![
+                Evidence::new(
+                    "share of latency before the backend",
+                    before_share * 100.0,
+                    "%",
+                ),
+                Evidence::new("mean time before the backend", before / 1e3, "us"),
+                Evidence::new("backend share of latency", backend_share * 100.0, "%"),
+                Evidence::new("avg outstanding", r.avg_outstanding, ""),
+                Evidence::new("backend in flight (avg)", backend_inflight, ""),
+                Evidence::new("reactor busy", r.busy_ratio * 100.0, "%"),
+            ];
+            if let Some(u) = devices_util {
+                evidence.push(Evidence::new("device utilisation", u * 100.0, "%"));
+            }
+            out.push(candidate(
+                FindingKind::BackendStarved,
+                Severity::Warning,
+                subject,
+                format!(
+                    "reactor {}: requests spend {} of their {} before reaching the backend while \
+                     the backend holds only {:.1} of {:.0} outstanding and the reactor is {} busy: \
+                     the backend is starved by the transport path (data transfer, buffers)",
+                    r.index,
+                    pct(before_share),
+                    us(total),
+                    backend_inflight,
+                    r.avg_outstanding,
+                    pct(r.busy_ratio)
+                ),
+                evidence,
+                w,
+                margin(before_share, STARVED_BEFORE_SHARE, 0.9),
+            ));
+        }
+    }
+}
+
+fn backend_devices(w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
+    // With stage histograms the per-reactor check above is the better judge.
+    if w.reactors.iter().any(|r| stage(r, "backend").is_some()) {
+        return;
+    }
+    for ns_dev in ctx
+        .info
+        .namespaces
+        .iter()
+        .filter_map(|n| n.device.as_deref())
+    {
+        let Some(d) = w.devices.iter().find(|d| d.name == ns_dev) else {
+            continue;
+        };
+        let Some(lat) = d.avg_latency_us.filter(|l| l.is_finite() && *l > 0.0) else {
+            continue;
+        };
+        if !(d.utilisation >= DEVICE_SATURATED) {
+            continue;
+        }
+        // Service time rising under load: the best recent service time is the baseline.
+        let best = ctx
+            .history
+            .iter()
+            .flat_map(|h| h.devices.iter().filter(|x| x.name == d.name))
+            .filter_map(|x| x.avg_latency_us)
+            .filter(|l| l.is_finite() && *l > 0.0)
+            .min_by(f64::total_cmp);
+        let Some(best) = best else { continue };
+        if !(lat >= 2.0 * best) {
+            continue;
+        }
+        out.push(candidate(
+            FindingKind::BackendSaturated,
+            Severity::Warning,
+            Subject::Device {
+                name: d.name.clone(),
+            },
+            format!(
+                "device {} is busy {} of the time and its service time rose to {lat:.0} µs from \
+                 {best:.0} µs: the device is the bottleneck",
+                d.name,
+                pct(d.utilisation)
+            ),
+            vec![
+                Evidence::new("device utilisation", d.utilisation * 100.0, "%"),
+                Evidence::new("service time", lat, "us"),
+                Evidence::new("best recent service time", best, "us"),
+                Evidence::new("device IOPS", d.iops, "IOPS"),
+                Evidence::new("in flight", d.in_flight as f64, ""),
+            ],
+            w,
+            margin(lat / best, 2.0, 4.0),
+        ));
+    }
+}
