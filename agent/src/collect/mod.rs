@@ -12,7 +12,13 @@
 
 use agent_core::sample::{Capability, Sample, TargetInfo};
 
+pub mod block;
+pub mod netdev;
+pub mod numa_maps;
+pub mod perf;
+pub mod procfs;
 pub mod ring;
+pub mod standard;
 
 /// One input source.
 pub trait Collector: Send {
