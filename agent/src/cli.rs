@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::attach::AttachArgs;
+use crate::serve::{self, ServeArgs};
 use crate::trace::{self, TraceArgs};
 
 /// ringside: see inside a poll-mode NVMe-oF target.
@@ -23,6 +24,8 @@ pub struct Cli {
 pub enum Command {
     /// Dump or follow the target's tracepoint rings (all reactors merged in time order).
     Trace(TraceArgs),
+    /// Serve the live analysis for Prometheus: /metrics, /healthz, /snapshot.json.
+    Serve(ServeArgs),
 }
 
 /// Runs a parsed command line.
@@ -31,5 +34,6 @@ pub fn run(cli: Cli) -> Result<()> {
     let mut out = io::BufWriter::new(stdout.lock());
     match &cli.command {
         Command::Trace(args) => trace::run(&cli.attach, args, &mut out),
+        Command::Serve(args) => serve::run(&cli.attach, args),
     }
 }

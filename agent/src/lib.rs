@@ -10,5 +10,6 @@ pub mod attach;
 pub mod cli;
 pub mod collect;
 pub mod requests;
+pub mod serve;
 pub mod session;
 pub mod trace;
