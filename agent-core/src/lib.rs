@@ -16,6 +16,7 @@ pub mod finding;
 pub mod hist;
 pub mod recommend;
 pub mod recording;
+pub mod report;
 pub mod sample;
 pub mod snapshot;
 pub mod topology;

@@ -1,0 +1,677 @@
+//! The one-shot diagnosis report (`ringside diagnose`, `ringside report`): its model and its
+//! Markdown, HTML and JSON renderings.
+//!
+//! Pure: built from what the analyzer produced over a session (the whole-run window between the
+//! first and last sample, the per-window summaries, every finding raised, the recommendations)
+//! and rendered to strings. The HTML is self-contained: inline CSS and SVG charts, no scripts,
+//! no external resources.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::finding::{Finding, Recommendation};
+use crate::hist::Hist;
+use crate::sample::TargetInfo;
+use crate::snapshot::WindowSummary;
+use crate::topology::Topology;
+use crate::window::Window;
+
+/// What the agent itself cost while it watched.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentCost {
+    /// CPU time used by the agent (user + system), seconds.
+    pub cpu_seconds: f64,
+    /// Wall time watched, seconds.
+    pub wall_seconds: f64,
+    /// Peak resident memory, bytes.
+    pub max_rss_bytes: u64,
+}
+
+impl AgentCost {
+    /// CPU share of one core, 0..1.
+    pub fn core_share(&self) -> f64 {
+        if self.wall_seconds > 0.0 {
+            self.cpu_seconds / self.wall_seconds
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A diagnosis report.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// What the target is.
+    pub target: TargetInfo,
+    /// The machine analysed against.
+    pub topology: Topology,
+    /// The whole run as one window (first sample to last sample).
+    pub overall: Option<Window>,
+    /// Per-window figures, oldest first.
+    pub timeline: Vec<WindowSummary>,
+    /// Every finding raised during the run (latest state), most severe first.
+    pub findings: Vec<Finding>,
+    /// Recommendations at the end of the run.
+    pub recommendations: Vec<Recommendation>,
+    /// The agent's own cost, when measured (live sessions).
+    pub agent_cost: Option<AgentCost>,
+    /// Where the data came from: "live" or the recording's path.
+    pub source: String,
+}
+
+fn us(ns: u64) -> String {
+    if ns >= 10_000_000 {
+        format!("{:.1} ms", ns as f64 / 1e6)
+    } else if ns >= 10_000 {
+        format!("{:.0} µs", ns as f64 / 1e3)
+    } else {
+        format!("{:.1} µs", ns as f64 / 1e3)
+    }
+}
+
+fn q_us(h: &Hist, q: f64) -> String {
+    h.quantile(q).map_or_else(|| "—".to_string(), us)
+}
+
+/// `47.1K`, `1.23M`.
+pub fn si(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e9 {
+        format!("{:.2}G", v / 1e9)
+    } else if a >= 1e6 {
+        format!("{:.2}M", v / 1e6)
+    } else if a >= 1e3 {
+        format!("{:.1}K", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{:.1} %", v * 100.0)
+}
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map_or_else(|| "—".to_string(), f)
+}
+
+fn mb(bytes_per_s: f64) -> String {
+    format!("{:.1} MB/s", bytes_per_s / 1e6)
+}
+
+impl Report {
+    /// Markdown for a terminal or a ticket.
+    pub fn to_markdown(&self) -> String {
+        let mut o = String::new();
+        let t = &self.target;
+        let _ = writeln!(o, "# ringside diagnosis: {} (pid {})\n", t.name, t.pid);
+        let secs = self.overall.as_ref().map_or(0.0, Window::seconds);
+        let _ = writeln!(
+            o,
+            "Watched {:.1} s in {} windows; source: {}; topology: {}.\n",
+            secs,
+            self.timeline.len(),
+            self.source,
+            if self.topology.source.is_empty() {
+                "unknown"
+            } else {
+                &self.topology.source
+            }
+        );
+        if let Some(w) = &self.overall {
+            let _ = writeln!(
+                o,
+                "**{} IOPS**, {}, p50 {}, p99 {}, over {} reactor(s) on core(s) {:?}.\n",
+                si(w.total.iops),
+                mb(w.total.bytes_per_s),
+                q_us(&w.total.latency, 0.5),
+                q_us(&w.total.latency, 0.99),
+                w.reactors.len(),
+                t.settings.cores
+            );
+        }
+
+        let _ = writeln!(o, "## Findings\n");
+        if self.findings.is_empty() {
+            let _ = writeln!(
+                o,
+                "No fault held for long enough to be reported (each needs several consecutive windows).\n"
+            );
+        }
+        for (i, f) in self.findings.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "### {}. [{}] {} — {}\n\n{}\n",
+                i + 1,
+                f.severity.name(),
+                f.kind.name(),
+                f.subject,
+                f.summary
+            );
+            let _ = writeln!(o, "| evidence | value |\n|---|---|");
+            for e in &f.evidence {
+                let value = format!("{} {}", fmt_num(e.value), e.unit);
+                let _ = writeln!(o, "| {} | {} |", e.what, value.trim_end());
+            }
+            let _ = writeln!(
+                o,
+                "\nHeld for {} window(s); confidence {:.0} %.\n",
+                f.windows,
+                f.confidence * 100.0
+            );
+        }
+
+        let _ = writeln!(o, "## Recommendations\n");
+        if self.recommendations.is_empty() {
+            let _ = writeln!(o, "Nothing to change.\n");
+        }
+        for r in &self.recommendations {
+            let _ = writeln!(
+                o,
+                "### {} ({}): {} → {}\n\nExpected: {}\n",
+                r.setting.name(),
+                r.applies_to,
+                r.current,
+                r.proposed,
+                r.expected_effect
+            );
+            for e in &r.evidence {
+                let _ = writeln!(o, "- {e}");
+            }
+            let lang = if r.applies_to == "ringside-tgt" {
+                "toml"
+            } else {
+                "sh"
+            };
+            let _ = writeln!(o, "\n```{lang}\n{}\n```\n", r.fragment.trim_end());
+        }
+
+        if let Some(w) = &self.overall {
+            let _ = writeln!(o, "## Reactors\n");
+            let _ = writeln!(
+                o,
+                "| reactor | core | node | IOPS | busy | ns/I/O | p50 | p99 | on-CPU | run-queue wait | inv. switches/s |\n|---|---|---|---|---|---|---|---|---|---|---|"
+            );
+            for r in &w.reactors {
+                let _ = writeln!(
+                    o,
+                    "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                    r.index,
+                    r.core,
+                    opt(r.node, |n| n.to_string()),
+                    si(r.iops),
+                    pct(r.busy_ratio),
+                    opt(r.ns_per_io, |v| format!("{v:.0}")),
+                    q_us(&r.latency, 0.5),
+                    q_us(&r.latency, 0.99),
+                    opt(r.cpu_ratio, pct),
+                    opt(r.runqueue_wait_ratio, pct),
+                    opt(r.involuntary_switches_per_s, |v| format!("{v:.0}")),
+                );
+            }
+            let stages: Vec<_> = w
+                .reactors
+                .iter()
+                .flat_map(|r| r.stages.iter().map(move |(n, h)| (r.index, n, h)))
+                .filter(|(_, _, h)| h.count() > 0)
+                .collect();
+            if !stages.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "\n### Stages\n\n| reactor | stage | count | mean | p50 | p99 |\n|---|---|---|---|---|---|"
+                );
+                for (r, n, h) in stages {
+                    let _ = writeln!(
+                        o,
+                        "| {r} | {n} | {} | {} | {} | {} |",
+                        h.count(),
+                        opt(h.mean(), |m| us(m as u64)),
+                        q_us(h, 0.5),
+                        q_us(h, 0.99)
+                    );
+                }
+            }
+            if !w.qpairs.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "\n## Qpairs\n\n| qpair | cntlid.qid | IOPS | avg outstanding | queue size | p50 | p99 |\n|---|---|---|---|---|---|---|"
+                );
+                for q in &w.qpairs {
+                    let _ = writeln!(
+                        o,
+                        "| {}.{} | {}.{} | {} | {:.2} | {} | {} | {} |",
+                        q.reactor,
+                        q.slot,
+                        q.ident >> 16,
+                        q.ident & 0xffff,
+                        si(q.iops),
+                        q.avg_outstanding,
+                        opt(q.queue_size, |s| s.to_string()),
+                        q_us(&q.latency, 0.5),
+                        q_us(&q.latency, 0.99)
+                    );
+                }
+            }
+            if !w.netdevs.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "\n## Links\n\n| netdev | rx | tx | capacity | utilisation | qdisc backlog | qdisc drops |\n|---|---|---|---|---|---|---|"
+                );
+                for n in &w.netdevs {
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | {} | {} | {} B | {} |",
+                        n.name,
+                        mb(n.rx_bytes_per_s),
+                        mb(n.tx_bytes_per_s),
+                        opt(n.capacity_bytes_per_s, mb),
+                        opt(n.utilisation, pct),
+                        n.qdisc_backlog_bytes,
+                        n.qdisc_drops
+                    );
+                }
+            }
+            if !w.devices.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "\n## Devices\n\n| device | IOPS | throughput | mean service | utilisation |\n|---|---|---|---|---|"
+                );
+                for d in &w.devices {
+                    let _ = writeln!(
+                        o,
+                        "| {} | {} | {} | {} | {} |",
+                        d.name,
+                        si(d.iops),
+                        mb(d.bytes_per_s),
+                        opt(d.avg_latency_us, |v| format!("{v:.0} µs")),
+                        pct(d.utilisation)
+                    );
+                }
+            }
+            if let Some(m) = &w.memory {
+                let _ = writeln!(o, "\n## Memory placement\n");
+                let by = |v: &[(u32, u64)]| {
+                    v.iter()
+                        .map(|(n, b)| format!("node {n}: {:.1} MiB", *b as f64 / 1048576.0))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
+                let _ = writeln!(
+                    o,
+                    "- buffers: {}\n- all mappings: {}\n- policy of the largest buffer: {}",
+                    by(&m.buffer_bytes_by_node),
+                    by(&m.total_bytes_by_node),
+                    m.policy.as_deref().unwrap_or("unknown")
+                );
+            }
+        }
+
+        let _ = writeln!(o, "\n## Data sources\n");
+        for c in &t.capabilities {
+            let _ = writeln!(
+                o,
+                "- {} {}: {}",
+                if c.available { "✓" } else { "✗" },
+                c.name,
+                c.note
+            );
+        }
+        if let Some(c) = &self.agent_cost {
+            let _ = writeln!(
+                o,
+                "\nAgent cost: {:.3} s CPU over {:.1} s ({:.2} % of one core), peak RSS {:.1} MiB.",
+                c.cpu_seconds,
+                c.wall_seconds,
+                c.core_share() * 100.0,
+                c.max_rss_bytes as f64 / 1048576.0
+            );
+        }
+        o
+    }
+
+    /// Self-contained HTML with charts. `topology_svg` is the topology picture (rendered by the
+    /// caller, empty for none).
+    pub fn to_html(&self, topology_svg: &str) -> String {
+        let mut o = String::new();
+        let title = format!(
+            "ringside diagnosis: {} (pid {})",
+            esc(&self.target.name),
+            self.target.pid
+        );
+        let _ = write!(
+            o,
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{title}</title><style>\
+body{{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}}\
+table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}\
+th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}\
+.critical{{color:#b00}}.warning{{color:#b60}}.info{{color:#06c}}pre{{background:#f6f6f6;padding:.6em}}\
+svg text{{font-size:11px;font-family:sans-serif}}</style></head><body><h1>{title}</h1>"
+        );
+        // The Markdown body carries every table; render the parts that need charts natively and
+        // include the rest as preformatted Markdown-derived HTML tables.
+        if let Some(w) = &self.overall {
+            let _ = write!(
+                o,
+                "<p><b>{} IOPS</b>, {}, p50 {}, p99 {} over {} reactor(s); watched {:.1} s.</p>",
+                si(w.total.iops),
+                mb(w.total.bytes_per_s),
+                q_us(&w.total.latency, 0.5),
+                q_us(&w.total.latency, 0.99),
+                w.reactors.len(),
+                w.seconds()
+            );
+        }
+        let _ = write!(o, "<h2>Findings</h2>");
+        if self.findings.is_empty() {
+            let _ = write!(o, "<p>No fault held for long enough to be reported.</p>");
+        }
+        for f in &self.findings {
+            let _ = write!(
+                o,
+                "<h3 class=\"{sev}\">[{sev}] {} — {}</h3><p>{}</p><table><tr><th>evidence</th><th>value</th></tr>",
+                f.kind.name(),
+                esc(&f.subject.to_string()),
+                esc(&f.summary),
+                sev = f.severity.name()
+            );
+            for e in &f.evidence {
+                let _ = write!(
+                    o,
+                    "<tr><td>{}</td><td>{} {}</td></tr>",
+                    esc(&e.what),
+                    fmt_num(e.value),
+                    esc(&e.unit)
+                );
+            }
+            let _ = write!(
+                o,
+                "</table><p>Held for {} window(s); confidence {:.0} %.</p>",
+                f.windows,
+                f.confidence * 100.0
+            );
+        }
+        let _ = write!(o, "<h2>Recommendations</h2>");
+        for r in &self.recommendations {
+            let _ = write!(
+                o,
+                "<h3>{} ({}): {} → {}</h3><p>Expected: {}</p><ul>",
+                r.setting.name(),
+                esc(&r.applies_to),
+                esc(&r.current),
+                esc(&r.proposed),
+                esc(&r.expected_effect)
+            );
+            for e in &r.evidence {
+                let _ = write!(o, "<li>{}</li>", esc(e));
+            }
+            let _ = write!(o, "</ul><pre>{}</pre>", esc(&r.fragment));
+        }
+        let _ = write!(o, "<h2>IOPS over time</h2>");
+        o.push_str(&self.series_chart(|s| {
+            s.reactors
+                .iter()
+                .map(|r| (format!("reactor {}", r.index), r.iops))
+                .collect()
+        }));
+        let _ = write!(o, "<h2>Latency over time (p50, p99)</h2>");
+        o.push_str(&self.series_chart(|s| {
+            vec![
+                ("p50 µs".to_string(), s.p50_ns as f64 / 1e3),
+                ("p99 µs".to_string(), s.p99_ns as f64 / 1e3),
+            ]
+        }));
+        if let Some(w) = &self.overall {
+            let _ = write!(o, "<h2>Latency distribution</h2>");
+            for r in &w.reactors {
+                if r.latency.count() > 0 {
+                    let _ = write!(o, "<h3>reactor {}</h3>", r.index);
+                    o.push_str(&histogram_chart(&r.latency));
+                }
+            }
+        }
+        if !topology_svg.is_empty() {
+            let _ = write!(o, "<h2>Topology</h2>{topology_svg}");
+        }
+        let _ = write!(
+            o,
+            "<h2>Details</h2><pre>{}</pre></body></html>",
+            esc(&self.to_markdown())
+        );
+        o
+    }
+
+    /// A line chart of named series over the timeline.
+    fn series_chart(&self, f: impl Fn(&WindowSummary) -> Vec<(String, f64)>) -> String {
+        let (w, h, pad) = (900.0, 220.0, 50.0);
+        let points: Vec<Vec<(String, f64)>> = self.timeline.iter().map(&f).collect();
+        if points.is_empty() {
+            return "<p>No windows.</p>".into();
+        }
+        let mut names: Vec<String> = Vec::new();
+        for p in &points {
+            for (n, _) in p {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+        }
+        let max = points
+            .iter()
+            .flatten()
+            .map(|(_, v)| *v)
+            .filter(|v| v.is_finite())
+            .fold(0.0f64, f64::max)
+            .max(1e-9);
+        let n = points.len().max(2) - 1;
+        let x = |i: usize| pad + (w - 2.0 * pad) * i as f64 / n as f64;
+        let y = |v: f64| h - pad + -(h - 2.0 * pad) * (v / max);
+        let colors = [
+            "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+        ];
+        let mut s = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\">\
+<line x1=\"{pad}\" y1=\"{b}\" x2=\"{r}\" y2=\"{b}\" stroke=\"#999\"/>\
+<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{b}\" stroke=\"#999\"/>\
+<text x=\"2\" y=\"{t}\">{}</text><text x=\"2\" y=\"{b}\">0</text>",
+            si(max),
+            b = h - pad,
+            r = w - pad,
+            t = pad + 4.0
+        );
+        for (ci, name) in names.iter().enumerate() {
+            let color = colors[ci % colors.len()];
+            let pts: Vec<String> = points
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    p.iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, v)| format!("{:.1},{:.1}", x(i), y(v.max(0.0))))
+                })
+                .collect();
+            let _ = write!(
+                s,
+                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"2\" points=\"{}\"/>\
+<text x=\"{:.0}\" y=\"{:.0}\" fill=\"{color}\">{}</text>",
+                pts.join(" "),
+                pad + 10.0 + 120.0 * ci as f64,
+                h - 10.0,
+                esc(name)
+            );
+        }
+        s.push_str("</svg>");
+        s
+    }
+}
+
+/// A bar chart of a latency histogram's non-empty buckets (log-linear, so bars are buckets).
+fn histogram_chart(h: &Hist) -> String {
+    let buckets = h.buckets();
+    let (w, hh, pad) = (900.0, 200.0, 40.0);
+    let max = buckets.iter().map(|b| b.2).max().unwrap_or(1).max(1) as f64;
+    let n = buckets.len().max(1) as f64;
+    let bw = (w - 2.0 * pad) / n;
+    let mut s = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{hh}\">");
+    for (i, (lo, _hi, c)) in buckets.iter().enumerate() {
+        let bh = (hh - 2.0 * pad) * (*c as f64 / max);
+        let _ = write!(
+            s,
+            "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#1f77b4\"><title>{}: {}</title></rect>",
+            pad + bw * i as f64,
+            hh - pad - bh,
+            (bw - 1.0).max(1.0),
+            bh,
+            us(*lo),
+            c
+        );
+    }
+    if let (Some(first), Some(last)) = (buckets.first(), buckets.last()) {
+        let _ = write!(
+            s,
+            "<text x=\"{pad}\" y=\"{}\">{}</text><text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            hh - 10.0,
+            us(first.0),
+            w - pad,
+            hh - 10.0,
+            us(last.1)
+        );
+    }
+    s.push_str("</svg>");
+    s
+}
+
+fn fmt_num(v: f64) -> String {
+    if !v.is_finite() {
+        return "—".into();
+    }
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.abs() >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::{Evidence, FindingKind, Setting, Severity, Subject};
+    use crate::window::ReactorWindow;
+
+    fn report() -> Report {
+        let mut lat = Hist::empty();
+        for v in [20_000, 24_000, 24_500, 90_000] {
+            lat.record(v);
+        }
+        let mut w = Window {
+            start_ns: 0,
+            end_ns: 10_000_000_000,
+            ..Window::default()
+        };
+        w.reactors.push(ReactorWindow {
+            index: 0,
+            core: 0,
+            iops: 47_100.0,
+            busy_ratio: 0.15,
+            latency: lat.clone(),
+            ..ReactorWindow::default()
+        });
+        w.total.iops = 47_100.0;
+        w.total.latency = lat;
+        Report {
+            target: TargetInfo {
+                name: "demo<&>".into(),
+                pid: 7,
+                ..TargetInfo::default()
+            },
+            overall: Some(w.clone()),
+            timeline: vec![WindowSummary::of(&w), WindowSummary::of(&w)],
+            findings: vec![Finding {
+                kind: FindingKind::InitiatorLimited,
+                severity: Severity::Warning,
+                subject: Subject::Qpair {
+                    reactor: 0,
+                    slot: 1,
+                },
+                summary: "qpair 0.1 keeps 1.0 request outstanding".into(),
+                evidence: vec![Evidence::new("avg outstanding", 1.0, "")],
+                windows: 5,
+                since_ns: 0,
+                until_ns: 5,
+                confidence: 0.8,
+            }],
+            recommendations: vec![Recommendation {
+                setting: Setting::InitiatorQueueDepth,
+                current: "1".into(),
+                proposed: "16".into(),
+                expected_effect: "~8x IOPS".into(),
+                expected_iops: Some(380_000.0),
+                evidence: vec!["Little's law".into()],
+                addresses: vec![FindingKind::InitiatorLimited],
+                applies_to: "initiator".into(),
+                fragment: "ringside-perf -q 16".into(),
+            }],
+            agent_cost: Some(AgentCost {
+                cpu_seconds: 0.1,
+                wall_seconds: 10.0,
+                max_rss_bytes: 8 << 20,
+            }),
+            source: "live".into(),
+            ..Report::default()
+        }
+    }
+
+    #[test]
+    fn markdown_carries_findings_recommendations_and_tables() {
+        let md = report().to_markdown();
+        for needle in [
+            "# ringside diagnosis: demo<&> (pid 7)",
+            "**47.1K IOPS**",
+            "[warning] initiator_limited — qpair 0.1",
+            "| avg outstanding | 1 |",
+            "initiator_queue_depth (initiator): 1 → 16",
+            "```sh\nringside-perf -q 16\n```",
+            "| 0 | 0 | — | 47.1K | 15.0 % |",
+            "1.00 % of one core",
+        ] {
+            assert!(md.contains(needle), "missing {needle:?} in:\n{md}");
+        }
+    }
+
+    #[test]
+    fn html_is_self_contained_and_escaped() {
+        let html = report().to_html("<svg id=\"topo\"></svg>");
+        assert!(html.starts_with("<!DOCTYPE html>"));
+        assert!(html.ends_with("</html>"));
+        assert!(html.contains("demo&lt;&amp;&gt;"), "name escaped");
+        assert!(!html.contains("demo<&>"), "raw name leaked");
+        assert!(html.contains("<polyline"), "a time chart");
+        assert!(html.contains("<rect"), "a histogram chart");
+        assert!(
+            html.contains("<svg id=\"topo\">"),
+            "topology picture embedded"
+        );
+        assert!(!html.contains("<script"), "no scripts");
+        assert!(
+            !html.contains("http://") || !html.contains("src=\"http"),
+            "no external resources"
+        );
+    }
+
+    #[test]
+    fn an_empty_report_renders() {
+        let r = Report::default();
+        assert!(r.to_markdown().contains("No fault held"));
+        assert!(r.to_html("").contains("No windows."));
+    }
+}
