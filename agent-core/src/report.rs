@@ -545,9 +545,7 @@ fn fmt_num(v: f64) -> String {
     if !v.is_finite() {
         return "—".into();
     }
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else if v.abs() >= 100.0 {
+    if (v.fract() == 0.0 && v.abs() < 1e15) || v.abs() >= 100.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
