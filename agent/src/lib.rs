@@ -12,4 +12,5 @@ pub mod collect;
 pub mod requests;
 pub mod serve;
 pub mod session;
+pub mod topology;
 pub mod trace;
