@@ -61,6 +61,9 @@ pub const TARGET_BUSY: f64 = 0.8;
 /// its reactor idle for a whole millisecond (QD1 at 47K IOPS brings a request every ~21 µs).
 pub const IDLE_BEFORE_SLEEP_US: f64 = 1000.0;
 
+/// Windows a saturation must hold before more reactors are proposed (as for findings).
+pub const PERSIST_WINDOWS: usize = 3;
+
 /// Longest sleep: bounds how late timers (keep-alive) and backend completions are seen.
 pub const MAX_SLEEP_US: u32 = 1000;
 
@@ -79,7 +82,7 @@ pub fn recommend(
     let raised = |k: FindingKind| findings.iter().any(|f| f.kind == k);
     let mut out = Vec::new();
 
-    let reactors = reactor_count(info, topology, latest, &m, findings);
+    let reactors = reactor_count(info, topology, windows, &m, findings);
     let want_reactors = reactors
         .as_ref()
         .and_then(|r| r.proposed.parse::<usize>().ok());
@@ -116,7 +119,10 @@ struct Model {
 
 impl Model {
     fn measure(_info: &TargetInfo, windows: &[Window]) -> Model {
-        let mut best: Option<(f64, bool)> = None;
+        // Lowest cost per I/O seen, batched windows and shallow ones apart: a shallow window's
+        // cost is only used (corrected) when no batched window exists.
+        let mut batched: Option<f64> = None;
+        let mut shallow: Option<f64> = None;
         for w in windows {
             for r in &w.reactors {
                 let Some(c) = r.ns_per_io.filter(|c| c.is_finite() && *c > 0.0) else {
@@ -125,23 +131,26 @@ impl Model {
                 if r.completions < MIN_COMPLETIONS || r.stalled {
                     continue;
                 }
-                let per_qpair = r.avg_outstanding / f64::from(r.active_qpairs.max(1));
-                let batched = per_qpair >= BATCHED_DEPTH;
-                let effective = if batched {
-                    c
+                let per_qpair = r.avg_outstanding / io_qpairs(w, r.index).max(1) as f64;
+                let slot = if per_qpair >= BATCHED_DEPTH {
+                    &mut batched
                 } else {
-                    c / UNBATCHED_COST_FACTOR
+                    &mut shallow
                 };
-                if best.is_none_or(|(b, _)| effective < b) {
-                    best = Some((effective, batched));
+                if slot.is_none_or(|b| c < b) {
+                    *slot = Some(c);
                 }
             }
         }
-        let measured = best.map(|(c, b)| if b { c } else { c * UNBATCHED_COST_FACTOR });
+        let (cost, measured, is_batched) = match (batched, shallow) {
+            (Some(b), _) => (Some(b), Some(b), true),
+            (None, Some(s)) => (Some(s / UNBATCHED_COST_FACTOR), Some(s), false),
+            (None, None) => (None, None, false),
+        };
         Model {
-            cost_ns: best.map(|(c, _)| c),
+            cost_ns: cost,
             measured_cost_ns: measured,
-            batched: best.is_some_and(|(_, b)| b),
+            batched: is_batched,
             knee: knee(windows),
         }
     }
@@ -169,6 +178,26 @@ impl Model {
             )
         })
     }
+}
+
+/// Completions in a window for a qpair to count as an I/O qpair (the admin queue's keep-alives
+/// and its waiting AER do not make it one).
+pub const IO_QPAIR_COMPLETIONS: u64 = 100;
+
+/// I/O qpairs of a reactor in a window.
+fn io_qpairs(w: &Window, reactor: u32) -> usize {
+    w.qpairs
+        .iter()
+        .filter(|q| q.reactor == reactor && q.completions >= IO_QPAIR_COMPLETIONS)
+        .count()
+}
+
+/// I/O qpairs of the whole target in a window.
+fn all_io_qpairs(w: &Window) -> usize {
+    w.qpairs
+        .iter()
+        .filter(|q| q.completions >= IO_QPAIR_COMPLETIONS)
+        .count()
 }
 
 /// IOPS as `47K`, `1.2M`.
@@ -231,7 +260,7 @@ pub struct Knee {
 pub fn knee(windows: &[Window]) -> Option<Knee> {
     let mut by_depth: BTreeMap<u32, Vec<(f64, u64)>> = BTreeMap::new();
     for w in windows {
-        let qp = w.qpairs.len();
+        let qp = all_io_qpairs(w);
         let done: u64 = w.reactors.iter().map(|r| r.completions).sum();
         if qp == 0 || done < MIN_COMPLETIONS {
             continue;
@@ -325,21 +354,27 @@ fn pick_cores(topo: &Topology, node: Option<u32>, current: &[u32], n: usize) -> 
 fn reactor_count(
     info: &TargetInfo,
     topo: &Topology,
-    w: &Window,
+    windows: &[Window],
     m: &Model,
     findings: &[Finding],
 ) -> Option<Recommendation> {
+    let w = windows.last()?;
     let cap = m.capacity()?;
     let n = w.reactors.len();
     if n == 0 {
         return None;
     }
     let raised = |k: FindingKind| findings.iter().any(|f| f.kind == k);
-    let live: Vec<_> = w.reactors.iter().filter(|r| !r.stalled).collect();
-    let saturated = !live.is_empty()
-        && live
-            .iter()
-            .all(|r| r.busy_ratio >= crate::detect::starvation::SATURATED_BUSY);
+    // Saturated in each of the last windows, like a finding (never from one window).
+    let recent = &windows[windows.len().saturating_sub(PERSIST_WINDOWS)..];
+    let saturated = recent.len() >= PERSIST_WINDOWS.min(windows.len()).max(1)
+        && recent.iter().all(|rw| {
+            let live: Vec<_> = rw.reactors.iter().filter(|r| !r.stalled).collect();
+            !live.is_empty()
+                && live
+                    .iter()
+                    .all(|r| r.busy_ratio >= crate::detect::starvation::SATURATED_BUSY)
+        });
     let demand = w.total.iops;
     let (proposed, why, addresses) = if saturated
         && !raised(FindingKind::ReactorImbalance)
@@ -743,7 +778,7 @@ fn starved_reactor(w: &Window) -> bool {
 
 fn spread(info: &TargetInfo, w: &Window, m: &Model) -> Vec<Recommendation> {
     let n = w.reactors.iter().filter(|r| !r.stalled).count();
-    let qpairs = w.qpairs.len();
+    let qpairs = all_io_qpairs(w);
     if n < 2 {
         return Vec::new();
     }
@@ -758,7 +793,7 @@ fn spread(info: &TargetInfo, w: &Window, m: &Model) -> Vec<Recommendation> {
             .map(|r| format!(
                 "reactor {} {} qpair(s), {} IOPS, {:.0} % busy",
                 r.index,
-                r.active_qpairs,
+                io_qpairs(w, r.index),
                 k(r.iops),
                 r.busy_ratio * 100.0
             ))

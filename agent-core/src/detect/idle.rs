@@ -13,8 +13,10 @@ use crate::window::Window;
 /// this target's reactor 15-30 % busy, so only a nearly idle target falls under it.
 pub const IDLE_BUSY_RATIO: f64 = 0.05;
 
-/// On-CPU share at which the thread counts as spinning: a sleeping (epoll) reactor is on CPU a
-/// few % when idle; a polling one ~100 %. 90 % leaves room for interrupts and accounting skew.
+/// Runnable share (on CPU + waiting for it) at which the thread counts as spinning: a sleeping
+/// (epoll) reactor is runnable a few % of the time when idle; a polling one ~100 %, even when
+/// another task shares its core (then it waits instead of running). 90 % leaves room for
+/// interrupts and accounting skew.
 pub const ON_CPU_RATIO: f64 = 0.9;
 
 /// Raises [`FindingKind::IdlePollingBurn`].
@@ -30,7 +32,8 @@ impl Detector for Idle {
         let policy = ctx.info.settings.idle.as_deref().unwrap_or("unknown");
         for r in &w.reactors {
             let Some(cpu) = r.cpu_ratio else { continue };
-            if r.stalled || !(r.busy_ratio < IDLE_BUSY_RATIO) || !(cpu >= ON_CPU_RATIO) {
+            let runnable = cpu + r.runqueue_wait_ratio.unwrap_or(0.0);
+            if r.stalled || !(r.busy_ratio < IDLE_BUSY_RATIO) || !(runnable >= ON_CPU_RATIO) {
                 continue;
             }
             let advice = if policy == "sleep" {
@@ -54,11 +57,12 @@ impl Detector for Idle {
                 vec![
                     Evidence::new("reactor busy", r.busy_ratio * 100.0, "%"),
                     Evidence::new("thread on CPU", cpu * 100.0, "%"),
+                    Evidence::new("thread runnable", runnable * 100.0, "%"),
                     Evidence::new("IOPS", r.iops, "IOPS"),
                     Evidence::new("polls", r.polls_per_s, "/s"),
                 ],
                 w,
-                margin(r.busy_ratio, IDLE_BUSY_RATIO, 0.0).min(margin(cpu, ON_CPU_RATIO, 1.0)),
+                margin(r.busy_ratio, IDLE_BUSY_RATIO, 0.0).min(margin(runnable, ON_CPU_RATIO, 1.0)),
             ));
         }
     }

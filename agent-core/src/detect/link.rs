@@ -58,7 +58,18 @@ impl Detector for Link {
     }
 }
 
-fn judge(n: &NetdevWindow, w: &Window) -> Option<Finding> {
+/// A link-limit reading: capacity (bytes/s), utilisation, and the three ways a link shows it is
+/// the limit.
+struct Reading {
+    capacity: f64,
+    util: f64,
+    full: bool,
+    dropping: bool,
+    throttled: bool,
+}
+
+/// `None` when the netdev has no known capacity or carries nothing.
+fn read(n: &NetdevWindow) -> Option<Reading> {
     let capacity = n
         .capacity_bytes_per_s
         .filter(|c| c.is_finite() && *c > 0.0)?;
@@ -67,14 +78,34 @@ fn judge(n: &NetdevWindow, w: &Window) -> Option<Finding> {
     if !(throughput > 0.0) {
         return None;
     }
-    let full = util >= SATURATED_UTILISATION;
-    let dropping = n.qdisc_drops > 0;
-    let throttled = n.qdisc_overlimits_per_s >= OVERLIMITS_PER_S
-        && n.qdisc_backlog_bytes > 0
-        && util >= THROTTLED_MIN_UTILISATION;
+    Some(Reading {
+        capacity,
+        util,
+        full: util >= SATURATED_UTILISATION,
+        dropping: n.qdisc_drops > 0,
+        throttled: n.qdisc_overlimits_per_s >= OVERLIMITS_PER_S
+            && n.qdisc_backlog_bytes > 0
+            && util >= THROTTLED_MIN_UTILISATION,
+    })
+}
+
+/// Whether this netdev limits throughput in the window (other detectors stand back then).
+pub fn limits(n: &NetdevWindow) -> bool {
+    read(n).is_some_and(|r| r.full || r.dropping || r.throttled)
+}
+
+fn judge(n: &NetdevWindow, w: &Window) -> Option<Finding> {
+    let Reading {
+        capacity,
+        util,
+        full,
+        dropping,
+        throttled,
+    } = read(n)?;
     if !full && !dropping && !throttled {
         return None;
     }
+    let throughput = n.rx_bytes_per_s.max(n.tx_bytes_per_s);
     let retransmits = w.tcp_retransmits.unwrap_or(0);
     let shaped = n
         .shaped_rate_bytes

@@ -4,7 +4,8 @@
 //!   [`LOW_OUTSTANDING`] requests at the target (and under [`LOW_OUTSTANDING_SHARE`] of its queue
 //!   size) while its reactor is under [`HEADROOM_BUSY`] busy: throughput is depth / latency and
 //!   the initiator holds the depth down. A qpair with traffic but almost nothing in flight
-//!   (under [`BACK_TO_BACK_OUTSTANDING`]) is an application with little to do, not a depth limit.
+//!   (under [`BACK_TO_BACK_OUTSTANDING`]) is an application with little to do, not a depth limit;
+//!   and while a link is saturated the requests wait in the network, not at the initiator.
 //! - **Buffer starvation** ([`FindingKind::BufferStarvation`]): requests waiting for a data
 //!   buffer, more than [`BUFFER_WAITS_PER_IO`] of them.
 //! - **Reactor imbalance** ([`FindingKind::ReactorImbalance`]): one reactor saturated while
@@ -16,7 +17,7 @@
 //!
 //! Stateless (the history comes in the context); pure.
 
-use super::{candidate, margin, pct, si, us, Context, Detector};
+use super::{candidate, link, margin, pct, si, us, Context, Detector};
 use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
 use crate::hist::Hist;
 use crate::window::{ReactorWindow, Window};
@@ -98,6 +99,11 @@ impl Detector for Starvation {
 }
 
 fn initiator_limited(w: &Window, out: &mut Vec<Finding>) {
+    // A full link holds the initiator's requests in the network, not the initiator: the target
+    // then sees few in flight too. The link detector owns that case.
+    if w.netdevs.iter().any(link::limits) {
+        return;
+    }
     for q in &w.qpairs {
         let Some(r) = w.reactor(q.reactor) else {
             continue;
@@ -132,7 +138,7 @@ fn initiator_limited(w: &Window, out: &mut Vec<Finding>) {
         }
         if let Some(c) = capacity {
             evidence.push(Evidence::new(
-                "reactor capacity (1e9 / ns per I/O)",
+                "reactor capacity at this depth (1e9 / ns per I/O)",
                 c,
                 "IOPS",
             ));

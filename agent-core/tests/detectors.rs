@@ -1,0 +1,337 @@
+//! Recorded-fixture replays: every recording under `tests/fixtures/` goes through the real
+//! [`Analyzer`] (default windows, 3-window persistence, the standard detectors) and the set of
+//! findings it ever raised must be exactly the one listed in [`EXPECTED`]. Healthy recordings
+//! must raise nothing. A recording without an entry fails the test, so a new recording (from
+//! `ringside record`) must come with its expected findings.
+//!
+//! The recommender is checked on the same replays: the numbers it proposes follow from the
+//! recorded figures (Little's law, the NIC's node, the idle policy), and every fragment for
+//! ringside-tgt parses as TOML with the keys ringside-tgt's config knows.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use agent_core::finding::{FindingKind, Recommendation, Setting};
+use agent_core::recommend::knee;
+use agent_core::recording::Recording;
+use agent_core::{Analyzer, AnalyzerConfig, Window};
+
+/// Fixture name → the (kind, subject) pairs it must raise, no more, no less.
+const EXPECTED: &[(&str, &[(&str, &str)])] = &[
+    ("healthy_high_load", &[]),
+    ("healthy_lo", &[]),
+    ("healthy_idle_sleep", &[]),
+    ("healthy_light_sleep", &[]),
+    (
+        "qd1_initiator_limited",
+        &[("initiator_limited", "qpair 0.0")],
+    ),
+    ("numa_misplaced", &[("numa_misplacement", "reactor 0")]),
+    ("link_shaped", &[("link_saturation", "netdev veth-tgt")]),
+    ("preempted", &[("reactor_preemption", "reactor 0")]),
+    ("migrating", &[("reactor_migration", "reactor 0")]),
+    ("syscalls_per_io", &[("fast_path_syscalls", "reactor 0")]),
+    ("idle_burn", &[("idle_polling_burn", "reactor 0")]),
+    ("stalled", &[("reactor_stalled", "reactor 0")]),
+    ("imbalanced", &[("reactor_imbalance", "target")]),
+    ("buffer_waits", &[("buffer_starvation", "reactor 0")]),
+    ("backend_saturated", &[("backend_saturated", "reactor 0")]),
+    ("backend_starved", &[("backend_starved", "reactor 0")]),
+    (
+        "qd_sweep",
+        &[
+            ("initiator_limited", "qpair 0.0"),
+            ("initiator_limited", "qpair 0.1"),
+        ],
+    ),
+];
+
+fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+struct Replay {
+    analyzer: Analyzer,
+    windows: Vec<Window>,
+}
+
+fn replay(name: &str) -> Replay {
+    let path = fixtures_dir().join(format!("{name}.jsonl"));
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let rec = Recording::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut analyzer = Analyzer::new(
+        rec.header.info,
+        rec.header.topology,
+        AnalyzerConfig::default(),
+    );
+    let mut windows = Vec::new();
+    for s in rec.samples {
+        if let Some(w) = analyzer.push(s) {
+            windows.push(w.clone());
+        }
+    }
+    assert!(windows.len() >= 3, "{name}: only {} windows", windows.len());
+    Replay { analyzer, windows }
+}
+
+fn raised(r: &Replay) -> BTreeSet<(String, String)> {
+    r.analyzer
+        .all_findings()
+        .iter()
+        .map(|f| (f.kind.name().to_string(), f.subject.to_string()))
+        .collect()
+}
+
+#[test]
+fn every_fixture_raises_exactly_its_expected_findings() {
+    let mut names: Vec<String> = std::fs::read_dir(fixtures_dir())
+        .expect("tests/fixtures exists")
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".jsonl"))
+                .map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    assert!(names.len() >= EXPECTED.len(), "fixtures missing: {names:?}");
+    let mut failures = Vec::new();
+    for name in &names {
+        let Some((_, want)) = EXPECTED.iter().find(|(n, _)| n == name) else {
+            failures.push(format!("{name}: no expected findings listed in EXPECTED"));
+            continue;
+        };
+        let r = replay(name);
+        let got = raised(&r);
+        let want: BTreeSet<(String, String)> = want
+            .iter()
+            .map(|(k, s)| (k.to_string(), s.to_string()))
+            .collect();
+        if got != want {
+            let detail: Vec<String> = r
+                .analyzer
+                .all_findings()
+                .iter()
+                .map(|f| format!("  {} {}: {}", f.kind.name(), f.subject, f.summary))
+                .collect();
+            failures.push(format!(
+                "{name}: raised {got:?}, expected {want:?}\n{}",
+                detail.join("\n")
+            ));
+        }
+        for f in r.analyzer.all_findings() {
+            assert!(!f.summary.is_empty(), "{name}: empty summary");
+            assert!(
+                !f.evidence.is_empty(),
+                "{name}: {} without evidence",
+                f.kind.name()
+            );
+            assert!(
+                f.evidence.iter().all(|e| e.value.is_finite()),
+                "{name}: non-finite evidence {:?}",
+                f.evidence
+            );
+            assert!(
+                f.confidence > 0.0 && f.confidence <= 1.0,
+                "{name}: confidence {}",
+                f.confidence
+            );
+            assert!(f.windows >= 3, "{name}: raised after {} windows", f.windows);
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+#[test]
+fn summaries_name_the_numbers_and_the_fix() {
+    let r = replay("numa_misplaced");
+    let f = &r.analyzer.all_findings()[0];
+    assert!(
+        f.summary.contains("node 0") && f.summary.contains("node 1") && f.summary.contains("4-7"),
+        "NUMA summary must name both nodes and the NIC node's cores: {}",
+        f.summary
+    );
+    let r = replay("preempted");
+    let f = &r.analyzer.all_findings()[0];
+    assert!(
+        f.summary.contains("stress-ng-cpu"),
+        "preemption summary names the intruder: {}",
+        f.summary
+    );
+    let r = replay("link_shaped");
+    let f = &r.analyzer.all_findings()[0];
+    assert!(
+        f.summary.contains("shaped") && f.summary.contains("veth-tgt"),
+        "link summary says what limits it: {}",
+        f.summary
+    );
+}
+
+fn rec(r: &Replay, setting: Setting) -> Recommendation {
+    r.analyzer
+        .recommendations()
+        .iter()
+        .find(|x| x.setting == setting)
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "no {} recommendation; got {:?}",
+                setting.name(),
+                r.analyzer.recommendations()
+            )
+        })
+}
+
+#[test]
+fn qd1_gets_a_littles_law_queue_depth_for_the_initiator() {
+    let r = replay("qd1_initiator_limited");
+    let q = rec(&r, Setting::InitiatorQueueDepth);
+    let depth: u32 = q.proposed.parse().expect("numeric depth");
+    assert!((8..=32).contains(&depth), "proposed depth {depth}: {q:#?}");
+    assert!(depth.is_power_of_two(), "depth {depth}");
+    assert_eq!(q.current, "1", "the initiator runs at QD1");
+    let measured = r.windows.last().expect("windows").total.iops;
+    let expected = q.expected_iops.expect("expected IOPS");
+    assert!(
+        expected >= 5.0 * measured,
+        "expected {expected} vs measured {measured}: {q:#?}"
+    );
+    assert_eq!(q.applies_to, "initiator");
+    assert!(q.addresses.contains(&FindingKind::InitiatorLimited));
+    assert!(
+        q.fragment.contains(&format!("-q {depth}"))
+            && q.fragment.contains(&format!("--iodepth={depth}"))
+            && q.fragment.contains(&format!("--queue-size={depth}")),
+        "fragment: {}",
+        q.fragment
+    );
+    assert!(
+        q.evidence.iter().any(|e| e.contains("Little")),
+        "the reasoning is shown: {:?}",
+        q.evidence
+    );
+}
+
+#[test]
+fn numa_moves_the_reactors_to_the_nics_node() {
+    let r = replay("numa_misplaced");
+    let c = rec(&r, Setting::CoreList);
+    let topo = r.analyzer.topology();
+    let node1 = topo.cpus_of_node(1);
+    let doc: toml::Table = toml::from_str(&c.fragment).expect("core list fragment is TOML");
+    let cores: Vec<u32> = doc["cores"]
+        .as_array()
+        .expect("cores array")
+        .iter()
+        .map(|v| v.as_integer().expect("integer core") as u32)
+        .collect();
+    assert!(!cores.is_empty(), "{c:#?}");
+    assert!(
+        cores.iter().all(|c| node1.contains(c)),
+        "cores {cores:?} must be on node 1 {node1:?}"
+    );
+    assert_eq!(c.current, "[0]");
+    let m = rec(&r, Setting::MemoryBinding);
+    assert!(m.fragment.contains("--membind=1"), "{}", m.fragment);
+}
+
+#[test]
+fn idle_burn_gets_the_sleep_policy() {
+    let r = replay("idle_burn");
+    let i = rec(&r, Setting::IdlePolicy);
+    assert_eq!(i.proposed, "sleep");
+    assert_eq!(i.current, "poll");
+    let doc: toml::Table = toml::from_str(&i.fragment).expect("idle fragment is TOML");
+    let idle = doc["idle"].as_table().expect("idle table");
+    assert_eq!(idle["mode"].as_str(), Some("sleep"));
+    assert!(idle["after_idle_polls"].as_integer().is_some_and(|v| v > 0));
+    assert!(idle["max_sleep_us"].as_integer().is_some_and(|v| v > 0));
+}
+
+#[test]
+fn imbalance_gets_least_loaded_placement() {
+    let r = replay("imbalanced");
+    let p = rec(&r, Setting::Placement);
+    assert_eq!(p.proposed, "least-loaded");
+    let doc: toml::Table = toml::from_str(&p.fragment).expect("placement fragment is TOML");
+    assert_eq!(doc["placement"].as_str(), Some("least-loaded"));
+}
+
+#[test]
+fn a_depth_sweep_has_its_knee_where_iops_stop_growing() {
+    let r = replay("qd_sweep");
+    let k = knee(&r.windows).expect("the sweep has a knee");
+    assert_eq!(k.depth, 32, "sweep points {:?}", k.points);
+    assert!(k.points.len() >= 7, "{:?}", k.points);
+}
+
+#[test]
+fn every_target_fragment_parses_as_toml_with_known_keys() {
+    const KNOWN: &[&str] = &["cores", "idle", "placement", "limits"];
+    let mut seen = 0;
+    for (name, _) in EXPECTED {
+        let r = replay(name);
+        for x in r.analyzer.recommendations() {
+            assert!(
+                x.expected_iops.is_none_or(|v| v.is_finite() && v >= 0.0),
+                "{name}: {x:#?}"
+            );
+            assert!(
+                !x.evidence.is_empty(),
+                "{name}: {} without evidence",
+                x.setting.name()
+            );
+            if x.applies_to != "ringside-tgt" {
+                continue;
+            }
+            seen += 1;
+            let doc: toml::Table = toml::from_str(&x.fragment)
+                .unwrap_or_else(|e| panic!("{name}: fragment {:?} is not TOML: {e}", x.fragment));
+            for key in doc.keys() {
+                assert!(KNOWN.contains(&key.as_str()), "{name}: unknown key {key}");
+            }
+        }
+    }
+    assert!(seen >= 3, "only {seen} ringside-tgt fragments checked");
+}
+
+/// Prints what each fixture raises and recommends (for reading, not asserting):
+/// `cargo test -p agent-core --test detectors -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints findings and recommendations of every fixture"]
+fn print_fixture_diagnoses() {
+    for (name, _) in EXPECTED {
+        let r = replay(name);
+        println!("== {name}");
+        for f in r.analyzer.all_findings() {
+            println!(
+                "  [{}] {} {} (conf {:.2}, {} windows): {}",
+                f.severity.name(),
+                f.kind.name(),
+                f.subject,
+                f.confidence,
+                f.windows,
+                f.summary
+            );
+            for e in &f.evidence {
+                println!("      {} = {:.3} {}", e.what, e.value, e.unit);
+            }
+        }
+        for x in r.analyzer.recommendations() {
+            println!(
+                "  -> {} {} => {} ({}) [{}]",
+                x.setting.name(),
+                x.current,
+                x.proposed,
+                x.expected_effect,
+                x.applies_to
+            );
+            for e in &x.evidence {
+                println!("      because {e}");
+            }
+            println!("      {}", x.fragment.replace('\n', "\n      "));
+        }
+    }
+}
