@@ -9,12 +9,15 @@
 //! - [`run`] (module `term`) is the only code that touches the real terminal: raw mode, the
 //!   alternate screen, a panic hook that restores both, and the key/tick loop.
 //!
-//! [`render_text`] draws the same screen into a plain string for `ringside top --once`.
+//! [`text_report`] prints a snapshot without a terminal (`ringside top --once`): every view's
+//! table, the findings with their evidence and the recommendations with their fragments;
+//! [`render_text`] draws the live screen into a string.
 #![forbid(unsafe_code)]
 
 mod app;
 pub mod model;
 mod term;
+mod text;
 mod ui;
 
 use ratatui::backend::TestBackend;
@@ -25,6 +28,7 @@ pub use agent_core::Snapshot;
 pub use app::{Action, App, Key, Sort};
 pub use model::View;
 pub use term::{decode, run, TopOptions};
+pub use text::{header as header_text, report as text_report};
 pub use ui::{render, WAITING};
 
 /// The rows of a buffer as text (one `String` per row, trailing spaces kept).

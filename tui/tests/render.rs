@@ -493,3 +493,32 @@ fn render_text_is_the_screen_without_trailing_blanks() {
     assert!(out.lines().all(|l| !l.ends_with(' ')), "{out}");
     assert!(out.ends_with('\n') && !out.ends_with("\n\n"), "{out:?}");
 }
+
+#[test]
+fn the_text_report_has_every_table_the_evidence_and_the_fragments() {
+    let out = tui::text_report(&with_finding(live(3)));
+    for want in [
+        "demo pid 4242",
+        "Reactors\nREACTOR",
+        "Qpairs\nQPAIR",
+        "Netdevs\nNETDEV",
+        "Devices\nDEVICE",
+        "nvme0n1",
+        "warning initiator_limited qpair 0.0",
+        "  avg outstanding: 0.05",
+        "initiator_queue_depth: 1 → 32 (initiator)",
+        "    ringside-perf -q 32",
+    ] {
+        assert!(out.contains(want), "text report lacks {want:?}:\n{out}");
+    }
+    let r1 = out
+        .lines()
+        .skip_while(|l| !l.starts_with("REACTOR"))
+        .find(|l| l.starts_with("1 "))
+        .unwrap_or_else(|| panic!("no reactor 1 row:\n{out}"));
+    assert!(r1.contains("9.0K"), "{r1}");
+    assert!(out.lines().all(|l| !l.ends_with(' ')), "{out}");
+
+    let empty = tui::text_report(&Snapshot::default());
+    assert!(empty.contains("waiting for the first window"), "{empty}");
+}
