@@ -20,6 +20,7 @@ pub mod report;
 pub mod sample;
 pub mod snapshot;
 pub mod topology;
+pub mod topology_svg;
 pub mod window;
 
 pub use analyzer::{Analyzer, AnalyzerConfig};
