@@ -24,9 +24,9 @@ use std::panic::{self, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use agent_core::topology::{CpuInfo, NumaNodeInfo, PciDevice, Topology};
-use hwlocality::object::TopologyObject;
 use hwlocality::object::attributes::ObjectAttributes;
 use hwlocality::object::types::{OSDeviceType, ObjectType};
+use hwlocality::object::TopologyObject;
 use hwlocality::topology::builder::{TopologyBuilder, TypeFilter};
 use serde::{Deserialize, Serialize};
 

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use agent::topology::{
-    Loaded, SysfsFacts, TopologyError, TopologySource, load, load_sysfs, parse_cpulist,
+    load, load_sysfs, parse_cpulist, Loaded, SysfsFacts, TopologyError, TopologySource,
 };
 use agent_core::topology::Topology;
 
