@@ -131,7 +131,11 @@ enum Phase {
     /// Collecting the request head.
     Reading { buf: Vec<u8> },
     /// Sending `out[sent..]`.
-    Writing { out: Vec<u8>, sent: usize },
+    Writing {
+        out: Response,
+        part: usize,
+        sent: usize,
+    },
     /// Response sent and write side shut: discarding input until EOF or the deadline.
     Lingering { discarded: usize },
 }
@@ -342,18 +346,27 @@ impl Server {
                         None
                     };
                     if let Some(out) = out {
-                        c.phase = Phase::Writing { out, sent: 0 };
+                        c.phase = Phase::Writing {
+                            out,
+                            part: 0,
+                            sent: 0,
+                        };
                         c.deadline = now + opts.write_timeout;
                     }
                 }
-                Phase::Writing { out, sent } => {
-                    if *sent >= out.len() {
+                Phase::Writing { out, part, sent } => {
+                    let Some(bytes) = out.parts.get(*part).map(Part::bytes) else {
                         let _ = c.stream.shutdown(Shutdown::Write);
                         c.phase = Phase::Lingering { discarded: 0 };
                         c.deadline = now + opts.linger;
                         continue;
+                    };
+                    if *sent >= bytes.len() {
+                        *part += 1;
+                        *sent = 0;
+                        continue;
                     }
-                    match c.stream.write(&out[*sent..]) {
+                    match c.stream.write(&bytes[*sent..]) {
                         Ok(0) => return Step::Close { clean: false },
                         Ok(n) => *sent += n,
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Keep,
@@ -383,8 +396,13 @@ impl Server {
 
 /// Writes what fits without blocking, then drops the connection (used for 503/408 on
 /// connections the server will not serve).
-fn best_effort(stream: &mut TcpStream, out: &[u8]) {
-    let _ = stream.write(out);
+fn best_effort(stream: &mut TcpStream, out: &Response) {
+    for p in &out.parts {
+        match stream.write(p.bytes()) {
+            Ok(n) if n == p.bytes().len() => {}
+            _ => break,
+        }
+    }
     let _ = stream.shutdown(Shutdown::Write);
 }
 
@@ -414,35 +432,67 @@ fn reason(code: u16) -> &'static str {
     }
 }
 
-fn response(code: u16, content_type: &str, extra: &str, body: &[u8], head_only: bool) -> Vec<u8> {
-    let mut out = format!(
-        "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
-         Connection: close\r\nCache-Control: no-store\r\n{extra}\r\n",
-        reason(code),
-        body.len()
-    )
-    .into_bytes();
-    if !head_only {
-        out.extend_from_slice(body);
-    }
-    out
+/// A piece of a response: owned, or shared with other connections (a large `/metrics` body is
+/// not copied per client).
+enum Part {
+    Owned(Vec<u8>),
+    Shared(Arc<str>),
 }
 
-fn simple(code: u16, body: &str) -> Vec<u8> {
-    response(
-        code,
-        "text/plain; charset=utf-8",
-        "",
-        body.as_bytes(),
-        false,
-    )
+impl Part {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Part::Owned(v) => v,
+            Part::Shared(s) => s.as_bytes(),
+        }
+    }
+}
+
+/// A whole response: status line and headers, then the body parts.
+struct Response {
+    parts: Vec<Part>,
+}
+
+impl Response {
+    #[cfg(test)]
+    fn to_vec(&self) -> Vec<u8> {
+        self.parts.iter().flat_map(|p| p.bytes().to_vec()).collect()
+    }
+}
+
+fn response(
+    code: u16,
+    content_type: &str,
+    extra: &str,
+    body: Vec<Part>,
+    head_only: bool,
+) -> Response {
+    let len: usize = body.iter().map(|p| p.bytes().len()).sum();
+    let head = format!(
+        "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {len}\r\n\
+         Connection: close\r\nCache-Control: no-store\r\n{extra}\r\n",
+        reason(code),
+    );
+    let mut parts = vec![Part::Owned(head.into_bytes())];
+    if !head_only {
+        parts.extend(body);
+    }
+    Response { parts }
+}
+
+fn text(s: &str) -> Vec<Part> {
+    vec![Part::Owned(s.as_bytes().to_vec())]
+}
+
+fn simple(code: u16, body: &str) -> Response {
+    response(code, "text/plain; charset=utf-8", "", text(body), false)
 }
 
 const INDEX: &str = "ringside exporter\n\n/metrics        Prometheus text exposition\n\
 /healthz        liveness\n/snapshot.json  the agent's latest snapshot\n";
 
 /// Builds the response to one request head.
-fn respond(head: &[u8], exporter: &Exporter) -> Vec<u8> {
+fn respond(head: &[u8], exporter: &Exporter) -> Response {
     let line_end = head.iter().position(|&b| b == b'\n').unwrap_or(head.len());
     let line = head[..line_end]
         .strip_suffix(b"\r")
@@ -493,35 +543,28 @@ fn respond(head: &[u8], exporter: &Exporter) -> Vec<u8> {
                 405,
                 "text/plain; charset=utf-8",
                 "Allow: GET, HEAD\r\n",
-                b"only GET and HEAD\n",
+                text("only GET and HEAD\n"),
                 false,
             );
         }
     };
     exporter.http.count(class, 200);
+    let plain = "text/plain; charset=utf-8";
     match path {
         "/metrics" => {
-            let body = exporter.render_metrics();
-            response(200, prometheus::TEXT_FORMAT, "", body.as_bytes(), head_only)
+            let (agent, own) = exporter.metrics_parts();
+            let body = vec![Part::Shared(agent), Part::Owned(own.into_bytes())];
+            response(200, prometheus::TEXT_FORMAT, "", body, head_only)
         }
-        "/healthz" => response(200, "text/plain; charset=utf-8", "", b"ok\n", head_only),
-        "/snapshot.json" => match exporter.snapshot_json() {
-            Some(json) => response(200, "application/json", "", json.as_bytes(), head_only),
-            None => response(
-                200,
-                "application/json",
-                "",
-                b"{\"snapshot\":null,\"note\":\"no window analysed yet\"}",
-                head_only,
-            ),
-        },
-        _ => response(
-            200,
-            "text/plain; charset=utf-8",
-            "",
-            INDEX.as_bytes(),
-            head_only,
-        ),
+        "/healthz" => response(200, plain, "", text("ok\n"), head_only),
+        "/snapshot.json" => {
+            let body = match exporter.snapshot_json() {
+                Some(json) => vec![Part::Shared(json)],
+                None => text("{\"snapshot\":null,\"note\":\"no snapshot yet\"}"),
+            };
+            response(200, "application/json", "", body, head_only)
+        }
+        _ => response(200, plain, "", text(INDEX), head_only),
     }
 }
 
@@ -570,7 +613,7 @@ mod tests {
             (b"\r\n\r\n", "HTTP/1.1 400 Bad Request"),
         ];
         for (req, want) in cases {
-            let out = respond(req, &e);
+            let out = respond(req, &e).to_vec();
             assert_eq!(
                 status(&out),
                 *want,
@@ -583,7 +626,7 @@ mod tests {
     #[test]
     fn head_sends_no_body_but_the_length() {
         let e = Exporter::new();
-        let out = respond(b"HEAD /healthz HTTP/1.1\r\n\r\n", &e);
+        let out = respond(b"HEAD /healthz HTTP/1.1\r\n\r\n", &e).to_vec();
         let s = String::from_utf8_lossy(&out);
         assert!(s.contains("Content-Length: 3\r\n"), "{s}");
         assert!(s.ends_with("\r\n\r\n"), "HEAD carries no body: {s:?}");

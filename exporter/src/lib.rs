@@ -106,6 +106,16 @@ impl Exporter {
 
     /// The full `/metrics` body.
     pub fn render_metrics(&self) -> String {
+        let (agent, own) = self.metrics_parts();
+        let mut out = String::with_capacity(agent.len() + own.len());
+        out.push_str(&agent);
+        out.push_str(&own);
+        out
+    }
+
+    /// The `/metrics` body in two parts: the agent's series as rendered by the last update
+    /// (shared, not copied), and the exporter's own series rendered now.
+    pub fn metrics_parts(&self) -> (Arc<str>, String) {
         let (agent_text, last_update, updates) = {
             let st = self.lock();
             (Arc::clone(&st.agent_text), st.last_update, st.updates)
@@ -142,10 +152,7 @@ impl Exporter {
             &[],
             h.open.load(Ordering::Relaxed) as f64,
         );
-        let mut out = String::with_capacity(agent_text.len() + 2048);
-        out.push_str(&agent_text);
-        out.push_str(&f.encode());
-        out
+        (agent_text, f.encode())
     }
 
     /// The latest snapshot as JSON, once there is one.
