@@ -101,6 +101,10 @@ pub fn recommend(
     if raised(FindingKind::IdlePollingBurn) {
         out.extend(idle(info, latest, findings));
     }
+    // A prediction from garbage (a NaN in a window) is no prediction.
+    for r in &mut out {
+        r.expected_iops = r.expected_iops.filter(|v| v.is_finite() && *v >= 0.0);
+    }
     out
 }
 
@@ -376,6 +380,9 @@ fn reactor_count(
                     .all(|r| r.busy_ratio >= crate::detect::starvation::SATURATED_BUSY)
         });
     let demand = w.total.iops;
+    if !(demand.is_finite() && demand > 0.0) {
+        return None;
+    }
     let (proposed, why, addresses) = if saturated
         && !raised(FindingKind::ReactorImbalance)
         && !raised(FindingKind::ReactorPreemption)

@@ -34,6 +34,13 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
     ("idle_burn", &[("idle_polling_burn", "reactor 0")]),
     ("stalled", &[("reactor_stalled", "reactor 0")]),
     ("imbalanced", &[("reactor_imbalance", "target")]),
+    (
+        "one_qpair_two_reactors",
+        &[
+            ("reactor_imbalance", "target"),
+            ("idle_polling_burn", "reactor 1"),
+        ],
+    ),
     ("buffer_waits", &[("buffer_starvation", "reactor 0")]),
     ("backend_saturated", &[("backend_saturated", "reactor 0")]),
     ("backend_starved", &[("backend_starved", "reactor 0")]),
@@ -257,6 +264,60 @@ fn imbalance_gets_least_loaded_placement() {
     assert_eq!(p.proposed, "least-loaded");
     let doc: toml::Table = toml::from_str(&p.fragment).expect("placement fragment is TOML");
     assert_eq!(doc["placement"].as_str(), Some("least-loaded"));
+}
+
+#[test]
+fn one_qpair_on_two_reactors_gets_a_second_qpair_and_the_idle_one_sleeps() {
+    let r = replay("one_qpair_two_reactors");
+    let q = rec(&r, Setting::InitiatorQpairs);
+    assert_eq!(
+        (q.current.as_str(), q.proposed.as_str()),
+        ("1", "2"),
+        "{q:#?}"
+    );
+    assert!(q.fragment.contains("--qpairs 2") && q.fragment.contains("--nr-io-queues=2"));
+    assert!(
+        r.analyzer
+            .recommendations()
+            .iter()
+            .all(|x| x.setting != Setting::Placement),
+        "placement cannot spread a single qpair"
+    );
+    assert_eq!(rec(&r, Setting::IdlePolicy).proposed, "sleep");
+}
+
+#[test]
+fn the_target_queue_limit_caps_the_depth_and_is_raised_with_it() {
+    let path = fixtures_dir().join("qd1_initiator_limited.jsonl");
+    let text = std::fs::read_to_string(&path).expect("read fixture");
+    let mut rec0 = Recording::parse(&text).expect("parse");
+    rec0.header.info.settings.max_queue_depth = Some(4);
+    let mut a = Analyzer::new(
+        rec0.header.info,
+        rec0.header.topology,
+        AnalyzerConfig::default(),
+    );
+    for s in rec0.samples {
+        a.push(s);
+    }
+    let q = a
+        .recommendations()
+        .iter()
+        .find(|x| x.setting == Setting::InitiatorQueueDepth)
+        .expect("depth recommendation");
+    assert_eq!(q.proposed, "4", "capped by max_queue_depth: {q:#?}");
+    let t = a
+        .recommendations()
+        .iter()
+        .find(|x| x.setting == Setting::TargetQueueDepth)
+        .expect("target limit recommendation");
+    let want: u32 = t.proposed.parse().expect("numeric");
+    assert!(want > 4 && want.is_power_of_two(), "{t:#?}");
+    let doc: toml::Table = toml::from_str(&t.fragment).expect("TOML");
+    assert_eq!(
+        doc["limits"]["max_queue_depth"].as_integer(),
+        Some(i64::from(want))
+    );
 }
 
 #[test]

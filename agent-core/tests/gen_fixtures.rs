@@ -869,6 +869,23 @@ fn generate_fixtures() {
             }
         },
     );
+    // Fault: one initiator qpair against two reactors: reactor 0 saturated, reactor 1 spins idle.
+    run(
+        "one_qpair_two_reactors",
+        info(&[0, 1], "lo", "poll", "malloc", None),
+        one_node(2),
+        9,
+        |_| {
+            let a = loaded(0, &[(0, 450_000.0, 245.0, 128)], 2_200.0);
+            let mut b = R::new(1);
+            b.polls = 1_600_000.0;
+            Tick {
+                reactors: vec![a, b],
+                netdevs: vec![lo()],
+                ..Tick::default()
+            }
+        },
+    );
     // Fault: 128 KiB writes at QD32 wait for data buffers (5 % of requests).
     run(
         "buffer_waits",
