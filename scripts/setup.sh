@@ -7,7 +7,8 @@ export DEBIAN_FRONTEND=noninteractive TMPDIR=${TMPDIR:-/var/tmp}
 SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 PKGS=(build-essential pkg-config clang libelf-dev zlib1g-dev make hwloc libhwloc-dev libudev-dev
-      numactl jq iproute2 nftables tmux prometheus)
+      numactl jq iproute2 nftables tmux prometheus
+      libibverbs-dev librdmacm-dev rdma-core ibverbs-providers ibverbs-utils libclang1-14)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
