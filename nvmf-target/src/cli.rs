@@ -22,13 +22,18 @@ use crate::config::{
 #[derive(Debug, Parser)]
 #[command(name = "ringside-tgt", version, verbatim_doc_comment)]
 pub struct Args {
-    /// TOML configuration file; --name, --cores, --rpc-socket, --listen, --placement, --idle, --no-trace, --trace-ring-records and --trace-dir override it.
+    /// TOML configuration file; --name, --cores, --rpc-socket, --listen, --listen-rdma, --placement, --idle, --no-trace, --trace-ring-records and --trace-dir override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
     /// Listen address (repeatable), e.g. 127.0.0.1:4420 or [::1]:4420.
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Vec<SocketAddr>,
+
+    /// NVMe/RDMA listen address (repeatable), e.g. 192.168.1.10:4420 (an address of an RDMA
+    /// device's netdev; rdma-cm does not listen on loopback).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen_rdma: Vec<SocketAddr>,
 
     /// Add a RAM namespace of SIZE (e.g. 1GiB, 512MiB); repeatable, NSIDs follow the order given.
     #[arg(long, value_name = "SIZE")]
@@ -153,16 +158,17 @@ impl Args {
             Some(_) => cfg.idle = IdlePolicy::Poll,
             None => {}
         }
-        if !self.listen.is_empty() {
-            cfg.listeners = self
-                .listen
-                .iter()
-                .map(|a| ListenerConfig {
-                    transport: "tcp".into(),
+        if !self.listen.is_empty() || !self.listen_rdma.is_empty() {
+            let l = |t: &str| {
+                let t = t.to_string();
+                move |a: &SocketAddr| ListenerConfig {
+                    transport: t.clone(),
                     addr: a.ip(),
                     port: a.port(),
-                })
-                .collect();
+                }
+            };
+            cfg.listeners = self.listen.iter().map(l("tcp")).collect();
+            cfg.listeners.extend(self.listen_rdma.iter().map(l("rdma")));
         }
         Ok(cfg)
     }

@@ -217,7 +217,7 @@ pub enum SocketPoll {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    /// Only `tcp` today.
+    /// `tcp`, or `rdma` (cargo feature `rdma`, on by default).
     #[serde(default = "default_transport")]
     pub transport: String,
     pub addr: IpAddr,
@@ -397,7 +397,8 @@ pub struct TraceConfig {
     pub ring_records: u64,
     /// Per-reactor qpair counter slots (connections beyond them count as overflow).
     pub qpair_slots: u32,
-    /// Tracepoint groups enabled at start: any of "tcp", "qpair", "poll".
+    /// Tracepoint groups enabled at start: any of "tcp", "qpair", "poll", "rdma" (the default
+    /// set gains "rdma" when an rdma listener is configured).
     pub groups: Vec<String>,
 }
 
@@ -521,13 +522,27 @@ impl Config {
         }
         let mut seen_l = HashSet::new();
         for l in &self.listeners {
-            if l.transport != "tcp" {
+            let known = l.transport == "tcp" || (cfg!(feature = "rdma") && l.transport == "rdma");
+            if !known {
                 return Err(invalid(format!(
-                    "listener {}:{}: unknown transport {:?} (only tcp is supported)",
-                    l.addr, l.port, l.transport
+                    "listener {}:{}: unknown transport {:?} (tcp{} are supported)",
+                    l.addr,
+                    l.port,
+                    l.transport,
+                    if cfg!(feature = "rdma") {
+                        " and rdma"
+                    } else {
+                        "; rdma is not built in (cargo feature `rdma`)"
+                    }
                 )));
             }
-            if l.port != 0 && !seen_l.insert((l.addr, l.port)) {
+            if l.transport == "rdma" && l.port == 0 {
+                return Err(invalid(format!(
+                    "listener {}:0: an rdma listener needs a port",
+                    l.addr
+                )));
+            }
+            if l.port != 0 && !seen_l.insert((l.transport.as_str(), l.addr, l.port)) {
                 return Err(invalid(format!(
                     "listener {}:{} is listed twice",
                     l.addr, l.port

@@ -2,13 +2,16 @@
 //!
 //! Start one with [`Target::start`] from a validated-on-start [`config::Config`]. Threads:
 //! reactors (one per configured core, see [`reactor`]), an acceptor and a JSON-RPC server (see
-//! [`rpc`]). The only `unsafe` is the malloc backend's copies into its shared mapping
-//! (`backend/malloc.rs`).
+//! [`rpc`]), with feature `rdma` an `rdma-cm` thread (see [`rdma`]). The only `unsafe` is the
+//! malloc backend's copies into its shared mapping (`backend/malloc.rs`) and the verbs calls
+//! of the RDMA transport (`rdma/verbs.rs`).
 #![deny(unsafe_code)]
 
 pub mod backend;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "rdma")]
+pub mod rdma;
 pub mod reactor;
 pub mod rpc;
 pub mod stats;

@@ -39,6 +39,9 @@ fn run() -> anyhow::Result<()> {
     for a in target.listen_addrs() {
         eprintln!("ringside-tgt: listening on tcp {a}");
     }
+    for a in target.rdma_listen_addrs() {
+        eprintln!("ringside-tgt: listening on rdma {a}");
+    }
     eprintln!("ringside-tgt: rpc socket {}", target.rpc_socket().display());
     while !stop.load(Ordering::Relaxed) && !target.is_shutting_down() {
         std::thread::sleep(Duration::from_millis(50));

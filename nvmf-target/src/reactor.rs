@@ -42,6 +42,9 @@ pub enum Msg {
         peer: SocketAddr,
         id: u64,
     },
+    /// An NVMe/RDMA connection event from the rdma-cm thread.
+    #[cfg(feature = "rdma")]
+    Rdma(crate::rdma::RdmaMsg),
 }
 
 /// Up to this many connections, `SocketPoll::Auto` polls with recv instead of epoll.
@@ -64,10 +67,11 @@ pub struct Ctx {
     pub trace: Tracer,
 }
 
-/// Encodes a backend tag: connection generation, slot, request index.
+/// Encodes a backend tag: connection generation (31 bits: bit 63 marks RDMA requests), slot,
+/// request index.
 #[inline]
 pub fn make_tag(gen: u32, slot: u16, req: u16) -> u64 {
-    (u64::from(gen) << 32) | (u64::from(slot) << 16) | u64::from(req)
+    (u64::from(gen & 0x7fff_ffff) << 32) | (u64::from(slot) << 16) | u64::from(req)
 }
 
 #[inline]
@@ -92,6 +96,9 @@ pub(crate) struct Reactor {
     ctx: Ctx,
     events: Vec<epoll::Event>,
     completions: Vec<(u64, Result<(), crate::backend::BdevError>)>,
+    /// NVMe/RDMA connections (they take their slots from `free` too).
+    #[cfg(feature = "rdma")]
+    rdma: crate::rdma::ReactorRdma,
 }
 
 impl Reactor {
@@ -136,6 +143,8 @@ impl Reactor {
             },
             events: Vec::with_capacity(256),
             completions: Vec::with_capacity(1024),
+            #[cfg(feature = "rdma")]
+            rdma: crate::rdma::ReactorRdma::new(),
         })
     }
 
@@ -194,12 +203,18 @@ impl Reactor {
                 work |= self.poll_epoll(&timeout);
             }
 
+            #[cfg(feature = "rdma")]
+            {
+                work |= self.rdma.poll(&mut self.free, &mut self.ctx);
+            }
             work |= self.poll_backends();
 
             let now = Instant::now();
             let ticking = now >= next_tick;
             if ticking {
                 next_tick = now + tick;
+                #[cfg(feature = "rdma")]
+                self.rdma.tick(&mut self.ctx);
             }
             let mut i = 0;
             while i < self.active.len() {
@@ -252,6 +267,8 @@ impl Reactor {
             }
             self.remove(slot);
         }
+        #[cfg(feature = "rdma")]
+        self.rdma.shutdown(&mut self.free, &mut self.ctx);
         let _ = self.index;
     }
 
@@ -289,6 +306,15 @@ impl Reactor {
                     }
                     work = true;
                     self.adopt(stream, peer, id);
+                }
+                #[cfg(feature = "rdma")]
+                Ok(Msg::Rdma(m)) => {
+                    if !work {
+                        let mut b = [0u8; 8];
+                        let _ = rustix::io::read(&*self.wake, &mut b);
+                    }
+                    work = true;
+                    self.rdma.on_msg(m, &mut self.free, &mut self.ctx);
                 }
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return work,
             }
@@ -363,8 +389,13 @@ impl Reactor {
         for i in 0..self.completions.len() {
             let (tag, r) = self.completions[i];
             self.ctx.trace.counters(|c| c.backend_complete());
+            #[cfg(feature = "rdma")]
+            if tag & crate::rdma::TAG_RDMA != 0 {
+                self.rdma.on_backend_done(tag, r, &mut self.ctx);
+                continue;
+            }
             let (gen, slot, req) = split_tag(tag);
-            if self.gens.get(slot) != Some(&gen) {
+            if self.gens.get(slot).map(|g| g & 0x7fff_ffff) != Some(gen) {
                 continue; // the connection went away meanwhile
             }
             if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {

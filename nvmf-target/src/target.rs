@@ -178,6 +178,8 @@ pub struct Target {
     rpc_path: PathBuf,
     /// Dropped after the threads have stopped: marks the file exited and removes it.
     trace_file: Option<trace_ring::TraceFile>,
+    /// Bound NVMe/RDMA listeners (empty when none is configured or RDMA is unavailable).
+    rdma_addrs: Vec<SocketAddr>,
 }
 
 impl Target {
@@ -185,6 +187,13 @@ impl Target {
     /// thread is running.
     pub fn start(mut config: Config) -> Result<Target, StartError> {
         config.validate(Some(&online_cores()))?;
+        #[cfg(feature = "rdma")]
+        if config.listeners.iter().any(|l| l.transport == "rdma")
+            && config.trace.groups == crate::config::TraceConfig::default().groups
+        {
+            // RDMA request stages are traced by default when there is RDMA to trace.
+            config.trace.groups.push("rdma".into());
+        }
 
         let mut bdevs: Vec<Arc<dyn Bdev>> = Vec::new();
         let mut subsystems = Vec::new();
@@ -205,7 +214,7 @@ impl Target {
 
         let mut listeners = Vec::new();
         let mut listen_addrs = Vec::new();
-        for l in &config.listeners {
+        for l in config.listeners.iter().filter(|l| l.transport == "tcp") {
             let addr = SocketAddr::new(l.addr, l.port);
             let tl =
                 TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?;
@@ -280,6 +289,7 @@ impl Target {
             threads: Vec::new(),
             rpc_path: rpc_path.clone(),
             trace_file,
+            rdma_addrs: Vec::new(),
         };
         let threads = &mut started.threads;
         let spawn_err = |name: String| move |source| StartError::Thread { name, source };
@@ -318,6 +328,24 @@ impl Target {
                 .spawn(move || acceptor(listeners, sh))
                 .map_err(spawn_err("acceptor".into()))?,
         );
+        let rdma: Vec<SocketAddr> = config
+            .listeners
+            .iter()
+            .filter(|l| l.transport == "rdma")
+            .map(|l| SocketAddr::new(l.addr, l.port))
+            .collect();
+        if !rdma.is_empty() {
+            #[cfg(feature = "rdma")]
+            match crate::rdma::spawn_cm(&rdma, shared.clone()) {
+                Ok((h, bound)) => {
+                    threads.push(h);
+                    started.rdma_addrs = bound;
+                }
+                // One line, and the target goes on serving TCP.
+                Err(e) => eprintln!("ringside-tgt: rdma unavailable: {e}"),
+            }
+        }
+        let threads = &mut started.threads;
         threads.push(
             crate::rpc::spawn(rpc_listener, rpc_path, shared).map_err(spawn_err("rpc".into()))?,
         );
@@ -327,6 +355,11 @@ impl Target {
     /// The bound listener addresses (real ports when the configuration asked for port 0).
     pub fn listen_addrs(&self) -> &[SocketAddr] {
         &self.shared.listen_addrs
+    }
+
+    /// The bound NVMe/RDMA listener addresses.
+    pub fn rdma_listen_addrs(&self) -> &[SocketAddr] {
+        &self.rdma_addrs
     }
 
     pub fn rpc_socket(&self) -> &std::path::Path {
