@@ -33,10 +33,12 @@ pub const GROUP_QPAIR: u8 = 2;
 /// Group bit of the poll accounting events.
 pub const GROUP_POLL: u8 = 3;
 /// Group names by bit, as `trace_set_groups` and `[trace] enabled` spell them.
-pub const GROUPS: [(u8, &str); 3] = [
+pub const GROUPS: &[(u8, &str)] = &[
     (GROUP_TCP, "tcp"),
     (GROUP_QPAIR, "qpair"),
     (GROUP_POLL, "poll"),
+    #[cfg(feature = "rdma")]
+    (crate::rdma::GROUP_RDMA, "rdma"),
 ];
 
 pub const TP_CAPSULE_RECEIVED: u16 = tpoint_id(GROUP_TCP, 0);
@@ -105,7 +107,7 @@ fn tp(id: u16, name: &str, group: &str, role: TpRole, args: &[(&str, ArgKind)]) 
 pub fn catalog() -> Vec<TracepointDesc> {
     use ArgKind as K;
     use TpRole as R;
-    vec![
+    let mut v = vec![
         tp(
             TP_CAPSULE_RECEIVED,
             "tcp.capsule_received",
@@ -177,7 +179,10 @@ pub fn catalog() -> Vec<TracepointDesc> {
             R::Event,
             &[("ticks", K::Ticks)],
         ),
-    ]
+    ];
+    #[cfg(feature = "rdma")]
+    v.extend(crate::rdma::rdma_catalog());
+    v
 }
 
 fn numa_node_of_cpu(core: usize) -> Option<u32> {
@@ -425,7 +430,7 @@ mod tests {
     fn group_masks_round_trip_and_reject_unknown_names() {
         let all: Vec<String> = GROUPS.iter().map(|(_, n)| n.to_string()).collect();
         let m = mask_of(&all).expect("known groups");
-        assert_eq!(names_of(m), ["tcp", "qpair", "poll"]);
+        assert_eq!(names_of(m)[..3], ["tcp", "qpair", "poll"]);
         assert_eq!(mask_of(&[]), Ok(0));
         assert!(mask_of(&["disk".into()]).unwrap_err().contains("disk"));
     }
