@@ -87,8 +87,10 @@ pub enum ConfigError {
     Range { range: u64, io_size: u64 },
     #[error("--io-limit must be > 0")]
     IoLimit,
-    #[error("rdma transport not built yet (only trtype:tcp works for now)")]
+    #[error("rdma transport not built in (cargo feature `rdma` of bench-harness is off)")]
     RdmaNotBuilt,
+    #[error("digests (--header-digest/--data-digest) exist on nvme/tcp only")]
+    RdmaDigest,
     #[error("--io-timeout must be > 0")]
     IoTimeout,
 }
@@ -168,8 +170,11 @@ impl PerfConfig {
 
     /// Checks what can be checked before connecting.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.trid.trtype == TrType::Rdma {
+        if self.trid.trtype == TrType::Rdma && !cfg!(feature = "rdma") {
             return Err(ConfigError::RdmaNotBuilt);
+        }
+        if self.trid.trtype == TrType::Rdma && (self.header_digest || self.data_digest) {
+            return Err(ConfigError::RdmaDigest);
         }
         if !(1..=65535).contains(&self.queue_depth) {
             return Err(ConfigError::QueueDepth {
@@ -242,10 +247,16 @@ mod tests {
         assert!(matches!(c.validate(), Err(ConfigError::Range { .. })));
         let mut c = cfg();
         c.trid = "trtype:rdma traddr:127.0.0.1".parse().expect("trid");
-        assert_eq!(c.validate(), Err(ConfigError::RdmaNotBuilt));
+        if cfg!(feature = "rdma") {
+            assert_eq!(c.validate(), Ok(()));
+            c.header_digest = true;
+            assert_eq!(c.validate(), Err(ConfigError::RdmaDigest));
+        } else {
+            assert_eq!(c.validate(), Err(ConfigError::RdmaNotBuilt));
+        }
         assert!(ConfigError::RdmaNotBuilt
             .to_string()
-            .contains("rdma transport not built yet"));
+            .contains("rdma transport not built in"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use nvme_proto::nvme::{Nsid, NSID_ALL};
 use nvme_proto::{Cid, Cqe, SglDescriptor, Sqe, Status};
 
 use crate::transport::tcp::{TcpParams, TcpQpair};
-use crate::transport::{execute, Dir, Qpair, TransportError};
+use crate::transport::{execute, AnyQpair, Dir, Qpair, TransportError};
 
 /// Admin queue depth (Linux uses 32 as well).
 pub const ADMIN_QUEUE_DEPTH: u16 = 32;
@@ -114,6 +114,8 @@ pub struct HostParams {
     /// Ask for I/O queues without SQ flow control (CATTR bit 2), as Linux does when the
     /// discovery log allows it: targets may then skip the CapsuleResp of successful reads.
     pub disable_sq_flow_control: bool,
+    /// NVMe/RDMA instead of NVMe/TCP (trtype:rdma).
+    pub rdma: bool,
 }
 
 /// A random host id (UUID v4) from the kernel's RNG, falling back to time and pid.
@@ -170,7 +172,7 @@ struct QueueSpec {
     cattr: u8,
 }
 
-fn connect_qpair(p: &HostParams, spec: QueueSpec) -> Result<(TcpQpair, u16), HostError> {
+fn connect_qpair(p: &HostParams, spec: QueueSpec) -> Result<(AnyQpair, u16), HostError> {
     let QueueSpec {
         qid,
         slots,
@@ -182,7 +184,72 @@ fn connect_qpair(p: &HostParams, spec: QueueSpec) -> Result<(TcpQpair, u16), Hos
         cattr,
     } = spec;
     let what = if qid == 0 { "admin" } else { "i/o" };
-    let mut q = TcpQpair::connect(&TcpParams {
+    let q = if p.rdma {
+        connect_rdma(p, qid, slots, max_data, in_capsule, what)?
+    } else {
+        AnyQpair::Tcp(connect_tcp(
+            p,
+            qid,
+            slots,
+            max_data,
+            in_capsule,
+            keep_read_data,
+            what,
+        )?)
+    };
+    let data = connect_data(p, cntlid)?;
+    connect_command(q, p, qid, sqsize, cattr, cntlid, &data, what)
+}
+
+#[cfg(feature = "rdma")]
+fn connect_rdma(
+    p: &HostParams,
+    qid: u16,
+    slots: u16,
+    max_data: u32,
+    in_capsule: u32,
+    what: &str,
+) -> Result<AnyQpair, HostError> {
+    crate::transport::rdma::RdmaQpair::connect(&crate::transport::rdma::RdmaParams {
+        addr: p.addr,
+        qid,
+        depth: slots,
+        max_data: max_data.max(fabrics::CONNECT_DATA_SIZE as u32),
+        // The admin queue sends Connect data by keyed SGL, as Linux does.
+        in_capsule: if qid == 0 { 0 } else { in_capsule },
+        timeout: p.timeout,
+    })
+    .map(AnyQpair::Rdma)
+    .map_err(tr(format!(
+        "cannot set up the nvme/rdma connection of {what} queue {qid} to {}",
+        p.addr
+    )))
+}
+
+#[cfg(not(feature = "rdma"))]
+fn connect_rdma(
+    _p: &HostParams,
+    _qid: u16,
+    _slots: u16,
+    _max_data: u32,
+    _in_capsule: u32,
+    _what: &str,
+) -> Result<AnyQpair, HostError> {
+    Err(HostError::Controller {
+        what: "nvme/rdma is not built in (cargo feature `rdma`)".into(),
+    })
+}
+
+fn connect_tcp(
+    p: &HostParams,
+    qid: u16,
+    slots: u16,
+    max_data: u32,
+    in_capsule: u32,
+    keep_read_data: bool,
+    what: &str,
+) -> Result<TcpQpair, HostError> {
+    TcpQpair::connect(&TcpParams {
         addr: p.addr,
         qid,
         depth: slots,
@@ -197,7 +264,13 @@ fn connect_qpair(p: &HostParams, spec: QueueSpec) -> Result<(TcpQpair, u16), Hos
     .map_err(tr(format!(
         "cannot set up the nvme/tcp connection of {what} queue {qid} to {}",
         p.addr
-    )))?;
+    )))
+}
+
+fn connect_data(
+    p: &HostParams,
+    cntlid: u16,
+) -> Result<[u8; fabrics::CONNECT_DATA_SIZE], HostError> {
     let nqn = |s: &str| {
         Nqn::new(s).map_err(|e| HostError::Controller {
             what: format!("invalid nqn {s:?}: {e}"),
@@ -210,6 +283,20 @@ fn connect_qpair(p: &HostParams, spec: QueueSpec) -> Result<(TcpQpair, u16), Hos
         hostnqn: nqn(&p.hostnqn)?,
     }
     .to_bytes();
+    Ok(data)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn connect_command(
+    mut q: AnyQpair,
+    p: &HostParams,
+    qid: u16,
+    sqsize: u16,
+    cattr: u8,
+    cntlid: u16,
+    data: &[u8],
+    what: &str,
+) -> Result<(AnyQpair, u16), HostError> {
     let cmd = ConnectCmd {
         cid: Cid(0),
         sgl: SglDescriptor::in_capsule(0, data.len() as u32),
@@ -223,7 +310,7 @@ fn connect_qpair(p: &HostParams, spec: QueueSpec) -> Result<(TcpQpair, u16), Hos
             0
         },
     };
-    let r = execute(&mut q, cmd.to_sqe(), Dir::ToController, &data, 0, p.timeout).map_err(tr(
+    let r = execute(&mut q, cmd.to_sqe(), Dir::ToController, data, 0, p.timeout).map_err(tr(
         format!("fabrics connect of {what} queue {qid} to {}", p.subnqn),
     ))?;
     if !r.cqe.status.is_success() {
@@ -285,7 +372,7 @@ pub fn connect_io_qpair(
     max_data: u32,
     in_capsule: u32,
     keep_read_data: bool,
-) -> Result<TcpQpair, HostError> {
+) -> Result<AnyQpair, HostError> {
     let mut spec = QueueSpec {
         qid,
         slots: depth,
@@ -315,7 +402,7 @@ pub fn connect_io_qpair(
 
 /// An enabled controller's admin queue and what was learned about the controller.
 pub struct AdminSession {
-    q: TcpQpair,
+    q: AnyQpair,
     pub params: HostParams,
     pub cntlid: u16,
     pub cap: Cap,

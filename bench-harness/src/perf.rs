@@ -112,6 +112,7 @@ pub fn run(cfg: &PerfConfig) -> Result<PerfReport, PerfError> {
         kato: cfg.keep_alive,
         socket_buffer: cfg.socket_buffer.map(|n| n as usize),
         disable_sq_flow_control: !cfg.sq_flow_control,
+        rdma: cfg.trid.trtype == crate::trid::TrType::Rdma,
         timeout: SLOW_PATH_TIMEOUT.min(cfg.io_timeout.max(Duration::from_secs(1))),
     };
     match &cfg.trid.subnqn {

@@ -1,12 +1,14 @@
 //! The transport boundary: a [`Qpair`] moves commands, data and completions for one NVMe-oF
-//! queue. The worker loop and the admin helpers are generic over it, so NVMe/RDMA slots in
-//! as a second implementation beside [`tcp::TcpQpair`].
+//! queue. The worker loop and the admin helpers are generic over it; [`AnyQpair`] picks
+//! NVMe/TCP ([`tcp::TcpQpair`]) or NVMe/RDMA (`rdma::RdmaQpair`, feature `rdma`) at connect time.
 //!
 //! Ownership: a qpair is owned by exactly one thread (a worker, or the coordinator for the admin
 //! queue) and is never shared. It owns its request slots (cid = slot index) and each slot's
 //! preallocated data buffer; callers fill a slot's buffer before submitting a write and read it
 //! in the completion callback of a read.
 
+#[cfg(feature = "rdma")]
+pub mod rdma;
 pub mod tcp;
 
 use std::time::{Duration, Instant};
@@ -226,5 +228,64 @@ pub fn execute<Q: Qpair>(
         } else {
             std::hint::spin_loop();
         }
+    }
+}
+
+/// The qpair of either transport (one branch per call; the worker loop stays generic).
+// One per queue, built once and never moved on the I/O path: the variants' sizes don't matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum AnyQpair {
+    Tcp(tcp::TcpQpair),
+    #[cfg(feature = "rdma")]
+    Rdma(rdma::RdmaQpair),
+}
+
+macro_rules! any {
+    ($self:expr, $q:ident => $e:expr) => {
+        match $self {
+            AnyQpair::Tcp($q) => $e,
+            #[cfg(feature = "rdma")]
+            AnyQpair::Rdma($q) => $e,
+        }
+    };
+}
+
+impl Qpair for AnyQpair {
+    fn qid(&self) -> u16 {
+        any!(self, q => q.qid())
+    }
+    fn limits(&self) -> QpairLimits {
+        any!(self, q => q.limits())
+    }
+    fn slots(&self) -> usize {
+        any!(self, q => q.slots())
+    }
+    fn outstanding(&self) -> usize {
+        any!(self, q => q.outstanding())
+    }
+    fn counters(&self) -> TransportCounters {
+        any!(self, q => q.counters())
+    }
+    fn try_alloc(&mut self) -> Option<Cid> {
+        any!(self, q => q.try_alloc())
+    }
+    fn release(&mut self, cid: Cid) {
+        any!(self, q => q.release(cid))
+    }
+    fn data_mut(&mut self, cid: Cid) -> &mut [u8] {
+        any!(self, q => q.data_mut(cid))
+    }
+    fn submit(&mut self, cid: Cid, sqe: Sqe, dir: Dir, len: u32) -> Result<(), TransportError> {
+        any!(self, q => q.submit(cid, sqe, dir, len))
+    }
+    fn flush(&mut self) -> Result<(), TransportError> {
+        any!(self, q => q.flush())
+    }
+    fn send_pending(&self) -> bool {
+        any!(self, q => q.send_pending())
+    }
+    fn poll<F: FnMut(Completion<'_>)>(&mut self, on_done: F) -> Result<usize, TransportError> {
+        any!(self, q => q.poll(on_done))
     }
 }
