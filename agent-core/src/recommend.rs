@@ -30,7 +30,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::detect::cpu_list;
+use crate::detect::{cpu_list, IO_QPAIR_COMPLETIONS};
 use crate::finding::{Finding, FindingKind, Recommendation, Setting, Subject};
 use crate::sample::TargetInfo;
 use crate::topology::Topology;
@@ -183,10 +183,6 @@ impl Model {
         })
     }
 }
-
-/// Completions in a window for a qpair to count as an I/O qpair (the admin queue's keep-alives
-/// and its waiting AER do not make it one).
-pub const IO_QPAIR_COMPLETIONS: u64 = 100;
 
 /// I/O qpairs of a reactor in a window.
 fn io_qpairs(w: &Window, reactor: u32) -> usize {
@@ -633,12 +629,7 @@ fn queue_depth(
         let Some(rtt) = round_trip_ns(q) else {
             continue;
         };
-        let sharing = w
-            .qpairs
-            .iter()
-            .filter(|x| x.reactor == q.reactor)
-            .count()
-            .max(1);
+        let sharing = io_qpairs(w, q.reactor).max(1);
         depth_raw = depth_raw.max(cap / sharing as f64 * rtt / 1e9);
         rtt_min = rtt_min.min(rtt);
     }

@@ -35,6 +35,8 @@ struct Q {
     p50_ns: f64,
     queue_size: Option<u32>,
     high_water: u64,
+    /// Requests that stay outstanding (the admin queue's Asynchronous Event Request).
+    parked: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -248,7 +250,7 @@ impl Gen {
                     qs.completed += n;
                     qs.submitted += n;
                     let avg_out = q.iops * p50 * MEAN_FACTOR / 1e9;
-                    qs.outstanding = avg_out.round() as u64;
+                    qs.outstanding = avg_out.round() as u64 + q.parked;
                     qs.high_water = q.high_water.max(qs.high_water);
                     qs.bytes += n * r.io_size;
                     let mut h = qs.latency.0.take().map_or_else(Histogram::new, |b| *b);
@@ -555,8 +557,21 @@ fn loaded(index: u32, qpairs: &[(u16, f64, f64, u64)], cost_ns: f64) -> R {
             p50_ns: p50_us * 1e3,
             queue_size: Some(128),
             high_water: hw,
+            parked: 0,
         })
         .collect();
+    // The controller's admin queue lives on reactor 0: a keep-alive every second and an AER
+    // parked for good, as on the real target (its qpair slot shows up in every window).
+    if index == 0 {
+        r.qpairs.push(Q {
+            slot: 60,
+            iops: 1.0,
+            p50_ns: 6_000.0,
+            queue_size: Some(32),
+            high_water: 2,
+            parked: 1,
+        });
+    }
     r.busy = (r.iops() * cost_ns / 1e9).min(0.995);
     let batch = (r.qpairs.iter().map(|q| q.high_water).max().unwrap_or(1) as f64 / 2.0).max(1.0);
     let busy_polls = r.iops() / batch;

@@ -116,9 +116,20 @@ pub(crate) fn qpairs_of<'w>(
     w.qpairs.iter().filter(move |q| q.reactor == reactor)
 }
 
-/// Whether a reactor carries I/O in this window.
+/// Completions in a window for a qpair to count as an I/O qpair: the admin queue (keep-alives,
+/// a waiting AER) stays under it.
+pub const IO_QPAIR_COMPLETIONS: u64 = 100;
+
+/// I/O qpairs of a reactor in a window.
+pub(crate) fn io_qpairs(w: &Window, reactor: u32) -> u32 {
+    qpairs_of(w, reactor)
+        .filter(|q| q.completions >= IO_QPAIR_COMPLETIONS)
+        .count() as u32
+}
+
+/// Whether a reactor carries I/O in this window (an admin connection alone does not count).
 pub(crate) fn carries_io(r: &ReactorWindow) -> bool {
-    r.completions > 0 || r.active_qpairs > 0
+    r.completions >= IO_QPAIR_COMPLETIONS
 }
 
 /// `47K`, `1.2M`, `850`: IOPS and rates for summaries.

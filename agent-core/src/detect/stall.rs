@@ -35,7 +35,9 @@ impl Detector for Stall {
             let how = match r.cpu_ratio {
                 Some(c) if c > 0.5 => "its thread still runs: it is looping outside the poll loop",
                 Some(_) => "its thread is off CPU: it is blocked or stopped",
-                None => "it is blocked, stopped or looping outside the poll loop",
+                None => {
+                    "it is blocked, stopped, looping outside the poll loop, or the target exited"
+                }
             };
             out.push(candidate(
                 FindingKind::ReactorStalled,

@@ -17,7 +17,7 @@
 //!
 //! Stateless (the history comes in the context); pure.
 
-use super::{candidate, link, margin, pct, si, us, Context, Detector};
+use super::{candidate, io_qpairs, link, margin, pct, si, us, Context, Detector};
 use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
 use crate::hist::Hist;
 use crate::window::{ReactorWindow, Window};
@@ -241,10 +241,10 @@ fn imbalance(w: &Window, out: &mut Vec<Finding>) {
             hot.index,
             pct(hot.busy_ratio),
             si(hot.iops),
-            hot.active_qpairs,
+            io_qpairs(w, hot.index),
             cold.index,
             si(cold.iops),
-            cold.active_qpairs,
+            io_qpairs(w, cold.index),
             pct(cold.busy_ratio)
         ),
         vec![
@@ -256,7 +256,7 @@ fn imbalance(w: &Window, out: &mut Vec<Finding>) {
             Evidence::new(format!("reactor {} IOPS", hot.index), hot.iops, "IOPS"),
             Evidence::new(
                 format!("reactor {} qpairs", hot.index),
-                f64::from(hot.active_qpairs),
+                f64::from(io_qpairs(w, hot.index)),
                 "",
             ),
             Evidence::new(
@@ -267,7 +267,7 @@ fn imbalance(w: &Window, out: &mut Vec<Finding>) {
             Evidence::new(format!("reactor {} IOPS", cold.index), cold.iops, "IOPS"),
             Evidence::new(
                 format!("reactor {} qpairs", cold.index),
-                f64::from(cold.active_qpairs),
+                f64::from(io_qpairs(w, cold.index)),
                 "",
             ),
         ],

@@ -7,7 +7,7 @@
 //!
 //! Judged only when the kernel probes report syscalls (`raw_syscalls:sys_enter`). Stateless; pure.
 
-use super::{candidate, margin, si, Context, Detector};
+use super::{candidate, io_qpairs, margin, si, Context, Detector};
 use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
 use crate::window::Window;
 
@@ -48,7 +48,7 @@ impl Detector for Syscalls {
             }
             let budget = if tcp {
                 // One receive per connection per poll (or one epoll_wait), plus the batched send.
-                r.polls_per_s * (f64::from(r.active_qpairs.max(1)) + TCP_SYSCALLS_PER_POLL)
+                r.polls_per_s * (f64::from(io_qpairs(w, r.index).max(1)) + TCP_SYSCALLS_PER_POLL)
             } else {
                 RDMA_SLOW_PATH_PER_S
             };
