@@ -343,3 +343,147 @@ proptest! {
         }
     }
 }
+
+mod pipeline {
+    //! The whole pipeline on arbitrary samples: a recording is input from a file, so no sequence
+    //! of counters may make the analyzer panic (overflow, NaN, division by zero).
+    use agent_core::sample::{
+        KernelReactorSample, KernelSample, NetdevSample, QpairSample, ReactorSample, Sample,
+        ThreadSample,
+    };
+    use agent_core::{Analyzer, AnalyzerConfig};
+    use proptest::prelude::*;
+
+    /// Counters as a live target produces them (up to 2^60: centuries of ns).
+    fn counter() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..1_000_000_000_000, 0u64..(1 << 60), Just(0)]
+    }
+
+    /// Counters a corrupt or hand-edited recording may hold.
+    fn hostile_counter() -> impl Strategy<Value = u64> {
+        prop_oneof![counter(), Just(u64::MAX), (u64::MAX / 2)..u64::MAX]
+    }
+
+    fn sample() -> impl Strategy<Value = Sample> {
+        sample_with(counter().boxed())
+    }
+
+    fn sample_with(counter: BoxedStrategy<u64>) -> impl Strategy<Value = Sample> {
+        let counter = move || counter.clone();
+        (
+            0u64..20_000_000_000,
+            prop::collection::vec(
+                (
+                    0u32..3,
+                    counter(),
+                    counter(),
+                    counter(),
+                    counter(),
+                    counter(),
+                    counter(),
+                    counter(),
+                ),
+                0..3,
+            ),
+            (counter(), counter(), prop::option::of(0u64..100_000)),
+            (counter(), counter(), counter(), counter()),
+        )
+            .prop_map(|(t, rs, (q1, q2, speed), (k1, k2, k3, k4))| Sample {
+                t_ns: t,
+                reactors: rs
+                    .into_iter()
+                    .map(|(index, a, b, c, d, e, f, g)| ReactorSample {
+                        index,
+                        polls: a,
+                        busy_ns: b,
+                        idle_ns: c,
+                        cmds_read: d,
+                        last_poll_age_ns: e,
+                        buffer_waits: f,
+                        qpairs: vec![QpairSample {
+                            slot: 0,
+                            completed: d,
+                            outstanding: g,
+                            high_water: g,
+                            ..QpairSample::default()
+                        }],
+                        thread: Some(ThreadSample {
+                            tid: 1,
+                            run_ns: e,
+                            runqueue_wait_ns: f,
+                            involuntary_switches: g,
+                            migrations: Some(a),
+                            ..ThreadSample::default()
+                        }),
+                        ..ReactorSample::default()
+                    })
+                    .collect(),
+                netdevs: vec![NetdevSample {
+                    name: "ens1f0".into(),
+                    tx_bytes: q1,
+                    rx_bytes: q2,
+                    speed_mbps: speed,
+                    shaped_rate_bytes: speed,
+                    qdisc_drops: k4,
+                    ..NetdevSample::default()
+                }],
+                kernel: Some(KernelSample {
+                    reactors: vec![KernelReactorSample {
+                        index: 0,
+                        preempted_ns: k1,
+                        syscalls: k2,
+                        irq_ns: k3 / 2,
+                        softirq_ns: k3 / 2,
+                        ..KernelReactorSample::default()
+                    }],
+                    tcp_retransmits: k4,
+                    ..KernelSample::default()
+                }),
+                ..Sample::default()
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn the_analyzer_never_panics_on_arbitrary_counters(
+            mut samples in prop::collection::vec(sample(), 1..8),
+            nodes in 1u32..3,
+        ) {
+            run(&mut samples, nodes)?;
+        }
+
+        // window.rs adds raw counters (`busy + idle`, `irq_ns + softirq_ns`, `rx_drops +
+        // tx_drops`…) before subtracting, which overflows (a panic in debug builds) on counters
+        // near u64::MAX; reported in /work/notes/requests-lead.md. Run it once that is fixed.
+        #[test]
+        #[ignore = "window.rs overflows on counters near u64::MAX (requests-lead.md)"]
+        fn the_analyzer_never_panics_on_hostile_counters(
+            mut samples in prop::collection::vec(sample_with(hostile_counter().boxed()), 1..8),
+            nodes in 1u32..3,
+        ) {
+            run(&mut samples, nodes)?;
+        }
+    }
+
+    fn run(samples: &mut Vec<Sample>, nodes: u32) -> Result<(), TestCaseError> {
+        // Time moves forward in a recording; the counters may do anything.
+        samples.sort_by_key(|s| s.t_ns);
+        let mut a = Analyzer::new(
+            super::info(),
+            super::topology(nodes),
+            AnalyzerConfig::default(),
+        );
+        for s in samples.drain(..) {
+            a.push(s);
+        }
+        for f in a.all_findings() {
+            prop_assert!(f.evidence.iter().all(|e| e.value.is_finite()), "{:?}", f);
+        }
+        for r in a.recommendations() {
+            prop_assert!(r.expected_iops.is_none_or(f64::is_finite));
+        }
+        Ok(())
+    }
+}
