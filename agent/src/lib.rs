@@ -12,5 +12,6 @@ pub mod collect;
 pub mod requests;
 pub mod serve;
 pub mod session;
+pub mod top;
 pub mod topology;
 pub mod trace;

@@ -1,0 +1,120 @@
+//! `ringside top`: the live view of a target (crate `tui`), or one snapshot without a terminal.
+//!
+//! Threading: one thread owns the [`Session`] and ticks it every `--interval`; in the live view
+//! that is the `tui` loop's thread (the tick runs inside the snapshot closure it calls), so
+//! sampling and drawing never race. A SIGINT sent from outside (raw mode turns a typed Ctrl-C
+//! into a key, which `tui` handles itself) sets a flag the loop checks at least every 250 ms,
+//! and the terminal is restored before returning.
+//!
+//! `--once` takes two samples one interval apart, so the snapshot holds exactly one window, and
+//! prints it as text (every table, findings, recommendations) or with `--json` as one
+//! `agent_core::Snapshot` object. `--json` alone prints one snapshot per line every interval.
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_core::Snapshot;
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::attach::AttachArgs;
+use crate::serve::parse_interval;
+use crate::session::{Session, SessionOptions};
+
+/// Options of `ringside top`.
+#[derive(Args, Clone, Debug)]
+pub struct TopArgs {
+    /// Sampling interval and window length: `1s`, `500ms`, `2.5s`.
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
+    pub interval: Duration,
+    /// Print one snapshot (one window: two samples one interval apart) and exit; no terminal
+    /// needed.
+    #[arg(long)]
+    pub once: bool,
+    /// JSON: with --once one Snapshot object; without it, one Snapshot per line every interval
+    /// until Ctrl-C.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `ringside top`.
+pub fn run(attach: &AttachArgs, args: &TopArgs) -> Result<()> {
+    let opts = SessionOptions {
+        window: args.interval,
+        ..SessionOptions::default()
+    };
+    let mut session = Session::open(attach, &opts)?;
+    let stdout = io::stdout();
+    if args.once {
+        let snap = first_window(&mut session, args.interval);
+        let mut out = io::BufWriter::new(stdout.lock());
+        if args.json {
+            serde_json::to_writer(&mut out, &snap).context("cannot encode the snapshot")?;
+            writeln!(out)?;
+        } else {
+            out.write_all(tui::text_report(&snap).as_bytes())?;
+        }
+        out.flush().context("cannot write to stdout")?;
+        return Ok(());
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    // A handler may already be installed when run() is called twice in one process (tests);
+    // typed Ctrl-C still works through the terminal, so that is not worth failing on.
+    let _ = ctrlc::set_handler(move || s.store(true, Ordering::Relaxed));
+
+    if args.json {
+        let mut out = io::BufWriter::new(stdout.lock());
+        let mut next = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            if session.tick().is_some() {
+                serde_json::to_writer(&mut out, &session.snapshot())
+                    .context("cannot encode the snapshot")?;
+                writeln!(out)?;
+                out.flush().context("cannot write to stdout")?;
+            }
+            next += args.interval;
+            sleep_until(next, &stop);
+        }
+        return Ok(());
+    }
+
+    tui::run(
+        || {
+            session.tick();
+            Some(session.snapshot())
+        },
+        tui::TopOptions {
+            interval: args.interval,
+            stop: Some(stop),
+        },
+    )
+    .context("ringside top")
+}
+
+/// Samples until the analyzer closes its first window (normally after one interval; a few more
+/// tries cover a sleep that woke early or a slow first sample).
+fn first_window(session: &mut Session, interval: Duration) -> Snapshot {
+    session.tick();
+    for _ in 0..4 {
+        std::thread::sleep(interval);
+        if session.tick().is_some() {
+            break;
+        }
+    }
+    session.snapshot()
+}
+
+/// Sleeps until `t` in short steps so `stop` is noticed within 100 ms.
+fn sleep_until(t: Instant, stop: &AtomicBool) {
+    loop {
+        let now = Instant::now();
+        if now >= t || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        std::thread::sleep((t - now).min(Duration::from_millis(100)));
+    }
+}
