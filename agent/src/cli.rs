@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::attach::AttachArgs;
 use crate::serve::{self, ServeArgs};
+use crate::top::{self, TopArgs};
 use crate::trace::{self, TraceArgs};
 
 /// ringside: see inside a poll-mode NVMe-oF target.
@@ -26,6 +27,8 @@ pub enum Command {
     Trace(TraceArgs),
     /// Serve the live analysis for Prometheus: /metrics, /healthz, /snapshot.json.
     Serve(ServeArgs),
+    /// Live view: reactors, qpairs, netdevs, devices, findings (`--once` prints one snapshot).
+    Top(TopArgs),
 }
 
 /// Runs a parsed command line.
@@ -35,5 +38,6 @@ pub fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::Trace(args) => trace::run(&cli.attach, args, &mut out),
         Command::Serve(args) => serve::run(&cli.attach, args),
+        Command::Top(args) => top::run(&cli.attach, args),
     }
 }
