@@ -95,7 +95,7 @@ pub fn recommend(
     if raised(FindingKind::InitiatorLimited) {
         out.extend(queue_depth(info, windows, &m, findings));
     }
-    if raised(FindingKind::ReactorImbalance) || starved_reactor(latest) {
+    if raised(FindingKind::ReactorImbalance) {
         out.extend(spread(info, latest, &m));
     }
     if raised(FindingKind::IdlePollingBurn) {
@@ -105,6 +105,20 @@ pub fn recommend(
     for r in &mut out {
         r.expected_iops = r.expected_iops.filter(|v| v.is_finite() && *v >= 0.0);
     }
+    // What answers a raised finding first (most severe first), then what the model suggests.
+    let rank = |r: &Recommendation| {
+        r.addresses
+            .iter()
+            .filter_map(|k| {
+                findings
+                    .iter()
+                    .filter(|f| f.kind == *k)
+                    .map(|f| f.severity)
+                    .max()
+            })
+            .max()
+    };
+    out.sort_by_key(|r| std::cmp::Reverse(rank(r)));
     out
 }
 
@@ -760,18 +774,6 @@ fn queue_depth(
         });
     }
     out
-}
-
-/// A reactor saturated while another live reactor serves nothing.
-fn starved_reactor(w: &Window) -> bool {
-    let hot = w
-        .reactors
-        .iter()
-        .any(|r| !r.stalled && r.busy_ratio >= crate::detect::starvation::SATURATED_BUSY);
-    hot && w
-        .reactors
-        .iter()
-        .any(|r| !r.stalled && r.active_qpairs == 0)
 }
 
 fn spread(info: &TargetInfo, w: &Window, m: &Model) -> Vec<Recommendation> {
