@@ -941,13 +941,19 @@ impl ReactorRdma {
         if c.sqsize > 0 {
             c.sqhd = (c.sqhd + 1) % c.sqsize;
         }
-        // The host may not have more commands outstanding than its queue holds.
-        let limit = if c.sqsize > 0 {
+        // The host may not have more commands outstanding than its queue holds. A request
+        // lives on here until its response SEND completes, which can be after the host saw the
+        // response and reused the slot: hence twice the queue.
+        let limit = 2 * if c.sqsize > 0 {
             u32::from(c.sqsize)
         } else {
             32
         };
         if c.reqs >= limit {
+            eprintln!(
+                "ringside-tgt: rdma: qpair {slot} ({}): more commands than the queue holds; closing it",
+                c.peer
+            );
             give_back(self);
             return self.conn_error(slot, ErrorClass::Protocol, ctx);
         }
