@@ -196,14 +196,14 @@ pub fn load_live(sys: &Path) -> Result<Loaded, TopologyError> {
     })
     .and_then(|hw| guarded(|| convert(&hw, format!("live:{host} (hwloc)"))));
     let (mut topo, hwloc_pci) = match hw {
-        Ok((topo, pci_objects)) => (topo, pci_objects),
+        Ok((topo, pci_objects)) => (topo, Some(pci_objects)),
         Err(hwloc) => match sysfs_cpu_topology(sys) {
             Ok(mut topo) => {
                 notes.push(format!(
-                    "hwloc failed ({hwloc}): CPUs and nodes from sysfs only"
+                    "hwloc failed ({hwloc}): CPUs, nodes and devices from sysfs only"
                 ));
                 topo.source = format!("live:{host} (sysfs only)");
-                (topo, 0)
+                (topo, None)
             }
             Err(sysfs) => {
                 return Err(TopologyError::Discovery {
@@ -218,7 +218,7 @@ pub fn load_live(sys: &Path) -> Result<Loaded, TopologyError> {
         add_sysfs_distances(&mut topo, sys);
     }
     let facts = SysfsFacts::read(sys);
-    if hwloc_pci == 0 && !facts.pci.is_empty() {
+    if hwloc_pci == Some(0) && !facts.pci.is_empty() {
         notes.push(
             "hwloc found no PCI devices (no I/O discovery): NIC/device locality from sysfs only"
                 .into(),
@@ -414,7 +414,11 @@ fn build_hwloc(
 ) -> Result<hwlocality::Topology, String> {
     guarded(|| {
         let b = cfg(TopologyBuilder::new())?;
-        b.build().map_err(|e| e.to_string())
+        b.build().map_err(|e| match e.errno {
+            // errno's Display is the C library's text ("Invalid argument").
+            Some(errno) => format!("{}: {errno}", e.api),
+            None => format!("{} failed", e.api),
+        })
     })?
 }
 

@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use agent::topology::{
     load, load_sysfs, parse_cpulist, Loaded, SysfsFacts, TopologyError, TopologySource,
@@ -53,12 +54,10 @@ fn assert_consistent(t: &Topology) {
     }
 }
 
-#[test]
-fn live_machine_matches_sysfs() {
-    let l = load_ok(&TopologySource::Live);
-    let t = &l.topology;
-    println!("{}: {}; notes: {:?}", t.source, t.summary(), l.notes);
-    assert!(t.source.starts_with("live:"), "source {:?}", t.source);
+/// The model of this machine agrees with what sysfs says: exactly the online CPUs, one node per
+/// sysfs node, every netdev and disk sysfs places on a PCI function on that function with the
+/// same speed, `lo` nowhere.
+fn assert_matches_this_machine(t: &Topology) {
     let online = fs::read_to_string("/sys/devices/system/cpu/online")
         .expect("this machine has /sys/devices/system/cpu/online");
     let online = parse_cpulist(&online).expect("the kernel's cpu list parses");
@@ -84,7 +83,6 @@ fn live_machine_matches_sysfs() {
     }
     assert!(t.pci_of_netdev("lo").is_none(), "lo is not a PCI netdev");
     assert_eq!(t.node_of_netdev("lo"), None);
-    // Every netdev sysfs places on a PCI function is on that function in the model.
     let facts = SysfsFacts::read(Path::new("/sys"));
     for (name, nd) in &facts.netdevs {
         if let Some(bdf) = &nd.pci {
@@ -113,10 +111,122 @@ fn live_machine_matches_sysfs() {
             assert_eq!(&p.bdf, bdf, "block device {name}");
         }
     }
+}
+
+#[test]
+fn live_machine_matches_sysfs() {
+    let l = load_ok(&TopologySource::Live);
+    let t = &l.topology;
+    println!("{}: {}; notes: {:?}", t.source, t.summary(), l.notes);
+    assert!(t.source.starts_with("live:"), "source {:?}", t.source);
+    assert_matches_this_machine(t);
     // The live model serialises and reads back as a JSON topology.
     let json = serde_json::to_string(t).expect("topology serialises");
     let back: Topology = serde_json::from_str(&json).expect("and deserialises");
     assert_eq!(&back, t);
+}
+
+/// Runs one `#[ignore]`d test of this binary in a child process with `env` set: hwloc reads its
+/// configuration from the environment, and setting it in this multi-threaded process would
+/// race the other tests.
+fn run_child(test: &str, env: &[(&str, &str)]) {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    let out = Command::new(exe)
+        .args([
+            "--exact",
+            test,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run the test binary again");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "child test {test} with {env:?} failed:\n{stdout}\n{stderr}"
+    );
+}
+
+const CHILD_ENV: &str = "RINGSIDE_TOPOLOGY_CHILD";
+
+/// Whether this process is the child [`run_child`] started (the child tests are `#[ignore]`d,
+/// and `cargo test -- --ignored` alone must not run them without their environment).
+fn in_child(test: &str) -> bool {
+    let here = std::env::var(CHILD_ENV).is_ok_and(|v| v == test);
+    if !here {
+        println!("skipping {test}: it runs only as a child of its parent test");
+    }
+    here
+}
+
+#[test]
+fn live_without_hwloc_io_discovery_uses_sysfs() {
+    run_child(
+        "child_live_without_hwloc_io",
+        &[
+            ("HWLOC_COMPONENTS", "-linuxio,-pci"),
+            (CHILD_ENV, "child_live_without_hwloc_io"),
+        ],
+    );
+}
+
+#[test]
+#[ignore = "run by live_without_hwloc_io_discovery_uses_sysfs with HWLOC_COMPONENTS set"]
+fn child_live_without_hwloc_io() {
+    if !in_child("child_live_without_hwloc_io") {
+        return;
+    }
+    let l = load_ok(&TopologySource::Live);
+    println!("{}; notes: {:?}", l.topology.summary(), l.notes);
+    assert_matches_this_machine(&l.topology);
+    let sysfs_has_pci = !SysfsFacts::read(Path::new("/sys")).pci.is_empty();
+    if sysfs_has_pci {
+        assert!(
+            l.notes
+                .iter()
+                .any(|n| n.contains("hwloc found no PCI devices")),
+            "one note says hwloc had no I/O: {:?}",
+            l.notes
+        );
+    }
+}
+
+#[test]
+fn live_falls_back_to_sysfs_when_hwloc_fails() {
+    run_child(
+        "child_live_hwloc_broken",
+        &[
+            ("HWLOC_COMPONENTS", "nosuch,stop"),
+            (CHILD_ENV, "child_live_hwloc_broken"),
+        ],
+    );
+}
+
+#[test]
+#[ignore = "run by live_falls_back_to_sysfs_when_hwloc_fails with HWLOC_COMPONENTS set"]
+fn child_live_hwloc_broken() {
+    if !in_child("child_live_hwloc_broken") {
+        return;
+    }
+    let l = load_ok(&TopologySource::Live);
+    println!("{}; notes: {:?}", l.topology.summary(), l.notes);
+    assert!(
+        l.topology.source.contains("sysfs only"),
+        "{}",
+        l.topology.source
+    );
+    let hwloc_notes: Vec<&String> = l.notes.iter().filter(|n| n.contains("hwloc")).collect();
+    assert_eq!(hwloc_notes.len(), 1, "one note about hwloc: {:?}", l.notes);
+    assert!(
+        hwloc_notes[0].starts_with("hwloc failed (hwloc_topology_load: Invalid argument")
+            && hwloc_notes[0].contains("sysfs only"),
+        "the note says hwloc failed and why: {:?}",
+        l.notes
+    );
+    assert_matches_this_machine(&l.topology);
 }
 
 #[test]
@@ -464,4 +574,25 @@ fn sysfs_without_cpus_is_an_error() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let e = load_sysfs(dir.path()).expect_err("an empty tree describes no machine");
     assert!(e.to_string().contains("online"), "{e}");
+}
+
+#[test]
+fn truncated_xml_never_panics() {
+    let full = fs::read_to_string(fixture("two-socket.xml")).expect("fixture");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("cut.xml");
+    let mut errors = 0;
+    // Cut at 40 points spread over the file (char boundaries: the fixture is ASCII).
+    for i in 1..40 {
+        let cut = full.len() * i / 40;
+        fs::write(&path, &full[..cut]).expect("write");
+        match load(&TopologySource::Xml(path.clone())) {
+            Ok(l) => assert!(!l.topology.cpus.is_empty(), "a loaded cut has CPUs"),
+            Err(e) => {
+                errors += 1;
+                assert!(e.to_string().contains("cut.xml"), "{e}");
+            }
+        }
+    }
+    assert!(errors > 30, "almost every cut is refused ({errors}/39)");
 }
