@@ -224,13 +224,14 @@ pub fn load_live(sys: &Path) -> Result<Loaded, TopologyError> {
                 .into(),
         );
     }
-    facts.apply(&mut topo, &mut notes);
+    facts.apply(&mut topo);
     if topo.pci.is_empty() {
         notes.push(
             "no PCI network or storage devices found (hwloc and sysfs): NIC/device locality unknown"
                 .into(),
         );
     }
+    note_unknown_locality(&topo, &mut notes);
     Ok(Loaded {
         topology: topo,
         notes,
@@ -247,7 +248,8 @@ pub fn load_sysfs(sys: &Path) -> Result<Loaded, TopologyError> {
     topo.source = format!("sysfs:{}", sys.display());
     add_sysfs_distances(&mut topo, sys);
     let mut notes = Vec::new();
-    SysfsFacts::read(sys).apply(&mut topo, &mut notes);
+    SysfsFacts::read(sys).apply(&mut topo);
+    note_unknown_locality(&topo, &mut notes);
     Ok(Loaded {
         topology: topo,
         notes,
@@ -266,7 +268,7 @@ fn load_xml(path: &Path) -> Result<Loaded, TopologyError> {
     })?;
     let xml_err = |reason: String| TopologyError::Xml {
         path: path.to_path_buf(),
-        reason,
+        reason: format!("not a valid hwloc topology ({reason})"),
     };
     if text.contains('\0') {
         return Err(xml_err("the file contains NUL bytes".into()));
@@ -295,7 +297,7 @@ fn load_xml(path: &Path) -> Result<Loaded, TopologyError> {
     let have_sidecar = sidecar.exists();
     if have_sidecar {
         let facts = SysfsFacts::from_file(&sidecar)?;
-        facts.apply(&mut topo, &mut notes);
+        facts.apply(&mut topo);
         topo.source = format!("{} + {}", topo.source, sidecar.display());
     }
     if pci_objects == 0 && topo.pci.is_empty() {
@@ -304,6 +306,7 @@ fn load_xml(path: &Path) -> Result<Loaded, TopologyError> {
             path.display()
         ));
     }
+    note_unknown_locality(&topo, &mut notes);
     for p in topo.pci.iter().filter(|p| p.is_network()) {
         if p.link_speed_mbps.is_none() {
             let why = if have_sidecar {
@@ -384,6 +387,7 @@ fn load_json(path: &Path) -> Result<Loaded, TopologyError> {
             ));
         }
     }
+    note_unknown_locality(&topo, &mut notes);
     if topo.pci.is_empty() {
         notes.push(format!(
             "{} lists no PCI devices: NIC/device locality unknown",
@@ -394,6 +398,22 @@ fn load_json(path: &Path) -> Result<Loaded, TopologyError> {
         topology: topo,
         notes,
     })
+}
+
+/// One note per device whose node is unknown on a multi-node machine (on one node, every device
+/// is on it).
+fn note_unknown_locality(topo: &Topology, notes: &mut Vec<String>) {
+    if topo.nodes.len() <= 1 {
+        return;
+    }
+    for p in topo.pci.iter().filter(|p| p.node.is_none()) {
+        notes.push(format!(
+            "{} ({}): NUMA node unknown (attached to no single node; sysfs numa_node -1 or \
+             absent): its locality cannot be judged",
+            p.bdf,
+            p.label()
+        ));
+    }
 }
 
 /// Runs `f`, turning a panic (a binding assertion on input hwloc accepted) into an error.
@@ -770,9 +790,8 @@ impl SysfsFacts {
     }
 
     /// Adds these facts to `topo`: attaches names to PCI devices (adding devices hwloc did not
-    /// report), sets link speeds, fills unknown nodes; one note per device whose node stays
-    /// unknown on a multi-node machine.
-    pub fn apply(&self, topo: &mut Topology, notes: &mut Vec<String>) {
+    /// report), sets link speeds, fills unknown nodes.
+    pub fn apply(&self, topo: &mut Topology) {
         let single_node = (topo.nodes.len() == 1).then(|| topo.nodes[0].os_index);
         // Network and storage functions even without OS names (an NVMe bound to vfio-pci).
         for (bdf, pf) in &self.pci {
@@ -815,15 +834,6 @@ impl SysfsFacts {
             }
         }
         topo.pci.sort_by(|a, b| a.bdf.cmp(&b.bdf));
-        if topo.nodes.len() > 1 {
-            for p in topo.pci.iter().filter(|p| p.node.is_none()) {
-                notes.push(format!(
-                    "{} ({}): firmware reports no NUMA node (numa_node -1): its locality is unknown",
-                    p.bdf,
-                    p.label()
-                ));
-            }
-        }
     }
 
     /// Index of the device `bdf` in `topo.pci`, added when missing; fills its node and class

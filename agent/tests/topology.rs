@@ -563,7 +563,7 @@ fn sysfs_tree_alone_gives_nodes_devices_and_speeds() {
     assert!(
         l.notes
             .iter()
-            .any(|n| n.contains("0000:00:03.0") && n.contains("numa_node -1")),
+            .any(|n| n.contains("0000:00:03.0 (eth0 rxe0): NUMA node unknown")),
         "{:?}",
         l.notes
     );
@@ -595,4 +595,41 @@ fn truncated_xml_never_panics() {
         }
     }
     assert!(errors > 30, "almost every cut is refused ({errors}/39)");
+}
+
+#[test]
+fn xml_device_on_no_single_node_is_noted() {
+    // Move the NIC's host bridge from package 1 to the machine: hwloc then knows no single
+    // node for it (as on boxes whose firmware reports no proximity for a root complex).
+    let full = fs::read_to_string(fixture("two-socket.xml")).expect("fixture");
+    let start = full
+        .find("      <object type=\"Bridge\" gp_index=\"110\"")
+        .expect("the NIC's bridge");
+    let end = start
+        + full[start..].find("\n      </object>\n").expect("its end")
+        + "\n      </object>\n".len();
+    let block = &full[start..end];
+    let rest = format!("{}{}", &full[..start], &full[end..]);
+    let at = rest
+        .find("  </object>\n  <distances2")
+        .expect("the machine's end");
+    let moved = format!("{}{block}{}", &rest[..at], &rest[at..]);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let path = dir.path().join("moved.xml");
+    fs::write(&path, moved).expect("write");
+    let l = load_ok(&TopologySource::Xml(path));
+    assert_eq!(l.topology.nodes.len(), 2);
+    assert_eq!(l.topology.node_of_netdev("ens1f0"), None, "no single node");
+    assert_eq!(
+        l.topology.node_of_block_device("nvme0n1"),
+        Some(0),
+        "the SSD stays"
+    );
+    assert!(
+        l.notes
+            .iter()
+            .any(|n| n.starts_with("0000:81:00.0 (ens1f0 mlx5_0): NUMA node unknown")),
+        "{:?}",
+        l.notes
+    );
 }
