@@ -15,6 +15,8 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::finding::{Finding, Subject};
+use crate::sample::{MemorySample, TargetInfo};
 use crate::topology::{PciDevice, Topology};
 
 /// Something to show on the picture.
@@ -63,6 +65,83 @@ pub enum Place {
     Node(u32),
     /// A PCI device by any of its names.
     Device(String),
+}
+
+/// The marks a report draws for a target: its reactors on their CPUs, its buffer memory per
+/// node (numa_maps), the listeners' NICs and the namespaces' drives, and what each finding is
+/// about (reactor → its CPU, netdev or device → its PCI device).
+pub fn marks_for(
+    info: &TargetInfo,
+    memory: Option<&MemorySample>,
+    findings: &[Finding],
+) -> Vec<Mark> {
+    let mut marks = Vec::new();
+    let mut reactors = info.reactors.clone();
+    reactors.sort_by_key(|r| r.index);
+    for r in &reactors {
+        marks.push(Mark::Reactor {
+            cpu: r.core,
+            label: format!("reactor {}", r.index),
+        });
+    }
+    if let Some(m) = memory {
+        let (by_node, what) = if m.buffer_bytes_by_node.is_empty() {
+            (&m.total_bytes_by_node, "target memory")
+        } else {
+            (&m.buffer_bytes_by_node, "target buffers")
+        };
+        let mut by_node = by_node.clone();
+        by_node.sort_unstable();
+        for (node, bytes) in by_node.into_iter().filter(|&(_, b)| b > 0) {
+            marks.push(Mark::Memory {
+                node,
+                label: format!("{what} {}", human_bytes(bytes)),
+            });
+        }
+    }
+    for l in &info.listeners {
+        if let Some(nd) = &l.netdev {
+            marks.push(Mark::Device {
+                name: nd.clone(),
+                label: format!("listener {} {}", l.transport, l.address),
+            });
+        }
+    }
+    for ns in &info.namespaces {
+        let Some(dev) = &ns.device else { continue };
+        let dev = dev.strip_prefix("/dev/").unwrap_or(dev);
+        // A backing file is not a device: nothing to place.
+        if dev.contains('/') {
+            continue;
+        }
+        marks.push(Mark::Device {
+            name: dev.to_string(),
+            label: format!("ns {} ({})", ns.nsid, ns.backend),
+        });
+    }
+    let core_of = |index: u32| {
+        info.reactors
+            .iter()
+            .find(|r| r.index == index)
+            .map(|r| r.core)
+    };
+    for f in findings {
+        let place = match &f.subject {
+            Subject::Reactor { index } => core_of(*index).map(Place::Cpu),
+            Subject::Qpair { reactor, .. } => core_of(*reactor).map(Place::Cpu),
+            Subject::Netdev { name } | Subject::Device { name } => {
+                Some(Place::Device(name.clone()))
+            }
+            Subject::Target => None,
+        };
+        if let Some(place) = place {
+            marks.push(Mark::Highlight {
+                place,
+                label: shorten_back(&format!("{}: {}", f.kind.name(), f.summary), 90),
+            });
+        }
+    }
+    marks
 }
 
 // Geometry (px).
@@ -364,7 +443,10 @@ pub fn render_svg(topo: &Topology, marks: &[Mark]) -> String {
         ));
     }
     for u in &unplaced {
-        footer.push((format!("not in this topology: {u}"), WARN));
+        footer.push((
+            format!("not placed (virtual, or not in this topology): {u}"),
+            MUTED,
+        ));
     }
     let legend_h = LINE + 4;
     let boxes_w: i64 = col_w.iter().sum::<i64>() + GAP * (ncols as i64 - 1);
@@ -572,6 +654,15 @@ fn draw_box(
         );
     }
     out.push_str("</g>");
+}
+
+/// `s` cut to `max` characters, keeping the start.
+fn shorten_back(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(max - 1).collect();
+    format!("{head}…")
 }
 
 /// `s` cut to `max` characters, keeping the end (`…/fixtures/topology/two-socket.xml`).
@@ -835,7 +926,9 @@ mod tests {
             "buffers here (node 4)",
         ] {
             assert!(
-                a.contains(&format!("not in this topology: {s}")),
+                a.contains(&format!(
+                    "not placed (virtual, or not in this topology): {s}"
+                )),
                 "{s} listed"
             );
         }
@@ -872,5 +965,98 @@ mod tests {
         assert_well_formed(&svg);
         assert!(svg.contains("NUMA node 3 · 1.5 GiB"));
         assert_eq!(svg.matches("class=\"cpu\"").count(), 256);
+    }
+
+    #[test]
+    fn marks_for_a_target() {
+        use crate::finding::{FindingKind, Severity};
+        use crate::sample::{ListenerInfo, NamespaceInfo, ReactorInfo};
+        let info = TargetInfo {
+            reactors: vec![
+                ReactorInfo {
+                    index: 1,
+                    core: 5,
+                    tid: None,
+                },
+                ReactorInfo {
+                    index: 0,
+                    core: 1,
+                    tid: None,
+                },
+            ],
+            listeners: vec![ListenerInfo {
+                transport: "tcp".into(),
+                address: "10.0.0.1:4420".into(),
+                netdev: Some("ens1f0".into()),
+            }],
+            namespaces: vec![
+                NamespaceInfo {
+                    nqn: "nqn.x".into(),
+                    nsid: 1,
+                    backend: "uring".into(),
+                    device: Some("/dev/nvme0n1".into()),
+                },
+                NamespaceInfo {
+                    nqn: "nqn.x".into(),
+                    nsid: 2,
+                    backend: "uring".into(),
+                    device: Some("/var/tmp/disk.img".into()),
+                },
+            ],
+            ..TargetInfo::default()
+        };
+        let memory = MemorySample {
+            buffer_bytes_by_node: vec![(1, 3 << 30), (0, 0)],
+            total_bytes_by_node: vec![(1, 4 << 30)],
+            policy: None,
+        };
+        let finding = Finding {
+            kind: FindingKind::NumaMisplacement,
+            severity: Severity::Warning,
+            subject: Subject::Reactor { index: 0 },
+            summary: "reactor 0 runs on node 0, its NIC ens1f0 on node 1".into(),
+            evidence: vec![],
+            windows: 3,
+            since_ns: 0,
+            until_ns: 0,
+            confidence: 0.9,
+        };
+        let marks = marks_for(&info, Some(&memory), &[finding]);
+        assert_eq!(
+            marks,
+            vec![
+                Mark::Reactor {
+                    cpu: 1,
+                    label: "reactor 0".into()
+                },
+                Mark::Reactor {
+                    cpu: 5,
+                    label: "reactor 1".into()
+                },
+                Mark::Memory {
+                    node: 1,
+                    label: "target buffers 3 GiB".into()
+                },
+                Mark::Device {
+                    name: "ens1f0".into(),
+                    label: "listener tcp 10.0.0.1:4420".into()
+                },
+                Mark::Device {
+                    name: "nvme0n1".into(),
+                    label: "ns 1 (uring)".into()
+                },
+                Mark::Highlight {
+                    place: Place::Cpu(1),
+                    label: "numa_misplacement: reactor 0 runs on node 0, its NIC ens1f0 on node 1"
+                        .into()
+                },
+            ]
+        );
+        let svg = render_svg(&two_socket(), &marks);
+        assert_well_formed(&svg);
+        assert!(svg.contains("memory: target buffers 3 GiB"));
+        assert!(svg.contains("← ns 1 (uring)"));
+        assert!(!svg.contains("not placed"), "everything is on the picture");
+        assert_eq!(shorten_back("abcdef", 4), "abc…");
     }
 }
