@@ -27,7 +27,7 @@ use agent_core::topology::{CpuInfo, NumaNodeInfo, PciDevice, Topology};
 use hwlocality::object::attributes::ObjectAttributes;
 use hwlocality::object::types::{OSDeviceType, ObjectType};
 use hwlocality::object::TopologyObject;
-use hwlocality::topology::builder::{TopologyBuilder, TypeFilter};
+use hwlocality::topology::builder::{BuildFlags, TopologyBuilder, TypeFilter};
 use serde::{Deserialize, Serialize};
 
 /// Where to take the topology from.
@@ -192,6 +192,10 @@ pub fn load_live(sys: &Path) -> Result<Loaded, TopologyError> {
     };
     let hw = build_hwloc(|b| {
         b.with_io_type_filter(TypeFilter::KeepImportant)
+            .map_err(|e| e.to_string())?
+            // The machine, not this process's cgroup: the target may be pinned to CPUs the
+            // agent is not allowed on.
+            .with_flags(BuildFlags::INCLUDE_DISALLOWED)
             .map_err(|e| e.to_string())
     })
     .and_then(|hw| guarded(|| convert(&hw, format!("live:{host} (hwloc)"))));
