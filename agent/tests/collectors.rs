@@ -381,6 +381,70 @@ fn unspecified_listener_watches_every_up_interface() {
     assert_eq!(s.netdevs.len(), c.devices().len());
 }
 
+#[test]
+fn ipv6_loopback_listener_resolves_to_lo() {
+    let inet6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap_or_default();
+    if !inet6
+        .lines()
+        .any(|l| l.starts_with("00000000000000000000000000000001"))
+    {
+        eprintln!("skipped: no ::1 on this machine (IPv6 disabled)");
+        return;
+    }
+    let mut info = TargetInfo {
+        listeners: vec![ListenerInfo {
+            transport: "tcp".into(),
+            address: "[::1]:4420".into(),
+            netdev: None,
+        }],
+        ..TargetInfo::default()
+    };
+    let mut c = NetdevCollector::new();
+    c.describe(&mut info);
+    assert_eq!(info.listeners[0].netdev.as_deref(), Some("lo"));
+}
+
+#[test]
+fn a_netdev_missing_from_this_namespace_is_one_capability_line() {
+    let mut info = TargetInfo {
+        listeners: vec![ListenerInfo {
+            transport: "tcp".into(),
+            address: "10.99.0.1:4420".into(),
+            netdev: Some("rs-nodev0".into()),
+        }],
+        ..TargetInfo::default()
+    };
+    let mut c = NetdevCollector::new();
+    c.describe(&mut info);
+    let cap = capability_of(&c);
+    assert!(!cap.available, "{}", cap.note);
+    assert!(
+        cap.note.contains("not in this network namespace"),
+        "{}",
+        cap.note
+    );
+    let s = collect_once(&mut c, &info);
+    assert!(s.netdevs.is_empty(), "{s:?}");
+
+    // An address no interface holds says so too.
+    let mut info = TargetInfo {
+        listeners: vec![ListenerInfo {
+            transport: "tcp".into(),
+            address: "192.0.2.250:4420".into(),
+            netdev: None,
+        }],
+        ..TargetInfo::default()
+    };
+    let mut c = NetdevCollector::new();
+    c.describe(&mut info);
+    let cap = capability_of(&c);
+    assert!(
+        !cap.available && cap.note.contains("no interface"),
+        "{}",
+        cap.note
+    );
+}
+
 /// Two network namespaces joined by a veth pair; deleted on drop.
 struct NetnsPair {
     a: String,

@@ -37,6 +37,8 @@ pub struct NetdevCollector {
     /// Why rtnetlink is not used, when it is not.
     rtnl_error: Option<String>,
     tc: TcState,
+    /// Devices named by the description that this network namespace does not have.
+    absent: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +67,7 @@ impl NetdevCollector {
             rtnl: None,
             rtnl_error: None,
             tc: TcState::Untried,
+            absent: Vec::new(),
         }
     }
 
@@ -208,6 +211,24 @@ impl super::Collector for NetdevCollector {
                 },
             };
         }
+        let absent = if self.absent.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; not in this network namespace: {} (run the agent in the target's, e.g. `ip netns exec`)",
+                self.absent.join(", ")
+            )
+        };
+        if self.absent.len() == self.devs.len() {
+            return Capability {
+                name: "netdev".into(),
+                available: false,
+                note: format!(
+                    "{}{absent}: netdev counters unavailable",
+                    self.resolved.join("; ")
+                ),
+            };
+        }
         let qdisc = match (&self.rtnl, &self.rtnl_error, self.tc) {
             (Some(_), _, _) => "; egress qdisc via rtnetlink".to_string(),
             (None, why, TcState::Missing) => format!(
@@ -222,7 +243,7 @@ impl super::Collector for NetdevCollector {
         Capability {
             name: "netdev".into(),
             available: true,
-            note: format!("{}{qdisc}", self.resolved.join("; ")),
+            note: format!("{}{qdisc}{absent}", self.resolved.join("; ")),
         }
     }
 
@@ -241,9 +262,10 @@ impl super::Collector for NetdevCollector {
             };
             let names = netdevs_of(ip);
             match names.as_slice() {
-                [] => self
-                    .resolved
-                    .push(format!("{}: no interface holds {ip}", l.address)),
+                [] => self.resolved.push(format!(
+                    "{}: no interface of this network namespace holds {ip} (is the agent in the target's?)",
+                    l.address
+                )),
                 [one] => {
                     self.resolved.push(format!("{} on {one}", l.address));
                     l.netdev = Some(one.clone());
@@ -261,6 +283,15 @@ impl super::Collector for NetdevCollector {
         if self.devs.is_empty() {
             return;
         }
+        let present = parse_proc_net_dev(
+            &std::fs::read_to_string("/proc/thread-self/net/dev").unwrap_or_default(),
+        );
+        self.absent = self
+            .devs
+            .iter()
+            .filter(|d| !present.iter().any(|p| p.name == d.name))
+            .map(|d| d.name.clone())
+            .collect();
         match rtnl::Rtnl::open() {
             Ok(rt) => self.rtnl = Some(rt),
             Err(e) => self.rtnl_error = Some(format!("no rtnetlink socket ({e})")),
