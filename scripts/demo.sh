@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: build, start ringside-tgt on loopback with a RAM namespace,
-# drive it with ringside-perf (a verify pass, then 4 KiB random reads at queue depth 1 and 32), print the results,
-# then show what the agent sees through the target's shared-memory trace rings.
+# check data integrity with ringside-perf, then drive the target with a deliberately poor initiator
+# configuration (queue depth 1), let `ringside diagnose` watch it, apply what it recommends and
+# show the before/after figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -10,18 +11,40 @@ T=${CARGO_TARGET_DIR:-target}/release
 PORT=${RINGSIDE_DEMO_PORT:-4420}
 NQN=nqn.2026-11.io.ringside:nvme0
 SOCK=/var/tmp/ringside-demo.sock
+OUT=${RINGSIDE_DEMO_OUT:-/var/tmp/ringside-demo}
+mkdir -p "$OUT"
 "$T/ringside-tgt" --name demo --listen 127.0.0.1:$PORT --malloc 256MiB --cores 0 --rpc-socket $SOCK &
 TGT=$!
-trap 'kill $TGT 2>/dev/null; wait $TGT 2>/dev/null || true' EXIT
+LOAD=
+trap 'kill $LOAD $TGT 2>/dev/null; wait $TGT 2>/dev/null || true' EXIT
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
 TRID="trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:$PORT subnqn:$NQN"
 CORE=$(( $(nproc) > 1 ? 1 : 0 ))
-echo "== verify: write a pattern over 64 MiB, random mixed I/O, check every read"
+
+echo "== 1. verify: write a pattern over 64 MiB, random mixed I/O, check every read"
 "$T/ringside-perf" -r "$TRID" -q 16 -o 16384 -w randrw -M 50 -t 3 --range 64MiB --verify --cores $CORE
-for qd in 1 32; do
-  echo "== 4 KiB random read, queue depth $qd, one initiator core"
-  "$T/ringside-perf" -r "$TRID" -q $qd -o 4096 -w randread -t 5 --cores $CORE
-done
-echo "== what the agent sees: the instance, the last requests with their per-stage durations"
-"$T/ringside" --name demo trace --describe | head -8 || true
-"$T/ringside" --name demo trace --requests 2>&1 | tail -6 || true
+
+echo "== 2. a poor initiator: 4 KiB random reads at queue depth 1, while ringside diagnose watches"
+"$T/ringside-perf" -r "$TRID" -q 1 -o 4096 -w randread -t 12 --cores $CORE --json > "$OUT/before.json" &
+LOAD=$!
+sleep 1
+"$T/ringside" --name demo diagnose --duration 8s --json --html "$OUT/report.html" > "$OUT/report.json"
+wait $LOAD; LOAD=
+"$T/ringside" report --help >/dev/null
+jq -r '.findings[] | "finding: [\(.severity)] \(.kind) on \(.subject.type) \(.subject.index // "")\(.subject.reactor // "").\(.subject.slot // "") — \(.summary)"' "$OUT/report.json"
+jq -r '.recommendations[] | "recommend: \(.setting) \(.current) -> \(.proposed) (\(.applies_to)): \(.expected_effect)\n    \(.fragment)"' "$OUT/report.json"
+QD=$(jq -r '[.recommendations[] | select(.setting == "initiator_queue_depth") | .proposed][0] // empty' "$OUT/report.json")
+if [ -z "$QD" ]; then
+  echo "the agent recommended no initiator queue depth; full report:"; jq . "$OUT/report.json"; exit 1
+fi
+
+echo "== 3. apply the recommendation: queue depth $QD"
+"$T/ringside-perf" -r "$TRID" -q "$QD" -o 4096 -w randread -t 5 --cores $CORE --json > "$OUT/after.json"
+
+B=$(jq '.total.iops' "$OUT/before.json"); A=$(jq '.total.iops' "$OUT/after.json")
+EXP=$(jq '[.recommendations[] | select(.setting == "initiator_queue_depth") | .expected_iops][0] // 0' "$OUT/report.json")
+echo "== before/after (4 KiB random read, 1 target core)"
+printf '  before: QD1   %10.0f IOPS   p50 %s us\n' "$B" "$(jq '.total.latency_us.p50' "$OUT/before.json")"
+printf '  after:  QD%-3s %10.0f IOPS   p50 %s us   (agent expected ~%.0f)\n' "$QD" "$A" "$(jq '.total.latency_us.p50' "$OUT/after.json")" "$EXP"
+printf '  ratio:  %.1fx\n' "$(echo "$A / $B" | bc -l)"
+echo "Full report: $OUT/report.html (self-contained), $OUT/report.json; Markdown: ringside report or diagnose without --json"

@@ -6,6 +6,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use crate::attach::AttachArgs;
+use crate::diagnose::{self, DiagnoseArgs, RecordArgs, ReportArgs};
 use crate::serve::{self, ServeArgs};
 use crate::top::{self, TopArgs};
 use crate::trace::{self, TraceArgs};
@@ -25,6 +26,13 @@ pub struct Cli {
 pub enum Command {
     /// Dump or follow the target's tracepoint rings (all reactors merged in time order).
     Trace(TraceArgs),
+    /// Watch the target for a while and write a diagnosis: findings with evidence,
+    /// recommended settings as ready config fragments (Markdown, JSON or HTML).
+    Diagnose(DiagnoseArgs),
+    /// Record the agent's inputs for a later `ringside report`.
+    Record(RecordArgs),
+    /// Diagnose offline from a recording.
+    Report(ReportArgs),
     /// Serve the live analysis for Prometheus: /metrics, /healthz, /snapshot.json.
     Serve(ServeArgs),
     /// Live view: reactors, qpairs, netdevs, devices, findings (`--once` prints one snapshot).
@@ -37,6 +45,9 @@ pub fn run(cli: Cli) -> Result<()> {
     let mut out = io::BufWriter::new(stdout.lock());
     match &cli.command {
         Command::Trace(args) => trace::run(&cli.attach, args, &mut out),
+        Command::Diagnose(args) => diagnose::diagnose(&cli.attach, args, &mut out),
+        Command::Record(args) => diagnose::record(&cli.attach, args, &mut out),
+        Command::Report(args) => diagnose::report(args, &mut out),
         Command::Serve(args) => serve::run(&cli.attach, args),
         Command::Top(args) => top::run(&cli.attach, args),
     }

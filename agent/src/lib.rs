@@ -9,9 +9,23 @@
 pub mod attach;
 pub mod cli;
 pub mod collect;
+pub mod diagnose;
 pub mod requests;
 pub mod serve;
 pub mod session;
 pub mod top;
 pub mod topology;
 pub mod trace;
+
+/// The topology picture for an HTML report: the machine with the reactors' CPUs marked.
+pub fn render_topology(report: &agent_core::report::Report) -> String {
+    use agent_core::topology_svg::{marks_for, render_svg};
+    if report.topology.cpus.is_empty() {
+        return String::new();
+    }
+    let memory = report.overall.as_ref().and_then(|w| w.memory.as_ref());
+    render_svg(
+        &report.topology,
+        &marks_for(&report.target, memory, &report.findings),
+    )
+}

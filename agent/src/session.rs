@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use agent_core::sample::{Capability, Sample};
 use agent_core::{Analyzer, AnalyzerConfig, Snapshot, Topology, Window};
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::attach::AttachArgs;
 use crate::collect::ring::RingCollector;
@@ -21,16 +21,41 @@ use crate::collect::{Collector, Sources};
 pub struct SessionOptions {
     /// Window length (also the sampling interval).
     pub window: Duration,
-    /// Topology to analyse against; `None` = discover this machine.
-    pub topology: Option<Topology>,
+    /// Topology to analyse against (`--topology`); `None` = discover this machine.
+    pub topology_arg: Option<String>,
+    /// The netdev serving the listeners (`--nic`), overriding what the collectors found.
+    pub nic: Option<String>,
 }
 
 impl Default for SessionOptions {
     fn default() -> SessionOptions {
         SessionOptions {
             window: Duration::from_secs(1),
-            topology: None,
+            topology_arg: None,
+            nic: None,
         }
+    }
+}
+
+/// Loads a topology from a `--topology` argument (hwloc XML, ringside JSON,
+/// `synthetic:…`, `live`): returns it and its degradation notes.
+pub fn load_topology(arg: &str) -> Result<(Topology, Vec<String>)> {
+    let source = crate::topology::TopologySource::from_arg(arg)?;
+    let loaded =
+        crate::topology::load(&source).with_context(|| format!("cannot load topology {arg:?}"))?;
+    Ok((loaded.topology, loaded.notes))
+}
+
+/// This machine's topology (hwloc plus sysfs), or an empty one with a note saying why.
+pub fn discover_topology() -> (Topology, Vec<String>) {
+    match crate::topology::load(&crate::topology::TopologySource::Live) {
+        Ok(l) => (l.topology, l.notes),
+        Err(e) => (
+            Topology::default(),
+            vec![format!(
+                "machine topology unavailable ({e}): NUMA findings need --topology; everything else works"
+            )],
+        ),
     }
 }
 
@@ -47,19 +72,34 @@ impl Session {
     /// cannot work say so in the snapshot's capabilities; only a missing trace file is an error.
     pub fn open(attach: &AttachArgs, opts: &SessionOptions) -> Result<Session> {
         let reader = attach.open()?;
-        let collectors: Vec<Box<dyn Collector>> = vec![Box::new(RingCollector::new(reader))];
+        let pid = reader.header().pid;
+        let mut collectors: Vec<Box<dyn Collector>> = vec![Box::new(RingCollector::new(reader))];
+        collectors.extend(crate::collect::standard::standard(pid));
         let mut sources = Sources::new(collectors, Box::new(trace_ring::tsc::mono_ns));
-        let topology = match &opts.topology {
-            Some(t) => t.clone(),
-            None => {
-                sources.note_capability(Capability {
-                    name: "topology".into(),
-                    available: false,
-                    note: "machine topology not discovered: NUMA findings need --topology".into(),
-                });
-                Topology::default()
+        if let Some(nic) = &opts.nic {
+            for l in &mut sources.info_mut().listeners {
+                l.netdev = Some(nic.clone());
             }
+        }
+        let (topology, notes) = match &opts.topology_arg {
+            Some(arg) => load_topology(arg)?,
+            None => discover_topology(),
         };
+        sources.note_capability(Capability {
+            name: "topology".into(),
+            available: !topology.cpus.is_empty(),
+            note: if notes.is_empty() {
+                format!(
+                    "{} ({} NUMA node(s), {} CPUs, {} PCI devices)",
+                    topology.source,
+                    topology.node_count(),
+                    topology.cpus.len(),
+                    topology.pci.len()
+                )
+            } else {
+                notes.join("; ")
+            },
+        });
         Ok(Session::from_sources(sources, topology, opts.window))
     }
 

@@ -72,6 +72,11 @@ impl Sources {
         &self.info
     }
 
+    /// The description, for adjustments from the command line (`--nic`).
+    pub fn info_mut(&mut self) -> &mut TargetInfo {
+        &mut self.info
+    }
+
     /// Adds a capability line from outside the collectors (topology, probes not loaded…).
     pub fn note_capability(&mut self, cap: Capability) {
         self.info.capabilities.push(cap);

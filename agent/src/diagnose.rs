@@ -1,0 +1,362 @@
+//! `ringside diagnose`, `ringside record` and `ringside report`: watch a target for a while (or
+//! replay a recording) and write the diagnosis report.
+//!
+//! Single-threaded: one loop samples every interval until the duration is over or Ctrl-C; the
+//! analysis is `agent_core`'s and identical for a live session and a recording (a recording is
+//! exactly the samples a live session took).
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent_core::recording::Recording;
+use agent_core::report::{AgentCost, Report};
+use agent_core::sample::Sample;
+use agent_core::{window, Analyzer, AnalyzerConfig, TargetInfo, Topology};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::attach::AttachArgs;
+use crate::session::{Session, SessionOptions};
+
+/// Parses `10s`, `500ms`, `2m`, `1.5s` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(v) = s.strip_suffix("ms") {
+        (v, 1e-3)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix('m') {
+        (v, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (use 10s, 500ms, 2m)"))?;
+    if !v.is_finite() || v <= 0.0 || v * mult > 86_400.0 {
+        return Err(format!(
+            "{s:?}: a duration must be above 0 and at most a day"
+        ));
+    }
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+/// Options shared by every analysing subcommand.
+#[derive(Args, Clone, Debug, Default)]
+pub struct AnalysisArgs {
+    /// Analyse against this topology instead of this machine's: hwloc XML (`lstopo --of xml`),
+    /// ringside JSON, or `synthetic:<hwloc synthetic description>`.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<String>,
+    /// The network device serving the listeners (overrides what the agent finds; use it when
+    /// analysing against another machine's topology).
+    #[arg(long, value_name = "NETDEV")]
+    pub nic: Option<String>,
+}
+
+/// `ringside diagnose`.
+#[derive(Args, Clone, Debug)]
+pub struct DiagnoseArgs {
+    /// How long to watch.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Window length.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Print the report as JSON instead of Markdown.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a self-contained HTML report with charts to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Also keep the samples as a recording (for `ringside report`).
+    #[arg(long, value_name = "FILE")]
+    pub record: Option<PathBuf>,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+}
+
+/// `ringside record`.
+#[derive(Args, Clone, Debug)]
+pub struct RecordArgs {
+    /// Where to write the recording (JSON lines).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// How long to record.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Sampling interval (the window length of a later report).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
+}
+
+/// `ringside report`.
+#[derive(Args, Clone, Debug)]
+pub struct ReportArgs {
+    /// The recording (`ringside record -o FILE` or `ringside diagnose --record FILE`).
+    pub recording: PathBuf,
+    /// Print the report as JSON instead of Markdown.
+    #[arg(long)]
+    pub json: bool,
+    /// Also write a self-contained HTML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Window length for the replay (default: the recording's sampling interval, 1 s).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Analyse against this topology instead of the recorded one.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<String>,
+}
+
+/// The agent's own CPU time (all threads, ns) and peak RSS (bytes), from procfs.
+fn own_usage() -> (u64, u64) {
+    let mut cpu_ns = 0u64;
+    if let Ok(tasks) = fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            if let Ok(s) = fs::read_to_string(t.path().join("schedstat")) {
+                cpu_ns += s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
+        }
+    }
+    let hwm = fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .unwrap_or(0)
+        * 1024;
+    (cpu_ns, hwm)
+}
+
+fn stop_flag() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    let _ = ctrlc::set_handler(move || s.store(true, Ordering::Relaxed));
+    stop
+}
+
+/// Samples a live session for `duration`, calling `each` with every sample. Returns the first
+/// and last samples and the agent's cost.
+fn watch(
+    session: &mut Session,
+    duration: Duration,
+    mut each: impl FnMut(&Sample) -> Result<()>,
+) -> Result<(Option<Sample>, Option<Sample>, AgentCost)> {
+    let stop = stop_flag();
+    let (cpu0, _) = own_usage();
+    let start = Instant::now();
+    let interval = session.interval();
+    let mut first = None;
+    let mut k: u32 = 0;
+    loop {
+        session.tick();
+        if let Some(s) = session.last_sample() {
+            each(s)?;
+            if first.is_none() {
+                first = Some(s.clone());
+            }
+        }
+        if stop.load(Ordering::Relaxed) || start.elapsed() >= duration {
+            break;
+        }
+        k += 1;
+        let due = start + interval * k;
+        // Sleep in short steps so Ctrl-C ends the watch promptly.
+        while Instant::now() < due && !stop.load(Ordering::Relaxed) {
+            std::thread::sleep((due - Instant::now()).min(Duration::from_millis(100)));
+        }
+    }
+    let (cpu1, hwm) = own_usage();
+    let cost = AgentCost {
+        cpu_seconds: cpu1.saturating_sub(cpu0) as f64 / 1e9,
+        wall_seconds: start.elapsed().as_secs_f64(),
+        max_rss_bytes: hwm,
+    };
+    Ok((first, session.last_sample().cloned(), cost))
+}
+
+/// Builds the report from an analyzer that saw every sample.
+fn build_report(
+    analyzer: &Analyzer,
+    first: Option<&Sample>,
+    last: Option<&Sample>,
+    cost: Option<AgentCost>,
+    source: String,
+) -> Report {
+    let overall = match (first, last) {
+        (Some(a), Some(b)) if b.t_ns > a.t_ns => {
+            Some(window::build(analyzer.info(), analyzer.topology(), a, b))
+        }
+        _ => None,
+    };
+    Report {
+        target: analyzer.info().clone(),
+        topology: analyzer.topology().clone(),
+        overall,
+        timeline: analyzer.summaries().cloned().collect(),
+        findings: analyzer.all_findings(),
+        recommendations: analyzer.recommendations().to_vec(),
+        agent_cost: cost,
+        source,
+    }
+}
+
+fn emit(report: &Report, json: bool, html: Option<&Path>, out: &mut dyn Write) -> Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, report).context("cannot write the report")?;
+        writeln!(out)?;
+    } else {
+        out.write_all(report.to_markdown().as_bytes())?;
+    }
+    if let Some(path) = html {
+        let svg = crate::render_topology(report);
+        fs::write(path, report.to_html(&svg))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("ringside: HTML report written to {}", path.display());
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn session_options(interval: Duration, analysis: &AnalysisArgs) -> SessionOptions {
+    SessionOptions {
+        window: interval,
+        topology_arg: analysis.topology.clone(),
+        nic: analysis.nic.clone(),
+    }
+}
+
+/// `ringside diagnose`.
+pub fn diagnose(attach: &AttachArgs, args: &DiagnoseArgs, out: &mut dyn Write) -> Result<()> {
+    if args.interval > args.duration {
+        bail!("--interval must not exceed --duration");
+    }
+    let mut session = Session::open(attach, &session_options(args.interval, &args.analysis))?;
+    let mut rec = match &args.record {
+        Some(p) => Some(open_recording(
+            p,
+            session.analyzer().info(),
+            session.analyzer().topology(),
+        )?),
+        None => None,
+    };
+    eprintln!(
+        "ringside: watching {} (pid {}) for {:.0?} …",
+        session.analyzer().info().name,
+        session.analyzer().info().pid,
+        args.duration
+    );
+    let (first, last, cost) = watch(&mut session, args.duration, |s| {
+        if let Some(w) = &mut rec {
+            writeln!(w, "{}", Recording::sample_line(s))?;
+        }
+        Ok(())
+    })?;
+    if let Some(mut w) = rec {
+        w.flush()?;
+    }
+    let report = build_report(
+        session.analyzer(),
+        first.as_ref(),
+        last.as_ref(),
+        Some(cost),
+        "live".into(),
+    );
+    emit(&report, args.json, args.html.as_deref(), out)
+}
+
+fn open_recording(path: &Path, info: &TargetInfo, topo: &Topology) -> Result<BufWriter<fs::File>> {
+    let f = fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    let mut w = BufWriter::new(f);
+    writeln!(w, "{}", Recording::header_line(info, topo))?;
+    Ok(w)
+}
+
+/// `ringside record`.
+pub fn record(attach: &AttachArgs, args: &RecordArgs, out: &mut dyn Write) -> Result<()> {
+    let mut session = Session::open(attach, &session_options(args.interval, &args.analysis))?;
+    let mut w = open_recording(
+        &args.output,
+        session.analyzer().info(),
+        session.analyzer().topology(),
+    )?;
+    let mut n = 0u64;
+    let (_, _, cost) = watch(&mut session, args.duration, |s| {
+        writeln!(w, "{}", Recording::sample_line(s))?;
+        n += 1;
+        Ok(())
+    })?;
+    w.flush()?;
+    writeln!(
+        out,
+        "recorded {n} samples of {} to {} ({:.2} % of a core)",
+        session.analyzer().info().name,
+        args.output.display(),
+        cost.core_share() * 100.0
+    )?;
+    Ok(())
+}
+
+/// `ringside report`.
+pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
+    let text = fs::read_to_string(&args.recording)
+        .with_context(|| format!("cannot read {}", args.recording.display()))?;
+    let rec = Recording::parse(&text)
+        .with_context(|| format!("{} is not a usable recording", args.recording.display()))?;
+    let topology = match &args.topology {
+        Some(t) => crate::session::load_topology(t)?.0,
+        None => rec.header.topology.clone(),
+    };
+    let cfg = AnalyzerConfig {
+        window_ns: u64::try_from(args.interval.as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1),
+        ..AnalyzerConfig::default()
+    };
+    let mut analyzer = Analyzer::new(rec.header.info.clone(), topology, cfg);
+    for s in &rec.samples {
+        analyzer.push(s.clone());
+    }
+    let report = build_report(
+        &analyzer,
+        rec.samples.first(),
+        rec.samples.last(),
+        None,
+        args.recording.display().to_string(),
+    );
+    emit(&report, args.json, args.html.as_deref(), out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_and_bad_ones_say_why() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("-1s").is_err());
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .contains("not a duration"));
+        assert!(parse_duration("9999999s").is_err());
+    }
+}
