@@ -99,7 +99,12 @@ pub fn report(snap: &Snapshot) -> String {
     }
     let _ = writeln!(out, "\nFindings");
     if snap.findings.is_empty() {
-        let _ = writeln!(out, "(none after {} windows)", snap.windows_seen);
+        let _ = writeln!(
+            out,
+            "(none after {} window{})",
+            snap.windows_seen,
+            if snap.windows_seen == 1 { "" } else { "s" }
+        );
     }
     for f in &snap.findings {
         let _ = writeln!(

@@ -1,0 +1,450 @@
+//! End-to-end: `ringside top` against a live `ringside-tgt` loaded by `ringside-perf`.
+//!
+//! The live view runs in a real terminal: a detached tmux session (160x50) on a private tmux
+//! socket, driven with `send-keys` and read with `capture-pane`, so the test sees exactly what a
+//! person would, and can check that quitting gives the terminal back (main screen, cooked mode,
+//! cursor visible). `--once --json` is checked as a plain process.
+//!
+//! Each test starts its own target with its trace file and RPC socket in a temporary directory
+//! and an ephemeral port, so tests may run in parallel and nothing is left in `/dev/shm`. Waits
+//! for the screen are bounded polls (a hang guard, not a speed assertion): on expiry the test
+//! fails with the last screen it saw.
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use tests::cargo_bin;
+
+/// A running `ringside-tgt`, killed when dropped.
+struct Tgt {
+    child: Child,
+    port: u16,
+    trace_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Tgt {
+    fn start(tag: &str) -> Tgt {
+        let tgt = cargo_bin("nvmf-target", "ringside-tgt");
+        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+        let name = format!("top{tag}{}", std::process::id());
+        let mut child = Command::new(&tgt)
+            .args([
+                "--name",
+                &name,
+                "--listen",
+                "127.0.0.1:0",
+                "--malloc",
+                "64MiB",
+            ])
+            .arg("--rpc-socket")
+            .arg(dir.path().join("rpc.sock"))
+            .arg("--trace-dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tgt.display()));
+        let mut err = BufReader::new(child.stderr.take().expect("piped stderr"));
+        let mut port = None;
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            match err.read_line(&mut line) {
+                Ok(0) | Err(_) => {
+                    let _ = child.kill();
+                    panic!("ringside-tgt exited during start-up; its stderr:\n{seen}");
+                }
+                Ok(_) => {}
+            }
+            seen.push_str(&line);
+            if let Some(a) = line.trim().strip_prefix("ringside-tgt: listening on tcp ") {
+                port = a.rsplit(':').next().and_then(|p| p.parse().ok());
+            }
+            if line.contains("rpc socket") {
+                break;
+            }
+        }
+        // Keep draining stderr so the target never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = err.read_to_end(&mut sink);
+        });
+        let port = port.unwrap_or_else(|| panic!("no listening line in:\n{seen}"));
+        let trace_file = dir.path().join(format!("ringside.{name}"));
+        assert!(
+            trace_file.is_file(),
+            "no trace file {}; stderr:\n{seen}",
+            trace_file.display()
+        );
+        Tgt {
+            child,
+            port,
+            trace_file,
+            _dir: dir,
+        }
+    }
+
+    /// Starts a 60 s random-read load (killed when the returned guard drops).
+    fn load(&self) -> Killed {
+        let perf = cargo_bin("bench-harness", "ringside-perf");
+        let trid = format!(
+            "trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:{}",
+            self.port
+        );
+        let child = Command::new(&perf)
+            .args(["-r", &trid, "--no-pin", "-t", "60", "-q", "8"])
+            .args(["-o", "4096", "-w", "randread"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", perf.display()));
+        Killed(child)
+    }
+}
+
+impl Drop for Tgt {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A tmux server on its own socket, killed when dropped.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// A detached 160x50 session running a plain `sh` with a `$ ` prompt.
+    fn start(tag: &str) -> Tmux {
+        let t = Tmux {
+            socket: format!("ringside-top-{tag}-{}", std::process::id()),
+        };
+        let out = t
+            .cmd()
+            .args(["new-session", "-d", "-s", "top", "-x", "160", "-y", "50"])
+            .arg("env PS1='$ ' TERM=xterm-256color sh")
+            .output()
+            .expect("cannot run tmux");
+        assert!(
+            out.status.success(),
+            "tmux new-session failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        t
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        // -u: UTF-8 screen whatever the locale; -f /dev/null: no user configuration.
+        c.args(["-u", "-f", "/dev/null", "-L", &self.socket]);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self
+            .cmd()
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run tmux {args:?}: {e}"));
+        assert!(
+            out.status.success(),
+            "tmux {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn send_line(&self, line: &str) {
+        self.run(&["send-keys", "-t", "top", "-l", line]);
+        self.run(&["send-keys", "-t", "top", "Enter"]);
+    }
+
+    fn send_key(&self, key: &str) {
+        self.run(&["send-keys", "-t", "top", key]);
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.run(&["capture-pane", "-p", "-t", "top"]).stdout).into_owned()
+    }
+
+    fn format(&self, f: &str) -> String {
+        String::from_utf8_lossy(&self.run(&["display-message", "-p", "-t", "top", f]).stdout)
+            .trim()
+            .to_string()
+    }
+
+    /// Polls the screen until `ok` holds (at most ~60 s); returns that screen or fails with
+    /// the last one.
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let mut last = String::new();
+        for _ in 0..240 {
+            last = self.screen();
+            if ok(&last) {
+                return last;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!("the screen never showed {what}; last screen:\n{last}");
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd().arg("kill-server").output();
+    }
+}
+
+/// The IOPS of reactor `index` as shown in the reactors table: the cell under the `IOPS` header
+/// of the row whose first cell is the index. Columns are counted in characters (the screen has
+/// box-drawing and arrow glyphs).
+fn reactor_iops(screen: &str, index: u32) -> Option<f64> {
+    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let h = lines
+        .iter()
+        .position(|l| l.iter().collect::<String>().starts_with("REACTOR"))?;
+    let header: String = lines[h].iter().collect();
+    let col = header.split("IOPS").next()?.chars().count();
+    let row = lines[h + 1..].iter().find(|l| {
+        l.iter().collect::<String>().split_whitespace().next() == Some(&index.to_string())
+    })?;
+    let cell: String = row.get(col..)?.iter().collect();
+    parse_count(cell.split_whitespace().next()?)
+}
+
+/// `1.9K` → 1900, `2.50M` → 2 500 000, `812` → 812.
+fn parse_count(s: &str) -> Option<f64> {
+    let (num, scale) = match s.chars().last()? {
+        'K' => (&s[..s.len() - 1], 1e3),
+        'M' => (&s[..s.len() - 1], 1e6),
+        _ => (s, 1.0),
+    };
+    num.parse::<f64>().ok().map(|v| v * scale)
+}
+
+fn ringside(file: &Path) -> Command {
+    let mut c = Command::new(cargo_bin("agent", "ringside"));
+    c.arg("--file").arg(file);
+    c
+}
+
+fn sh_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+#[test]
+fn live_view_in_tmux_shows_reactor_iops_and_q_restores_the_terminal() {
+    if !Tmux::available() {
+        println!("skipped: tmux is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    let ringside_bin = cargo_bin("agent", "ringside");
+    let tgt = Tgt::start("tmux");
+    let _load = tgt.load();
+    let tmux = Tmux::start("live");
+    // capture-pane drops trailing blanks: the prompt "$ " reads as "$".
+    tmux.wait_for("the shell prompt", |s| s.lines().any(|l| l.trim_end() == "$"));
+    assert_eq!(
+        tmux.format("#{alternate_on}"),
+        "0",
+        "alt screen before start"
+    );
+
+    tmux.send_line(&format!(
+        "{} --file {} top --interval 500ms; echo \"top exited $?\"",
+        sh_quote(&ringside_bin),
+        sh_quote(&tgt.trace_file)
+    ));
+    let screen = tmux.wait_for("reactor 0 with nonzero IOPS", |s| {
+        reactor_iops(s, 0).is_some_and(|v| v > 0.0)
+    });
+    assert!(screen.contains("ringside top"), "header:\n{screen}");
+    assert!(
+        screen.contains(" 1 Reactors ") && screen.contains("5 Findings"),
+        "view tabs:\n{screen}"
+    );
+    assert!(screen.contains("q quit"), "help line:\n{screen}");
+    assert_eq!(
+        tmux.format("#{alternate_on}"),
+        "1",
+        "the live view uses the alternate screen"
+    );
+
+    // Keys reach the view: the qpairs tab lists the perf connection's I/O qpair.
+    tmux.send_key("2");
+    tmux.wait_for("the qpairs table", |s| {
+        s.lines().any(|l| l.starts_with("QPAIR")) && s.lines().any(|l| l.starts_with("0."))
+    });
+    tmux.send_key("f");
+    tmux.wait_for("FROZEN", |s| s.contains("FROZEN"));
+
+    tmux.send_key("q");
+    let after = tmux.wait_for("the shell after quitting", |s| s.contains("top exited"));
+    assert!(
+        after.contains("top exited 0"),
+        "ringside top exit status:\n{after}"
+    );
+    assert!(
+        !after.contains("REACTOR"),
+        "the view's table is still on the screen after quitting:\n{after}"
+    );
+    assert_eq!(tmux.format("#{alternate_on}"), "0", "alt screen left on");
+    assert_eq!(tmux.format("#{cursor_flag}"), "1", "cursor left hidden");
+
+    // Raw mode is off again: the line discipline is back to canonical mode with echo.
+    tmux.send_line("stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon -e echo -e -echo; echo stty-done");
+    let stty = tmux.wait_for("the stty answer", |s| {
+        s.lines().any(|l| l.trim() == "stty-done")
+    });
+    let modes: Vec<&str> = stty
+        .lines()
+        .map(str::trim)
+        .filter(|l| ["icanon", "-icanon", "echo", "-echo"].contains(l))
+        .collect();
+    assert!(
+        modes.contains(&"icanon") && modes.contains(&"echo"),
+        "terminal modes after quitting: {modes:?}\n{stty}"
+    );
+}
+
+#[test]
+fn once_json_prints_one_snapshot_with_one_window_under_load() {
+    let tgt = Tgt::start("json");
+    let _load = tgt.load();
+    // Wait for the load to reach the target (its counters page shows reads).
+    let mut seen = String::new();
+    let mut flowing = false;
+    for _ in 0..120 {
+        let out = ringside(&tgt.trace_file)
+            .args(["trace", "--counters"])
+            .output()
+            .expect("cannot run ringside trace --counters");
+        seen = String::from_utf8_lossy(&out.stdout).into_owned();
+        if seen.contains("cmds_read: ") && !seen.contains("cmds_read: 0 ") {
+            flowing = seen
+                .split("cmds_read: ")
+                .skip(1)
+                .any(|s| s.split(|c: char| !c.is_ascii_digit()).next() != Some("0"));
+        }
+        if flowing {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(flowing, "no reads reached the target:\n{seen}");
+
+    let out = ringside(&tgt.trace_file)
+        .args(["top", "--once", "--json", "--interval", "500ms"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run ringside top --once --json");
+    assert!(
+        out.status.success(),
+        "ringside top --once --json failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "one JSON line:\n{text}");
+    let snap: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"));
+    for field in [
+        "t_ns",
+        "target",
+        "topology",
+        "window",
+        "history",
+        "findings",
+        "recommendations",
+        "windows_seen",
+    ] {
+        assert!(
+            snap.get(field).is_some(),
+            "Snapshot field {field} missing: {text}"
+        );
+    }
+    assert_eq!(snap["windows_seen"], 1, "exactly one window: {text}");
+    assert_eq!(
+        snap["history"].as_array().map(Vec::len),
+        Some(1),
+        "one summary in the history: {text}"
+    );
+    let w = &snap["window"];
+    let iops = w["total"]["iops"].as_f64().unwrap_or(0.0);
+    assert!(iops > 0.0, "total IOPS under load: {}", w["total"]);
+    let r0 = w["reactors"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["index"] == 0))
+        .unwrap_or_else(|| panic!("no reactor 0 in the window: {w}"));
+    assert!(
+        r0["iops"].as_f64().unwrap_or(0.0) > 0.0,
+        "reactor 0 IOPS: {r0}"
+    );
+    assert_eq!(
+        snap["target"]["name"]
+            .as_str()
+            .map(|n| n.starts_with("topjson")),
+        Some(true)
+    );
+
+    // The text form of the same: the reactors table with reactor 0 busy.
+    let out = ringside(&tgt.trace_file)
+        .args(["top", "--once", "--interval", "500ms"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run ringside top --once");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        reactor_iops(&text, 0).is_some_and(|v| v > 0.0),
+        "reactor 0 IOPS in the text form:\n{text}"
+    );
+}
+
+#[test]
+fn top_without_a_terminal_says_so_instead_of_garbling_the_output() {
+    let tgt = Tgt::start("notty");
+    let out = ringside(&tgt.trace_file)
+        .arg("top")
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run ringside top");
+    assert!(
+        !out.status.success(),
+        "top with a pipe for stdout must fail"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs a terminal") && err.contains("--once"),
+        "one clear line: {err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing written to the pipe");
+}
