@@ -267,7 +267,9 @@ fn live_view_in_tmux_shows_reactor_iops_and_q_restores_the_terminal() {
     let _load = tgt.load();
     let tmux = Tmux::start("live");
     // capture-pane drops trailing blanks: the prompt "$ " reads as "$".
-    tmux.wait_for("the shell prompt", |s| s.lines().any(|l| l.trim_end() == "$"));
+    tmux.wait_for("the shell prompt", |s| {
+        s.lines().any(|l| l.trim_end() == "$")
+    });
     assert_eq!(
         tmux.format("#{alternate_on}"),
         "0",
