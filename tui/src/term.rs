@@ -186,3 +186,40 @@ fn restore() {
     let _ = disable_raw_mode();
     let _ = execute!(io::stdout(), LeaveAlternateScreen, Show);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn press(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, modifiers)
+    }
+
+    #[test]
+    fn ctrl_c_in_raw_mode_is_a_quit_key_and_releases_are_ignored() {
+        assert_eq!(
+            decode(press(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some(Key::Ctrl('c'))
+        );
+        assert_eq!(
+            decode(press(KeyCode::Char('C'), KeyModifiers::CONTROL)),
+            Some(Key::Ctrl('c'))
+        );
+        assert_eq!(
+            decode(press(KeyCode::Char('q'), KeyModifiers::NONE)),
+            Some(Key::Char('q'))
+        );
+        assert_eq!(
+            decode(press(KeyCode::BackTab, KeyModifiers::SHIFT)),
+            Some(Key::BackTab)
+        );
+        let mut release = press(KeyCode::Char('q'), KeyModifiers::NONE);
+        release.kind = KeyEventKind::Release;
+        assert_eq!(decode(release), None);
+        assert_eq!(decode(press(KeyCode::F(5), KeyModifiers::NONE)), None);
+
+        let mut app = App::new();
+        let key = decode(press(KeyCode::Char('c'), KeyModifiers::CONTROL)).expect("a key");
+        assert_eq!(app.handle_key(key), Action::Quit);
+    }
+}
