@@ -28,8 +28,8 @@ use crate::layout::{
     Record, ABI_MAJOR, ABI_MINOR, DESC_FORMAT_JSON, ENDIAN_TAG, HEADER_MASK_WORD, HEADER_SECTION,
     HEADER_STATE_WORD, HIST_BLOCK_SIZE, HIST_BUCKETS, HIST_MAX_EXP, HIST_SUB_BITS, HIST_WORDS,
     MAGIC, MAX_DESCRIPTION, MAX_QPAIR_SLOTS, MAX_REACTORS, MAX_RING_RECORDS, MAX_STAGES,
-    QPAIR_COUNTERS_SIZE, REACTOR_COUNTERS_SIZE, RECORD_SIZE, RING_CONTROL_SIZE, RING_CORE_WORD,
-    RING_HEAD_WORD, RING_TID_WORD, STABLE_PREFIX, STATE_EXITED, STATE_RUNNING,
+    REACTOR_COUNTERS_SIZE, RECORD_SIZE, RING_CONTROL_SIZE, RING_CORE_WORD, RING_HEAD_WORD,
+    RING_TID_WORD, STABLE_PREFIX, STATE_EXITED, STATE_RUNNING,
 };
 use crate::mapping::Mapping;
 use crate::producer::{instance_path, pid_alive, validate_name, DEFAULT_DIR, FILE_PREFIX};
@@ -152,11 +152,8 @@ pub fn validate_header(path: &Path, h: &Header, file_len: u64) -> Result<Geometr
             u64::from(h.reactor_counters_size),
             REACTOR_COUNTERS_SIZE,
         ),
-        (
-            "qpair counters",
-            u64::from(h.qpair_counters_size),
-            QPAIR_COUNTERS_SIZE,
-        ),
+        // ABI 1.1 files have 64-byte qpair slots (no queue size); readers take what is there.
+        ("qpair counters", u64::from(h.qpair_counters_size), 64),
         ("histogram", u64::from(h.hist_size), HIST_BLOCK_SIZE),
     ];
     for (what, declared, min) in sizes {
