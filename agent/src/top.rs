@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::attach::AttachArgs;
+use crate::diagnose::AnalysisArgs;
 use crate::serve::parse_interval;
 use crate::session::{Session, SessionOptions};
 
@@ -37,13 +38,16 @@ pub struct TopArgs {
     /// until Ctrl-C.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
 }
 
 /// Runs `ringside top`.
 pub fn run(attach: &AttachArgs, args: &TopArgs) -> Result<()> {
     let opts = SessionOptions {
         window: args.interval,
-        ..SessionOptions::default()
+        topology_arg: args.analysis.topology.clone(),
+        nic: args.analysis.nic.clone(),
     };
     let mut session = Session::open(attach, &opts)?;
     let stdout = io::stdout();
