@@ -218,6 +218,9 @@ fn connect_rdma(
         // The admin queue sends Connect data by keyed SGL, as Linux does.
         in_capsule: if qid == 0 { 0 } else { in_capsule },
         timeout: p.timeout,
+        // Lab fault scenarios (docs/rdma.md); the admin queue stays healthy for bad rkeys.
+        fault: crate::transport::rdma::RdmaFault::from_env()
+            .filter(|f| qid != 0 || *f != crate::transport::rdma::RdmaFault::BadRkey),
     })
     .map(AnyQpair::Rdma)
     .map_err(tr(format!(

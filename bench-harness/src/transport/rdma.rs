@@ -40,6 +40,28 @@ pub struct RdmaParams {
     pub in_capsule: u32,
     /// For address/route resolution and the connection handshake.
     pub timeout: Duration,
+    /// Deliberate protocol faults, for the lab's fault scenarios.
+    pub fault: Option<RdmaFault>,
+}
+
+/// A deliberate fault (lab scenarios: the target must drop that connection and serve the rest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RdmaFault {
+    /// Keyed SGLs carry a wrong rkey: the target's RDMA READ/WRITE fails (remote access error).
+    BadRkey,
+    /// The CM request carries record format 7: the target must reject the connection.
+    BadPrivateData,
+}
+
+impl RdmaFault {
+    /// From `RINGSIDE_PERF_RDMA_FAULT` (`bad-rkey`, `bad-private-data`); anything else: none.
+    pub fn from_env() -> Option<RdmaFault> {
+        match std::env::var("RINGSIDE_PERF_RDMA_FAULT").ok()?.as_str() {
+            "bad-rkey" => Some(RdmaFault::BadRkey),
+            "bad-private-data" => Some(RdmaFault::BadPrivateData),
+            _ => None,
+        }
+    }
 }
 
 fn io_err(op: &'static str) -> TransportError {
@@ -108,6 +130,8 @@ pub struct RdmaQpair {
     rsp_off: usize,
     wcs: [ibv_wc; POLL_BATCH],
     reposts: Vec<u32>,
+    /// XORed into the rkey of keyed SGLs (0 normally; see [`RdmaFault::BadRkey`]).
+    rkey_fault: u32,
 }
 
 impl std::fmt::Debug for RdmaQpair {
@@ -191,6 +215,11 @@ impl RdmaQpair {
             // SAFETY: ibv_wc is plain data.
             wcs: unsafe { std::mem::zeroed() },
             reposts: Vec::with_capacity(recvs),
+            rkey_fault: if p.fault == Some(RdmaFault::BadRkey) {
+                0x00ba_d000
+            } else {
+                0
+            },
         };
         let deadline = Instant::now() + p.timeout;
         let ms = p.timeout.as_millis().clamp(100, 60_000) as i32;
@@ -288,7 +317,11 @@ impl RdmaQpair {
         // NVMe/RDMA CM request private data.
         let mut private = [0u8; CM_PRIVATE_DATA_SIZE];
         let _ = CmRequest {
-            recfmt: 0,
+            recfmt: if p.fault == Some(RdmaFault::BadPrivateData) {
+                7
+            } else {
+                0
+            },
             qid: p.qid,
             hrqsize: depth as u16,
             hsqsize: (depth - 1) as u16,
@@ -598,7 +631,7 @@ impl Qpair for RdmaQpair {
         sqe.dptr = match dir {
             Dir::None => SglDescriptor::keyed(0, 0, 0),
             _ if in_capsule => SglDescriptor::in_capsule(0, len),
-            _ => SglDescriptor::keyed(self.addr(data), len, self.rkey()),
+            _ => SglDescriptor::keyed(self.addr(data), len, self.rkey() ^ self.rkey_fault),
         };
         let cap = self.cap_off + c * self.cap_len;
         let raw = sqe.to_bytes();
