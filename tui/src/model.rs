@@ -446,6 +446,21 @@ fn latency_cell(ns: Option<u64>) -> Cell {
     }
 }
 
+/// An evidence number with the precision a person reads: integers as they are, `70.1`,
+/// `5495`, small values to three decimals (`0.050`).
+pub fn fmt_value(v: f64) -> String {
+    let a = v.abs();
+    if !v.is_finite() {
+        UNKNOWN.to_string()
+    } else if v.fract() == 0.0 || a >= 100.0 {
+        format!("{v:.0}")
+    } else if a >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 /// `0.452` → `45.2%`.
 pub fn pct(ratio: f64) -> String {
     format!("{:.1}%", ratio * 100.0)
@@ -653,6 +668,10 @@ mod tests {
         assert_eq!(bar(0.5, 4), "██░░ 50%");
         assert_eq!(bar(1.7, 4), "████ 170%");
         assert_eq!(bar(f64::NAN, 2), "░░ 0%");
+        assert_eq!(fmt_value(70.148), "70.1");
+        assert_eq!(fmt_value(5494.941), "5495");
+        assert_eq!(fmt_value(32.0), "32");
+        assert_eq!(fmt_value(0.05), "0.050");
     }
 
     #[test]

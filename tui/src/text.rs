@@ -118,7 +118,13 @@ pub fn report(snap: &Snapshot) -> String {
             f.confidence * 100.0
         );
         for e in &f.evidence {
-            let _ = writeln!(out, "  {}: {} {}", e.what, e.value, e.unit);
+            let _ = writeln!(
+                out,
+                "  {}: {} {}",
+                e.what,
+                model::fmt_value(e.value),
+                e.unit
+            );
         }
     }
     if !snap.recommendations.is_empty() {

@@ -404,11 +404,7 @@ fn evidence_text(f: &Finding, current: bool, snap: &Snapshot) -> Text<'static> {
         )),
     ];
     for e in &f.evidence {
-        let value = if e.value.fract() == 0.0 && e.value.abs() < 1e15 {
-            format!("{:.0}", e.value)
-        } else {
-            format!("{:.3}", e.value)
-        };
+        let value = model::fmt_value(e.value);
         lines.push(Line::from(format!("  {}: {value} {}", e.what, e.unit)));
     }
     let recs: Vec<_> = snap
