@@ -1,22 +1,24 @@
 //! Reactor threads as the scheduler sees them: `/proc/<pid>/task/<tid>/{stat,status,schedstat,sched}`.
 //!
-//! Threading: owned by the sampling thread like every collector. Each reactor thread's
-//! `/proc/<pid>/task/<tid>` directory is opened once (an `O_PATH` handle held by
-//! [`procfs::process::Task`]) and its files are re-read every tick; a thread that exits makes
-//! its reads fail, and a thread found by name (`reactor-<core>`) is looked up again next tick, so
-//! a restarted reactor is picked up under its new tid.
+//! Threading: owned by the sampling thread like every collector. Each reactor thread's four
+//! files are opened once and re-read from offset 0 every tick (procfs regenerates them on each
+//! read), which halves the system calls of a tick and pins the task: after the thread exits its
+//! open files fail with `ESRCH` instead of silently showing a new thread that reused the tid. A
+//! thread found by name (`reactor-<core>`) is looked up again when its files fail, so a
+//! restarted reactor is picked up under its new tid.
 //!
 //! Numbers are monotonic totals straight from the kernel: `schedstat` gives ns on CPU and ns
 //! runnable-but-waiting (the preemption signal), `status` the voluntary/involuntary switches
 //! and the affinity, `stat` field 39 the CPU it last ran on, and `sched` (present when the
 //! kernel has `CONFIG_SCHED_DEBUG`) `se.nr_migrations`.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 use agent_core::sample::{
     Capability, ReactorInfo, ReactorSample, Sample, TargetInfo, ThreadSample,
 };
-use procfs::process::{Process, Task};
 
 /// Reads per-thread scheduler statistics of the target's reactors.
 pub struct ProcfsCollector {
@@ -26,7 +28,8 @@ pub struct ProcfsCollector {
     problem: Option<String>,
     /// Whether any `sched` file could be read (migrations).
     sched_seen: bool,
-    sched_missing: bool,
+    /// Scratch buffer for file contents (reused every read).
+    buf: Vec<u8>,
 }
 
 /// One reactor thread.
@@ -36,7 +39,45 @@ struct Tracked {
     /// Tid given by the target's description (never re-resolved) or found by name.
     from_description: bool,
     tid: Option<u32>,
-    task: Option<Task>,
+    task: Option<ThreadFiles>,
+}
+
+/// The open statistics files of one thread.
+struct ThreadFiles {
+    stat: File,
+    status: File,
+    schedstat: File,
+    /// Absent without `CONFIG_SCHED_DEBUG`.
+    sched: Option<File>,
+}
+
+impl ThreadFiles {
+    fn open(pid: u32, tid: u32) -> Option<ThreadFiles> {
+        let dir = PathBuf::from(format!("/proc/{pid}/task/{tid}"));
+        Some(ThreadFiles {
+            stat: File::open(dir.join("stat")).ok()?,
+            status: File::open(dir.join("status")).ok()?,
+            schedstat: File::open(dir.join("schedstat")).ok()?,
+            sched: File::open(dir.join("sched")).ok(),
+        })
+    }
+}
+
+/// The whole of a procfs file, read from offset 0 into `buf`.
+fn read_from_start<'a>(f: &File, buf: &'a mut Vec<u8>) -> Option<&'a str> {
+    buf.clear();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = f.read_at(&mut chunk, buf.len() as u64).ok()?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > 1 << 20 {
+            return None; // not a statistics file any more
+        }
+    }
+    std::str::from_utf8(buf).ok()
 }
 
 impl ProcfsCollector {
@@ -48,43 +89,95 @@ impl ProcfsCollector {
             threads: Vec::new(),
             problem: None,
             sched_seen: false,
-            sched_missing: false,
+            buf: Vec::with_capacity(4096),
         }
     }
 
-    fn open_task(&self, tid: u32) -> Option<Task> {
-        let p = Process::new(i32::try_from(self.pid).ok()?).ok()?;
-        p.task_from_tid(i32::try_from(tid).ok()?).ok()
+    fn open_task(&self, tid: u32) -> Option<ThreadFiles> {
+        ThreadFiles::open(self.pid, tid)
     }
 
     fn read_thread(&mut self, i: usize) -> Option<ThreadSample> {
         let t = &self.threads[i];
         let task = t.task.as_ref()?;
         let tid = t.tid?;
-        let stat = task.stat().ok()?;
-        let status = task.status().ok()?;
-        let sched = task.schedstat().ok()?;
-        let migrations = read_nr_migrations(self.pid, tid);
+        let buf = &mut self.buf;
+        let last_cpu = parse_stat_processor(read_from_start(&task.stat, buf)?);
+        let status = parse_status(read_from_start(&task.status, buf)?);
+        let (run_ns, runqueue_wait_ns) = parse_schedstat(read_from_start(&task.schedstat, buf)?)?;
+        let migrations = task
+            .sched
+            .as_ref()
+            .and_then(|f| parse_nr_migrations(read_from_start(f, buf)?));
         if migrations.is_some() {
             self.sched_seen = true;
-        } else {
-            self.sched_missing = true;
         }
         Some(ThreadSample {
             tid,
-            last_cpu: stat.processor.and_then(|c| u32::try_from(c).ok()),
-            allowed_cpus: status
-                .cpus_allowed_list
-                .map(|ranges| expand_ranges(&ranges))
-                .unwrap_or_default(),
-            run_ns: sched.sum_exec_runtime,
-            runqueue_wait_ns: sched.run_delay,
-            voluntary_switches: status.voluntary_ctxt_switches.unwrap_or(0),
-            involuntary_switches: status.nonvoluntary_ctxt_switches.unwrap_or(0),
+            last_cpu,
+            allowed_cpus: status.allowed_cpus,
+            run_ns,
+            runqueue_wait_ns,
+            voluntary_switches: status.voluntary,
+            involuntary_switches: status.involuntary,
             migrations,
             task_clock_ns: None,
         })
     }
+}
+
+/// Field 39 (`processor`) of `/proc/<pid>/task/<tid>/stat`. The command name (field 2) may hold
+/// spaces and parentheses, so fields are counted from the last `)`.
+fn parse_stat_processor(text: &str) -> Option<u32> {
+    let rest = &text[text.rfind(')')? + 1..];
+    // Field 3 (state) is the first after the name: field 39 is the 37th.
+    rest.split_whitespace().nth(36)?.parse().ok()
+}
+
+/// What `status` says about a thread.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Status {
+    allowed_cpus: Vec<u32>,
+    voluntary: u64,
+    involuntary: u64,
+}
+
+fn parse_status(text: &str) -> Status {
+    let mut s = Status::default();
+    for line in text.lines() {
+        let Some((k, v)) = line.split_once(':') else {
+            continue;
+        };
+        let v = v.trim();
+        match k {
+            "Cpus_allowed_list" => s.allowed_cpus = parse_cpu_list(v),
+            "voluntary_ctxt_switches" => s.voluntary = v.parse().unwrap_or(0),
+            "nonvoluntary_ctxt_switches" => s.involuntary = v.parse().unwrap_or(0),
+            _ => {}
+        }
+    }
+    s
+}
+
+/// `schedstat`: ns on CPU, ns waiting on a run queue, time slices.
+fn parse_schedstat(text: &str) -> Option<(u64, u64)> {
+    let mut f = text.split_whitespace();
+    Some((f.next()?.parse().ok()?, f.next()?.parse().ok()?))
+}
+
+/// A kernel CPU list (`0-3,5,7-8`); an unparsable part is skipped.
+fn parse_cpu_list(text: &str) -> Vec<u32> {
+    let ranges: Vec<(u32, u32)> = text
+        .split(',')
+        .filter_map(|part| {
+            let part = part.trim();
+            match part.split_once('-') {
+                Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                None => part.parse().ok().map(|c| (c, c)),
+            }
+        })
+        .collect();
+    expand_ranges(&ranges)
 }
 
 impl super::Collector for ProcfsCollector {
@@ -278,12 +371,6 @@ fn parse_reactor_comm(comm: &str) -> Option<u32> {
         .ok()
 }
 
-/// `se.nr_migrations` from `/proc/<pid>/task/<tid>/sched`, when the file exists.
-fn read_nr_migrations(pid: u32, tid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/sched")).ok()?;
-    parse_nr_migrations(&text)
-}
-
 fn parse_nr_migrations(text: &str) -> Option<u64> {
     text.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
@@ -319,6 +406,49 @@ mod tests {
         assert_eq!(parse_nr_migrations(text), Some(17));
         assert_eq!(parse_nr_migrations("nr_switches : 3\n"), None);
         assert_eq!(parse_nr_migrations("se.nr_migrations : x\n"), None);
+    }
+
+    #[test]
+    fn stat_processor_is_field_39() {
+        let stat = "25951 (cat) R 25949 25949 16999 0 -1 4194304 98 0 0 0 0 0 0 0 20 0 1 0 1366226 3133440 395 18446744073709551615 94571569098752 94571569118633 140736505579744 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 94571569134640 94571569136256 94572221296640 140736505588451 140736505588471 140736505588471 140736505589739 0\n";
+        assert_eq!(parse_stat_processor(stat), Some(1));
+        // A name with spaces and parentheses does not shift the fields.
+        let odd = stat.replace("(cat)", "(a) b (c)");
+        assert_eq!(parse_stat_processor(&odd), Some(1));
+        assert_eq!(parse_stat_processor("1 (x) R 1 2"), None);
+        assert_eq!(parse_stat_processor("no paren"), None);
+    }
+
+    #[test]
+    fn status_fields() {
+        let text = "Name:\treactor-1\nCpus_allowed:\t3\nCpus_allowed_list:\t0-1,4\nvoluntary_ctxt_switches:\t7\nnonvoluntary_ctxt_switches:\t826\n";
+        assert_eq!(
+            parse_status(text),
+            Status {
+                allowed_cpus: vec![0, 1, 4],
+                voluntary: 7,
+                involuntary: 826
+            }
+        );
+        assert_eq!(parse_status("garbage"), Status::default());
+    }
+
+    #[test]
+    fn schedstat_fields() {
+        assert_eq!(
+            parse_schedstat("2188116405 9653432443 827\n"),
+            Some((2188116405, 9653432443))
+        );
+        assert_eq!(parse_schedstat("12"), None);
+        assert_eq!(parse_schedstat("x y z"), None);
+    }
+
+    #[test]
+    fn cpu_lists() {
+        assert_eq!(parse_cpu_list("0-3,5,7-8"), vec![0, 1, 2, 3, 5, 7, 8]);
+        assert_eq!(parse_cpu_list("1"), vec![1]);
+        assert_eq!(parse_cpu_list(""), Vec::<u32>::new());
+        assert_eq!(parse_cpu_list("x,2"), vec![2]);
     }
 
     #[test]
