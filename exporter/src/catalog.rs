@@ -871,9 +871,57 @@ pub fn naming_problem(d: &MetricDef) -> Option<String> {
     None
 }
 
+/// The catalog as a Markdown table (docs/metrics.md embeds it between marker comments).
+pub fn markdown_table() -> String {
+    let mut out =
+        String::from("| series | type | unit | labels | meaning |\n|---|---|---|---|---|\n");
+    for d in CATALOG {
+        let unit = d.unit.suffix().unwrap_or("-");
+        let labels = if d.labels.is_empty() {
+            "-".to_string()
+        } else {
+            d.labels.join(", ")
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {unit} | {labels} | {} |\n",
+            d.name,
+            d.kind.name(),
+            d.help.replace('|', "\\|")
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/metrics.md carries the table generated from this catalog. To refresh it:
+    /// `RINGSIDE_WRITE_DOCS=1 cargo test -p exporter catalog_table_in_the_docs`.
+    #[test]
+    fn catalog_table_in_the_docs_is_current() {
+        const BEGIN: &str = "<!-- catalog:begin (generated from exporter/src/catalog.rs) -->\n";
+        const END: &str = "<!-- catalog:end -->";
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/metrics.md");
+        let doc = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) else {
+            panic!("{} lacks the catalog markers", path.display());
+        };
+        let current = &doc[b + BEGIN.len()..e];
+        let table = markdown_table();
+        if current != table {
+            if std::env::var_os("RINGSIDE_WRITE_DOCS").is_some() {
+                let fresh = format!("{}{BEGIN}{table}{}", &doc[..b], &doc[e..]);
+                std::fs::write(&path, fresh).expect("write docs/metrics.md");
+            } else {
+                panic!(
+                    "docs/metrics.md is out of date with the catalog: run \
+                     RINGSIDE_WRITE_DOCS=1 cargo test -p exporter catalog_table_in_the_docs"
+                );
+            }
+        }
+    }
 
     #[test]
     fn every_name_follows_the_convention() {
