@@ -222,7 +222,7 @@ fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device)>, shared: Arc<Share
                         .iter()
                         .find(|(l, _)| l.key() == ev.listen_id)
                         .map(|(_, d)| *d);
-                    let verdict = check_request(&ev.private, &shared);
+                    let verdict = check_request(&ev.private, &shared.config.limits);
                     let device = match (id.device(), dev) {
                         (Some(d), Some(l)) if d.same(&l) => Some(d),
                         _ => None,
@@ -296,12 +296,11 @@ fn pick_reactor(shared: &Shared, rr: &AtomicUsize) -> usize {
 }
 
 /// Validates the NVMe/RDMA CM request private data; `Err` is the reject status.
-pub fn check_request(private: &[u8], shared: &Shared) -> Result<CmRequest, u16> {
+pub fn check_request(private: &[u8], l: &crate::config::Limits) -> Result<CmRequest, u16> {
     let req = CmRequest::decode(private).map_err(|_| reject_status::INVALID_PRIVATE_DATA_LENGTH)?;
     if req.recfmt != 0 {
         return Err(reject_status::INVALID_RECFMT);
     }
-    let l = &shared.config.limits;
     if u32::from(req.qid) > l.max_io_queues {
         return Err(reject_status::INVALID_QID);
     }
@@ -1321,5 +1320,146 @@ fn trace_class(c: OpClass) -> TraceClass {
         OpClass::Write => TraceClass::Write,
         OpClass::Admin | OpClass::Fabrics => TraceClass::Admin,
         _ => TraceClass::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{BackendKind, ByteSize, Config, CoreId, ListenerConfig, NamespaceConfig};
+
+    fn pd(recfmt: u16, qid: u16, hrqsize: u16, hsqsize: u16) -> [u8; CM_PRIVATE_DATA_SIZE] {
+        let mut b = [0u8; CM_PRIVATE_DATA_SIZE];
+        CmRequest {
+            recfmt,
+            qid,
+            hrqsize,
+            hsqsize,
+            cntlid: 0xffff,
+        }
+        .encode(&mut b)
+        .expect("encode");
+        b
+    }
+
+    #[test]
+    fn cm_private_data_is_checked_with_the_spec_reject_statuses() {
+        let l = crate::config::Limits::default();
+        let ok = check_request(&pd(0, 1, 128, 127), &l).expect("a sane i/o queue request");
+        assert_eq!((ok.qid, ok.hsqsize), (1, 127));
+        assert!(
+            check_request(&pd(0, 0, 32, 31), &l).is_ok(),
+            "admin queue of 32"
+        );
+        assert_eq!(
+            check_request(&[0u8; 4], &l).err(),
+            Some(reject_status::INVALID_PRIVATE_DATA_LENGTH)
+        );
+        assert_eq!(
+            check_request(&pd(7, 1, 128, 127), &l).err(),
+            Some(reject_status::INVALID_RECFMT)
+        );
+        assert_eq!(
+            check_request(&pd(0, 1000, 128, 127), &l).err(),
+            Some(reject_status::INVALID_QID)
+        );
+        assert_eq!(
+            check_request(&pd(0, 0, 64, 63), &l).err(),
+            Some(reject_status::INVALID_HSQSIZE),
+            "the admin queue is limited to max_admin_queue_depth"
+        );
+        assert_eq!(
+            check_request(&pd(0, 1, 128, 0), &l).err(),
+            Some(reject_status::INVALID_HSQSIZE)
+        );
+        assert_eq!(
+            check_request(&pd(0, 1, 0, 127), &l).err(),
+            Some(reject_status::INVALID_HRQSIZE)
+        );
+    }
+
+    #[test]
+    fn wr_ids_and_backend_tags_keep_their_fields_apart() {
+        let w = wr_id(WR_WRITE, 0x1234_5678, 77);
+        assert_eq!(w >> 60, WR_WRITE);
+        assert_eq!(
+            (w >> 32) & 0x0fff_ffff,
+            0x0234_5678,
+            "generation truncated to 28 bits"
+        );
+        assert_eq!(w & 0xffff_ffff, 77);
+        // TCP tags never carry the RDMA bit, whatever the connection generation.
+        assert_eq!(
+            crate::reactor::make_tag(u32::MAX, 0xffff, 0xffff) & TAG_RDMA,
+            0
+        );
+    }
+
+    #[test]
+    fn rdma_catalog_has_one_begin_one_end_and_its_own_group() {
+        let c = rdma_catalog();
+        assert_eq!(c.iter().filter(|t| t.role == TpRole::Begin).count(), 1);
+        assert_eq!(c.iter().filter(|t| t.role == TpRole::End).count(), 1);
+        for t in &c {
+            assert_eq!(t.group, "rdma");
+            assert!(t.name.starts_with("rdma."), "{}", t.name);
+            assert_eq!(
+                trace_ring::layout::tpoint_group(t.id),
+                GROUP_RDMA,
+                "{}",
+                t.name
+            );
+        }
+        let all = crate::trace::catalog();
+        assert!(
+            all.iter().any(|t| t.id == TP_RDMA_COMPLETED),
+            "appended to the catalog"
+        );
+    }
+
+    /// On a machine without RDMA (this project's build hosts and CI) an rdma listener costs one
+    /// log line: the target starts and serves TCP. With RDMA the listener is bound instead.
+    #[test]
+    fn an_rdma_listener_without_rdma_leaves_tcp_serving() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Config::new("rdma-unit");
+        c.cores = vec![CoreId(crate::config::online_cores()[0])];
+        c.pin_reactors = false;
+        c.rpc_socket = Some(dir.path().join("rpc.sock"));
+        c.trace.enabled = false;
+        c.listeners = vec![
+            ListenerConfig {
+                transport: "tcp".into(),
+                addr: "127.0.0.1".parse().expect("ip"),
+                port: 0,
+            },
+            ListenerConfig {
+                transport: "rdma".into(),
+                addr: "127.0.0.1".parse().expect("ip"),
+                port: 4420,
+            },
+        ];
+        c.subsystems[0].namespaces.push(NamespaceConfig {
+            nsid: Some(1),
+            backend: BackendKind::Null,
+            size: ByteSize(1 << 20),
+            block_size: 512,
+        });
+        let t =
+            crate::Target::start(c).expect("the target starts with an rdma listener configured");
+        let tcp = t.listen_addrs()[0];
+        std::net::TcpStream::connect(tcp).expect("tcp is served");
+        if std::path::Path::new("/dev/infiniband/rdma_cm").exists() {
+            println!(
+                "rdma present: listener bound at {:?}",
+                t.rdma_listen_addrs()
+            );
+        } else {
+            assert!(
+                t.rdma_listen_addrs().is_empty(),
+                "no rdma listener without RDMA"
+            );
+        }
+        t.shutdown();
     }
 }
