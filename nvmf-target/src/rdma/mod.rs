@@ -197,8 +197,9 @@ pub fn spawn_cm(
 
 fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device)>, shared: Arc<Shared>) {
     let rr = AtomicUsize::new(0);
-    // Connection id address → (reactor, ident). Entries of destroyed ids are overwritten when
-    // the address is reused; a stale `Gone` never matches a newer ident.
+    // Connection id address → (reactor, ident), until the connection's first disconnect or error
+    // event (an id destroyed by its reactor first leaves its entry until the address is reused;
+    // a stale `Gone` never matches a newer ident).
     let mut where_: std::collections::HashMap<usize, (usize, u64)> = Default::default();
     while !shared.is_shutting_down() {
         let fd = ch.fd();
@@ -266,10 +267,8 @@ fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device)>, shared: Arc<Share
                 | verbs::event::REJECTED
                 | verbs::event::DEVICE_REMOVAL
                 | verbs::event::ADDR_CHANGE => {
-                    if let Some(&(r, ident)) = where_.get(&ev.id) {
-                        if ev.kind != verbs::event::DISCONNECTED {
-                            where_.remove(&ev.id);
-                        }
+                    // The first of these ends the connection; later ones have nothing to add.
+                    if let Some((r, ident)) = where_.remove(&ev.id) {
                         shared.links[r].send(Msg::Rdma(RdmaMsg::Gone { ident }));
                     }
                 }
