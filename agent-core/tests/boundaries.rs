@@ -336,7 +336,8 @@ fn a_stalled_reactor_is_critical_and_nothing_else() {
 #[rstest]
 #[case::qd1_closed_loop(0.5, 0.27, Some(128), true)]
 #[case::light_application_load(0.03, 0.01, Some(128), false)]
-#[case::reactor_without_headroom(2.0, 0.7, Some(128), false)]
+#[case::reactor_without_headroom(2.0, 0.9, Some(128), false)]
+#[case::shallow_reactor_at_two_thirds_busy(0.22, 0.67, Some(2), true)]
 #[case::deep_enough(6.0, 0.3, Some(128), false)]
 #[case::most_of_a_small_queue(3.0, 0.3, Some(8), false)]
 fn initiator_limited_cases(

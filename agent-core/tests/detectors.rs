@@ -49,8 +49,18 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
         &[
             ("initiator_limited", "qpair 0.0"),
             ("initiator_limited", "qpair 0.1"),
+            ("initiator_limited", "qpair 0.2"),
         ],
     ),
+    // Recorded with `ringside record` from ringside-tgt (malloc, core 0) and ringside-perf over
+    // loopback, 2026-11-21. No thread statistics in these recordings (procfs not collected).
+    // QD1 on a quiet machine: 59K IOPS, reactor 67 % busy; the I/O qpair is slot 1.
+    ("real_qd1_lo", &[("initiator_limited", "qpair 0.1")]),
+    // QD32 while the machine was overloaded (the initiator waited 6 s of 9 for a CPU): nothing
+    // the target can fix shows, and the malloc backend's stage time is not a device limit.
+    ("real_qd32_contended", &[]),
+    // No initiator, poll policy: the reactor spins for nothing.
+    ("real_idle_poll", &[("idle_polling_burn", "reactor 0")]),
 ];
 
 fn fixtures_dir() -> PathBuf {

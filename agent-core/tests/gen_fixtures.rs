@@ -8,9 +8,11 @@
 //! of deterministic jitter, folded into the cumulative counters a live session records: the
 //! files have exactly the shape `ringside record` writes (header line + one sample per line).
 //! The figures are this target's as measured on this machine kind (nvmf-target and
-//! bench-harness READMEs): QD1 4 KiB reads ~47K IOPS with 5.6-8.5 µs of reactor time per I/O,
-//! QD32 ~430K IOPS at ~100 % busy and ~2.3 µs per I/O. Latency here is the target's own
-//! (capsule received → response sent), shorter than the initiator's round trip.
+//! bench-harness READMEs, and a `ringside record` of QD1 on a quiet machine): QD1 4 KiB reads
+//! ~59K IOPS with 11.3 µs of reactor time per I/O (67 % busy) and 3.3 µs at the target, QD32
+//! ~430K IOPS at ~100 % busy and ~2.3 µs per I/O. Latency here is the target's own, much shorter
+//! than the initiator's round trip (17 µs at QD1). Real recordings sit next to these
+//! (`real_*.jsonl`), written by `ringside record`, not by this generator.
 
 use std::path::PathBuf;
 
@@ -687,14 +689,16 @@ fn generate_fixtures() {
             }
         },
     );
-    // Fault: the initiator runs at QD1 (47K IOPS, 9 µs at the target, reactor 27 % busy).
+    // Fault: the initiator runs at QD1, as `ringside record` saw it on a quiet machine: 59K
+    // IOPS, 3.3 µs at the target, 11.3 µs of reactor time per I/O (67 % busy), queue size 2.
     run(
         "qd1_initiator_limited",
         info(&[0], "lo", "poll", "malloc", None),
         one_node(2),
         9,
         |_| {
-            let mut r = loaded(0, &[(0, 47_000.0, 9.0, 1)], 5_700.0);
+            let mut r = loaded(0, &[(0, 59_000.0, 3.3, 1)], 11_300.0);
+            r.qpairs[0].queue_size = Some(2);
             r.kernel = Some(tcp_syscalls(&r));
             Tick {
                 reactors: vec![r],
@@ -982,8 +986,8 @@ fn generate_fixtures() {
         32,
         |s| {
             let points = [
-                (1u64, 47_000.0, 9.0, 5_700.0),
-                (2, 85_000.0, 12.0, 4_500.0),
+                (1u64, 59_000.0, 3.3, 11_300.0),
+                (2, 95_000.0, 5.0, 7_000.0),
                 (4, 160_000.0, 16.0, 3_500.0),
                 (8, 270_000.0, 22.0, 2_900.0),
                 (16, 370_000.0, 35.0, 2_600.0),

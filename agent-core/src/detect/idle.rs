@@ -13,7 +13,8 @@ use crate::window::Window;
 /// this target's reactor 15-30 % busy, so only a nearly idle target falls under it.
 pub const IDLE_BUSY_RATIO: f64 = 0.05;
 
-/// Runnable share (on CPU + waiting for it) at which the thread counts as spinning: a sleeping
+/// Runnable share (on CPU + waiting for it; without thread statistics a `poll` policy implies
+/// ~100 %) at which the thread counts as spinning: a sleeping
 /// (epoll) reactor is runnable a few % of the time when idle; a polling one ~100 %, even when
 /// another task shares its core (then it waits instead of running). 90 % leaves room for
 /// interrupts and accounting skew.
@@ -31,8 +32,12 @@ impl Detector for Idle {
     fn observe(&mut self, w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
         let policy = ctx.info.settings.idle.as_deref().unwrap_or("unknown");
         for r in &w.reactors {
-            let Some(cpu) = r.cpu_ratio else { continue };
-            let runnable = cpu + r.runqueue_wait_ratio.unwrap_or(0.0);
+            // Without thread statistics the policy says it: a `poll` reactor spins by design.
+            let (cpu, runnable, inferred) = match r.cpu_ratio {
+                Some(c) => (c, c + r.runqueue_wait_ratio.unwrap_or(0.0), false),
+                None if policy == "poll" => (1.0, 1.0, true),
+                None => continue,
+            };
             if r.stalled || !(r.busy_ratio < IDLE_BUSY_RATIO) || !(runnable >= ON_CPU_RATIO) {
                 continue;
             }
@@ -41,28 +46,39 @@ impl Detector for Idle {
             } else {
                 "the sleep idle policy would give the core back between bursts"
             };
+            let on_cpu = if inferred {
+                "spinning under the poll policy".to_string()
+            } else {
+                format!("{} on CPU", pct(cpu))
+            };
+            let mut evidence = vec![
+                Evidence::new("reactor busy", r.busy_ratio * 100.0, "%"),
+                Evidence::new("IOPS", r.iops, "IOPS"),
+                Evidence::new("polls", r.polls_per_s, "/s"),
+            ];
+            if !inferred {
+                evidence.push(Evidence::new("thread on CPU", cpu * 100.0, "%"));
+                evidence.push(Evidence::new("thread runnable", runnable * 100.0, "%"));
+            }
+            // Measured on-CPU time is surer than what the policy implies.
+            let confidence =
+                margin(r.busy_ratio, IDLE_BUSY_RATIO, 0.0).min(margin(runnable, ON_CPU_RATIO, 1.0))
+                    * if inferred { 0.8 } else { 1.0 };
             out.push(candidate(
                 FindingKind::IdlePollingBurn,
                 Severity::Info,
                 Subject::Reactor { index: r.index },
                 format!(
-                    "reactor {} burns core {} ({} on CPU) polling while only {} of its loop does \
+                    "reactor {} burns core {} ({on_cpu}) polling while only {} of its loop does \
                      work ({} IOPS); {advice}",
                     r.index,
                     r.core,
-                    pct(cpu),
                     pct(r.busy_ratio),
                     si(r.iops)
                 ),
-                vec![
-                    Evidence::new("reactor busy", r.busy_ratio * 100.0, "%"),
-                    Evidence::new("thread on CPU", cpu * 100.0, "%"),
-                    Evidence::new("thread runnable", runnable * 100.0, "%"),
-                    Evidence::new("IOPS", r.iops, "IOPS"),
-                    Evidence::new("polls", r.polls_per_s, "/s"),
-                ],
+                evidence,
                 w,
-                margin(r.busy_ratio, IDLE_BUSY_RATIO, 0.0).min(margin(runnable, ON_CPU_RATIO, 1.0)),
+                confidence,
             ));
         }
     }
