@@ -90,7 +90,7 @@ impl Tgt {
         }
     }
 
-    /// Starts a 60 s random-read load (killed when the returned guard drops).
+    /// Starts a random-read load for up to 10 minutes (killed when the returned guard drops).
     fn load(&self) -> Killed {
         let perf = cargo_bin("bench-harness", "ringside-perf");
         let trid = format!(
@@ -98,7 +98,7 @@ impl Tgt {
             self.port
         );
         let child = Command::new(&perf)
-            .args(["-r", &trid, "--no-pin", "-t", "60", "-q", "8"])
+            .args(["-r", &trid, "--no-pin", "-t", "600", "-q", "8"])
             .args(["-o", "4096", "-w", "randread"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -246,8 +246,10 @@ fn parse_count(s: &str) -> Option<f64> {
     num.parse::<f64>().ok().map(|v| v * scale)
 }
 
-fn ringside(file: &Path) -> Command {
-    let mut c = Command::new(cargo_bin("agent", "ringside"));
+/// `ringside --file <file>`; `bin` is resolved once per test (each `cargo_bin` is a cargo run,
+/// which can wait for a lock long enough for the load to end).
+fn ringside(bin: &Path, file: &Path) -> Command {
+    let mut c = Command::new(bin);
     c.arg("--file").arg(file);
     c
 }
@@ -335,13 +337,14 @@ fn live_view_in_tmux_shows_reactor_iops_and_q_restores_the_terminal() {
 
 #[test]
 fn once_json_prints_one_snapshot_with_one_window_under_load() {
+    let bin = cargo_bin("agent", "ringside");
     let tgt = Tgt::start("json");
     let _load = tgt.load();
     // Wait for the load to reach the target (its counters page shows reads).
     let mut seen = String::new();
     let mut flowing = false;
     for _ in 0..120 {
-        let out = ringside(&tgt.trace_file)
+        let out = ringside(&bin, &tgt.trace_file)
             .args(["trace", "--counters"])
             .output()
             .expect("cannot run ringside trace --counters");
@@ -359,7 +362,7 @@ fn once_json_prints_one_snapshot_with_one_window_under_load() {
     }
     assert!(flowing, "no reads reached the target:\n{seen}");
 
-    let out = ringside(&tgt.trace_file)
+    let out = ringside(&bin, &tgt.trace_file)
         .args(["top", "--once", "--json", "--interval", "500ms"])
         .stdin(Stdio::null())
         .output()
@@ -414,7 +417,7 @@ fn once_json_prints_one_snapshot_with_one_window_under_load() {
     );
 
     // The text form of the same: the reactors table with reactor 0 busy.
-    let out = ringside(&tgt.trace_file)
+    let out = ringside(&bin, &tgt.trace_file)
         .args(["top", "--once", "--interval", "500ms"])
         .stdin(Stdio::null())
         .output()
@@ -433,8 +436,9 @@ fn once_json_prints_one_snapshot_with_one_window_under_load() {
 
 #[test]
 fn top_without_a_terminal_says_so_instead_of_garbling_the_output() {
+    let bin = cargo_bin("agent", "ringside");
     let tgt = Tgt::start("notty");
-    let out = ringside(&tgt.trace_file)
+    let out = ringside(&bin, &tgt.trace_file)
         .arg("top")
         .stdin(Stdio::null())
         .output()
