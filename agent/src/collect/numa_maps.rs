@@ -2,8 +2,8 @@
 //! mappings that hold I/O buffers and for all mappings (DESIGN §5).
 //!
 //! Threading: owned by the sampling thread. The kernel builds the file by walking the target's
-//! page tables when it is read, so the cost grows with the target's resident memory (about 11 ms
-//! for 300 MiB on the development VM, ~35 µs per resident MiB). To keep that off the tick, a read
+//! page tables when it is read, so the cost grows with the target's resident memory (11 to 38 ms
+//! for ~330 MiB resident on the shared development VM, i.e. 35 to 115 µs per resident MiB). To keep that off the tick, a read
 //! may take at most [`MAX_DUTY_PERCENT`] of wall time: after a read that took `c`, the next
 //! happens no sooner than `c × 100 / MAX_DUTY_PERCENT` later, and the ticks in between repeat the
 //! last summary (placement changes slowly; a large target is re-read every few seconds).
