@@ -16,6 +16,7 @@ use clap::Args;
 use exporter::{Exporter, ServeOptions};
 
 use crate::attach::AttachArgs;
+use crate::diagnose::AnalysisArgs;
 use crate::session::{Session, SessionOptions};
 
 /// Options of `ringside serve`.
@@ -27,6 +28,9 @@ pub struct ServeArgs {
     /// Sampling interval and window length: `1s`, `500ms`, `2.5s`.
     #[arg(long, default_value = "1s", value_parser = parse_interval)]
     pub interval: Duration,
+    /// Topology and NIC to analyse against (as for `diagnose` and `top`).
+    #[command(flatten)]
+    pub analysis: AnalysisArgs,
     /// Most HTTP connections open at once.
     #[arg(long, default_value_t = 64, hide = true)]
     pub max_connections: usize,
@@ -67,7 +71,8 @@ pub fn run(attach: &AttachArgs, args: &ServeArgs) -> Result<()> {
 pub fn run_until(attach: &AttachArgs, args: &ServeArgs, stop: &AtomicBool) -> Result<()> {
     let opts = SessionOptions {
         window: args.interval,
-        ..SessionOptions::default()
+        topology_arg: args.analysis.topology.clone(),
+        nic: args.analysis.nic.clone(),
     };
     let mut session = Session::open(attach, &opts)?;
     let shared = Arc::new(Exporter::new());
