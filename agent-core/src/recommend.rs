@@ -278,7 +278,11 @@ pub fn knee(windows: &[Window]) -> Option<Knee> {
     let mut by_depth: BTreeMap<u32, Vec<(f64, u64)>> = BTreeMap::new();
     for w in windows {
         let qp = all_io_qpairs(w);
-        let done: u64 = w.reactors.iter().map(|r| r.completions).sum();
+        let done: u64 = w
+            .reactors
+            .iter()
+            .map(|r| r.completions)
+            .fold(0u64, u64::saturating_add);
         if qp == 0 || done < MIN_COMPLETIONS {
             continue;
         }
@@ -538,13 +542,17 @@ fn numa(
         });
     }
     if let Some(mem) = &w.memory {
-        let total: u64 = mem.buffer_bytes_by_node.iter().map(|(_, b)| *b).sum();
+        let total: u64 = mem
+            .buffer_bytes_by_node
+            .iter()
+            .map(|(_, b)| *b)
+            .fold(0u64, u64::saturating_add);
         let local: u64 = mem
             .buffer_bytes_by_node
             .iter()
             .filter(|(n, _)| *n == home)
             .map(|(_, b)| *b)
-            .sum();
+            .fold(0u64, u64::saturating_add);
         if total > 0 && (local as f64) < 0.5 * total as f64 {
             out.push(Recommendation {
                 setting: Setting::MemoryBinding,

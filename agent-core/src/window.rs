@@ -266,7 +266,7 @@ pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) ->
         let reads = d(r.cmds_read, p.cmds_read);
         let writes = d(r.cmds_write, p.cmds_write);
         let other = d(r.cmds_other, p.cmds_other);
-        let completions = reads + writes + other;
+        let completions = reads.saturating_add(writes).saturating_add(other);
         let busy = d(r.busy_ns, p.busy_ns);
         let idle = d(r.idle_ns, p.idle_ns);
 
@@ -280,7 +280,7 @@ pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) ->
             read_bytes_per_s: rate(r.bytes_read, p.bytes_read, secs),
             write_bytes_per_s: rate(r.bytes_write, p.bytes_write, secs),
             completions,
-            busy_ratio: ratio(busy, busy + idle),
+            busy_ratio: ratio(busy, busy.saturating_add(idle)),
             ns_per_io: (completions > 0).then(|| busy as f64 / completions as f64),
             polls_per_s: rate(r.polls, p.polls, secs),
             buffer_waits: d(r.buffer_waits, p.buffer_waits),
@@ -345,7 +345,10 @@ pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) ->
                 if dt_ns > 0 {
                     rw.preempted_ratio = Some(ratio(d(kr.preempted_ns, pkr.preempted_ns), dt_ns));
                     rw.irq_ratio = Some(ratio(
-                        d(kr.irq_ns + kr.softirq_ns, pkr.irq_ns + pkr.softirq_ns),
+                        d(
+                            kr.irq_ns.saturating_add(kr.softirq_ns),
+                            pkr.irq_ns.saturating_add(pkr.softirq_ns),
+                        ),
                         dt_ns,
                     ));
                     rw.syscalls_per_s = Some(rate(kr.syscalls, pkr.syscalls, secs));
@@ -426,18 +429,28 @@ fn netdev_window(n: &NetdevSample, p: Option<&NetdevSample>, secs: f64) -> Netde
         qdisc_backlog_bytes: n.qdisc_backlog_bytes,
         qdisc_drops: n.qdisc_drops.saturating_sub(p.qdisc_drops),
         qdisc_overlimits_per_s: rate(n.qdisc_overlimits, p.qdisc_overlimits, secs),
-        drops: (n.rx_drops + n.tx_drops).saturating_sub(p.rx_drops + p.tx_drops),
+        drops: n
+            .rx_drops
+            .saturating_sub(p.rx_drops)
+            .saturating_add(n.tx_drops.saturating_sub(p.tx_drops)),
     }
 }
 
 fn device_window(dv: &DeviceSample, p: Option<&DeviceSample>, secs: f64) -> DeviceWindow {
     let zero = DeviceSample::default();
     let p = p.unwrap_or(&zero);
-    let ios = (dv.reads + dv.writes).saturating_sub(p.reads + p.writes);
-    let ticks =
-        (dv.read_ticks_ms + dv.write_ticks_ms).saturating_sub(p.read_ticks_ms + p.write_ticks_ms);
-    let sectors =
-        (dv.sectors_read + dv.sectors_written).saturating_sub(p.sectors_read + p.sectors_written);
+    let ios = dv
+        .reads
+        .saturating_sub(p.reads)
+        .saturating_add(dv.writes.saturating_sub(p.writes));
+    let ticks = dv
+        .read_ticks_ms
+        .saturating_sub(p.read_ticks_ms)
+        .saturating_add(dv.write_ticks_ms.saturating_sub(p.write_ticks_ms));
+    let sectors = dv
+        .sectors_read
+        .saturating_sub(p.sectors_read)
+        .saturating_add(dv.sectors_written.saturating_sub(p.sectors_written));
     DeviceWindow {
         name: dv.name.clone(),
         iops: if secs > 0.0 { ios as f64 / secs } else { 0.0 },

@@ -768,7 +768,11 @@ mod tests {
         assert_eq!(offset_of!(ReactorCounters, polls), 0);
         assert_eq!(offset_of!(ReactorCounters, qpair_slot_overflow), 24 * 8);
         assert!(size_of::<QpairCounters>() as u64 <= QPAIR_COUNTERS_SIZE);
-        assert_eq!(QPAIR_COUNTERS_SIZE % 64, 0, "qpair slots stay cache-line aligned");
+        assert_eq!(
+            QPAIR_COUNTERS_SIZE % 64,
+            0,
+            "qpair slots stay cache-line aligned"
+        );
         assert_eq!(offset_of!(QpairCounters, high_water), 5 * 8);
         assert_eq!(HIST_BUCKETS, 560);
         assert_eq!(HIST_BLOCK_SIZE, 4544);

@@ -52,7 +52,9 @@ impl Detector for Numa {
             |r: &crate::window::ReactorWindow| r.node.or_else(|| topo.node_of_cpu(r.core));
         let placed: Vec<u32> = w.reactors.iter().filter_map(node_of).collect();
         let buffers = w.memory.as_ref().map(|m| &m.buffer_bytes_by_node);
-        let buffer_total: u64 = buffers.map_or(0, |b| b.iter().map(|(_, v)| *v).sum());
+        let buffer_total: u64 = buffers.map_or(0, |b| {
+            b.iter().map(|(_, v)| *v).fold(0u64, u64::saturating_add)
+        });
 
         for r in w.reactors.iter().filter(|r| carries_io(r)) {
             let Some(node) = node_of(r) else { continue };
@@ -63,7 +65,11 @@ impl Detector for Numa {
             // Buffers: compare this node's share of the bytes with its share of the reactors.
             let mut memory: Option<(u32, f64)> = None;
             if let Some(b) = buffers.filter(|_| buffer_total >= MIN_BUFFER_BYTES) {
-                let local: u64 = b.iter().filter(|(n, _)| *n == node).map(|(_, v)| *v).sum();
+                let local: u64 = b
+                    .iter()
+                    .filter(|(n, _)| *n == node)
+                    .map(|(_, v)| *v)
+                    .fold(0u64, u64::saturating_add);
                 let share = local as f64 / buffer_total as f64;
                 let expected = placed.iter().filter(|n| **n == node).count() as f64
                     / placed.len().max(1) as f64;

@@ -20,7 +20,9 @@ impl Detector for Stall {
 
     fn observe(&mut self, w: &Window, _ctx: &Context<'_>, out: &mut Vec<Finding>) {
         for r in w.reactors.iter().filter(|r| r.stalled) {
-            let stuck: u64 = qpairs_of(w, r.index).map(|q| q.outstanding).sum();
+            let stuck: u64 = qpairs_of(w, r.index)
+                .map(|q| q.outstanding)
+                .fold(0u64, u64::saturating_add);
             let qpairs = qpairs_of(w, r.index).count();
             let mut evidence = vec![
                 Evidence::new("polls", r.polls_per_s, "/s"),
