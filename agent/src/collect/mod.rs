@@ -13,6 +13,7 @@
 use agent_core::sample::{Capability, Sample, TargetInfo};
 
 pub mod block;
+pub mod kernel;
 pub mod netdev;
 pub mod numa_maps;
 pub mod perf;
