@@ -5,8 +5,19 @@
 //! while following. The reader never blocks the target; when the target laps it, the records
 //! lost are counted and reported, never guessed. Output goes to a `Write` so tests can capture
 //! it; the closing summary goes to stderr in text mode and as a last JSON line with `--json`.
+//!
+//! `--kernel` (with `--follow`) also loads the kernel probes (`probes` crate) filtered to the
+//! target's reactor threads and cores, listener ports and namespace devices, and interleaves
+//! their events with the ring's output on one clock: ring ticks are converted to
+//! CLOCK_MONOTONIC with the trace file's calibration, and eBPF stamps `bpf_ktime_get_ns`, the
+//! same clock. The probe set is owned by the same single thread and polled in place of the
+//! sleep between ring polls. Lines are then held back [`KERNEL_HOLD_BACK_NS`] and printed
+//! sorted by their start time (a request by its first stage, a preemption by the switch away),
+//! so a request and the kernel events inside its span come out together. When the probes
+//! cannot load, one `kernel:` line says why and the ring output continues unchanged.
 
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -19,6 +30,7 @@ use trace_ring::description::{ArgKind, TpRole};
 use trace_ring::{tsc, Description, Event, Start, TraceReader};
 
 use crate::attach::{self, AttachArgs};
+use crate::collect::kernel as kernel_probes;
 use crate::requests::{Request, RequestBuilder};
 
 /// Options of `ringside trace`.
@@ -60,7 +72,16 @@ pub struct TraceArgs {
     /// With --follow: poll interval in milliseconds.
     #[arg(long, default_value_t = 20)]
     pub interval: u64,
+    /// With --follow: also trace the kernel (eBPF: reactor preemptions, wake-ups, migrations,
+    /// irqs on reactor cores, TCP retransmits on the listeners, slow block requests, NUMA
+    /// migrations), interleaved in time order. Needs root or CAP_BPF and CAP_PERFMON.
+    #[arg(long)]
+    pub kernel: bool,
 }
+
+/// How long lines wait, with `--kernel`, before they are printed in time order: a request is
+/// printed when it completes but sorted by its start, a preemption is streamed when it ends.
+pub const KERNEL_HOLD_BACK_NS: u64 = 300_000_000;
 
 /// Runs `ringside trace`.
 pub fn run(attach: &AttachArgs, args: &TraceArgs, out: &mut dyn Write) -> Result<()> {
@@ -73,6 +94,12 @@ pub fn run(attach: &AttachArgs, args: &TraceArgs, out: &mut dyn Write) -> Result
     }
     if args.counters {
         return counters(&reader, args.json, out);
+    }
+    if args.kernel && !args.follow {
+        bail!(
+            "--kernel needs --follow: kernel events exist only from the moment the probes attach \
+             (e.g. `ringside trace --follow --duration 5 --kernel`)"
+        );
     }
     let stop = Arc::new(AtomicBool::new(false));
     if args.follow {
@@ -298,6 +325,115 @@ struct Tracer {
     events_seen: u64,
     lost: u64,
     late: u64,
+    /// With `--kernel` and probes running: the probes and the lines waiting for their turn.
+    kernel: Option<KernelMerge>,
+}
+
+/// The kernel side of `--kernel`: the probe set and the time-sorted lines not yet printed.
+struct KernelMerge {
+    probes: probes::ProbeSet,
+    /// (sort key ns, arrival sequence, the line with its newline).
+    pending: Vec<(u64, u64, String)>,
+    seq: u64,
+    events: u64,
+}
+
+impl KernelMerge {
+    fn push(&mut self, key: u64, line: String) {
+        self.seq += 1;
+        self.pending.push((key, self.seq, line));
+    }
+
+    /// Prints, in time order, every line whose key is at or before `watermark`.
+    fn flush(&mut self, watermark: u64, out: &mut dyn Write) -> Result<()> {
+        self.pending.sort_by_key(|&(k, s, _)| (k, s));
+        let n = self.pending.partition_point(|&(k, _, _)| k <= watermark);
+        for (_, _, line) in self.pending.drain(..n) {
+            out.write_all(line.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// The target as the trace file describes it, for the probe filter.
+fn target_info(reader: &TraceReader) -> agent_core::sample::TargetInfo {
+    use agent_core::sample::{ListenerInfo, NamespaceInfo, ReactorInfo, TargetInfo};
+    let d = reader.description();
+    TargetInfo {
+        pid: reader.header().pid,
+        reactors: d
+            .reactors
+            .iter()
+            .map(|r| ReactorInfo {
+                index: r.index,
+                core: r.core,
+                tid: r
+                    .tid
+                    .or_else(|| reader.writer_thread(r.index).map(|(tid, _)| tid)),
+            })
+            .collect(),
+        listeners: d
+            .listeners
+            .iter()
+            .map(|l| ListenerInfo {
+                transport: l.transport.clone(),
+                address: l.address.clone(),
+                netdev: l.netdev.clone(),
+            })
+            .collect(),
+        namespaces: d
+            .subsystems
+            .iter()
+            .flat_map(|s| {
+                s.namespaces.iter().map(|n| NamespaceInfo {
+                    nqn: s.nqn.clone(),
+                    nsid: n.nsid,
+                    backend: n.backend.clone(),
+                    device: n.device.clone(),
+                })
+            })
+            .collect(),
+        ..TargetInfo::default()
+    }
+}
+
+/// Loads the probes for `--kernel`; prints one line saying what runs (or why nothing does).
+fn start_kernel(
+    reader: &TraceReader,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Option<KernelMerge>> {
+    let mut filter = kernel_probes::filter_for(&target_info(reader));
+    filter.pid = Some(reader.header().pid);
+    let cfg = probes::ProbeConfig {
+        filter,
+        probes: kernel_probes::probe_kinds(false),
+        ..probes::ProbeConfig::default()
+    };
+    let (available, note, set) = match probes::ProbeSet::start(&cfg) {
+        Ok((set, statuses)) => {
+            let (any, note) = kernel_probes::summarize(&statuses);
+            (any, note, any.then_some(set))
+        }
+        Err(e) => (false, format!("kernel probes not started: {e}"), None),
+    };
+    let tail = if available {
+        ""
+    } else {
+        "; the ring output continues without kernel events"
+    };
+    if json {
+        let v = json!({"type": "kernel_status", "available": available, "note": format!("{note}{tail}")});
+        writeln!(out, "{v}")?;
+    } else {
+        writeln!(out, "kernel: {note}{tail}")?;
+    }
+    Ok(set.map(|probes| KernelMerge {
+        probes,
+        pending: Vec::new(),
+        seq: 0,
+        events: 0,
+    }))
 }
 
 impl Tracer {
@@ -327,6 +463,7 @@ impl Tracer {
             events_seen: 0,
             lost: 0,
             late: 0,
+            kernel: None,
         })
     }
 
@@ -348,6 +485,9 @@ impl Tracer {
             .map(|s| Instant::now() + Duration::from_secs_f64(s.max(0.0)));
         let mut batch = Vec::new();
         let limit = args.count.unwrap_or(u64::MAX);
+        if args.kernel {
+            self.kernel = start_kernel(reader, args.json, out)?;
+        }
         loop {
             batch.clear();
             // Check liveness before polling: once the producer is gone, one more full drain
@@ -369,13 +509,67 @@ impl Tracer {
                 }
                 self.one(ev, args, reader.description(), &to_ns, out)?;
             }
+            let done = finished || self.printed >= limit;
+            self.kernel_step(args, done, out)?;
             out.flush()?;
-            if finished || self.printed >= limit {
+            if done {
                 break;
             }
-            std::thread::sleep(Duration::from_millis(args.interval.max(1)));
+            if self.kernel.is_none() {
+                std::thread::sleep(Duration::from_millis(args.interval.max(1)));
+            }
         }
         self.summary(args.json, out)
+    }
+
+    /// With `--kernel`: waits for kernel events for one poll interval (the loop's sleep), turns
+    /// them into lines and prints what is older than the hold-back (everything when `done`).
+    fn kernel_step(&mut self, args: &TraceArgs, done: bool, out: &mut dyn Write) -> Result<()> {
+        let Some(k) = &mut self.kernel else {
+            return Ok(());
+        };
+        let interval = Duration::from_millis(args.interval.max(1));
+        let began = Instant::now();
+        let events = match k.probes.poll(if done { Duration::ZERO } else { interval }) {
+            Ok(ev) => ev,
+            Err(e) => {
+                // The ring keeps going; say once why the kernel side stopped.
+                let line =
+                    format!("kernel: polling the probes failed ({e}); kernel events stop here");
+                if args.json {
+                    writeln!(
+                        out,
+                        "{}",
+                        json!({"type": "kernel_status", "available": false, "note": line})
+                    )?;
+                } else {
+                    writeln!(out, "{line}")?;
+                }
+                k.flush(u64::MAX, out)?;
+                self.kernel = None;
+                return Ok(());
+            }
+        };
+        for ev in &events {
+            let key = kernel_event_start(ev);
+            let first = *self.first_ns.get_or_insert(key);
+            let line = format_kernel_event(ev, key, first, args.json);
+            k.events += 1;
+            k.push(key, line);
+        }
+        let watermark = if done {
+            u64::MAX
+        } else {
+            tsc::mono_ns().saturating_sub(KERNEL_HOLD_BACK_NS)
+        };
+        k.flush(watermark, out)?;
+        if !done {
+            // Events may end the poll early; keep the ring-poll cadence.
+            if let Some(rest) = interval.checked_sub(began.elapsed()) {
+                std::thread::sleep(rest);
+            }
+        }
+        Ok(())
     }
 
     fn one(
@@ -396,12 +590,26 @@ impl Tracer {
             if let Some(req) = self.builder.push(ev, to_ns) {
                 if self.filter.place(req.reactor, req.qpair) {
                     self.printed += 1;
-                    print_request(&req, first, desc, args.json, out)?;
+                    match &mut self.kernel {
+                        Some(k) => {
+                            let mut buf = Vec::new();
+                            print_request(&req, first, desc, args.json, &mut buf)?;
+                            k.push(req.start_ns, String::from_utf8_lossy(&buf).into_owned());
+                        }
+                        None => print_request(&req, first, desc, args.json, out)?,
+                    }
                 }
             }
         } else if self.filter.event(ev) {
             self.printed += 1;
-            print_event(ev, ns, first, desc, args.json, out)?;
+            match &mut self.kernel {
+                Some(k) => {
+                    let mut buf = Vec::new();
+                    print_event(ev, ns, first, desc, args.json, &mut buf)?;
+                    k.push(ns, String::from_utf8_lossy(&buf).into_owned());
+                }
+                None => print_event(ev, ns, first, desc, args.json, out)?,
+            }
         }
         Ok(())
     }
@@ -409,10 +617,18 @@ impl Tracer {
     fn summary(&self, json: bool, out: &mut dyn Write) -> Result<()> {
         let rs = self.builder.stats();
         if json {
-            let v = json!({"summary": {
+            let mut v = json!({"summary": {
                 "events": self.events_seen, "printed": self.printed, "lost": self.lost,
                 "late": self.late, "requests": rs,
             }});
+            if let Some(k) = &self.kernel {
+                v["summary"]["kernel_events"] = json!(k.events);
+                v["summary"]["kernel_drops"] = json!(k
+                    .probes
+                    .read_aggregates()
+                    .map(|a| a.ringbuf_drops)
+                    .unwrap_or(0));
+            }
             writeln!(out, "{v}")?;
         }
         let mut line = format!(
@@ -425,13 +641,116 @@ impl Tracer {
                 rs.completed, rs.in_flight, rs.abandoned
             ));
         }
+        if let Some(k) = &self.kernel {
+            let _ = write!(line, "; {} kernel events", k.events);
+        }
         let _ = writeln!(io::stderr(), "{line}");
         Ok(())
     }
 }
 
+/// Seconds since the first line (negative for a kernel event older than the first record).
 fn rel(ns: u64, first: u64) -> f64 {
-    ns.saturating_sub(first) as f64 / 1e9
+    if ns >= first {
+        (ns - first) as f64 / 1e9
+    } else {
+        -((first - ns) as f64 / 1e9)
+    }
+}
+
+/// When a kernel event began (its sort key): the switch away for a preemption, the waking for
+/// a wake-up, the start of an irq, syscall or block request.
+pub fn kernel_event_start(ev: &probes::KernelEvent) -> u64 {
+    use probes::KernelEvent as K;
+    match ev {
+        K::Preempted { start_ns, .. }
+        | K::IrqTime { start_ns, .. }
+        | K::Syscall { start_ns, .. } => *start_ns,
+        K::Wakeup { waking_ns, .. } => *waking_ns,
+        K::BlockRq { issue_ns, .. } => *issue_ns,
+        other => other.ts_ns(),
+    }
+}
+
+/// One kernel event as a text line or a JSON object (`"type": "kernel"`, `t_ns` = its start on
+/// CLOCK_MONOTONIC, `event` = its kind, then its fields), newline included.
+pub fn format_kernel_event(ev: &probes::KernelEvent, t_ns: u64, first: u64, json: bool) -> String {
+    use probes::KernelEvent as K;
+    let us = |ns: u64| ns as f64 / 1e3;
+    let (event, fields, text): (&str, Value, String) = match ev {
+        K::Preempted { tid, cpu, start_ns, end_ns, resumed_cpu, by_pid, by_comm } => (
+            "preempted",
+            json!({"tid": tid, "cpu": cpu, "end_ns": end_ns, "duration_ns": end_ns.saturating_sub(*start_ns),
+                   "resumed_cpu": resumed_cpu, "by_pid": by_pid, "by_comm": by_comm}),
+            format!("sched_switch: reactor tid {tid} preempted on cpu {cpu} by {by_comm} (pid {by_pid}) for {:.1}us, resumed on cpu {resumed_cpu}",
+                us(end_ns.saturating_sub(*start_ns))),
+        ),
+        K::Wakeup { tid, waker_pid, waking_ns, running_ns, target_cpu, cpu } => (
+            "wakeup",
+            json!({"tid": tid, "waker_pid": waker_pid, "running_ns": running_ns,
+                   "latency_ns": running_ns.saturating_sub(*waking_ns), "target_cpu": target_cpu, "cpu": cpu}),
+            format!("wakeup: reactor tid {tid} woken by pid {waker_pid}, ran {:.1}us later on cpu {cpu}",
+                us(running_ns.saturating_sub(*waking_ns))),
+        ),
+        K::Migrated { tid, orig_cpu, dest_cpu, .. } => (
+            "migrated",
+            json!({"tid": tid, "orig_cpu": orig_cpu, "dest_cpu": dest_cpu}),
+            format!("migrate: reactor tid {tid} cpu {orig_cpu} -> {dest_cpu}"),
+        ),
+        K::IrqTime { cpu, kind, vector, duration_ns, .. } => {
+            let k = match kind {
+                probes::IrqKind::Hard => "hardirq",
+                probes::IrqKind::Soft => "softirq",
+            };
+            (
+                k,
+                json!({"cpu": cpu, "vector": vector, "duration_ns": duration_ns}),
+                format!("{k}: vector {vector} on reactor cpu {cpu} for {:.1}us", us(*duration_ns)),
+            )
+        }
+        K::Syscall { tid, nr, ret, duration_ns, .. } => (
+            "syscall",
+            json!({"tid": tid, "nr": nr, "ret": ret, "duration_ns": duration_ns}),
+            format!("syscall: reactor tid {tid} nr {nr} took {:.1}us (ret {ret})", us(*duration_ns)),
+        ),
+        K::BlockRq { dev, op, sector, bytes, error, latency_ns, .. } => (
+            "block_rq",
+            json!({"dev": dev.to_string(), "op": format!("{op:?}"), "sector": sector, "bytes": bytes,
+                   "error": error, "latency_ns": latency_ns}),
+            format!("block: {dev} {op:?} sector {sector} {bytes}B took {:.1}us (error {error})", us(*latency_ns)),
+        ),
+        K::TcpRetransmit { conn, state, tgid, .. } => (
+            "tcp_retransmit",
+            json!({"conn": conn.to_string(), "state": state, "tgid": tgid}),
+            format!("tcp_retransmit: {conn} (state {state})"),
+        ),
+        K::TcpSample { conn, sample, .. } => (
+            "tcp_sample",
+            json!({"conn": conn.to_string(), "cwnd": sample.snd_cwnd, "srtt_us": sample.srtt_us,
+                   "in_flight": sample.in_flight(), "unsent": sample.unsent()}),
+            format!("tcp: {conn} cwnd {} srtt {}us in flight {}B unsent {}B",
+                sample.snd_cwnd, sample.srtt_us, sample.in_flight(), sample.unsent()),
+        ),
+        K::NumaPages { tid, reason, succeeded, failed, .. } => (
+            "numa_pages",
+            json!({"tid": tid, "reason": reason, "succeeded": succeeded, "failed": failed}),
+            format!("numa: tid {tid} migrated {succeeded} pages ({failed} failed, reason {reason})"),
+        ),
+        K::NumaTask { kind, tid, src_cpu, dst_cpu, .. } => (
+            "numa_task",
+            json!({"kind": format!("{kind:?}"), "tid": tid, "src_cpu": src_cpu, "dst_cpu": dst_cpu}),
+            format!("numa: {kind:?} tid {tid} cpu {src_cpu} -> {dst_cpu}"),
+        ),
+    };
+    if json {
+        let mut v = json!({"type": "kernel", "t_ns": t_ns, "event": event});
+        if let (Some(o), Value::Object(f)) = (v.as_object_mut(), fields) {
+            o.extend(f);
+        }
+        format!("{v}\n")
+    } else {
+        format!("{:>12.6} kernel {text}\n", rel(t_ns, first))
+    }
 }
 
 fn fmt_arg(kind: ArgKind, v: u64) -> String {
