@@ -136,6 +136,9 @@ struct Model {
     batched: bool,
     /// The knee of a depth sweep, when the windows hold one.
     knee: Option<Knee>,
+    /// Share of its core the reactor gets (1 − run-queue wait), when the OS was watched: a
+    /// reactor sharing its core serves only that share of its capacity.
+    cpu_share: Option<f64>,
 }
 
 impl Model {
@@ -168,36 +171,58 @@ impl Model {
             (None, Some(s)) => (Some(s / UNBATCHED_COST_FACTOR), Some(s), false),
             (None, None) => (None, None, false),
         };
+        let waits: Vec<f64> = windows
+            .iter()
+            .flat_map(|w| w.reactors.iter())
+            .filter_map(|r| r.runqueue_wait_ratio.or(r.preempted_ratio))
+            .filter(|v| v.is_finite())
+            .collect();
+        let cpu_share = (!waits.is_empty())
+            .then(|| (1.0 - waits.iter().sum::<f64>() / waits.len() as f64).clamp(0.05, 1.0));
         Model {
             cost_ns: cost,
             measured_cost_ns: measured,
             batched: is_batched,
             knee: knee(windows),
+            cpu_share,
         }
     }
 
     /// IOPS one core can serve.
     fn capacity(&self) -> Option<f64> {
-        self.cost_ns.map(|c| 1e9 / c)
+        self.cost_ns
+            .map(|c| 1e9 / c * self.cpu_share.unwrap_or(1.0))
     }
 
     fn capacity_evidence(&self) -> Option<String> {
         let (cost, measured) = (self.cost_ns?, self.measured_cost_ns?);
-        Some(if self.batched {
+        let share = self.cpu_share.unwrap_or(1.0);
+        let shared = if share < 0.95 {
             format!(
+                "; the reactor gets {:.0} % of its core (the rest waits on the run queue), so ~{} IOPS",
+                share * 100.0,
+                k(1e9 / cost * share)
+            )
+        } else {
+            String::new()
+        };
+        Some(
+            if self.batched {
+                format!(
                 "per-core capacity ~{} IOPS: 1e9 / {:.2} µs busy per I/O (best measured window)",
                 k(1e9 / cost),
                 cost / 1e3
             )
-        } else {
-            format!(
+            } else {
+                format!(
                 "per-core capacity ~{} IOPS: measured {:.2} µs busy per I/O at low depth, where \
                  each I/O pays its own receive and send; batched at depth ~{:.2} µs (÷{UNBATCHED_COST_FACTOR})",
                 k(1e9 / cost),
                 measured / 1e3,
                 cost / 1e3
             )
-        })
+            } + &shared,
+        )
     }
 }
 
