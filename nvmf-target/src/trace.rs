@@ -107,6 +107,7 @@ fn tp(id: u16, name: &str, group: &str, role: TpRole, args: &[(&str, ArgKind)]) 
 pub fn catalog() -> Vec<TracepointDesc> {
     use ArgKind as K;
     use TpRole as R;
+    #[cfg_attr(not(feature = "rdma"), allow(unused_mut))]
     let mut v = vec![
         tp(
             TP_CAPSULE_RECEIVED,
