@@ -45,6 +45,12 @@ pub const HEADROOM_BUSY: f64 = 0.85;
 
 /// Completions per window under which a qpair's figures are too thin to judge.
 pub const MIN_COMPLETIONS: u64 = 500;
+/// A qpair whose outstanding count ever reached this many at the target has an initiator that
+/// queues deeply: a low time-weighted depth then means its requests spend their round trip in
+/// the network and the host (the target's latency window is capsule in → response queued), not
+/// that the initiator holds back. Measured: QD32 over loopback shows ~3 average outstanding at
+/// the target with a high-water of 30+, QD1 a high-water of 1.
+pub const DEEP_HIGH_WATER: u64 = 8;
 
 /// Buffer waits per I/O above which buffers are short: each wait costs at least one poll round.
 pub const BUFFER_WAITS_PER_IO: f64 = 0.01;
@@ -114,7 +120,7 @@ fn initiator_limited(w: &Window, out: &mut Vec<Finding>) {
         let Some(r) = w.reactor(q.reactor) else {
             continue;
         };
-        if r.stalled || q.completions < MIN_COMPLETIONS {
+        if r.stalled || q.completions < MIN_COMPLETIONS || q.high_water >= DEEP_HIGH_WATER {
             continue;
         }
         let depth = q.avg_outstanding;
