@@ -57,6 +57,13 @@ pub struct AnalysisArgs {
     /// analysing against another machine's topology).
     #[arg(long, value_name = "NETDEV")]
     pub nic: Option<String>,
+    /// Do not attach the kernel probes (attached by default when root).
+    #[arg(long)]
+    pub no_kernel: bool,
+    /// Also count the reactors' system calls in the kernel (attaches raw_syscalls, which slows
+    /// every system call on the machine while the agent runs).
+    #[arg(long)]
+    pub kernel_syscalls: bool,
 }
 
 /// `ringside diagnose`.
@@ -233,11 +240,14 @@ fn emit(report: &Report, json: bool, html: Option<&Path>, out: &mut dyn Write) -
     Ok(())
 }
 
-fn session_options(interval: Duration, analysis: &AnalysisArgs) -> SessionOptions {
+/// Session options from the shared analysis flags.
+pub fn session_options(interval: Duration, analysis: &AnalysisArgs) -> SessionOptions {
     SessionOptions {
         window: interval,
         topology_arg: analysis.topology.clone(),
         nic: analysis.nic.clone(),
+        kernel: !analysis.no_kernel && rustix::process::geteuid().is_root(),
+        kernel_syscalls: analysis.kernel_syscalls,
     }
 }
 

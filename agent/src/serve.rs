@@ -17,7 +17,7 @@ use exporter::{Exporter, ServeOptions};
 
 use crate::attach::AttachArgs;
 use crate::diagnose::AnalysisArgs;
-use crate::session::{Session, SessionOptions};
+use crate::session::Session;
 
 /// Options of `ringside serve`.
 #[derive(Args, Clone, Debug)]
@@ -69,11 +69,7 @@ pub fn run(attach: &AttachArgs, args: &ServeArgs) -> Result<()> {
 
 /// Runs `ringside serve` until `stop` is set (tests set it themselves).
 pub fn run_until(attach: &AttachArgs, args: &ServeArgs, stop: &AtomicBool) -> Result<()> {
-    let opts = SessionOptions {
-        window: args.interval,
-        topology_arg: args.analysis.topology.clone(),
-        nic: args.analysis.nic.clone(),
-    };
+    let opts = crate::diagnose::session_options(args.interval, &args.analysis);
     let mut session = Session::open(attach, &opts)?;
     let shared = Arc::new(Exporter::new());
     shared.update(&session.snapshot());

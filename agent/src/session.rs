@@ -25,6 +25,10 @@ pub struct SessionOptions {
     pub topology_arg: Option<String>,
     /// The netdev serving the listeners (`--nic`), overriding what the collectors found.
     pub nic: Option<String>,
+    /// Attach the kernel probes (eBPF): preemption, interrupts, retransmits, block latency.
+    pub kernel: bool,
+    /// Also attach the raw_syscalls probe (slows every syscall on the machine while attached).
+    pub kernel_syscalls: bool,
 }
 
 impl Default for SessionOptions {
@@ -33,6 +37,8 @@ impl Default for SessionOptions {
             window: Duration::from_secs(1),
             topology_arg: None,
             nic: None,
+            kernel: rustix::process::geteuid().is_root(),
+            kernel_syscalls: false,
         }
     }
 }
@@ -75,6 +81,13 @@ impl Session {
         let pid = reader.header().pid;
         let mut collectors: Vec<Box<dyn Collector>> = vec![Box::new(RingCollector::new(reader))];
         collectors.extend(crate::collect::standard::standard(pid));
+        // After procfs, which resolves the reactor tids the probes filter on.
+        if opts.kernel {
+            collectors.push(crate::collect::kernel::kernel_collector(
+                pid,
+                opts.kernel_syscalls,
+            ));
+        }
         let mut sources = Sources::new(collectors, Box::new(trace_ring::tsc::mono_ns));
         if let Some(nic) = &opts.nic {
             for l in &mut sources.info_mut().listeners {

@@ -22,7 +22,7 @@ use clap::Args;
 use crate::attach::AttachArgs;
 use crate::diagnose::AnalysisArgs;
 use crate::serve::parse_interval;
-use crate::session::{Session, SessionOptions};
+use crate::session::Session;
 
 /// Options of `ringside top`.
 #[derive(Args, Clone, Debug)]
@@ -44,11 +44,7 @@ pub struct TopArgs {
 
 /// Runs `ringside top`.
 pub fn run(attach: &AttachArgs, args: &TopArgs) -> Result<()> {
-    let opts = SessionOptions {
-        window: args.interval,
-        topology_arg: args.analysis.topology.clone(),
-        nic: args.analysis.nic.clone(),
-    };
+    let opts = crate::diagnose::session_options(args.interval, &args.analysis);
     let mut session = Session::open(attach, &opts)?;
     let stdout = io::stdout();
     if args.once {
