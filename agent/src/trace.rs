@@ -81,7 +81,7 @@ pub struct TraceArgs {
 
 /// How long lines wait, with `--kernel`, before they are printed in time order: a request is
 /// printed when it completes but sorted by its start, a preemption is streamed when it ends.
-pub const KERNEL_HOLD_BACK_NS: u64 = 300_000_000;
+pub const KERNEL_HOLD_BACK_NS: u64 = 500_000_000;
 
 /// Runs `ringside trace`.
 pub fn run(attach: &AttachArgs, args: &TraceArgs, out: &mut dyn Write) -> Result<()> {
@@ -496,10 +496,13 @@ impl Tracer {
                 || !reader.producer_alive()
                 || stop.load(Ordering::Relaxed)
                 || deadline.is_some_and(|d| Instant::now() >= d);
+            // How far the ring has been read (on CLOCK_MONOTONIC): a slow reader lags the
+            // wall clock, and kernel lines must not overtake ring lines still to come.
+            let read_up_to = tsc::mono_ns();
             let st = if finished {
                 merged.drain(&mut batch)
             } else {
-                merged.poll(clock.from_mono_ns(tsc::mono_ns()), &mut batch)
+                merged.poll(clock.from_mono_ns(read_up_to), &mut batch)
             };
             self.lost += st.lost;
             self.late += st.late;
@@ -510,7 +513,7 @@ impl Tracer {
                 self.one(ev, args, reader.description(), &to_ns, out)?;
             }
             let done = finished || self.printed >= limit;
-            self.kernel_step(args, done, out)?;
+            self.kernel_step(args, done, read_up_to, out)?;
             out.flush()?;
             if done {
                 break;
@@ -523,8 +526,15 @@ impl Tracer {
     }
 
     /// With `--kernel`: waits for kernel events for one poll interval (the loop's sleep), turns
-    /// them into lines and prints what is older than the hold-back (everything when `done`).
-    fn kernel_step(&mut self, args: &TraceArgs, done: bool, out: &mut dyn Write) -> Result<()> {
+    /// them into lines and prints what is older than the hold-back before `read_up_to`, how far
+    /// the rings have been read (everything when `done`).
+    fn kernel_step(
+        &mut self,
+        args: &TraceArgs,
+        done: bool,
+        read_up_to: u64,
+        out: &mut dyn Write,
+    ) -> Result<()> {
         let Some(k) = &mut self.kernel else {
             return Ok(());
         };
@@ -560,7 +570,7 @@ impl Tracer {
         let watermark = if done {
             u64::MAX
         } else {
-            tsc::mono_ns().saturating_sub(KERNEL_HOLD_BACK_NS)
+            read_up_to.saturating_sub(KERNEL_HOLD_BACK_NS)
         };
         k.flush(watermark, out)?;
         if !done {
