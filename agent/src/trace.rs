@@ -525,9 +525,9 @@ impl Tracer {
         self.summary(args.json, out)
     }
 
-    /// With `--kernel`: waits for kernel events for one poll interval (the loop's sleep), turns
-    /// them into lines and prints what is older than the hold-back before `read_up_to`, how far
-    /// the rings have been read (everything when `done`).
+    /// With `--kernel`: takes the kernel events so far, turns them into lines, prints what is
+    /// older than the hold-back before `read_up_to` (how far the rings have been read;
+    /// everything when `done`), then sleeps out the poll interval.
     fn kernel_step(
         &mut self,
         args: &TraceArgs,
@@ -540,7 +540,10 @@ impl Tracer {
         };
         let interval = Duration::from_millis(args.interval.max(1));
         let began = Instant::now();
-        let events = match k.probes.poll(if done { Duration::ZERO } else { interval }) {
+        // Never block in the ring-buffer wait: it wakes this thread for every event (thousands
+        // a second when a busy reactor is switched out often), and those wake-ups land on the
+        // reactor's core. Take what is there and sleep the interval instead.
+        let events = match k.probes.poll(Duration::ZERO) {
             Ok(ev) => ev,
             Err(e) => {
                 // The ring keeps going; say once why the kernel side stopped.
@@ -574,7 +577,7 @@ impl Tracer {
         };
         k.flush(watermark, out)?;
         if !done {
-            // Events may end the poll early; keep the ring-poll cadence.
+            // Keep the ring-poll cadence (formatting took part of it).
             if let Some(rest) = interval.checked_sub(began.elapsed()) {
                 std::thread::sleep(rest);
             }
