@@ -875,3 +875,49 @@ fn print_request(
 fn short(name: &str) -> &str {
     name.split_once('.').map_or(name, |(_, s)| s)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use probes::KernelEvent;
+
+    fn preempted() -> KernelEvent {
+        KernelEvent::Preempted {
+            tid: 11,
+            cpu: 1,
+            start_ns: 5_000,
+            end_ns: 9_000,
+            resumed_cpu: 1,
+            by_pid: 42,
+            by_comm: "sh".into(),
+        }
+    }
+
+    #[test]
+    fn kernel_events_are_keyed_by_their_start() {
+        assert_eq!(kernel_event_start(&preempted()), 5_000);
+        assert_eq!(preempted().ts_ns(), 9_000, "the probe's own ts is the end");
+    }
+
+    #[test]
+    fn kernel_event_json_has_the_fields_a_timeline_needs() {
+        let line = format_kernel_event(&preempted(), 5_000, 0, true);
+        let v: Value = serde_json::from_str(line.trim_end()).expect("one JSON object");
+        assert_eq!(v["type"], "kernel");
+        assert_eq!(v["event"], "preempted");
+        assert_eq!(v["t_ns"], 5_000);
+        assert_eq!(v["duration_ns"], 4_000);
+        assert_eq!(v["by_pid"], 42);
+        assert_eq!(v["by_comm"], "sh");
+        assert!(line.ends_with('\n'));
+    }
+
+    #[test]
+    fn kernel_event_text_is_relative_and_may_precede_the_first_record() {
+        let line = format_kernel_event(&preempted(), 5_000, 1_005_000, false);
+        assert!(
+            line.contains("-0.001000 kernel sched_switch: reactor tid 11 preempted on cpu 1 by sh (pid 42) for 4.0us"),
+            "{line}"
+        );
+    }
+}
