@@ -30,8 +30,7 @@ LOAD=$!
 sleep 1
 "$T/ringside" --name demo diagnose --duration 8s --json --html "$OUT/report.html" > "$OUT/report.json"
 wait $LOAD; LOAD=
-"$T/ringside" report --help >/dev/null
-jq -r '.findings[] | "finding: [\(.severity)] \(.kind) on \(.subject.type) \(.subject.index // "")\(.subject.reactor // "").\(.subject.slot // "") — \(.summary)"' "$OUT/report.json"
+jq -r '.findings[] | "finding: [\(.severity)] \(.kind) (\(.subject | to_entries | map("\(.value)") | join(" "))) — \(.summary)"' "$OUT/report.json"
 jq -r '.recommendations[] | "recommend: \(.setting) \(.current) -> \(.proposed) (\(.applies_to)): \(.expected_effect)\n    \(.fragment)"' "$OUT/report.json"
 QD=$(jq -r '[.recommendations[] | select(.setting == "initiator_queue_depth") | .proposed][0] // empty' "$OUT/report.json")
 if [ -z "$QD" ]; then
@@ -44,7 +43,7 @@ echo "== 3. apply the recommendation: queue depth $QD"
 B=$(jq '.total.iops' "$OUT/before.json"); A=$(jq '.total.iops' "$OUT/after.json")
 EXP=$(jq '[.recommendations[] | select(.setting == "initiator_queue_depth") | .expected_iops][0] // 0' "$OUT/report.json")
 echo "== before/after (4 KiB random read, 1 target core)"
-printf '  before: QD1   %10.0f IOPS   p50 %s us\n' "$B" "$(jq '.total.latency_us.p50' "$OUT/before.json")"
-printf '  after:  QD%-3s %10.0f IOPS   p50 %s us   (agent expected ~%.0f)\n' "$QD" "$A" "$(jq '.total.latency_us.p50' "$OUT/after.json")" "$EXP"
-printf '  ratio:  %.1fx\n' "$(echo "$A / $B" | bc -l)"
+printf '  before: QD1   %10.0f IOPS   p50 %s us\n' "$B" "$(jq '.total.latency.p50_us' "$OUT/before.json")"
+printf '  after:  QD%-3s %10.0f IOPS   p50 %s us   (agent expected ~%.0f)\n' "$QD" "$A" "$(jq '.total.latency.p50_us' "$OUT/after.json")" "$EXP"
+awk -v a="$A" -v b="$B" 'BEGIN { printf "  ratio:  %.1fx\n", a / b }'
 echo "Full report: $OUT/report.html (self-contained), $OUT/report.json; Markdown: ringside report or diagnose without --json"
