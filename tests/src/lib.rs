@@ -4,8 +4,9 @@
 //! workspace binary built by the same cargo that runs the test.
 #![forbid(unsafe_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// The workspace root (the parent of this crate).
 pub fn workspace_root() -> PathBuf {
@@ -44,4 +45,37 @@ pub fn cargo_bin(package: &str, bin: &str) -> PathBuf {
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == bin)
         .find_map(|m| m["executable"].as_str().map(PathBuf::from))
         .unwrap_or_else(|| panic!("cargo build reported no {bin} executable"))
+}
+
+/// Waits for a starting `ringside-tgt` (spawned with stderr piped) to print its
+/// `listening on tcp ADDR:PORT` line — and, when `until_rpc`, its `rpc socket` line — then keeps
+/// draining its stderr on a thread so it never blocks on a full pipe. Returns the port and the
+/// start-up lines; panics with them (after killing the child) if the target exits first.
+pub fn wait_listening(child: &mut Child, until_rpc: bool) -> (u16, String) {
+    let mut err = BufReader::new(child.stderr.take().expect("the target's stderr is piped"));
+    let mut port = None;
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        match err.read_line(&mut line) {
+            Ok(0) | Err(_) => {
+                let _ = child.kill();
+                panic!("ringside-tgt exited during start-up; its stderr:\n{seen}");
+            }
+            Ok(_) => {}
+        }
+        seen.push_str(&line);
+        if let Some(a) = line.trim().strip_prefix("ringside-tgt: listening on tcp ") {
+            port = a.rsplit(':').next().and_then(|p| p.parse().ok());
+        }
+        if (until_rpc && line.contains("rpc socket")) || (!until_rpc && port.is_some()) {
+            break;
+        }
+    }
+    std::thread::spawn(move || {
+        let mut sink = Vec::new();
+        let _ = err.read_to_end(&mut sink);
+    });
+    let port = port.unwrap_or_else(|| panic!("no listening line in:\n{seen}"));
+    (port, seen)
 }

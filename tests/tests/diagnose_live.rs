@@ -15,7 +15,6 @@
 //! checked against generous bounds and printed.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -72,27 +71,7 @@ impl Tgt {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", tgt.display()));
-        let mut err = BufReader::new(child.stderr.take().expect("piped stderr"));
-        let mut seen = String::new();
-        let mut port = None;
-        while port.is_none() {
-            let mut line = String::new();
-            match err.read_line(&mut line) {
-                Ok(0) | Err(_) => {
-                    let _ = child.kill();
-                    panic!("ringside-tgt exited during start-up:\n{seen}");
-                }
-                Ok(_) => {}
-            }
-            seen.push_str(&line);
-            if let Some(a) = line.trim().strip_prefix("ringside-tgt: listening on tcp ") {
-                port = a.rsplit(':').next().and_then(|p| p.parse().ok());
-            }
-        }
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = err.read_to_end(&mut sink);
-        });
+        let (port, _) = tests::wait_listening(&mut child, false);
         let trace_file = dir.path().join(format!("ringside.{name}"));
         for _ in 0..50 {
             if trace_file.is_file() {
@@ -102,7 +81,7 @@ impl Tgt {
         }
         Tgt {
             child,
-            port: port.unwrap_or(0),
+            port,
             trace_file,
             dir,
         }

@@ -11,7 +11,6 @@
 //! fails with the last screen it saw.
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -50,32 +49,7 @@ impl Tgt {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", tgt.display()));
-        let mut err = BufReader::new(child.stderr.take().expect("piped stderr"));
-        let mut port = None;
-        let mut seen = String::new();
-        loop {
-            let mut line = String::new();
-            match err.read_line(&mut line) {
-                Ok(0) | Err(_) => {
-                    let _ = child.kill();
-                    panic!("ringside-tgt exited during start-up; its stderr:\n{seen}");
-                }
-                Ok(_) => {}
-            }
-            seen.push_str(&line);
-            if let Some(a) = line.trim().strip_prefix("ringside-tgt: listening on tcp ") {
-                port = a.rsplit(':').next().and_then(|p| p.parse().ok());
-            }
-            if line.contains("rpc socket") {
-                break;
-            }
-        }
-        // Keep draining stderr so the target never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sink = Vec::new();
-            let _ = err.read_to_end(&mut sink);
-        });
-        let port = port.unwrap_or_else(|| panic!("no listening line in:\n{seen}"));
+        let (port, seen) = tests::wait_listening(&mut child, true);
         let trace_file = dir.path().join(format!("ringside.{name}"));
         assert!(
             trace_file.is_file(),
