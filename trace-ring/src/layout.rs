@@ -17,7 +17,7 @@ pub const MAGIC: [u8; 8] = *b"RINGSIDE";
 /// ABI major version: a reader refuses any other major version.
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: additions that an older reader of the same major can ignore.
-pub const ABI_MINOR: u16 = 2;
+pub const ABI_MINOR: u16 = 3;
 /// Written as a native `u32`; reads back as this value only on a little-endian machine.
 pub const ENDIAN_TAG: u32 = 0x0A0B_0C0D;
 
@@ -322,6 +322,31 @@ u64_block! {
         errors_status,
         /// Qpair events whose slot was beyond `qpair_slots` (not accounted per qpair).
         qpair_slot_overflow,
+        /// RDMA (ABI 1.3; zero for TCP-only reactors and in 1.2 files): completion-queue polls
+        /// (`ibv_poll_cq` calls).
+        rdma_cq_polls,
+        /// RDMA: polls that returned at least one completion.
+        rdma_cq_polls_nonempty,
+        /// RDMA: work completions polled (send, RDMA READ/WRITE and receive completions).
+        rdma_completions,
+        /// RDMA: doorbells rung (`ibv_post_send` and `ibv_post_srq_recv` calls; each posts a
+        /// chain of work requests).
+        rdma_doorbells,
+        /// RDMA: send-queue work requests posted (SEND, RDMA READ, RDMA WRITE).
+        rdma_send_wrs,
+        /// RDMA: receive work requests posted to the shared receive queue.
+        rdma_recv_wrs,
+        /// RDMA gauge: send-queue work requests posted and not yet completed, all qpairs.
+        rdma_pending_wrs,
+        /// RDMA gauge: high-water mark of `rdma_pending_wrs`.
+        rdma_pending_wrs_high_water,
+        /// RDMA gauge: receive buffers currently posted on the shared receive queue.
+        rdma_srq_depth,
+        /// RDMA gauge: lowest `rdma_srq_depth` seen since the SRQ was created (0 means a capsule
+        /// may have found no receive buffer: receiver-not-ready on the host).
+        rdma_srq_low_water,
+        /// RDMA gauge: receive buffers the shared receive queue was created with.
+        rdma_srq_size,
     }
 }
 
@@ -767,6 +792,9 @@ mod tests {
         assert_eq!(ReactorCounters::WORDS, ReactorCounters::FIELD_NAMES.len());
         assert_eq!(offset_of!(ReactorCounters, polls), 0);
         assert_eq!(offset_of!(ReactorCounters, qpair_slot_overflow), 24 * 8);
+        // ABI 1.3 appended the RDMA words after the 1.2 ones.
+        assert_eq!(offset_of!(ReactorCounters, rdma_cq_polls), 25 * 8);
+        assert_eq!(offset_of!(ReactorCounters, rdma_srq_size), 35 * 8);
         assert!(size_of::<QpairCounters>() as u64 <= QPAIR_COUNTERS_SIZE);
         assert_eq!(
             QPAIR_COUNTERS_SIZE % 64,

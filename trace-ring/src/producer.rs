@@ -790,6 +790,60 @@ impl CountersWriter {
         );
     }
 
+    /// RDMA: one completion-queue poll that returned `completions` work completions.
+    #[inline]
+    pub fn rdma_cq_poll(&mut self, completions: u64) {
+        self.add(rc!(rdma_cq_polls), 1);
+        if completions > 0 {
+            self.add(rc!(rdma_cq_polls_nonempty), 1);
+            self.add(rc!(rdma_completions), completions);
+        }
+    }
+
+    /// RDMA: one doorbell posting a chain of `wrs` send-queue work requests.
+    #[inline]
+    pub fn rdma_post_send(&mut self, wrs: u64) {
+        self.add(rc!(rdma_doorbells), 1);
+        self.add(rc!(rdma_send_wrs), wrs);
+        self.add(rc!(rdma_pending_wrs), wrs);
+        let pending = self.get(rc!(rdma_pending_wrs));
+        self.raise(rc!(rdma_pending_wrs_high_water), pending);
+    }
+
+    /// RDMA: `wrs` send-queue work requests completed (successfully or flushed).
+    #[inline]
+    pub fn rdma_send_done(&mut self, wrs: u64) {
+        self.sub(rc!(rdma_pending_wrs), wrs);
+    }
+
+    /// RDMA: `wrs` receive work requests posted to the shared receive queue in `doorbells`
+    /// chains.
+    #[inline]
+    pub fn rdma_post_recv(&mut self, wrs: u64, doorbells: u64) {
+        self.add(rc!(rdma_doorbells), doorbells);
+        self.add(rc!(rdma_recv_wrs), wrs);
+        self.add(rc!(rdma_srq_depth), wrs);
+    }
+
+    /// RDMA: a receive buffer of the shared receive queue was consumed by an incoming message
+    /// (or flushed); lowers the low-water mark.
+    #[inline]
+    pub fn rdma_recv_consumed(&mut self) {
+        self.sub(rc!(rdma_srq_depth), 1);
+        let depth = self.get(rc!(rdma_srq_depth));
+        if depth < self.get(rc!(rdma_srq_low_water)) {
+            self.set(rc!(rdma_srq_low_water), depth);
+        }
+    }
+
+    /// RDMA: the shared receive queue was created with `size` buffers, all posted (sets the
+    /// size, the depth and the low-water mark).
+    pub fn rdma_srq_ready(&mut self, size: u64) {
+        self.set(rc!(rdma_srq_size), size);
+        self.set(rc!(rdma_srq_depth), size);
+        self.set(rc!(rdma_srq_low_water), size);
+    }
+
     #[inline(always)]
     fn qpair_base(&self, slot: u16) -> Option<usize> {
         let slot = usize::from(slot);

@@ -217,6 +217,50 @@ fn counters_and_histograms_are_readable() {
 }
 
 #[test]
+fn rdma_counters_track_polls_doorbells_pending_wrs_and_the_srq() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf = TraceFile::create(dir.path(), "rdma", pid(), &description(1), &layout(1, 4))
+        .expect("create");
+    let mut w = tf.take_reactor(0).expect("reactor");
+    let c = &mut w.counters;
+    c.rdma_post_recv(128, 8); // the SRQ is filled in 8 chains
+    c.rdma_srq_ready(128);
+    c.rdma_cq_poll(0);
+    c.rdma_cq_poll(3);
+    for _ in 0..3 {
+        c.rdma_recv_consumed();
+    }
+    c.rdma_post_send(2); // RDMA WRITE + SEND in one chain
+    c.rdma_post_send(1);
+    c.rdma_cq_poll(2);
+    c.rdma_send_done(2);
+    c.rdma_post_recv(3, 1);
+    c.rdma_recv_consumed();
+
+    let r = TraceReader::open(tf.path()).expect("open");
+    let t = r.counters(0).expect("reactor 0").totals;
+    assert_eq!(
+        (
+            t.rdma_cq_polls,
+            t.rdma_cq_polls_nonempty,
+            t.rdma_completions
+        ),
+        (3, 2, 5)
+    );
+    assert_eq!(
+        (t.rdma_doorbells, t.rdma_send_wrs, t.rdma_recv_wrs),
+        (11, 3, 131)
+    );
+    assert_eq!((t.rdma_pending_wrs, t.rdma_pending_wrs_high_water), (1, 3));
+    assert_eq!(
+        (t.rdma_srq_size, t.rdma_srq_depth, t.rdma_srq_low_water),
+        (128, 127, 125),
+        "depth back up after the repost, low water kept"
+    );
+    assert_eq!(t.polls, 0, "RDMA words do not touch the 1.2 ones");
+}
+
+#[test]
 fn merged_cursor_orders_by_time() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tf = TraceFile::create(dir.path(), "merge", pid(), &description(3), &layout(3, 64))
