@@ -27,7 +27,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde_json::{json, Value};
 use trace_ring::description::{ArgKind, TpRole};
-use trace_ring::{tsc, Description, Event, Start, TraceReader};
+use trace_ring::{tsc, Description, Event, QpairCounters, ReactorCounters, Start, TraceReader};
 
 use crate::attach::{self, AttachArgs};
 use crate::collect::kernel as kernel_probes;
@@ -228,20 +228,34 @@ fn counters(reader: &TraceReader, json: bool, out: &mut dyn Write) -> Result<()>
             continue;
         };
         let t = &c.totals;
-        let active: Vec<Value> = c
+        let active = c
             .qpairs
             .iter()
             .enumerate()
-            .filter(|(_, q)| q.generation != 0)
-            .map(|(slot, q)| json!({"slot": slot, "counters": format!("{q:?}")}))
-            .collect();
+            .filter(|(_, q)| q.generation != 0);
         if json {
-            let v = json!({"reactor": r, "totals": format!("{t:?}"), "qpairs": active});
+            // Every word by its ABI field name, so scripts read `.totals.rdma_srq_depth`.
+            let fields = |names: &[&str], words: &[u64]| -> serde_json::Map<String, Value> {
+                names
+                    .iter()
+                    .zip(words)
+                    .map(|(n, w)| ((*n).to_string(), json!(w)))
+                    .collect()
+            };
+            let qpairs: Vec<Value> = active
+                .map(|(slot, q)| {
+                    let mut m = fields(QpairCounters::FIELD_NAMES, &q.to_words());
+                    m.insert("slot".into(), json!(slot));
+                    Value::Object(m)
+                })
+                .collect();
+            let totals = fields(ReactorCounters::FIELD_NAMES, &t.to_words());
+            let v = json!({"reactor": r, "totals": totals, "qpairs": qpairs});
             writeln!(out, "{v}")?;
         } else {
             writeln!(out, "reactor {r}: {t:?}")?;
-            for q in &active {
-                writeln!(out, "  {q}")?;
+            for (slot, q) in active {
+                writeln!(out, "  slot {slot}: {q:?}")?;
             }
         }
     }

@@ -152,6 +152,50 @@ fn dump_merges_reactors_in_time_order_with_names() {
 }
 
 #[test]
+fn counters_json_names_every_word_including_the_rdma_ones() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf = TraceFile::create(
+        dir.path(),
+        "ctrs",
+        std::process::id(),
+        &desc(1),
+        &layout(1, 64),
+    )
+    .expect("create");
+    let mut w = tf.take_reactor(0).expect("writer");
+    w.counters.poll(10, true, 5);
+    w.counters.qpair_bind(1, 0x0001_0001);
+    w.counters.qpair_submit(1);
+    w.counters.rdma_post_recv(64, 2);
+    w.counters.rdma_srq_ready(64);
+    w.counters.rdma_cq_poll(3);
+    w.counters.rdma_recv_consumed();
+    w.counters.rdma_post_send(2);
+    let o = ringside(dir.path(), &["trace", "--counters", "--json"]);
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 1, "one line per reactor: {lines:?}");
+    let t = &lines[0]["totals"];
+    assert_eq!(t["polls"], 1);
+    assert_eq!(t["rdma_completions"], 3);
+    assert_eq!(t["rdma_doorbells"], 3);
+    assert_eq!(
+        (t["rdma_srq_size"].clone(), t["rdma_srq_depth"].clone()),
+        (64.into(), 63.into())
+    );
+    assert_eq!(t["rdma_pending_wrs"], 2);
+    let q = &lines[0]["qpairs"][0];
+    assert_eq!(
+        (q["slot"].clone(), q["outstanding"].clone()),
+        (1.into(), 1.into())
+    );
+}
+
+#[test]
 fn requests_have_every_stage_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tf = TraceFile::create(
