@@ -44,11 +44,33 @@ use trace_ring::{ErrorClass, OpClass as TraceClass};
 use crate::backend::BdevError;
 use crate::config::Placement;
 use crate::reactor::{Ctx, Msg};
-use crate::stats::OpClass;
+use crate::stats::{OpClass, RdmaEvent};
 use crate::subsystem::{Controller, Subsystem};
 use crate::target::Shared;
 use crate::trace::{TP_QPAIR_DESTROY, TP_QPAIR_DISCONNECT};
-use verbs::{CmId, Device, EventChannel, Qp, Region, SendWr, Wc, POLL_BATCH};
+use verbs::{CmId, Device, EventChannel, Qp, Region, SendWr, Wc, POLL_BATCH, RECV_BATCH};
+
+/// Counts RDMA work where the reactor reports it: `get_stats` and the counters page.
+#[inline]
+fn count(ctx: &Ctx, e: RdmaEvent) {
+    ctx.stats.rdma.apply(e);
+    ctx.trace.counters(|x| match e {
+        RdmaEvent::CqPoll(n) => x.rdma_cq_poll(n),
+        RdmaEvent::PostSend(n) => x.rdma_post_send(n),
+        RdmaEvent::SendDone(n) => x.rdma_send_done(n),
+        RdmaEvent::PostRecv { wrs, doorbells } => x.rdma_post_recv(wrs, doorbells),
+        RdmaEvent::RecvConsumed => x.rdma_recv_consumed(),
+        RdmaEvent::SrqReady(size) => x.rdma_srq_ready(size),
+    });
+}
+
+/// The receive-side event for posting `n` receives (one doorbell per [`RECV_BATCH`]).
+fn post_recv_event(n: usize) -> RdmaEvent {
+    RdmaEvent::PostRecv {
+        wrs: n as u64,
+        doorbells: n.div_ceil(RECV_BATCH) as u64,
+    }
+}
 
 /// Group bit of the NVMe/RDMA request stages.
 pub const GROUP_RDMA: u8 = 4;
@@ -540,6 +562,8 @@ impl ReactorRdma {
             .map(|i| (wr_id(WR_RECV, 0, i), recv_off + i as usize * recv_len))
             .collect();
         srq.post_recvs(&region, &bufs, recv_len as u32)?;
+        count(ctx, post_recv_event(bufs.len()));
+        count(ctx, RdmaEvent::SrqReady(bufs.len() as u64));
         self.res = Some(Res {
             region,
             srq,
@@ -711,6 +735,7 @@ impl ReactorRdma {
                 Some(r) => r.cq.poll(&mut wcs).unwrap_or(0),
                 None => 0,
             };
+            count(ctx, RdmaEvent::CqPoll(n as u64));
             if n == 0 {
                 break;
             }
@@ -738,9 +763,13 @@ impl ReactorRdma {
         }
         if !self.repost.is_empty() {
             if let Some(res) = self.res.as_ref() {
-                let _ = res
+                if res
                     .srq
-                    .post_recvs(&res.region, &self.repost, res.recv_len as u32);
+                    .post_recvs(&res.region, &self.repost, res.recv_len as u32)
+                    .is_ok()
+                {
+                    count(ctx, post_recv_event(self.repost.len()));
+                }
             }
             self.repost.clear();
         }
@@ -787,6 +816,11 @@ impl ReactorRdma {
                 ctrl.release_qid(c.qid);
             }
         }
+        if c.wrs > 0 {
+            // Destroyed at the close deadline with work requests never completed: they leave
+            // the pending gauge with the QP.
+            count(ctx, RdmaEvent::SendDone(u64::from(c.wrs)));
+        }
         self.active.retain(|&a| a != slot);
         self.qpns.retain(|&(_, a)| a != slot);
         self.gens[s] = self.gens[s].wrapping_add(1);
@@ -808,6 +842,7 @@ impl ReactorRdma {
         let gen = ((w.wr_id >> 32) & 0x0fff_ffff) as u32;
         let idx = (w.wr_id & 0xffff_ffff) as u32;
         if kind == WR_RECV {
+            count(ctx, RdmaEvent::RecvConsumed);
             return self.on_recv(idx, w, ctx);
         }
         let Some(r) = self.reqs.get(idx as usize) else {
@@ -826,6 +861,7 @@ impl ReactorRdma {
             .filter(|c| c.gen == cgen)
         {
             c.wrs = c.wrs.saturating_sub(1);
+            count(ctx, RdmaEvent::SendDone(1));
         }
         let r = &mut self.reqs[idx as usize];
         r.wrs = r.wrs.saturating_sub(1);
@@ -1093,6 +1129,7 @@ impl ReactorRdma {
                     Ok(()) => {
                         c.wrs += 1;
                         r.wrs += 1;
+                        count(ctx, RdmaEvent::PostSend(1));
                     }
                     Err(e) => {
                         eprintln!("ringside-tgt: rdma: {e}");
@@ -1253,6 +1290,7 @@ impl ReactorRdma {
             Ok(n) => {
                 c.wrs += u32::from(n);
                 r.wrs += n;
+                count(ctx, RdmaEvent::PostSend(u64::from(n)));
             }
             Err(e) => {
                 eprintln!("ringside-tgt: rdma: {e}");
