@@ -178,6 +178,43 @@ fn lab_rdma_perf_kernel_initiator_faults_and_trace() {
     ] {
         c.expect_positive(&format!("trace.with.{st}"));
     }
+    // the RDMA words of the counters page, read while no initiator is connected
+    c.expect("counters.status", "0");
+    for k in [
+        "rdma_cq_polls",
+        "rdma_cq_polls_nonempty",
+        "rdma_completions",
+        "rdma_doorbells",
+        "rdma_send_wrs",
+        "rdma_pending_wrs_high_water",
+        "rdma_srq_size",
+    ] {
+        c.expect_positive(&format!("counters.{k}"));
+    }
+    c.expect("counters.rdma_pending_wrs", "0");
+    let num = |c: &Checker, k: &str| c.get(&format!("counters.{k}")).parse::<u64>().ok();
+    let (size, depth, recvs, polls, nonempty) = (
+        num(&c, "rdma_srq_size"),
+        num(&c, "rdma_srq_depth"),
+        num(&c, "rdma_recv_wrs"),
+        num(&c, "rdma_cq_polls"),
+        num(&c, "rdma_cq_polls_nonempty"),
+    );
+    if size.is_none() || size != depth {
+        c.problems.push(format!(
+            "counters: SRQ depth {depth:?} != size {size:?} with no initiator connected (a receive buffer was not reposted)"
+        ));
+    }
+    if recvs <= size {
+        c.problems.push(format!(
+            "counters: {recvs:?} receives posted, not more than the SRQ size {size:?} (no repost counted)"
+        ));
+    }
+    if nonempty > polls {
+        c.problems.push(format!(
+            "counters: {nonempty:?} nonempty CQ polls of {polls:?}"
+        ));
+    }
     // the Linux nvme-rdma initiator
     c.expect("kernel.connect", "ok");
     c.expect_contains(

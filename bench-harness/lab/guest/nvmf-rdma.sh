@@ -8,7 +8,8 @@
 #      mid-transfer (SIGKILL), a QP error (keyed SGLs with a wrong rkey: RDMA READ/WRITE fail with a remote
 #      access error), a CM request with bad private data (record format 7: rejected), an unknown subsystem NQN
 #      (Connect fails with Invalid Parameters).
-#   3. ringside trace --requests: RDMA requests rebuilt from the rings with their stages.
+#   3. ringside trace --requests: RDMA requests rebuilt from the rings with their stages; ringside trace --counters:
+#      the RDMA words of the counters page (CQ polls, completions, doorbells, WRs, pending WRs, SRQ depth).
 #   4. nvme connect -t rdma + fio crc32c verify on the block device (4k randwrite, mixed 512-128k, randrw), disconnect.
 #   5. SIGTERM: the target exits with status 0.
 # Results: LAB_RESULT lines (see lib-nvmf.sh).
@@ -147,6 +148,20 @@ if [ -f "$TFILE" ]; then
   [ "${n:-0}" -gt 0 ] && res trace ok || fail trace "ringside trace shows no RDMA request with an RDMA READ stage" "$WORK/trace.err" "$WORK/trace.jsonl"
 else
   fail trace "no trace file $TFILE" "$TLOG"
+fi
+
+# --- 3b. RDMA counters in the counters page ---------------------------------------------------------------------
+# Every initiator above has gone: the shared receive queue must be full again (each consumed receive reposted,
+# also those of the killed initiator and the failed QP) and no send work request may be pending.
+if [ -f "$TFILE" ]; then
+  sleep 1
+  timeout 60 "$AGENT" --file "$TFILE" trace --counters --json >"$WORK/counters.json" 2>"$WORK/counters.err"
+  res counters.status $?
+  for k in rdma_cq_polls rdma_cq_polls_nonempty rdma_completions rdma_doorbells rdma_send_wrs rdma_recv_wrs \
+      rdma_pending_wrs rdma_pending_wrs_high_water rdma_srq_depth rdma_srq_low_water rdma_srq_size; do
+    res "counters.$k" "$(jq -s "map(.totals.$k) | add" "$WORK/counters.json" 2>/dev/null)"
+  done
+  jq -c '.totals' "$WORK/counters.json" | cut -c1-1500
 fi
 
 # --- 4. the Linux NVMe/RDMA initiator -------------------------------------------------------------------------------
