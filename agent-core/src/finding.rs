@@ -122,6 +122,14 @@ pub enum Subject {
         /// Device name.
         name: String,
     },
+    /// A port of an RDMA device (hardware RoCE or InfiniBand, whose traffic the netdev counters
+    /// do not see).
+    RdmaPort {
+        /// RDMA device (`mlx5_0`).
+        device: String,
+        /// Port number (from 1).
+        port: u32,
+    },
 }
 
 impl std::fmt::Display for Subject {
@@ -132,6 +140,7 @@ impl std::fmt::Display for Subject {
             Subject::Qpair { reactor, slot } => write!(f, "qpair {reactor}.{slot}"),
             Subject::Netdev { name } => write!(f, "netdev {name}"),
             Subject::Device { name } => write!(f, "device {name}"),
+            Subject::RdmaPort { device, port } => write!(f, "rdma port {device}/{port}"),
         }
     }
 }

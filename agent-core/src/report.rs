@@ -232,6 +232,39 @@ impl Report {
                     );
                 }
             }
+            let rdma: Vec<_> = w
+                .reactors
+                .iter()
+                .filter_map(|r| r.rdma.as_ref().map(|x| (r.index, x)))
+                .collect();
+            if !rdma.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "\n### RDMA\n\n| reactor | completions/s | per nonempty CQ poll | per CQ poll | WRs per doorbell | pending send WRs (high water) | SRQ depth / size | SRQ low water |\n|---|---|---|---|---|---|---|---|"
+                );
+                let secs = w.seconds();
+                for (index, x) in rdma {
+                    let per_s = if secs > 0.0 {
+                        x.completions as f64 / secs
+                    } else {
+                        0.0
+                    };
+                    let _ = writeln!(
+                        o,
+                        "| {index} | {} | {} | {} | {} | {} ({}) | {} / {} | {}{} |",
+                        si(per_s),
+                        opt(x.completions_per_nonempty_poll, |v| format!("{v:.2}")),
+                        opt(x.completions_per_poll, |v| format!("{v:.2}")),
+                        opt(x.wrs_per_doorbell, |v| format!("{v:.2}")),
+                        x.pending_wrs,
+                        x.pending_wrs_high_water,
+                        x.srq_depth,
+                        x.srq_size,
+                        x.srq_low_water,
+                        if x.srq_ran_dry { " (ran dry)" } else { "" }
+                    );
+                }
+            }
             if !w.qpairs.is_empty() {
                 let _ = writeln!(
                     o,
@@ -269,6 +302,42 @@ impl Report {
                         opt(n.utilisation, pct),
                         n.qdisc_backlog_bytes,
                         n.qdisc_drops
+                    );
+                }
+            }
+            if !w.rdma_ports.is_empty() {
+                let _ = writeln!(
+                    o,
+                    "\n## RDMA ports\n\n| port | kind | netdev | link layer | state | rate | rx | tx | utilisation | retransmit-class events |\n|---|---|---|---|---|---|---|---|---|---|"
+                );
+                for p in &w.rdma_ports {
+                    let events: Vec<String> = p
+                        .retransmits
+                        .iter()
+                        .map(|(k, v)| format!("{k} {v}"))
+                        .collect();
+                    let _ = writeln!(
+                        o,
+                        "| {}/{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        p.device,
+                        p.port,
+                        if p.soft {
+                            "software (counted on its netdev)"
+                        } else {
+                            "hardware"
+                        },
+                        p.netdev.as_deref().unwrap_or("—"),
+                        p.link_layer.as_deref().unwrap_or("—"),
+                        p.state.as_deref().unwrap_or("—"),
+                        opt(p.rate_bits_per_s, |r| format!("{:.1} Gb/s", r as f64 / 1e9)),
+                        opt(p.rx_bytes_per_s, mb),
+                        opt(p.tx_bytes_per_s, mb),
+                        opt(p.utilisation, pct),
+                        if events.is_empty() {
+                            "0".to_string()
+                        } else {
+                            events.join(", ")
+                        }
                     );
                 }
             }
@@ -671,5 +740,49 @@ mod tests {
         let r = Report::default();
         assert!(r.to_markdown().contains("No fault held"));
         assert!(r.to_html("").contains("No windows."));
+    }
+
+    #[test]
+    fn rdma_reactors_and_ports_get_their_tables() {
+        use crate::window::{RdmaPortWindow, RdmaReactorWindow};
+        let mut r = report();
+        assert!(
+            !r.to_markdown().contains("RDMA"),
+            "a TCP target shows no RDMA table"
+        );
+        let w = r.overall.as_mut().expect("overall");
+        w.reactors[0].rdma = Some(RdmaReactorWindow {
+            completions: 300_000,
+            completions_per_nonempty_poll: Some(4.25),
+            completions_per_poll: Some(0.5),
+            wrs_per_doorbell: Some(3.0),
+            pending_wrs: 7,
+            pending_wrs_high_water: 64,
+            srq_depth: 500,
+            srq_low_water: 0,
+            srq_size: 512,
+            srq_ran_dry: true,
+            ..RdmaReactorWindow::default()
+        });
+        w.rdma_ports.push(RdmaPortWindow {
+            device: "rxe0".into(),
+            port: 1,
+            soft: true,
+            netdev: Some("eth0".into()),
+            rate_bits_per_s: Some(100_000_000_000),
+            retransmits: [("rcvd_seq_err".to_string(), 3)].into_iter().collect(),
+            ..RdmaPortWindow::default()
+        });
+        let md = r.to_markdown();
+        for needle in [
+            "### RDMA",
+            "| 0 | 30.0K | 4.25 | 0.50 | 3.00 | 7 (64) | 500 / 512 | 0 (ran dry) |",
+            "## RDMA ports",
+            "| rxe0/1 | software (counted on its netdev) | eth0 |",
+            "100.0 Gb/s",
+            "rcvd_seq_err 3",
+        ] {
+            assert!(md.contains(needle), "missing {needle:?} in\n{md}");
+        }
     }
 }

@@ -13,6 +13,8 @@
 //! Pure data, `serde` both ways: a recording is `TargetInfo` then one `Sample` per line
 //! ([`crate::recording`]).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::hist::Hist;
@@ -117,6 +119,10 @@ pub struct Sample {
     pub memory: Option<MemorySample>,
     /// Aggregates from the kernel probes, when loaded.
     pub kernel: Option<KernelSample>,
+    /// RDMA ports (`/sys/class/infiniband/<dev>/ports/<n>`), empty on a machine without RDMA
+    /// devices. Absent from recordings made before RDMA ports were collected.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rdma_ports: Vec<RdmaPortSample>,
 }
 
 /// A reactor's counters at one instant (a copy of the counters page, converted to ns).
@@ -168,6 +174,82 @@ pub struct ReactorSample {
     pub stages: Vec<Hist>,
     /// The reactor thread as the OS sees it.
     pub thread: Option<ThreadSample>,
+    /// RDMA transport counters (trace-ring ABI 1.3); `None` on a reactor that never did RDMA
+    /// work (every word zero) and in recordings made before they existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdma: Option<RdmaReactorSample>,
+}
+
+/// A reactor's RDMA transport counters (the counters page's `rdma_*` words). The first six are
+/// monotonic totals, the rest gauges.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RdmaReactorSample {
+    /// Completion-queue polls (`ibv_poll_cq` calls).
+    pub cq_polls: u64,
+    /// Polls that returned at least one completion.
+    pub cq_polls_nonempty: u64,
+    /// Work completions polled (send, RDMA READ/WRITE and receive).
+    pub completions: u64,
+    /// Doorbells rung (`ibv_post_send` and `ibv_post_srq_recv` calls).
+    pub doorbells: u64,
+    /// Send-queue work requests posted (SEND, RDMA READ, RDMA WRITE).
+    pub send_wrs: u64,
+    /// Receive work requests posted to the shared receive queue.
+    pub recv_wrs: u64,
+    /// Gauge: send-queue work requests posted and not yet completed, all qpairs.
+    pub pending_wrs: u64,
+    /// Gauge: high-water mark of `pending_wrs`.
+    pub pending_wrs_high_water: u64,
+    /// Gauge: receive buffers posted on the shared receive queue now.
+    pub srq_depth: u64,
+    /// Gauge: lowest `srq_depth` since the SRQ was created (0: it ran dry at least once).
+    pub srq_low_water: u64,
+    /// Gauge: receive buffers the SRQ was created with.
+    pub srq_size: u64,
+}
+
+impl RdmaReactorSample {
+    /// Whether every word is zero (a TCP-only reactor): the collector stores `None` then.
+    pub fn is_zero(&self) -> bool {
+        *self == RdmaReactorSample::default()
+    }
+}
+
+/// One port of an RDMA device, from sysfs. Counters are cumulative; `None` means the driver does
+/// not provide the counter or it is unusable (a 32-bit counter stuck at its maximum is not
+/// traffic).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RdmaPortSample {
+    /// RDMA device (`mlx5_0`, `rxe0`).
+    pub device: String,
+    /// Port number (from 1).
+    pub port: u32,
+    /// A software device (rxe, siw): its traffic goes through `netdev`, whose counters already
+    /// count it, so the port is not judged on its own.
+    pub soft: bool,
+    /// The network device the port runs over, when known (`ens1f0`, `eth0`).
+    pub netdev: Option<String>,
+    /// `InfiniBand` or `Ethernet` (RoCE / iWARP), when known.
+    pub link_layer: Option<String>,
+    /// Port state as sysfs says it (`ACTIVE`, `DOWN`, `INIT`…), without the numeric prefix.
+    pub state: Option<String>,
+    /// Signalling rate in bits per second (`ports/<n>/rate`), when known.
+    pub rate_bits_per_s: Option<u64>,
+    /// Bytes transmitted (`port_xmit_data` × 4, or its 64-bit extended form).
+    pub xmit_bytes: Option<u64>,
+    /// Bytes received (`port_rcv_data` × 4).
+    pub rcv_bytes: Option<u64>,
+    /// Packets transmitted.
+    pub xmit_packets: Option<u64>,
+    /// Packets received.
+    pub rcv_packets: Option<u64>,
+    /// Outbound packets discarded (port down or congested).
+    pub xmit_discards: Option<u64>,
+    /// Ticks the port had data to send but no flow-control credits (congestion), when provided.
+    pub xmit_wait: Option<u64>,
+    /// Every file of `hw_counters/` (driver-specific names), cumulative.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hw_counters: BTreeMap<String, u64>,
 }
 
 /// A qpair slot's counters.

@@ -132,6 +132,7 @@ pub fn marks_for(
             Subject::Netdev { name } | Subject::Device { name } => {
                 Some(Place::Device(name.clone()))
             }
+            Subject::RdmaPort { device, .. } => Some(Place::Device(device.clone())),
             Subject::Target => None,
         };
         if let Some(place) = place {

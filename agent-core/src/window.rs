@@ -10,14 +10,23 @@
 //!   this is the time-weighted mean number of requests in flight, without tracing each one.
 //! - `utilisation` (netdev) = max(rx, tx) bytes/s / capacity, capacity = min(link speed, egress
 //!   shaping rate).
+//! - RDMA per reactor: `completions_per_nonempty_poll` = work completions / CQ polls that found
+//!   any (how many completions one productive poll reaps), `completions_per_poll` = completions /
+//!   all CQ polls (how often polling the CQ finds nothing), `wrs_per_doorbell` = (send + receive
+//!   work requests) / doorbells (how well posting is batched: 1 = one MMIO write per request).
+//! - `utilisation` (RDMA port) = max(rx, tx) bytes/s / (data rate / 8), from the port counters,
+//!   which see RDMA traffic the netdev counters of a hardware RoCE/IB port never do.
 //!
 //! Pure; time comes from the samples.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 use crate::hist::Hist;
 use crate::sample::{
-    DeviceSample, MemorySample, NetdevSample, QpairSample, ReactorSample, Sample, TargetInfo,
+    DeviceSample, MemorySample, NetdevSample, QpairSample, RdmaPortSample, RdmaReactorSample,
+    ReactorSample, Sample, TargetInfo,
 };
 use crate::topology::Topology;
 
@@ -36,6 +45,9 @@ pub struct Window {
     pub netdevs: Vec<NetdevWindow>,
     /// Per block device.
     pub devices: Vec<DeviceWindow>,
+    /// Per RDMA port (empty without RDMA devices).
+    #[serde(default)]
+    pub rdma_ports: Vec<RdmaPortWindow>,
     /// Memory placement at the window's end.
     pub memory: Option<MemorySample>,
     /// TCP retransmits in the window (kernel probes), when known.
@@ -138,6 +150,120 @@ pub struct ReactorWindow {
     pub irq_ratio: Option<f64>,
     /// Kernel probes: syscalls per second from the reactor thread.
     pub syscalls_per_s: Option<f64>,
+    /// RDMA transport work, on a reactor that did any (`None` on a TCP-only reactor).
+    #[serde(default)]
+    pub rdma: Option<RdmaReactorWindow>,
+}
+
+/// A reactor's RDMA transport work over one window: counts are deltas in the window, gauges are
+/// at its end.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RdmaReactorWindow {
+    /// Completion-queue polls.
+    pub cq_polls: u64,
+    /// CQ polls that found at least one completion.
+    pub cq_polls_nonempty: u64,
+    /// Work completions polled.
+    pub completions: u64,
+    /// Doorbells rung (post send + post SRQ receive calls).
+    pub doorbells: u64,
+    /// Send-queue work requests posted.
+    pub send_wrs: u64,
+    /// Receive work requests posted to the SRQ.
+    pub recv_wrs: u64,
+    /// Completions / nonempty CQ polls (`None` without a nonempty poll).
+    pub completions_per_nonempty_poll: Option<f64>,
+    /// Completions / all CQ polls (`None` without a poll).
+    pub completions_per_poll: Option<f64>,
+    /// (Send + receive work requests) / doorbells (`None` without a doorbell).
+    pub wrs_per_doorbell: Option<f64>,
+    /// Gauge: send work requests posted, not yet completed.
+    pub pending_wrs: u64,
+    /// Gauge: high water of pending send work requests (since start).
+    pub pending_wrs_high_water: u64,
+    /// Gauge: receive buffers on the SRQ now.
+    pub srq_depth: u64,
+    /// Gauge: lowest SRQ depth since the SRQ was created.
+    pub srq_low_water: u64,
+    /// Gauge: receive buffers the SRQ was created with (0: no SRQ yet).
+    pub srq_size: u64,
+    /// The SRQ has run dry since it was created (low water 0 of a nonzero size): a capsule found
+    /// no receive buffer and the host got receiver-not-ready NAKs.
+    pub srq_ran_dry: bool,
+    /// ...and it happened during this window (the low water was above 0 at its start).
+    pub srq_ran_dry_in_window: bool,
+}
+
+/// An RDMA port over one window. Rates are `None` when the counter is missing or unusable in
+/// either sample, or the port was not in the previous sample (a port first seen has no
+/// baseline: its counters hold everything since the driver loaded).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RdmaPortWindow {
+    /// RDMA device.
+    pub device: String,
+    /// Port number.
+    pub port: u32,
+    /// Software device (rxe, siw): judged through its netdev, not on its own.
+    pub soft: bool,
+    /// The netdev under the port, when known.
+    pub netdev: Option<String>,
+    /// `InfiniBand` or `Ethernet`.
+    pub link_layer: Option<String>,
+    /// Port state (`ACTIVE`…).
+    pub state: Option<String>,
+    /// Data rate (bits/s), when known.
+    pub rate_bits_per_s: Option<u64>,
+    /// Data rate in bytes/s, when known.
+    pub capacity_bytes_per_s: Option<f64>,
+    /// Transmit bytes/s.
+    pub tx_bytes_per_s: Option<f64>,
+    /// Receive bytes/s.
+    pub rx_bytes_per_s: Option<f64>,
+    /// Transmit packets/s.
+    pub tx_packets_per_s: Option<f64>,
+    /// Receive packets/s.
+    pub rx_packets_per_s: Option<f64>,
+    /// max(rx, tx) / capacity, when both are known.
+    pub utilisation: Option<f64>,
+    /// Transmit discards in the window.
+    pub xmit_discards: Option<u64>,
+    /// Transmit-wait ticks in the window (no flow-control credits).
+    pub xmit_wait: Option<u64>,
+    /// Every `hw_counters` file's delta in the window (counters absent in either sample are
+    /// left out).
+    pub hw_counters: BTreeMap<String, u64>,
+    /// The retransmit / NAK / timeout / sequence-error class of `hw_counters` that moved in the
+    /// window ([`is_retransmit_class`]): link trouble the transport recovered from, slowly.
+    pub retransmits: BTreeMap<String, u64>,
+}
+
+impl RdmaPortWindow {
+    /// Sum of the retransmit-class counter deltas.
+    pub fn retransmit_events(&self) -> u64 {
+        self.retransmits
+            .values()
+            .fold(0u64, |a, b| a.saturating_add(*b))
+    }
+}
+
+/// Whether a `hw_counters` name counts retransmits, NAKs, timeouts or sequence errors: the
+/// drivers name them differently (rxe: `duplicate_request`, `out_of_seq_request`,
+/// `rcvd_rnr_err`, `send_rnr_err`, `rcvd_seq_err`, `retry_exceeded_err`,
+/// `retry_rnr_exceeded_err`, `completer_retry_err`; mlx5: `out_of_sequence`, `packet_seq_err`,
+/// `local_ack_timeout_err`, `rnr_nak_retry_err`, `implied_nak_seq_err`, `roce_adp_retrans`…),
+/// so the words decide.
+pub fn is_retransmit_class(name: &str) -> bool {
+    const WORDS: [&str; 7] = [
+        "retry",
+        "retrans",
+        "seq",
+        "rnr",
+        "timeout",
+        "nak",
+        "duplicate",
+    ];
+    let n = name.to_ascii_lowercase();
+    WORDS.iter().any(|w| n.contains(w))
 }
 
 /// A qpair over one window.
@@ -357,6 +483,10 @@ pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) ->
                 rw.top_intruder = kr.top_intruder.clone();
             }
         }
+        rw.rdma = r
+            .rdma
+            .as_ref()
+            .map(|now_r| rdma_reactor_window(now_r, p.rdma.as_ref()));
         w.total.iops += rw.iops;
         w.total.bytes_per_s += rw.read_bytes_per_s + rw.write_bytes_per_s;
         w.total.avg_outstanding += rw.avg_outstanding;
@@ -371,6 +501,13 @@ pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) ->
     for dv in &now.devices {
         let p = prev.devices.iter().find(|x| x.name == dv.name);
         w.devices.push(device_window(dv, p, secs));
+    }
+    for port in &now.rdma_ports {
+        let p = prev
+            .rdma_ports
+            .iter()
+            .find(|x| x.device == port.device && x.port == port.port);
+        w.rdma_ports.push(rdma_port_window(port, p, secs));
     }
     if let (Some(k), Some(pk)) = (&now.kernel, &prev.kernel) {
         w.tcp_retransmits = Some(k.tcp_retransmits.saturating_sub(pk.tcp_retransmits));
@@ -433,6 +570,89 @@ fn netdev_window(n: &NetdevSample, p: Option<&NetdevSample>, secs: f64) -> Netde
             .rx_drops
             .saturating_sub(p.rx_drops)
             .saturating_add(n.tx_drops.saturating_sub(p.tx_drops)),
+    }
+}
+
+fn rdma_reactor_window(r: &RdmaReactorSample, p: Option<&RdmaReactorSample>) -> RdmaReactorWindow {
+    // `None` before means every word was zero: the reactor's first RDMA work is in this window.
+    let zero = RdmaReactorSample::default();
+    let p = p.unwrap_or(&zero);
+    let d = |a: u64, b: u64| a.saturating_sub(b);
+    let per = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
+    let completions = d(r.completions, p.completions);
+    let cq_polls = d(r.cq_polls, p.cq_polls);
+    let cq_polls_nonempty = d(r.cq_polls_nonempty, p.cq_polls_nonempty);
+    let doorbells = d(r.doorbells, p.doorbells);
+    let send_wrs = d(r.send_wrs, p.send_wrs);
+    let recv_wrs = d(r.recv_wrs, p.recv_wrs);
+    let srq_ran_dry = r.srq_size > 0 && r.srq_low_water == 0;
+    RdmaReactorWindow {
+        cq_polls,
+        cq_polls_nonempty,
+        completions,
+        doorbells,
+        send_wrs,
+        recv_wrs,
+        completions_per_nonempty_poll: per(completions, cq_polls_nonempty),
+        completions_per_poll: per(completions, cq_polls),
+        wrs_per_doorbell: per(send_wrs.saturating_add(recv_wrs), doorbells),
+        pending_wrs: r.pending_wrs,
+        pending_wrs_high_water: r.pending_wrs_high_water,
+        srq_depth: r.srq_depth,
+        srq_low_water: r.srq_low_water,
+        srq_size: r.srq_size,
+        srq_ran_dry,
+        srq_ran_dry_in_window: srq_ran_dry && !(p.srq_size > 0 && p.srq_low_water == 0),
+    }
+}
+
+fn rdma_port_window(n: &RdmaPortSample, p: Option<&RdmaPortSample>, secs: f64) -> RdmaPortWindow {
+    let delta = |now: Option<u64>, before: Option<Option<u64>>| -> Option<u64> {
+        match (now, before.flatten()) {
+            (Some(a), Some(b)) => Some(a.saturating_sub(b)),
+            _ => None,
+        }
+    };
+    let per_s = |d: Option<u64>| d.filter(|_| secs > 0.0).map(|v| v as f64 / secs);
+    let tx = per_s(delta(n.xmit_bytes, p.map(|x| x.xmit_bytes)));
+    let rx = per_s(delta(n.rcv_bytes, p.map(|x| x.rcv_bytes)));
+    let capacity = n.rate_bits_per_s.filter(|r| *r > 0).map(|r| r as f64 / 8.0);
+    let utilisation = match (capacity, tx, rx) {
+        (Some(c), Some(t), Some(r)) => Some(t.max(r) / c),
+        (Some(c), Some(v), None) | (Some(c), None, Some(v)) => Some(v / c),
+        _ => None,
+    };
+    let hw_counters: BTreeMap<String, u64> = match p {
+        Some(p) => n
+            .hw_counters
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.saturating_sub(*p.hw_counters.get(k)?))))
+            .collect(),
+        None => BTreeMap::new(),
+    };
+    let retransmits = hw_counters
+        .iter()
+        .filter(|(k, v)| **v > 0 && is_retransmit_class(k))
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    RdmaPortWindow {
+        device: n.device.clone(),
+        port: n.port,
+        soft: n.soft,
+        netdev: n.netdev.clone(),
+        link_layer: n.link_layer.clone(),
+        state: n.state.clone(),
+        rate_bits_per_s: n.rate_bits_per_s,
+        capacity_bytes_per_s: capacity,
+        tx_bytes_per_s: tx,
+        rx_bytes_per_s: rx,
+        tx_packets_per_s: per_s(delta(n.xmit_packets, p.map(|x| x.xmit_packets))),
+        rx_packets_per_s: per_s(delta(n.rcv_packets, p.map(|x| x.rcv_packets))),
+        utilisation,
+        xmit_discards: delta(n.xmit_discards, p.map(|x| x.xmit_discards)),
+        xmit_wait: delta(n.xmit_wait, p.map(|x| x.xmit_wait)),
+        hw_counters,
+        retransmits,
     }
 }
 
@@ -551,5 +771,205 @@ mod tests {
         assert_eq!(w.reactors[0].iops, 0.0);
         assert!(w.reactors[0].busy_ratio.is_finite());
         assert!(w.qpairs.is_empty(), "no activity, no qpair window");
+    }
+
+    fn rdma_sample(t_s: u64, r: RdmaReactorSample, ports: Vec<RdmaPortSample>) -> Sample {
+        let mut s = sample(t_s, 0, 0, 25);
+        s.reactors[0].rdma = (!r.is_zero()).then_some(r);
+        s.rdma_ports = ports;
+        s
+    }
+
+    #[test]
+    fn rdma_reactor_ratios_come_from_deltas_and_gauges_from_the_end() {
+        let before = RdmaReactorSample {
+            cq_polls: 1_000,
+            cq_polls_nonempty: 100,
+            completions: 400,
+            doorbells: 50,
+            send_wrs: 150,
+            recv_wrs: 100,
+            srq_size: 512,
+            srq_depth: 512,
+            srq_low_water: 480,
+            ..RdmaReactorSample::default()
+        };
+        let after = RdmaReactorSample {
+            cq_polls: 11_000,
+            cq_polls_nonempty: 2_100,
+            completions: 8_400,
+            doorbells: 2_050,
+            send_wrs: 6_150,
+            recv_wrs: 4_100,
+            pending_wrs: 12,
+            pending_wrs_high_water: 40,
+            srq_size: 512,
+            srq_depth: 20,
+            srq_low_water: 0,
+        };
+        let w = build(
+            &info(),
+            &Topology::default(),
+            &rdma_sample(10, before, vec![]),
+            &rdma_sample(11, after.clone(), vec![]),
+        );
+        let x = w.reactors[0]
+            .rdma
+            .as_ref()
+            .expect("an RDMA reactor has RDMA figures");
+        assert_eq!(
+            (x.cq_polls, x.completions, x.doorbells),
+            (10_000, 8_000, 2_000)
+        );
+        assert_eq!(x.completions_per_nonempty_poll, Some(4.0));
+        assert_eq!(x.completions_per_poll, Some(0.8));
+        assert_eq!(x.wrs_per_doorbell, Some(5.0), "(6000 + 4000) / 2000");
+        assert_eq!((x.pending_wrs, x.pending_wrs_high_water), (12, 40));
+        assert_eq!((x.srq_depth, x.srq_low_water, x.srq_size), (20, 0, 512));
+        assert!(x.srq_ran_dry && x.srq_ran_dry_in_window);
+
+        // The next window: still dry (sticky low water), but not newly.
+        let later = RdmaReactorSample {
+            completions: 9_000,
+            ..after.clone()
+        };
+        let w = build(
+            &info(),
+            &Topology::default(),
+            &rdma_sample(11, after, vec![]),
+            &rdma_sample(12, later, vec![]),
+        );
+        let x = w.reactors[0].rdma.as_ref().expect("rdma");
+        assert!(x.srq_ran_dry && !x.srq_ran_dry_in_window);
+        assert_eq!(
+            x.completions_per_poll, None,
+            "no CQ poll in the window, no ratio"
+        );
+    }
+
+    #[test]
+    fn a_tcp_reactor_has_no_rdma_figures() {
+        let w = build(
+            &info(),
+            &Topology::default(),
+            &sample(10, 10, 1, 25),
+            &sample(11, 20, 2, 25),
+        );
+        assert_eq!(w.reactors[0].rdma, None);
+        assert!(w.rdma_ports.is_empty());
+    }
+
+    fn port(xmit_bytes: Option<u64>, rcv_bytes: Option<u64>, hw: &[(&str, u64)]) -> RdmaPortSample {
+        RdmaPortSample {
+            device: "mlx5_0".into(),
+            port: 1,
+            netdev: Some("ens1f0".into()),
+            rate_bits_per_s: Some(25_000_000_000),
+            xmit_bytes,
+            rcv_bytes,
+            xmit_packets: Some(1_000),
+            hw_counters: hw.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..RdmaPortSample::default()
+        }
+    }
+
+    #[test]
+    fn rdma_port_rates_utilisation_and_retransmit_class_deltas() {
+        let a = port(
+            Some(1_000_000_000),
+            Some(5_000),
+            &[
+                ("local_ack_timeout_err", 3),
+                ("rx_write_requests", 10),
+                ("out_of_sequence", 1),
+            ],
+        );
+        let b = port(
+            Some(1_000_000_000 + 2_968_750_000),
+            Some(5_000 + 1_000_000),
+            &[
+                ("local_ack_timeout_err", 7),
+                ("rx_write_requests", 99),
+                ("out_of_sequence", 1),
+            ],
+        );
+        let w = build(
+            &info(),
+            &Topology::default(),
+            &rdma_sample(10, RdmaReactorSample::default(), vec![a.clone()]),
+            &rdma_sample(11, RdmaReactorSample::default(), vec![b]),
+        );
+        let p = &w.rdma_ports[0];
+        assert_eq!(p.tx_bytes_per_s, Some(2_968_750_000.0));
+        assert_eq!(p.capacity_bytes_per_s, Some(3_125_000_000.0));
+        let u = p.utilisation.expect("utilisation with rate and bytes");
+        assert!((u - 0.95).abs() < 1e-9, "utilisation {u}");
+        assert_eq!(p.hw_counters.get("rx_write_requests"), Some(&89));
+        assert_eq!(
+            p.retransmits
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect::<Vec<_>>(),
+            vec![("local_ack_timeout_err", 4)],
+            "only retransmit-class counters that moved"
+        );
+
+        // A counter unusable in either sample gives no rate, never a spike.
+        let c = port(None, Some(5_000 + 2_000_000), &[]);
+        let w = build(
+            &info(),
+            &Topology::default(),
+            &rdma_sample(10, RdmaReactorSample::default(), vec![a]),
+            &rdma_sample(11, RdmaReactorSample::default(), vec![c]),
+        );
+        let p = &w.rdma_ports[0];
+        assert_eq!(p.tx_bytes_per_s, None);
+        assert_eq!(p.rx_bytes_per_s, Some(2_000_000.0));
+        assert_eq!(p.utilisation, Some(0.00064));
+    }
+
+    #[test]
+    fn a_port_first_seen_has_no_baseline() {
+        let b = port(Some(9_000_000_000_000), Some(1), &[("packet_seq_err", 100)]);
+        let w = build(
+            &info(),
+            &Topology::default(),
+            &rdma_sample(10, RdmaReactorSample::default(), vec![]),
+            &rdma_sample(11, RdmaReactorSample::default(), vec![b]),
+        );
+        let p = &w.rdma_ports[0];
+        assert_eq!((p.tx_bytes_per_s, p.utilisation), (None, None));
+        assert!(p.retransmits.is_empty());
+    }
+
+    #[test]
+    fn retransmit_class_names_across_drivers() {
+        for n in [
+            "duplicate_request",
+            "out_of_seq_request",
+            "rcvd_rnr_err",
+            "send_rnr_err",
+            "rcvd_seq_err",
+            "retry_exceeded_err",
+            "retry_rnr_exceeded_err",
+            "completer_retry_err",
+            "out_of_sequence",
+            "packet_seq_err",
+            "local_ack_timeout_err",
+            "rnr_nak_retry_err",
+            "implied_nak_seq_err",
+            "roce_adp_retrans",
+        ] {
+            assert!(is_retransmit_class(n), "{n} is retransmit-class");
+        }
+        for n in [
+            "sent_pkts",
+            "rcvd_pkts",
+            "rx_write_requests",
+            "ack_deferred",
+            "link_downed",
+        ] {
+            assert!(!is_retransmit_class(n), "{n} is not retransmit-class");
+        }
     }
 }

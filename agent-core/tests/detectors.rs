@@ -61,6 +61,16 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
     ("real_qd32_contended", &[]),
     // No initiator, poll policy: the reactor spins for nothing.
     ("real_idle_poll", &[("idle_polling_burn", "reactor 0")]),
+    // NVMe/RDMA: a hardware RoCE port at ~95 % of 25 Gb/s (its netdev's counters never see the
+    // traffic); the same port at ~30 %; the same bytes on soft-RoCE, which its netdev counts
+    // (and judges); a shared receive queue that ran dry.
+    (
+        "rdma_hw_port_saturated",
+        &[("link_saturation", "rdma port mlx5_0/1")],
+    ),
+    ("rdma_hw_port_healthy", &[]),
+    ("rdma_rxe_busy", &[]),
+    ("rdma_srq_dry", &[("buffer_starvation", "reactor 0")]),
 ];
 
 fn fixtures_dir() -> PathBuf {
@@ -405,4 +415,59 @@ fn print_fixture_diagnoses() {
             println!("      {}", x.fragment.replace('\n', "\n      "));
         }
     }
+}
+
+#[test]
+fn rdma_findings_name_the_port_the_queue_and_their_numbers() {
+    let r = replay("rdma_hw_port_saturated");
+    let f = &r.analyzer.all_findings()[0];
+    assert_eq!(
+        f.subject,
+        agent_core::finding::Subject::RdmaPort {
+            device: "mlx5_0".into(),
+            port: 1
+        }
+    );
+    let ev = |what: &str| {
+        f.evidence
+            .iter()
+            .find(|e| e.what == what)
+            .map(|e| e.value)
+            .unwrap_or_else(|| panic!("no {what:?} evidence in {:?}", f.evidence))
+    };
+    let util = ev("utilisation");
+    assert!((90.0..100.0).contains(&util), "utilisation {util} %");
+    assert!(ev("mlx5_0 out_of_sequence") > 0.0);
+    assert!(ev("mlx5_0 local_ack_timeout_err") > 0.0);
+    assert!(
+        f.summary.contains("25 Gb/s") && f.summary.contains("ens1f0"),
+        "the summary names the rate and the netdev: {}",
+        f.summary
+    );
+    // The netdev of a hardware port carries none of the RDMA bytes: nothing raised for it, and
+    // the port's windows show the traffic the netdev cannot.
+    let w = r.windows.last().expect("windows");
+    let p = &w.rdma_ports[0];
+    assert!(!p.soft && p.utilisation.is_some_and(|u| u > 0.9));
+
+    let r = replay("rdma_srq_dry");
+    let f = &r.analyzer.all_findings()[0];
+    assert!(
+        f.summary.contains("shared receive queue ran dry")
+            && f.summary.contains("receiver-not-ready"),
+        "SRQ summary: {}",
+        f.summary
+    );
+    let low = f.evidence.iter().find(|e| e.what == "SRQ low water");
+    assert_eq!(low.map(|e| e.value), Some(0.0), "{:?}", f.evidence);
+    let w = r.windows.last().expect("windows");
+    let x = w.reactors[0].rdma.as_ref().expect("rdma reactor figures");
+    assert!(x.completions_per_nonempty_poll.is_some_and(|c| c > 20.0));
+    assert!(x.wrs_per_doorbell.is_some_and(|c| c > 1.0));
+
+    // rxe: its port is soft and judged through eth0.
+    let r = replay("rdma_rxe_busy");
+    let w = r.windows.last().expect("windows");
+    assert!(w.rdma_ports[0].soft, "rxe0 is a software device");
+    assert!(w.rdma_ports[0].utilisation.is_some_and(|u| u > 0.9));
 }

@@ -13,6 +13,13 @@
 //! ~430K IOPS at ~100 % busy and ~2.3 µs per I/O. Latency here is the target's own, much shorter
 //! than the initiator's round trip (17 µs at QD1). Real recordings sit next to these
 //! (`real_*.jsonl`), written by `ringside record`, not by this generator.
+//!
+//! The RDMA scenarios (`rdma_*.jsonl`) have their own entry point, so adding them did not
+//! rewrite the older files:
+//!
+//! ```sh
+//! cargo test -p agent-core --test gen_fixtures generate_rdma_fixtures -- --ignored
+//! ```
 
 use std::path::PathBuf;
 
@@ -20,8 +27,8 @@ use agent_core::hist::{Hist, Histogram};
 use agent_core::recording::Recording;
 use agent_core::sample::{
     DeviceSample, KernelReactorSample, KernelSample, ListenerInfo, MemorySample, NamespaceInfo,
-    NetdevSample, QpairSample, ReactorInfo, ReactorSample, Sample, TargetInfo, TargetSettings,
-    ThreadSample,
+    NetdevSample, QpairSample, RdmaPortSample, RdmaReactorSample, ReactorInfo, ReactorSample,
+    Sample, TargetInfo, TargetSettings, ThreadSample,
 };
 use agent_core::topology::{CpuInfo, NumaNodeInfo, PciDevice, Topology};
 
@@ -74,6 +81,32 @@ struct R {
     thread: Option<Th>,
     kernel: Option<K>,
     stalled: bool,
+    rdma: Option<Rd>,
+}
+
+/// A reactor's RDMA transport (per I/O: one receive completion, an RDMA WRITE or READ and the
+/// response SEND on the send queue; receives reposted once per nonempty poll).
+#[derive(Clone, Debug)]
+struct Rd {
+    /// Completions one nonempty CQ poll reaps.
+    per_poll: f64,
+    srq_size: u64,
+    /// SRQ depth at the sample instant.
+    srq_depth: u64,
+    /// Low-water mark at the sample instant (sticky: the generator keeps the minimum).
+    srq_low_water: u64,
+    pending_wrs: u64,
+}
+
+/// An RDMA port: carries the reactors' traffic (as the netdevs do) plus driver counters.
+#[derive(Clone, Debug, Default)]
+struct P {
+    device: String,
+    soft: bool,
+    netdev: String,
+    rate_bits: u64,
+    /// `hw_counters` increments per second.
+    hw: Vec<(&'static str, f64)>,
 }
 
 impl R {
@@ -98,6 +131,7 @@ impl R {
             }),
             kernel: None,
             stalled: false,
+            rdma: None,
         }
     }
     fn iops(&self) -> f64 {
@@ -129,6 +163,7 @@ struct D {
 struct Tick {
     reactors: Vec<R>,
     netdevs: Vec<N>,
+    rdma_ports: Vec<P>,
     devices: Vec<D>,
     buffers: Vec<(u32, u64)>,
 }
@@ -286,6 +321,25 @@ impl Gen {
                     rs.backend_inflight = (done as f64 * b / 1e9).round() as u64;
                 }
                 rs.connections_opened = r.qpairs.len() as u64 + 1;
+                if let Some(rd) = &r.rdma {
+                    let x = rs.rdma.get_or_insert_with(|| RdmaReactorSample {
+                        srq_low_water: rd.srq_size,
+                        ..RdmaReactorSample::default()
+                    });
+                    let completions = done * 3;
+                    let nonempty = (completions as f64 / rd.per_poll).round() as u64;
+                    x.cq_polls += (r.polls * secs) as u64;
+                    x.cq_polls_nonempty += nonempty;
+                    x.completions += completions;
+                    x.doorbells += done + nonempty;
+                    x.send_wrs += done * 2;
+                    x.recv_wrs += done;
+                    x.pending_wrs = rd.pending_wrs;
+                    x.pending_wrs_high_water = x.pending_wrs_high_water.max(rd.pending_wrs * 2);
+                    x.srq_size = rd.srq_size;
+                    x.srq_depth = rd.srq_depth;
+                    x.srq_low_water = x.srq_low_water.min(rd.srq_low_water);
+                }
             }
             if let Some(th) = &r.thread {
                 let ts = rs.thread.get_or_insert(ThreadSample {
@@ -356,6 +410,44 @@ impl Gen {
             ns.qdisc_overlimits += self.rng.jitter(n.overlimits, 0.1).round() as u64;
             let k = self.state.kernel.get_or_insert_with(KernelSample::default);
             k.tcp_retransmits += n.retransmits.round() as u64;
+        }
+        for p in &t.rdma_ports {
+            let ps = match self
+                .state
+                .rdma_ports
+                .iter()
+                .position(|x| x.device == p.device)
+            {
+                Some(i) => &mut self.state.rdma_ports[i],
+                None => {
+                    self.state.rdma_ports.push(RdmaPortSample {
+                        device: p.device.clone(),
+                        port: 1,
+                        soft: p.soft,
+                        netdev: Some(p.netdev.clone()),
+                        link_layer: Some("Ethernet".into()),
+                        state: Some("ACTIVE".into()),
+                        rate_bits_per_s: Some(p.rate_bits),
+                        xmit_bytes: Some(7_340_032),
+                        rcv_bytes: Some(1_048_576),
+                        xmit_packets: Some(4_096),
+                        rcv_packets: Some(2_048),
+                        xmit_discards: Some(0),
+                        ..RdmaPortSample::default()
+                    });
+                    self.state.rdma_ports.last_mut().expect("just pushed")
+                }
+            };
+            let tx_now = self.rng.jitter(tx, 0.02);
+            let add = |v: &mut Option<u64>, d: f64| *v = Some(v.unwrap_or(0) + d as u64);
+            add(&mut ps.xmit_bytes, tx_now);
+            add(&mut ps.rcv_bytes, rx);
+            add(&mut ps.xmit_packets, tx_now / 4096.0);
+            add(&mut ps.rcv_packets, rx / 4096.0 + tx_now / 8192.0);
+            for (name, per_s) in &p.hw {
+                *ps.hw_counters.entry((*name).to_string()).or_default() +=
+                    (per_s * secs).round() as u64;
+            }
         }
         for d in &t.devices {
             let ds = match self.state.devices.iter().position(|x| x.name == d.name) {
@@ -1001,6 +1093,155 @@ fn generate_fixtures() {
             Tick {
                 reactors: vec![r],
                 netdevs: vec![lo()],
+                ..Tick::default()
+            }
+        },
+    );
+}
+
+/// A one-node machine whose NIC (`ens1f0`, 25 Gb/s) is also RDMA device `mlx5_0`.
+fn one_node_rnic() -> Topology {
+    let mut t = one_node(2);
+    t.pci.push(PciDevice {
+        bdf: "0000:3b:00.0".into(),
+        class: "network".into(),
+        name: Some("ConnectX-5".into()),
+        node: Some(0),
+        netdevs: vec!["ens1f0".into()],
+        rdma_devices: vec!["mlx5_0".into()],
+        link_speed_mbps: Some(25_000),
+        ..PciDevice::default()
+    });
+    t
+}
+
+fn rdma_info(netdev: &str) -> TargetInfo {
+    let mut i = info(&[0], netdev, "poll", "malloc", None);
+    i.listeners[0].transport = "rdma".into();
+    i
+}
+
+/// A reactor serving NVMe/RDMA; the malloc backend copies each I/O (~11 µs of reactor time per
+/// 128 KiB, ~3 µs per 4 KiB with the transport's own work).
+fn rdma_reactor(iops: f64, io_size: u64, qd: u64, rd: Rd) -> R {
+    let cost = 2_700.0 + io_size as f64 * 0.07;
+    let mut r = loaded(0, &[(0, iops, 40.0, qd)], cost);
+    r.io_size = io_size;
+    r.rdma = Some(rd);
+    r
+}
+
+fn healthy_srq() -> Rd {
+    Rd {
+        per_poll: 6.0,
+        srq_size: 512,
+        srq_depth: 506,
+        srq_low_water: 470,
+        pending_wrs: 24,
+    }
+}
+
+#[test]
+#[ignore = "writes tests/fixtures/rdma_*.jsonl; run on purpose"]
+fn generate_rdma_fixtures() {
+    // Fault: 128 KiB reads over NVMe/RDMA fill a 25 Gb/s hardware RoCE port (~95 %): the port
+    // counters see it (the netdev's do not: the NIC moves RDMA itself); a few out-of-sequence
+    // NAKs and ACK timeouts as the switch buffers fill.
+    run(
+        "rdma_hw_port_saturated",
+        rdma_info("ens1f0"),
+        one_node_rnic(),
+        9,
+        |_| Tick {
+            reactors: vec![rdma_reactor(22_640.0, 128 * 1024, 32, healthy_srq())],
+            rdma_ports: vec![P {
+                device: "mlx5_0".into(),
+                netdev: "ens1f0".into(),
+                rate_bits: 25_000_000_000,
+                hw: vec![
+                    ("out_of_sequence", 12.0),
+                    ("local_ack_timeout_err", 2.0),
+                    ("rx_write_requests", 0.0),
+                    ("rx_read_requests", 22_640.0),
+                ],
+                ..P::default()
+            }],
+            buffers: vec![(0, 1 << 30)],
+            ..Tick::default()
+        },
+    );
+    // Healthy: the same port at ~30 %.
+    run(
+        "rdma_hw_port_healthy",
+        rdma_info("ens1f0"),
+        one_node_rnic(),
+        9,
+        |_| Tick {
+            reactors: vec![rdma_reactor(7_200.0, 128 * 1024, 8, healthy_srq())],
+            rdma_ports: vec![P {
+                device: "mlx5_0".into(),
+                netdev: "ens1f0".into(),
+                rate_bits: 25_000_000_000,
+                hw: vec![("out_of_sequence", 0.0), ("rx_read_requests", 7_200.0)],
+                ..P::default()
+            }],
+            buffers: vec![(0, 1 << 30)],
+            ..Tick::default()
+        },
+    );
+    // The same bytes as the saturated port, on soft-RoCE (rxe0 over eth0, a 100 Gb/s netdev):
+    // the port is not judged (its bytes are the netdev's), and eth0 at ~24 % is no limit.
+    run("rdma_rxe_busy", rdma_info("eth0"), one_node(2), 9, |_| {
+        Tick {
+            reactors: vec![rdma_reactor(22_640.0, 128 * 1024, 32, healthy_srq())],
+            netdevs: vec![N {
+                name: "eth0".into(),
+                speed_mbps: Some(100_000),
+                ..N::default()
+            }],
+            rdma_ports: vec![P {
+                device: "rxe0".into(),
+                soft: true,
+                netdev: "eth0".into(),
+                rate_bits: 25_000_000_000,
+                hw: vec![
+                    ("sent_pkts", 780_000.0),
+                    ("rcvd_pkts", 45_000.0),
+                    ("duplicate_request", 0.0),
+                    ("rcvd_rnr_err", 0.0),
+                ],
+            }],
+            buffers: vec![(0, 1 << 30)],
+            ..Tick::default()
+        }
+    });
+    // Fault: 4 KiB writes with in-capsule data from many hosts at QD128 outrun the reposting of
+    // receive buffers: the 512-entry SRQ ran dry (low water 0) and stays nearly empty.
+    run(
+        "rdma_srq_dry",
+        rdma_info("ens1f0"),
+        one_node_rnic(),
+        9,
+        |s| {
+            let rd = Rd {
+                per_poll: 24.0,
+                srq_size: 512,
+                srq_depth: 18,
+                srq_low_water: if s == 0 { 40 } else { 0 },
+                pending_wrs: 160,
+            };
+            let mut r = rdma_reactor(240_000.0, 4096, 128, rd);
+            r.write_share = 1.0;
+            Tick {
+                reactors: vec![r],
+                rdma_ports: vec![P {
+                    device: "mlx5_0".into(),
+                    netdev: "ens1f0".into(),
+                    rate_bits: 25_000_000_000,
+                    hw: vec![("rnr_nak_retry_err", 0.0), ("out_of_sequence", 0.0)],
+                    ..P::default()
+                }],
+                buffers: vec![(0, 1 << 30)],
                 ..Tick::default()
             }
         },

@@ -10,7 +10,10 @@ use agent_core::sample::{
     ListenerInfo, MemorySample, NamespaceInfo, ReactorInfo, TargetInfo, TargetSettings,
 };
 use agent_core::topology::{CpuInfo, NumaNodeInfo, PciDevice, Topology};
-use agent_core::window::{DeviceWindow, NetdevWindow, QpairWindow, ReactorWindow, TotalWindow};
+use agent_core::window::{
+    DeviceWindow, NetdevWindow, QpairWindow, RdmaPortWindow, RdmaReactorWindow, ReactorWindow,
+    TotalWindow,
+};
 use agent_core::Window;
 use proptest::prelude::*;
 
@@ -178,6 +181,80 @@ fn device() -> impl Strategy<Value = DeviceWindow> {
     })
 }
 
+fn rdma_reactor() -> impl Strategy<Value = RdmaReactorWindow> {
+    (
+        (any::<u64>(), any::<u64>(), any::<u64>()),
+        (prop::option::of(f()), prop::option::of(f())),
+        (
+            any::<u64>(),
+            0u64..1024,
+            0u64..1024,
+            any::<bool>(),
+            any::<bool>(),
+        ),
+    )
+        .prop_map(
+            |(
+                (polls, completions, doorbells),
+                (per_poll, per_db),
+                (pending, depth, low, dry, now),
+            )| {
+                RdmaReactorWindow {
+                    cq_polls: polls,
+                    completions,
+                    doorbells,
+                    completions_per_nonempty_poll: per_poll,
+                    completions_per_poll: per_poll,
+                    wrs_per_doorbell: per_db,
+                    pending_wrs: pending,
+                    srq_depth: depth,
+                    srq_low_water: low,
+                    srq_size: depth.max(low),
+                    srq_ran_dry: dry,
+                    srq_ran_dry_in_window: now,
+                    ..RdmaReactorWindow::default()
+                }
+            },
+        )
+}
+
+fn rdma_port() -> impl Strategy<Value = RdmaPortWindow> {
+    (
+        (
+            any::<bool>(),
+            prop::option::of(any::<u64>()),
+            prop::option::of(f()),
+        ),
+        (
+            prop::option::of(f()),
+            prop::option::of(f()),
+            prop::option::of(f()),
+        ),
+        (
+            prop::option::of(any::<u64>()),
+            prop::option::of(any::<u64>()),
+            prop::collection::btree_map("[a-z_]{1,12}", any::<u64>(), 0..4),
+        ),
+    )
+        .prop_map(
+            |((soft, rate, cap), (tx, rx, util), (discards, wait, retransmits))| RdmaPortWindow {
+                device: "mlx5_0".into(),
+                port: 1,
+                soft,
+                netdev: Some("ens1f0".into()),
+                rate_bits_per_s: rate,
+                capacity_bytes_per_s: cap,
+                tx_bytes_per_s: tx,
+                rx_bytes_per_s: rx,
+                utilisation: util,
+                xmit_discards: discards,
+                xmit_wait: wait,
+                retransmits,
+                ..RdmaPortWindow::default()
+            },
+        )
+}
+
 fn window() -> impl Strategy<Value = Window> {
     (
         0u64..10_000_000_000,
@@ -189,15 +266,35 @@ fn window() -> impl Strategy<Value = Window> {
         prop::option::of(prop::collection::vec((0u32..3, any::<u64>()), 0..3)),
         prop::option::of(0u64..100),
         (f(), f(), hist()),
+        prop::collection::vec(rdma_port(), 0..3),
+        prop::collection::vec(prop::option::of(rdma_reactor()), 4),
     )
         .prop_map(
-            |(start, len, reactors, qpairs, netdevs, devices, mem, retx, (ti, ta, tl))| Window {
-                start_ns: start,
-                end_ns: start + len,
-                reactors,
+            |(
+                start,
+                len,
+                mut reactors,
                 qpairs,
                 netdevs,
                 devices,
+                mem,
+                retx,
+                (ti, ta, tl),
+                rdma_ports,
+                rdma,
+            )| Window {
+                start_ns: start,
+                end_ns: start + len,
+                reactors: {
+                    for (r, x) in reactors.iter_mut().zip(rdma) {
+                        r.rdma = x;
+                    }
+                    reactors
+                },
+                qpairs,
+                netdevs,
+                devices,
+                rdma_ports,
                 memory: mem.map(|b| MemorySample {
                     buffer_bytes_by_node: b.into_iter().map(|(n, v)| (n, v >> 8)).collect(),
                     ..MemorySample::default()
@@ -348,8 +445,8 @@ mod pipeline {
     //! The whole pipeline on arbitrary samples: a recording is input from a file, so no sequence
     //! of counters may make the analyzer panic (overflow, NaN, division by zero).
     use agent_core::sample::{
-        KernelReactorSample, KernelSample, NetdevSample, QpairSample, ReactorSample, Sample,
-        ThreadSample,
+        KernelReactorSample, KernelSample, NetdevSample, QpairSample, RdmaPortSample,
+        RdmaReactorSample, ReactorSample, Sample, ThreadSample,
     };
     use agent_core::{Analyzer, AnalyzerConfig};
     use proptest::prelude::*;
@@ -415,6 +512,18 @@ mod pipeline {
                             migrations: Some(a),
                             ..ThreadSample::default()
                         }),
+                        rdma: Some(RdmaReactorSample {
+                            cq_polls: a,
+                            cq_polls_nonempty: b,
+                            completions: c,
+                            doorbells: d,
+                            send_wrs: e,
+                            recv_wrs: f,
+                            srq_depth: g % 1024,
+                            srq_low_water: g % 3,
+                            srq_size: 512,
+                            ..RdmaReactorSample::default()
+                        }),
                         ..ReactorSample::default()
                     })
                     .collect(),
@@ -439,6 +548,17 @@ mod pipeline {
                     tcp_retransmits: k4,
                     ..KernelSample::default()
                 }),
+                rdma_ports: vec![RdmaPortSample {
+                    device: "mlx5_0".into(),
+                    port: 1,
+                    soft: speed.is_some_and(|s| s % 2 == 0),
+                    rate_bits_per_s: speed.map(|s| s * 1_000_000),
+                    xmit_bytes: Some(q1),
+                    rcv_bytes: Some(q2),
+                    xmit_wait: Some(k1),
+                    hw_counters: [("packet_seq_err".to_string(), k4)].into_iter().collect(),
+                    ..RdmaPortSample::default()
+                }],
                 ..Sample::default()
             })
     }

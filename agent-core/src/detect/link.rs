@@ -4,12 +4,20 @@
 //! answer is more links, a faster one, or less shaping.
 //!
 //! A netdev without a known capacity (`lo`, or a device reporting no speed and not shaped) is
-//! never judged. Only the listeners' netdevs are judged when the target names them. Stateless;
-//! pure.
+//! never judged. Only the listeners' netdevs are judged when the target names them.
+//!
+//! RDMA ports: on a hardware RoCE or InfiniBand port the NIC moves RDMA traffic itself, so the
+//! netdev's counters never see it; the port's own counters (`port_xmit_data`/`port_rcv_data`)
+//! against its data rate decide, with the subject [`Subject::RdmaPort`]. The port also shows
+//! trouble a netdev cannot: retransmits, NAKs, ACK timeouts and sequence errors in its
+//! `hw_counters`, transmit discards, and transmit-wait (no flow-control credits). A software
+//! device (rxe, siw) sends through its netdev, whose counters already count every byte: its port
+//! is never judged on its own (that would count the traffic twice); its retransmit-class counters
+//! become evidence of the netdev's finding instead. Stateless; pure.
 
 use super::{candidate, margin, pct, Context, Detector};
 use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
-use crate::window::{NetdevWindow, Window};
+use crate::window::{NetdevWindow, RdmaPortWindow, Window};
 
 /// Utilisation at which the link is the limit: TCP/IP and NVMe/TCP headers plus ACK traffic
 /// keep goodput a few % under line rate, so 90 % of capacity is as full as a link gets.
@@ -55,6 +63,19 @@ impl Detector for Link {
                 out.push(f);
             }
         }
+        for p in &w.rdma_ports {
+            // A port whose netdev is known and carries no listener is not the target's.
+            let foreign = p
+                .netdev
+                .as_deref()
+                .is_some_and(|nd| !named.is_empty() && !named.contains(&nd));
+            if foreign {
+                continue;
+            }
+            if let Some(f) = judge_port(p, w) {
+                out.push(f);
+            }
+        }
     }
 }
 
@@ -94,6 +115,166 @@ pub fn limits(n: &NetdevWindow) -> bool {
     read(n).is_some_and(|r| r.full || r.dropping || r.throttled)
 }
 
+/// A hardware RDMA port's link-limit reading: capacity, utilisation, and whether it is full or
+/// shows trouble while busy.
+struct PortReading {
+    capacity: f64,
+    util: f64,
+    throughput: f64,
+    full: bool,
+    troubled: bool,
+}
+
+/// `None` for a software port, a port without a known rate or byte counters, or an idle one.
+fn read_port(p: &RdmaPortWindow) -> Option<PortReading> {
+    if p.soft {
+        return None;
+    }
+    let capacity = p
+        .capacity_bytes_per_s
+        .filter(|c| c.is_finite() && *c > 0.0)?;
+    let util = p.utilisation.filter(|u| u.is_finite())?;
+    let throughput = p
+        .tx_bytes_per_s
+        .unwrap_or(0.0)
+        .max(p.rx_bytes_per_s.unwrap_or(0.0));
+    if !(throughput > 0.0) {
+        return None;
+    }
+    let trouble = p.retransmit_events() > 0
+        || p.xmit_discards.is_some_and(|d| d > 0)
+        || p.xmit_wait.is_some_and(|t| t > 0);
+    Some(PortReading {
+        capacity,
+        util,
+        throughput,
+        full: util >= SATURATED_UTILISATION,
+        troubled: trouble && util >= THROTTLED_MIN_UTILISATION,
+    })
+}
+
+/// Whether this hardware RDMA port limits throughput in the window.
+pub fn port_limits(p: &RdmaPortWindow) -> bool {
+    read_port(p).is_some_and(|r| r.full || r.troubled)
+}
+
+/// Evidence of a port's retransmit-class counters, transmit discards and waits in the window.
+fn port_trouble_evidence(p: &RdmaPortWindow) -> Vec<Evidence> {
+    let mut e: Vec<Evidence> = p
+        .retransmits
+        .iter()
+        .map(|(k, v)| Evidence::new(format!("{} {k}", p.device), *v as f64, ""))
+        .collect();
+    if let Some(d) = p.xmit_discards.filter(|d| *d > 0) {
+        e.push(Evidence::new(
+            format!("{} transmit discards", p.device),
+            d as f64,
+            "",
+        ));
+    }
+    if let Some(t) = p.xmit_wait.filter(|t| *t > 0) {
+        e.push(Evidence::new(
+            format!("{} transmit wait", p.device),
+            t as f64,
+            "ticks",
+        ));
+    }
+    e
+}
+
+fn judge_port(p: &RdmaPortWindow, w: &Window) -> Option<Finding> {
+    let PortReading {
+        capacity,
+        util,
+        throughput,
+        full,
+        troubled,
+    } = read_port(p)?;
+    if !full && !troubled {
+        return None;
+    }
+    let trouble = port_trouble_evidence(p);
+    let rate = p.rate_bits_per_s.map_or_else(
+        || format!("capacity {}", rate_text(capacity)),
+        |r| format!("a {} Gb/s port", fmt_gbits(r)),
+    );
+    let via = p
+        .netdev
+        .as_deref()
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    let also = if trouble.is_empty() {
+        String::new()
+    } else {
+        let events = p.retransmit_events();
+        let mut parts = Vec::new();
+        if events > 0 {
+            parts.push(format!("{events} retransmit/NAK/timeout events"));
+        }
+        if p.xmit_discards.is_some_and(|d| d > 0) {
+            parts.push("transmit discards".to_string());
+        }
+        if p.xmit_wait.is_some_and(|t| t > 0) {
+            parts.push("transmit waits for credits".to_string());
+        }
+        format!(", {}", parts.join(", "))
+    };
+    let mut evidence = vec![
+        Evidence::new("throughput", throughput / 1e6, "MB/s"),
+        Evidence::new("capacity", capacity / 1e6, "MB/s"),
+        Evidence::new("utilisation", util * 100.0, "%"),
+    ];
+    if let Some(t) = p.tx_bytes_per_s {
+        evidence.push(Evidence::new("transmit", t / 1e6, "MB/s"));
+    }
+    if let Some(r) = p.rx_bytes_per_s {
+        evidence.push(Evidence::new("receive", r / 1e6, "MB/s"));
+    }
+    evidence.extend(trouble.iter().cloned());
+    let severity = if trouble.is_empty() {
+        Severity::Warning
+    } else {
+        Severity::Critical
+    };
+    let mut confidence = if full {
+        margin(util, SATURATED_UTILISATION, 1.0)
+    } else {
+        0.6
+    };
+    if !trouble.is_empty() {
+        confidence = (confidence + 0.1).min(1.0);
+    }
+    Some(candidate(
+        FindingKind::LinkSaturation,
+        severity,
+        Subject::RdmaPort {
+            device: p.device.clone(),
+            port: p.port,
+        },
+        format!(
+            "RDMA port {}/{}{via} carries {} of {rate} ({}){also}: the link, not the target, \
+             limits throughput",
+            p.device,
+            p.port,
+            rate_text(throughput),
+            pct(util)
+        ),
+        evidence,
+        w,
+        confidence,
+    ))
+}
+
+/// `25`, `56`, `12.5` (Gb/s).
+fn fmt_gbits(bits: u64) -> String {
+    let g = bits as f64 / 1e9;
+    if (g - g.round()).abs() < 0.05 {
+        format!("{g:.0}")
+    } else {
+        format!("{g:.1}")
+    }
+}
+
 fn judge(n: &NetdevWindow, w: &Window) -> Option<Finding> {
     let Reading {
         capacity,
@@ -129,7 +310,7 @@ fn judge(n: &NetdevWindow, w: &Window) -> Option<Finding> {
     if retransmits > 0 {
         also.push(format!("{retransmits} TCP retransmits"));
     }
-    let also = if also.is_empty() {
+    let mut also = if also.is_empty() {
         String::new()
     } else {
         format!(", {}", also.join(", "))
@@ -146,7 +327,21 @@ fn judge(n: &NetdevWindow, w: &Window) -> Option<Finding> {
     if let Some(r) = w.tcp_retransmits {
         evidence.push(Evidence::new("TCP retransmits", r as f64, ""));
     }
-    let severity = if dropping || retransmits > 0 || n.drops > 0 {
+    // A software RDMA device (rxe, siw) over this netdev: its bytes are already in the netdev's
+    // counters; its retransmit-class counters say what the congestion does to RDMA.
+    let mut rdma_retransmits = 0u64;
+    for p in w
+        .rdma_ports
+        .iter()
+        .filter(|p| p.soft && p.netdev.as_deref() == Some(n.name.as_str()))
+    {
+        rdma_retransmits = rdma_retransmits.saturating_add(p.retransmit_events());
+        evidence.extend(port_trouble_evidence(p));
+    }
+    if rdma_retransmits > 0 {
+        also.push_str(&format!(", {rdma_retransmits} RDMA retransmit/NAK events"));
+    }
+    let severity = if dropping || retransmits > 0 || n.drops > 0 || rdma_retransmits > 0 {
         Severity::Critical
     } else {
         Severity::Warning
@@ -179,4 +374,153 @@ fn judge(n: &NetdevWindow, w: &Window) -> Option<Finding> {
         w,
         confidence,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sample::{ListenerInfo, TargetInfo};
+    use crate::topology::Topology;
+    use crate::window::NetdevWindow;
+
+    fn port(soft: bool, netdev: &str, util: f64) -> RdmaPortWindow {
+        let cap = 3_125_000_000.0;
+        RdmaPortWindow {
+            device: if soft { "rxe0" } else { "mlx5_0" }.into(),
+            port: 1,
+            soft,
+            netdev: Some(netdev.into()),
+            rate_bits_per_s: Some(25_000_000_000),
+            capacity_bytes_per_s: Some(cap),
+            tx_bytes_per_s: Some(util * cap),
+            rx_bytes_per_s: Some(1e6),
+            utilisation: Some(util),
+            retransmits: [("rcvd_seq_err".to_string(), 9)].into_iter().collect(),
+            ..RdmaPortWindow::default()
+        }
+    }
+
+    fn observe(w: &Window, listener_netdev: &str) -> Vec<Finding> {
+        let info = TargetInfo {
+            listeners: vec![ListenerInfo {
+                transport: "rdma".into(),
+                address: "10.0.0.1:4420".into(),
+                netdev: Some(listener_netdev.into()),
+            }],
+            ..TargetInfo::default()
+        };
+        let topo = Topology::default();
+        let ctx = Context {
+            info: &info,
+            topology: &topo,
+            history: &[],
+        };
+        let mut out = Vec::new();
+        Link.observe(w, &ctx, &mut out);
+        out
+    }
+
+    #[test]
+    fn a_full_hardware_port_is_judged_a_soft_one_never() {
+        let mut w = Window {
+            start_ns: 0,
+            end_ns: 1_000_000_000,
+            rdma_ports: vec![port(false, "ens1f0", 0.95)],
+            ..Window::default()
+        };
+        let out = observe(&w, "ens1f0");
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(
+            out[0].subject,
+            Subject::RdmaPort {
+                device: "mlx5_0".into(),
+                port: 1
+            }
+        );
+        assert_eq!(
+            out[0].severity,
+            Severity::Critical,
+            "retransmits make it critical"
+        );
+        assert!(port_limits(&w.rdma_ports[0]));
+
+        w.rdma_ports = vec![port(true, "ens1f0", 0.95)];
+        assert!(
+            observe(&w, "ens1f0").is_empty(),
+            "rxe's bytes are its netdev's"
+        );
+        assert!(!port_limits(&w.rdma_ports[0]));
+    }
+
+    #[test]
+    fn ports_of_other_netdevs_idle_ports_and_unknown_counters_are_not_judged() {
+        let mut w = Window {
+            end_ns: 1_000_000_000,
+            rdma_ports: vec![port(false, "ens2f0", 0.95)],
+            ..Window::default()
+        };
+        assert!(observe(&w, "ens1f0").is_empty(), "not the listener's port");
+        w.rdma_ports = vec![port(false, "ens1f0", 0.3)];
+        w.rdma_ports[0].retransmits.clear();
+        assert!(observe(&w, "ens1f0").is_empty(), "30 % and clean");
+        let mut unknown = port(false, "ens1f0", 0.95);
+        unknown.tx_bytes_per_s = None;
+        unknown.rx_bytes_per_s = None;
+        unknown.utilisation = None;
+        w.rdma_ports = vec![unknown];
+        assert!(
+            observe(&w, "ens1f0").is_empty(),
+            "saturated 32-bit counters are no traffic"
+        );
+    }
+
+    #[test]
+    fn a_busy_port_with_retransmits_is_trouble_below_the_saturation_line() {
+        let w = Window {
+            end_ns: 1_000_000_000,
+            rdma_ports: vec![port(false, "ens1f0", 0.6)],
+            ..Window::default()
+        };
+        let out = observe(&w, "ens1f0");
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].summary.contains("retransmit"), "{}", out[0].summary);
+    }
+
+    #[test]
+    fn a_saturated_netdev_carries_its_soft_rdma_ports_retransmits_as_evidence() {
+        let w = Window {
+            end_ns: 1_000_000_000,
+            netdevs: vec![NetdevWindow {
+                name: "eth0".into(),
+                tx_bytes_per_s: 1.2e9,
+                speed_mbps: Some(10_000),
+                capacity_bytes_per_s: Some(1.25e9),
+                utilisation: Some(0.96),
+                ..NetdevWindow::default()
+            }],
+            rdma_ports: vec![port(true, "eth0", 0.38)],
+            ..Window::default()
+        };
+        let out = observe(&w, "eth0");
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(
+            out[0].subject,
+            Subject::Netdev {
+                name: "eth0".into()
+            }
+        );
+        assert!(
+            out[0]
+                .evidence
+                .iter()
+                .any(|e| e.what == "rxe0 rcvd_seq_err" && e.value == 9.0),
+            "{:?}",
+            out[0].evidence
+        );
+        assert!(
+            out[0].summary.contains("RDMA retransmit"),
+            "{}",
+            out[0].summary
+        );
+    }
 }

@@ -7,7 +7,11 @@
 //!   (under [`BACK_TO_BACK_OUTSTANDING`]) is an application with little to do, not a depth limit;
 //!   and while a link is saturated the requests wait in the network, not at the initiator.
 //! - **Buffer starvation** ([`FindingKind::BufferStarvation`]): requests waiting for a data
-//!   buffer, more than [`BUFFER_WAITS_PER_IO`] of them.
+//!   buffer, more than [`BUFFER_WAITS_PER_IO`] of them; or, on an RDMA reactor, a shared receive
+//!   queue that ran dry (its low-water mark reached 0 while the reactor carries RDMA traffic):
+//!   a capsule arrived with no receive buffer posted, the host's NIC got a receiver-not-ready
+//!   NAK and retried after its RNR timer. Both are the same fault (buffers short of the load)
+//!   on one reactor, so they make one finding with the evidence of each.
 //! - **Reactor imbalance** ([`FindingKind::ReactorImbalance`]): one reactor saturated while
 //!   another serves under half its IOPS.
 //! - **Backend saturated / starved** ([`FindingKind::BackendSaturated`],
@@ -20,7 +24,7 @@
 use super::{candidate, io_qpairs, link, margin, pct, si, us, Context, Detector};
 use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
 use crate::hist::Hist;
-use crate::window::{ReactorWindow, Window};
+use crate::window::{RdmaReactorWindow, ReactorWindow, Window};
 
 /// Outstanding requests (time-weighted, at the target) under which a qpair is shallow: NVMe/TCP
 /// amortises its per-batch syscalls only with several commands per receive; this target's knee
@@ -54,6 +58,15 @@ pub const DEEP_HIGH_WATER: u64 = 8;
 
 /// Buffer waits per I/O above which buffers are short: each wait costs at least one poll round.
 pub const BUFFER_WAITS_PER_IO: f64 = 0.01;
+
+/// Share of the SRQ's size under which its depth at a window's end means it is still being
+/// drained faster than the reactor reposts (the reactor reposts once per poll, so a healthy SRQ
+/// sits near full at any instant).
+pub const SRQ_LOW_SHARE: f64 = 0.125;
+
+/// RDMA work completions in a window for a dry SRQ to be judged: a reactor without RDMA traffic
+/// is not starving now, whatever its low-water mark remembers.
+pub const SRQ_MIN_COMPLETIONS: u64 = 100;
 
 /// Busy share at which a reactor is saturated: its loop finds work nearly every iteration.
 pub const SATURATED_BUSY: f64 = 0.9;
@@ -113,7 +126,7 @@ impl Detector for Starvation {
 fn initiator_limited(w: &Window, out: &mut Vec<Finding>) {
     // A full link holds the initiator's requests in the network, not the initiator: the target
     // then sees few in flight too. The link detector owns that case.
-    if w.netdevs.iter().any(link::limits) {
+    if w.netdevs.iter().any(link::limits) || w.rdma_ports.iter().any(link::port_limits) {
         return;
     }
     for q in &w.qpairs {
@@ -185,39 +198,108 @@ fn initiator_limited(w: &Window, out: &mut Vec<Finding>) {
 
 fn buffers(w: &Window, out: &mut Vec<Finding>) {
     for r in &w.reactors {
-        if r.buffer_waits == 0 || r.completions == 0 {
+        let waits = buffer_waits(r);
+        let srq = srq_dry(r);
+        if waits.is_none() && srq.is_none() {
             continue;
         }
-        let per_io = r.buffer_waits as f64 / r.completions as f64;
-        if !(per_io > BUFFER_WAITS_PER_IO) {
-            continue;
-        }
-        out.push(candidate(
-            FindingKind::BufferStarvation,
+        let mut evidence = Vec::new();
+        let mut said = Vec::new();
+        let mut severity = Severity::Warning;
+        let mut confidence: f64 = 0.0;
+        if let Some(per_io) = waits {
             if per_io >= 0.1 {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            },
-            Subject::Reactor { index: r.index },
-            format!(
-                "reactor {}: {} of requests waited for a data buffer ({} waits for {} I/Os): the \
-                 buffer pool is too small for this depth and I/O size",
-                r.index,
+                severity = Severity::Critical;
+            }
+            confidence = confidence.max(margin(per_io, BUFFER_WAITS_PER_IO, 0.1));
+            said.push(format!(
+                "{} of requests waited for a data buffer ({} waits for {} I/Os)",
                 pct(per_io),
                 r.buffer_waits,
                 r.completions
-            ),
-            vec![
+            ));
+            evidence.extend([
                 Evidence::new("buffer waits", r.buffer_waits as f64, ""),
                 Evidence::new("buffer waits per I/O", per_io * 100.0, "%"),
-                Evidence::new("reactor IOPS", r.iops, "IOPS"),
-                Evidence::new("avg outstanding", r.avg_outstanding, ""),
-            ],
+            ]);
+        }
+        if let Some(q) = srq {
+            // The low-water mark is since the SRQ was created: a dry SRQ stays dry in the data.
+            // Seeing it fall to 0 in this window, or the SRQ still nearly empty at its end,
+            // says it is happening now, not once at some earlier burst.
+            let now_low = (q.srq_depth as f64) < SRQ_LOW_SHARE * q.srq_size as f64;
+            if now_low {
+                severity = Severity::Critical;
+            }
+            confidence = confidence.max(if q.srq_ran_dry_in_window || now_low {
+                0.9
+            } else {
+                0.7
+            });
+            said.push(format!(
+                "its shared receive queue ran dry (low water 0 of {} receive buffers, {} posted \
+                 at the window's end{}): hosts got receiver-not-ready NAKs and retried",
+                q.srq_size,
+                q.srq_depth,
+                if q.srq_ran_dry_in_window {
+                    ", emptied in this window"
+                } else {
+                    ""
+                }
+            ));
+            evidence.extend([
+                Evidence::new("SRQ low water", q.srq_low_water as f64, ""),
+                Evidence::new("SRQ depth", q.srq_depth as f64, ""),
+                Evidence::new("SRQ size", q.srq_size as f64, ""),
+                Evidence::new("RDMA receive WRs posted", q.recv_wrs as f64, ""),
+            ]);
+            if let Some(c) = q.completions_per_nonempty_poll {
+                evidence.push(Evidence::new(
+                    "RDMA completions per nonempty CQ poll",
+                    c,
+                    "",
+                ));
+            }
+        }
+        evidence.extend([
+            Evidence::new("reactor IOPS", r.iops, "IOPS"),
+            Evidence::new("avg outstanding", r.avg_outstanding, ""),
+        ]);
+        let fix = match (waits.is_some(), srq.is_some()) {
+            (true, true) => "receive and data buffers are both too few for this load",
+            (false, true) => {
+                "the shared receive queue is too shallow for this many commands in flight, or \
+                 the reactor reposts receives too late"
+            }
+            _ => "the buffer pool is too small for this depth and I/O size",
+        };
+        out.push(candidate(
+            FindingKind::BufferStarvation,
+            severity,
+            Subject::Reactor { index: r.index },
+            format!("reactor {}: {}: {fix}", r.index, said.join("; ")),
+            evidence,
             w,
-            margin(per_io, BUFFER_WAITS_PER_IO, 0.1),
+            confidence,
         ));
     }
+}
+
+/// Buffer waits per I/O, when over [`BUFFER_WAITS_PER_IO`].
+fn buffer_waits(r: &ReactorWindow) -> Option<f64> {
+    if r.buffer_waits == 0 || r.completions == 0 {
+        return None;
+    }
+    let per_io = r.buffer_waits as f64 / r.completions as f64;
+    (per_io > BUFFER_WAITS_PER_IO).then_some(per_io)
+}
+
+/// The reactor's RDMA figures when its shared receive queue has run dry and it carries RDMA
+/// traffic in this window (an idle reactor's old low-water mark is history, not a fault now).
+fn srq_dry(r: &ReactorWindow) -> Option<&RdmaReactorWindow> {
+    r.rdma
+        .as_ref()
+        .filter(|q| q.srq_ran_dry && q.completions >= SRQ_MIN_COMPLETIONS)
 }
 
 fn imbalance(w: &Window, out: &mut Vec<Finding>) {
