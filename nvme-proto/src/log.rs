@@ -341,6 +341,16 @@ pub mod trtype {
     pub const LOOP: u8 = 254;
 }
 
+/// RDMA transport specific address subtype (TSAS bytes 0..3 of an RDMA discovery entry).
+pub mod rdma_tsas {
+    /// Byte 0, RDMA_QPTYPE: reliable connected.
+    pub const QPTYPE_RELIABLE_CONNECTED: u8 = 1;
+    /// Byte 1, RDMA_PRTYPE: no provider specified.
+    pub const PRTYPE_NOT_SPECIFIED: u8 = 1;
+    /// Byte 2, RDMA_CMS: the RDMA IP connection management service (rdma-cm).
+    pub const CMS_RDMA_CM: u8 = 1;
+}
+
 /// Address families (ADRFAM).
 pub mod adrfam {
     pub const PCI: u8 = 0;
@@ -450,6 +460,18 @@ impl DiscoveryEntry {
             traddr: traddr.to_owned(),
             tsas: [0; 256],
         }
+    }
+
+    /// An NVMe/RDMA entry for `subnqn` at `traddr:port`: TSAS says reliable connected queue
+    /// pairs, no particular provider, connections through the RDMA IP connection manager
+    /// (RDMA transport specification, "Transport Specific Address Subtype").
+    pub fn rdma(subnqn: Nqn, subtype: u8, traddr: &str, port: u16, portid: u16) -> Self {
+        let mut e = DiscoveryEntry::tcp(subnqn, subtype, traddr, port, portid);
+        e.trtype = trtype::RDMA;
+        e.tsas[0] = rdma_tsas::QPTYPE_RELIABLE_CONNECTED;
+        e.tsas[1] = rdma_tsas::PRTYPE_NOT_SPECIFIED;
+        e.tsas[2] = rdma_tsas::CMS_RDMA_CM;
+        e
     }
 
     /// Decode one 1024-byte entry; `base` is its offset in the page, for error reports.
@@ -709,5 +731,26 @@ mod tests {
         let mut huge = b.clone();
         huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(DiscoveryLog::decode(&huge).is_err(), "numrec overflow");
+    }
+
+    #[test]
+    fn rdma_discovery_entry_names_rdma_cm_and_reliable_connected() {
+        let nqn = Nqn::new("nqn.2024-01.io.ringside:null0").expect("nqn");
+        let e = DiscoveryEntry::rdma(nqn, subtype::NVME, "10.99.0.1", 4420, 3);
+        let log = DiscoveryLog {
+            genctr: 1,
+            recfmt: 0,
+            entries: vec![e],
+        };
+        let b = log.to_vec().expect("encode");
+        let e0 = &b[1024..2048];
+        assert_eq!((e0[0], e0[1], e0[2]), (1, 1, 2), "trtype rdma, ipv4, nvme");
+        assert_eq!(&e0[4..6], &3u16.to_le_bytes(), "portid");
+        assert_eq!(
+            &e0[768..772],
+            &[1, 1, 1, 0],
+            "TSAS: RC, no provider, RDMA_IP_CM"
+        );
+        assert_eq!(DiscoveryLog::decode(&b), Ok(log));
     }
 }
