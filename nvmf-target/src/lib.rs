@@ -10,6 +10,7 @@
 pub mod backend;
 pub mod cli;
 pub mod config;
+pub mod controller;
 #[cfg(feature = "rdma")]
 pub mod rdma;
 pub mod reactor;

@@ -79,6 +79,9 @@ pub struct Shared {
     pub bdevs: Vec<Arc<dyn Bdev>>,
     pub stats: Vec<Arc<ReactorStats>>,
     pub listen_addrs: Vec<SocketAddr>,
+    /// The bound NVMe/RDMA listener addresses, once the rdma-cm thread has bound them (empty
+    /// when RDMA is unavailable).
+    rdma_addrs: std::sync::OnceLock<Vec<SocketAddr>>,
     pub shutdown: AtomicBool,
     pub started: Instant,
     next_qpair_id: AtomicU64,
@@ -96,6 +99,12 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// The bound NVMe/RDMA listener addresses (empty before the rdma-cm thread bound them, and
+    /// when RDMA is unavailable).
+    pub fn rdma_listen_addrs(&self) -> &[SocketAddr] {
+        self.rdma_addrs.get().map_or(&[], Vec::as_slice)
+    }
+
     /// Asks every thread to stop.
     pub fn request_shutdown(&self) {
         self.shutdown.store(true, Ordering::Release);
@@ -178,8 +187,6 @@ pub struct Target {
     rpc_path: PathBuf,
     /// Dropped after the threads have stopped: marks the file exited and removes it.
     trace_file: Option<trace_ring::TraceFile>,
-    /// Bound NVMe/RDMA listeners (empty when none is configured or RDMA is unavailable).
-    rdma_addrs: Vec<SocketAddr>,
 }
 
 impl Target {
@@ -276,6 +283,7 @@ impl Target {
             bdevs,
             stats,
             listen_addrs,
+            rdma_addrs: std::sync::OnceLock::new(),
             shutdown: AtomicBool::new(false),
             started: Instant::now(),
             next_qpair_id: AtomicU64::new(1),
@@ -289,7 +297,6 @@ impl Target {
             threads: Vec::new(),
             rpc_path: rpc_path.clone(),
             trace_file,
-            rdma_addrs: Vec::new(),
         };
         let threads = &mut started.threads;
         let spawn_err = |name: String| move |source| StartError::Thread { name, source };
@@ -339,7 +346,7 @@ impl Target {
             match crate::rdma::spawn_cm(&rdma, shared.clone()) {
                 Ok((h, bound)) => {
                     threads.push(h);
-                    started.rdma_addrs = bound;
+                    let _ = shared.rdma_addrs.set(bound);
                 }
                 // One line, and the target goes on serving TCP.
                 Err(e) => eprintln!("ringside-tgt: rdma unavailable: {e}"),
@@ -359,7 +366,7 @@ impl Target {
 
     /// The bound NVMe/RDMA listener addresses.
     pub fn rdma_listen_addrs(&self) -> &[SocketAddr] {
-        &self.rdma_addrs
+        self.shared.rdma_listen_addrs()
     }
 
     pub fn rpc_socket(&self) -> &std::path::Path {

@@ -434,16 +434,8 @@ pub enum RConnState {
     Closing,
 }
 
-/// Controller state owned by the admin connection.
-pub(crate) struct AdminState {
-    pub cc: u32,
-    pub csts: u32,
-    pub kato_ms: u32,
-    pub last_keep_alive: Instant,
-    pub aers: Vec<u32>,
-    pub async_event_config: u32,
-    pub vwc_enabled: bool,
-}
+/// Controller state owned by the admin connection (AERs held by their request index).
+pub(crate) type AdminState = crate::controller::AdminState<u32>;
 
 /// One NVMe/RDMA connection (one queue pair).
 pub(crate) struct RConn {
@@ -1316,12 +1308,7 @@ impl ReactorRdma {
                 && ctx.now.saturating_duration_since(c.created) > handshake;
             fail |= c.ctrl.as_ref().is_some_and(|x| x.is_failed());
             let expired = c.admin.as_ref().is_some_and(|a| {
-                a.kato_ms > 0
-                    && ctx.now.saturating_duration_since(a.last_keep_alive)
-                        > Duration::from_millis(
-                            u64::from(a.kato_ms)
-                                + u64::from(ctx.shared.config.keep_alive.check_interval_ms),
-                        )
+                a.keep_alive_expired(ctx.now, ctx.shared.config.keep_alive.check_interval_ms)
             });
             if expired {
                 if let (Some(s), Some(x)) = (&c.subsys, &c.ctrl) {

@@ -121,16 +121,9 @@ impl Req {
     }
 }
 
-/// Controller state owned by the admin connection (registers, features, AERs, keep-alive).
-struct AdminState {
-    cc: u32,
-    csts: u32,
-    kato_ms: u32,
-    last_keep_alive: Instant,
-    aers: Vec<Cid>,
-    async_event_config: u32,
-    vwc_enabled: bool,
-}
+/// Controller state owned by the admin connection (registers, features, AERs held by their
+/// command id, keep-alive).
+type AdminState = crate::controller::AdminState<Cid>;
 
 /// One NVMe/TCP connection (one queue pair).
 pub struct Conn {
@@ -962,12 +955,7 @@ impl Conn {
             }
         }
         let expired = self.admin.as_ref().is_some_and(|a| {
-            a.kato_ms > 0
-                && ctx.now.saturating_duration_since(a.last_keep_alive)
-                    > Duration::from_millis(
-                        u64::from(a.kato_ms)
-                            + u64::from(ctx.shared.config.keep_alive.check_interval_ms),
-                    )
+            a.keep_alive_expired(ctx.now, ctx.shared.config.keep_alive.check_interval_ms)
         });
         if expired {
             if let (Some(s), Some(c)) = (&self.subsys, &self.ctrl) {

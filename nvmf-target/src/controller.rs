@@ -1,0 +1,577 @@
+//! The NVMe controller model both transports share: Fabrics Connect acceptance, Property
+//! Get/Set, the admin command set (Identify, Get Log Page with the discovery log, Get/Set
+//! Features, Keep Alive, Asynchronous Event Request, Abort) and keep-alive expiry.
+//!
+//! Everything here runs on the reactor that owns the queue, on the slow path (admin and fabrics
+//! commands). A transport keeps only what is its own: where the command's data comes from and
+//! goes to (TCP: in-capsule data, R2T, C2HData PDUs; RDMA: registered buffers, RDMA READ and
+//! WRITE), its connection states and how a response is sent. So the two transports answer every
+//! admin command with the same status, the same data and the same controller state.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nvme_proto::fabrics::{
+    self, connect_cmd_offset as cmd_off, connect_data_offset as data_off, prop, Cap, Cc,
+    ConnectCmd, ConnectData, Csts, Nqn, PropertyGet, PropertySet, PropertySize, CNTLID_DYNAMIC,
+    CNTLID_STATIC_ANY,
+};
+use nvme_proto::identify::{
+    self as id, cntrltype, IdentifyController, IdentifyNamespace, NsDescriptor, IDENTIFY_SIZE,
+};
+use nvme_proto::log::{self as plog, DiscoveryEntry, DiscoveryLog, SmartLog};
+use nvme_proto::nvme::{feature, AdminOpcode, Nsid, Sqe, Status};
+
+use crate::reactor::Ctx;
+use crate::subsystem::{Controller, CreateCtrlError, Subsystem, SubsystemKind};
+
+/// Outstanding Asynchronous Event Requests allowed (AERL + 1).
+pub const AER_LIMIT: usize = 4;
+/// VS reported: NVMe 1.4.
+pub const VERSION: u32 = fabrics::VS_1_4;
+
+/// The transport a queue runs on, where the controller's answers differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Tcp,
+    Rdma,
+}
+
+/// A refused command: status and completion dword 0 (Connect's invalid-parameter locator).
+pub type Refusal = (Status, u32);
+
+/// Connect's "invalid parameters" refusal naming the offending field.
+pub fn invalid_param(in_data: bool, offset: u16) -> Refusal {
+    (
+        Status::CONNECT_INVALID_PARAMETERS,
+        fabrics::connect_invalid_param_dw0(in_data, offset),
+    )
+}
+
+/// What an admin queue holds besides its queue: controller registers, keep-alive and held AERs.
+/// `H` is how the transport names a held AER (TCP: its command id; RDMA: its request index).
+#[derive(Debug)]
+pub struct AdminState<H> {
+    pub cc: u32,
+    pub csts: u32,
+    pub kato_ms: u32,
+    pub last_keep_alive: Instant,
+    pub aers: Vec<H>,
+    pub async_event_config: u32,
+    pub vwc_enabled: bool,
+}
+
+impl<H> AdminState<H> {
+    fn new(kato_ms: u32, now: Instant) -> Self {
+        AdminState {
+            cc: 0,
+            csts: 0,
+            kato_ms,
+            last_keep_alive: now,
+            aers: Vec::with_capacity(AER_LIMIT),
+            async_event_config: 0,
+            vwc_enabled: true,
+        }
+    }
+
+    /// Whether the host missed its keep-alive: KATO plus one check interval of grace.
+    pub fn keep_alive_expired(&self, now: Instant, check_interval_ms: u32) -> bool {
+        self.kato_ms > 0
+            && now.saturating_duration_since(self.last_keep_alive)
+                > Duration::from_millis(u64::from(self.kato_ms) + u64::from(check_interval_ms))
+    }
+}
+
+/// Decodes a Connect command and checks its record format.
+pub fn connect_command(sqe: &Sqe) -> Result<ConnectCmd, Refusal> {
+    let cmd = ConnectCmd::from_sqe(sqe).map_err(|_| (Status::INVALID_FIELD, 0))?;
+    if cmd.recfmt != 0 {
+        return Err((Status::CONNECT_INCOMPATIBLE_FORMAT, 0));
+    }
+    Ok(cmd)
+}
+
+/// An accepted Connect: what the queue now belongs to.
+pub struct Accepted<H> {
+    pub subsys: Arc<Subsystem>,
+    pub ctrl: Arc<Controller>,
+    /// The new controller's admin state (admin queue only).
+    pub admin: Option<Box<AdminState<H>>>,
+    /// Queue entries granted (SQSIZE + 1).
+    pub entries: u32,
+}
+
+/// Accepts or refuses a Connect whose transport checks passed (`data`: the Connect data).
+/// An admin Connect creates a controller; an I/O Connect claims its queue id on one.
+pub fn accept_connect<H>(cmd: &ConnectCmd, data: &[u8], ctx: &Ctx) -> Result<Accepted<H>, Refusal> {
+    let cd = ConnectData::decode(data).map_err(|e| match e {
+        nvme_proto::ProtoError::InvalidField { offset, .. } => invalid_param(true, offset as u16),
+        _ => invalid_param(true, 0),
+    })?;
+    let Some(subsys) = ctx.shared.subsystem(cd.subnqn.as_str()).cloned() else {
+        return Err(invalid_param(true, data_off::SUBNQN));
+    };
+    if subsys.kind == SubsystemKind::Nvm && !subsys.host_allowed(cd.hostnqn.as_str()) {
+        return Err((Status::CONNECT_INVALID_HOST, 0));
+    }
+    let limits = &ctx.shared.config.limits;
+    let entries = cmd.queue_entries();
+    let max = if cmd.qid == 0 {
+        limits.max_admin_queue_depth
+    } else {
+        limits.max_queue_depth
+    };
+    if cmd.sqsize == 0 || entries > max {
+        return Err(invalid_param(false, cmd_off::SQSIZE));
+    }
+    if cmd.qid == 0 {
+        if cd.cntlid != CNTLID_DYNAMIC && cd.cntlid != CNTLID_STATIC_ANY {
+            return Err(invalid_param(true, data_off::CNTLID));
+        }
+        let ctrl = subsys
+            .create_controller(cd.hostnqn.as_str(), cd.hostid)
+            .map_err(|e| match e {
+                CreateCtrlError::HostNotAllowed => (Status::CONNECT_INVALID_HOST, 0),
+                CreateCtrlError::NoFreeCntlid => (Status::CONNECT_CONTROLLER_BUSY, 0),
+            })?;
+        let kato = if cmd.kato == 0 && subsys.kind == SubsystemKind::Nvm {
+            ctx.shared.config.keep_alive.default_timeout_ms
+        } else {
+            cmd.kato
+        };
+        return Ok(Accepted {
+            subsys,
+            ctrl,
+            admin: Some(Box::new(AdminState::new(kato, ctx.now))),
+            entries,
+        });
+    }
+    if subsys.kind == SubsystemKind::Discovery {
+        return Err(invalid_param(false, cmd_off::QID));
+    }
+    let Some(ctrl) = subsys.controller(cd.cntlid) else {
+        return Err(invalid_param(true, data_off::CNTLID));
+    };
+    if ctrl.is_failed() {
+        return Err(invalid_param(true, data_off::CNTLID));
+    }
+    if ctrl.hostnqn != cd.hostnqn.as_str() {
+        return Err(invalid_param(true, data_off::HOSTNQN));
+    }
+    if ctrl.hostid != cd.hostid {
+        return Err(invalid_param(true, data_off::HOSTID));
+    }
+    if u32::from(cmd.qid) > granted_queues(Some(&ctrl), ctx) || !ctrl.claim_qid(cmd.qid) {
+        return Err(invalid_param(false, cmd_off::QID));
+    }
+    Ok(Accepted {
+        subsys,
+        ctrl,
+        admin: None,
+        entries,
+    })
+}
+
+/// CAP: the I/O queue limit, for discovery controllers too (Linux sizes its queues from MQES
+/// and warns when a discovery controller reports less than its default of 128; the admin
+/// queue's own limit is enforced at Connect).
+fn cap(ctx: &Ctx) -> u64 {
+    let depth = ctx.shared.config.limits.max_queue_depth;
+    Cap {
+        mqes: (depth - 1) as u16,
+        cqr: true,
+        ams: 0,
+        to: 30,
+        dstrd: 0,
+        nssrs: false,
+        css: Cap::CSS_NVM,
+        bps: false,
+        mpsmin: 0,
+        mpsmax: 0,
+    }
+    .to_u64()
+}
+
+/// Property Get: the property's value.
+pub fn property_get<H>(admin: Option<&AdminState<H>>, sqe: &Sqe, ctx: &Ctx) -> Result<u64, Status> {
+    let pg = PropertyGet::from_sqe(sqe).map_err(|_| Status::INVALID_FIELD)?;
+    if prop::size_of(pg.offset) != Some(pg.size) {
+        return Err(Status::INVALID_FIELD);
+    }
+    let (cc, csts) = admin.map_or((0, 0), |a| (a.cc, a.csts));
+    match pg.offset {
+        prop::CAP => Ok(cap(ctx)),
+        prop::VS => Ok(u64::from(VERSION)),
+        prop::CC => Ok(u64::from(cc)),
+        prop::CSTS => Ok(u64::from(csts)),
+        _ => Err(Status::INVALID_FIELD),
+    }
+}
+
+/// Property Set (CC only): enabling sets CSTS.RDY; a shutdown notification completes at once
+/// (RAM and null backends have nothing to write back).
+pub fn property_set<H>(admin: Option<&mut AdminState<H>>, sqe: &Sqe) -> Result<(), Status> {
+    let ps = PropertySet::from_sqe(sqe).map_err(|_| Status::INVALID_FIELD)?;
+    if ps.offset != prop::CC || ps.size != PropertySize::Four {
+        return Err(Status::INVALID_FIELD);
+    }
+    let a = admin.ok_or(Status::COMMAND_SEQUENCE_ERROR)?;
+    let new = Cc::from_u32(ps.value as u32);
+    let mut csts = Csts::from_u32(a.csts);
+    csts.shst = if new.shn != fabrics::shn::NONE {
+        fabrics::shst::COMPLETE
+    } else {
+        fabrics::shst::NORMAL
+    };
+    csts.rdy = new.en;
+    a.cc = new.to_u32();
+    a.csts = csts.to_u32();
+    Ok(())
+}
+
+/// The controller side an admin command sees.
+pub struct AdminQueue<'a, H> {
+    pub transport: Transport,
+    pub subsys: Option<&'a Arc<Subsystem>>,
+    pub ctrl: Option<&'a Arc<Controller>>,
+    pub admin: Option<&'a mut AdminState<H>>,
+}
+
+/// How an admin command ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// Complete now with status, dw0, dw1 and no data.
+    Status(Status, u32, u32),
+    /// Complete successfully after sending the `c2h_len` bytes left in `out`.
+    Data,
+    /// Held without a response (an AER, until an event or the controller's end).
+    Held,
+}
+
+fn status(s: Status) -> Reply {
+    Reply::Status(s, 0, 0)
+}
+
+/// Executes an admin command. `c2h_len` is the controller-to-host transfer the host described
+/// (already checked by the transport); `aer` names the command should it be held; data for
+/// the host goes into `out`, exactly `c2h_len` bytes when the reply is [`Reply::Data`].
+pub fn admin_command<H>(
+    q: AdminQueue<'_, H>,
+    sqe: &Sqe,
+    c2h_len: usize,
+    aer: H,
+    out: &mut Vec<u8>,
+    ctx: &Ctx,
+) -> Reply {
+    let discovery = q.subsys.is_some_and(|s| s.kind == SubsystemKind::Discovery);
+    let done = |r: Result<u32, Status>| match r {
+        Ok(dw0) => Reply::Status(Status::SUCCESS, dw0, 0),
+        Err(s) => status(s),
+    };
+    let data = |r: Result<(), Status>| match r {
+        Ok(()) => Reply::Data,
+        Err(s) => status(s),
+    };
+    match AdminOpcode::from_u8(sqe.opcode) {
+        Some(AdminOpcode::Identify) => data(identify(&q, sqe, c2h_len, out, ctx)),
+        Some(AdminOpcode::GetLogPage) => data(get_log_page(&q, sqe, c2h_len, out, ctx)),
+        Some(AdminOpcode::KeepAlive) => {
+            if let Some(a) = q.admin {
+                a.last_keep_alive = ctx.now;
+            }
+            status(Status::SUCCESS)
+        }
+        Some(AdminOpcode::GetFeatures) => done(get_features(&q, sqe, discovery, ctx)),
+        Some(AdminOpcode::SetFeatures) => done(set_features(q, sqe, discovery, ctx)),
+        Some(AdminOpcode::AsyncEventRequest) => {
+            let Some(a) = q.admin else {
+                return status(Status::COMMAND_SEQUENCE_ERROR);
+            };
+            if a.aers.len() >= AER_LIMIT {
+                return status(Status::ASYNC_EVENT_REQUEST_LIMIT_EXCEEDED);
+            }
+            // Held until an event happens (none does yet) or the controller goes away.
+            a.aers.push(aer);
+            Reply::Held
+        }
+        // dw0 bit 0 set: command not aborted (everything runs to completion anyway).
+        Some(AdminOpcode::Abort) if !discovery => Reply::Status(Status::SUCCESS, 1, 0),
+        _ => status(Status::INVALID_OPCODE),
+    }
+}
+
+fn identify<H>(
+    q: &AdminQueue<'_, H>,
+    sqe: &Sqe,
+    len: usize,
+    out: &mut Vec<u8>,
+    ctx: &Ctx,
+) -> Result<(), Status> {
+    if len == 0 {
+        return Err(Status::INVALID_FIELD);
+    }
+    let subsys = q.subsys.ok_or(Status::COMMAND_SEQUENCE_ERROR)?;
+    let discovery = subsys.kind == SubsystemKind::Discovery;
+    let mut page = [0u8; IDENTIFY_SIZE];
+    let nsid = sqe.nsid.0;
+    let nn = subsys.namespaces.last().map_or(0, |n| n.nsid);
+    match sqe.identify_cns() {
+        id::cns::CONTROLLER => {
+            let l = &ctx.shared.config.limits;
+            let ctrl = IdentifyController {
+                vid: 0x1d1d,
+                ssvid: 0x1d1d,
+                sn: subsys.serial.clone(),
+                mn: subsys.model.clone(),
+                fr: env!("CARGO_PKG_VERSION").to_string(),
+                cmic: if discovery {
+                    0
+                } else {
+                    id::cmic::MULTI_CONTROLLER
+                },
+                mdts: (l.max_io_size.0 / 4096).trailing_zeros() as u8,
+                cntlid: q.ctrl.map_or(0, |c| c.cntlid),
+                ver: VERSION,
+                oaes: if discovery { 0 } else { id::oaes::NS_ATTRIBUTE },
+                ctratt: id::ctratt::HOST_ID_128,
+                cntrltype: if discovery {
+                    cntrltype::DISCOVERY
+                } else {
+                    cntrltype::IO
+                },
+                acl: 3,
+                aerl: (AER_LIMIT - 1) as u8,
+                lpa: id::lpa::EXTENDED_DATA,
+                elpe: 0,
+                kas: (ctx.shared.config.keep_alive.check_interval_ms / 100).max(1) as u16,
+                maxcmd: l.max_queue_depth as u16,
+                nn: if discovery { 0 } else { nn },
+                oncs: if discovery {
+                    0
+                } else {
+                    id::oncs::DATASET_MANAGEMENT | id::oncs::WRITE_ZEROES
+                },
+                vwc: if discovery {
+                    0
+                } else {
+                    id::vwc::PRESENT | id::vwc::FLUSH_BROADCAST_SUPPORTED
+                },
+                // How data may be described: TCP's transport data blocks, RDMA's keyed SGLs
+                // (remote memory); in-capsule data with offsets on both.
+                sgls: match q.transport {
+                    Transport::Tcp => id::sgls::TRANSPORT_DATA_BLOCK,
+                    Transport::Rdma => id::sgls::KEYED_DATA_BLOCK,
+                } | id::sgls::SUPPORTED
+                    | id::sgls::OFFSET,
+                subnqn: subsys.nqn.clone(),
+                ioccsz: ((64 + l.in_capsule_data_size.0) / 16) as u32,
+                iorcsz: 1,
+                icdoff: 0,
+                fcatt: 0,
+                msdbd: 1,
+                ofcs: 1,
+                ..IdentifyController::default()
+            };
+            ctrl.encode(&mut page).map_err(|_| Status::INTERNAL_ERROR)?;
+        }
+        id::cns::NAMESPACE if !discovery => match subsys.namespace(nsid) {
+            Some(ns) => {
+                let mut n = IdentifyNamespace::simple(ns.num_blocks, ns.lbads());
+                n.nmic = 1; // may be attached to several controllers
+                n.nguid = ns.nguid;
+                n.encode(&mut page).map_err(|_| Status::INTERNAL_ERROR)?;
+            }
+            // Valid but inactive NSIDs read as zeros.
+            None if nsid != 0 && nsid <= nn => {}
+            None => return Err(Status::INVALID_NAMESPACE_OR_FORMAT),
+        },
+        id::cns::ACTIVE_NS_LIST if !discovery => {
+            if nsid >= 0xffff_fffe {
+                return Err(Status::INVALID_NAMESPACE_OR_FORMAT);
+            }
+            let ids: Vec<Nsid> = subsys.namespaces.iter().map(|n| Nsid(n.nsid)).collect();
+            id::encode_active_ns_list(&ids, Nsid(nsid), &mut page)
+                .map_err(|_| Status::INTERNAL_ERROR)?;
+        }
+        // NVM command set specific Identify Controller (Linux asks for it with VS >= 1.1):
+        // all limits zero, i.e. none beyond MDTS.
+        id::cns::IO_CS_CONTROLLER if !discovery && sqe.identify_csi() == id::csi::NVM => {}
+        id::cns::NS_DESCRIPTOR_LIST if !discovery => match subsys.namespace(nsid) {
+            Some(ns) => {
+                let list = [
+                    NsDescriptor::Nguid(ns.nguid),
+                    NsDescriptor::Uuid(ns.uuid),
+                    NsDescriptor::Csi(id::csi::NVM),
+                ];
+                NsDescriptor::encode_list(&list, &mut page).map_err(|_| Status::INTERNAL_ERROR)?;
+            }
+            None => return Err(Status::INVALID_NAMESPACE_OR_FORMAT),
+        },
+        _ => return Err(Status::INVALID_FIELD),
+    }
+    out.clear();
+    out.extend_from_slice(&page[..len.min(IDENTIFY_SIZE)]);
+    out.resize(len, 0);
+    Ok(())
+}
+
+fn get_log_page<H>(
+    q: &AdminQueue<'_, H>,
+    sqe: &Sqe,
+    len: usize,
+    out: &mut Vec<u8>,
+    ctx: &Ctx,
+) -> Result<(), Status> {
+    let subsys = q.subsys.ok_or(Status::COMMAND_SEQUENCE_ERROR)?;
+    let discovery = subsys.kind == SubsystemKind::Discovery;
+    let glp = plog::GetLogPage::from_sqe(sqe);
+    let (lid, offset) = (glp.lid, glp.offset);
+    if glp.len_bytes() != len as u64 || offset % 4 != 0 || glp.ot {
+        return Err(Status::INVALID_FIELD);
+    }
+    let mut log = Vec::new();
+    match lid {
+        plog::lid::ERROR_INFORMATION if !discovery => log.resize(plog::ERROR_ENTRY_SIZE, 0), // no errors logged
+        plog::lid::SMART_HEALTH if !discovery => {
+            log.resize(plog::SMART_SIZE, 0);
+            let st = &ctx.stats;
+            let smart = SmartLog {
+                composite_temperature: 310,
+                available_spare: 100,
+                available_spare_threshold: 10,
+                // This reactor's share only: the log is a courtesy, not an account.
+                data_units_read: SmartLog::data_units(u128::from(st.bytes_read.get())),
+                data_units_written: SmartLog::data_units(u128::from(st.bytes_written.get())),
+                ..SmartLog::default()
+            };
+            let _ = smart.encode(&mut log);
+        }
+        plog::lid::CHANGED_NS_LIST if !discovery => log.resize(plog::CHANGED_NS_LIST_SIZE, 0), // none changed
+        plog::lid::DISCOVERY if discovery => discovery_log(q.ctrl, &mut log, ctx),
+        _ => return Err(Status::INVALID_LOG_PAGE),
+    }
+    out.clear();
+    out.resize(len, 0);
+    plog::copy_log_window(&log, offset, out)
+        .map(|_| ())
+        .map_err(|_| Status::INVALID_FIELD)
+}
+
+/// Every NVM subsystem this host may use × every listener, TCP and RDMA, whichever transport
+/// the host asked on.
+fn discovery_log(ctrl: Option<&Arc<Controller>>, out: &mut Vec<u8>, ctx: &Ctx) {
+    let hostnqn = ctrl.map(|c| c.hostnqn.clone()).unwrap_or_default();
+    let asqsz = ctx.shared.config.limits.max_admin_queue_depth as u16;
+    let tcp = ctx.shared.listen_addrs.iter();
+    let rdma = ctx.shared.rdma_listen_addrs();
+    let mut entries = Vec::new();
+    for s in ctx
+        .shared
+        .subsystems
+        .iter()
+        .filter(|s| s.host_allowed(&hostnqn))
+    {
+        let Ok(nqn) = Nqn::new(&s.nqn) else { continue };
+        let ports = tcp
+            .clone()
+            .map(|a| (Transport::Tcp, a))
+            .chain(rdma.iter().map(|a| (Transport::Rdma, a)));
+        for (i, (t, a)) in ports.enumerate() {
+            let (ip, port, portid) = (a.ip().to_string(), a.port(), i as u16 + 1);
+            let mut e = match t {
+                Transport::Tcp => {
+                    let mut e =
+                        DiscoveryEntry::tcp(nqn.clone(), plog::subtype::NVME, &ip, port, portid);
+                    // We honour Connect's "disable SQ flow control" (and then end reads with C2H
+                    // SUCCESS).
+                    e.treq |= plog::treq::DISABLE_SQ_FLOW_CONTROL;
+                    e
+                }
+                Transport::Rdma => {
+                    DiscoveryEntry::rdma(nqn.clone(), plog::subtype::NVME, &ip, port, portid)
+                }
+            };
+            e.asqsz = asqsz;
+            entries.push(e);
+        }
+    }
+    // The configuration never changes at run time, so the generation counter is constant.
+    let log = DiscoveryLog {
+        genctr: 1,
+        recfmt: 0,
+        entries,
+    };
+    out.resize(log.len_bytes(), 0);
+    if log.encode(out).is_err() {
+        out.clear();
+    }
+}
+
+/// I/O queues granted to a controller (Set Features Number of Queues, else the limit).
+pub fn granted_queues(ctrl: Option<&Arc<Controller>>, ctx: &Ctx) -> u32 {
+    match ctrl.map_or(0, |c| c.io_queues_granted.load(Ordering::Relaxed)) {
+        0 => ctx.shared.config.limits.max_io_queues,
+        g => g,
+    }
+}
+
+fn get_features<H>(
+    q: &AdminQueue<'_, H>,
+    sqe: &Sqe,
+    discovery: bool,
+    ctx: &Ctx,
+) -> Result<u32, Status> {
+    let a = q.admin.as_ref().ok_or(Status::COMMAND_SEQUENCE_ERROR)?;
+    match sqe.feature_id() {
+        feature::KEEP_ALIVE_TIMER => Ok(a.kato_ms),
+        feature::ASYNC_EVENT_CONFIG => Ok(a.async_event_config),
+        feature::NUMBER_OF_QUEUES if !discovery => {
+            let g = granted_queues(q.ctrl, ctx);
+            Ok((g - 1) | ((g - 1) << 16))
+        }
+        feature::VOLATILE_WRITE_CACHE if !discovery => Ok(a.vwc_enabled as u32),
+        _ => Err(Status::INVALID_FIELD),
+    }
+}
+
+fn set_features<H>(
+    q: AdminQueue<'_, H>,
+    sqe: &Sqe,
+    discovery: bool,
+    ctx: &Ctx,
+) -> Result<u32, Status> {
+    if sqe.feature_save() {
+        return Err(Status::FEATURE_NOT_SAVEABLE);
+    }
+    let max_q = ctx.shared.config.limits.max_io_queues;
+    let a = q.admin.ok_or(Status::COMMAND_SEQUENCE_ERROR)?;
+    match sqe.feature_id() {
+        feature::KEEP_ALIVE_TIMER => {
+            a.kato_ms = sqe.cdw11;
+            a.last_keep_alive = ctx.now;
+            Ok(0)
+        }
+        feature::ASYNC_EVENT_CONFIG => {
+            a.async_event_config = sqe.cdw11;
+            Ok(0)
+        }
+        feature::NUMBER_OF_QUEUES if !discovery => {
+            let nsq = sqe.cdw11 & 0xffff;
+            let ncq = sqe.cdw11 >> 16;
+            if nsq == 0xffff || ncq == 0xffff {
+                return Err(Status::INVALID_FIELD);
+            }
+            let g = (nsq.max(ncq) + 1).min(max_q);
+            if let Some(c) = q.ctrl {
+                c.io_queues_granted.store(g, Ordering::Relaxed);
+            }
+            Ok((g - 1) | ((g - 1) << 16))
+        }
+        feature::VOLATILE_WRITE_CACHE if !discovery => {
+            a.vwc_enabled = sqe.cdw11 & 1 != 0;
+            Ok(0)
+        }
+        _ => Err(Status::INVALID_FIELD),
+    }
+}
