@@ -55,14 +55,16 @@ fn setup(what: impl Into<String>) -> PerfError {
 const SLOW_PATH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Picks the subsystem to use from Discovery log entries: the first NVM subsystem reachable
-/// over TCP (its own address when it names a usable one, else the discovery address).
+/// over the transport asked for (`want`: a `trtype` value), else the first NVM subsystem; at
+/// its own address when it names a usable one, else the discovery address.
 pub fn pick_subsystem(
     entries: &[DiscoveryEntry],
     fallback: SocketAddr,
+    want: u8,
 ) -> Option<(String, SocketAddr)> {
     let e = entries
         .iter()
-        .find(|e| e.subtype == subtype::NVME && e.trtype == trtype::TCP)
+        .find(|e| e.subtype == subtype::NVME && e.trtype == want)
         .or_else(|| entries.iter().find(|e| e.subtype == subtype::NVME))?;
     let addr = match (e.traddr.parse::<IpAddr>(), e.trsvcid.parse::<u16>()) {
         (Ok(ip), Ok(port)) if !ip.is_unspecified() && port != 0 => SocketAddr::new(ip, port),
@@ -80,7 +82,8 @@ fn discover(base: &HostParams) -> Result<(String, SocketAddr), PerfError> {
     let mut s = AdminSession::connect(p).map_err(host)?;
     let entries = s.discovery_log().map_err(host)?;
     let _ = s.shutdown();
-    pick_subsystem(&entries, addr).ok_or_else(|| PerfError::Discovery {
+    let want = if base.rdma { trtype::RDMA } else { trtype::TCP };
+    pick_subsystem(&entries, addr, want).ok_or_else(|| PerfError::Discovery {
         addr,
         what: format!(
             "the discovery log lists no NVM subsystem ({} entries)",
@@ -387,6 +390,7 @@ fn run_with_admin(
     });
     let vs = admin.vs;
     let target = TargetInfo {
+        transport: if params.rdma { "RDMA" } else { "TCP" }.into(),
         address: addr.to_string(),
         subnqn: params.subnqn.clone(),
         hostnqn: params.hostnqn.clone(),
@@ -431,19 +435,26 @@ mod tests {
     }
 
     #[test]
-    fn discovery_picks_the_first_tcp_nvm_subsystem() {
+    fn discovery_picks_the_first_nvm_subsystem_of_the_asked_transport() {
         let fallback: SocketAddr = "127.0.0.1:8009".parse().expect("addr");
         let entries = vec![
             entry(3, 3, DISCOVERY_NQN, "127.0.0.1", "8009"),
             entry(2, 1, "nqn.x:rdma", "10.0.0.1", "4420"),
             entry(2, 3, "nqn.x:tcp", "127.0.0.2", "4421"),
         ];
-        let (nqn, a) = pick_subsystem(&entries, fallback).expect("one nvm subsystem");
+        let (nqn, a) = pick_subsystem(&entries, fallback, trtype::TCP).expect("one nvm subsystem");
         assert_eq!(nqn, "nqn.x:tcp");
         assert_eq!(a.to_string(), "127.0.0.2:4421");
+        let (nqn, a) = pick_subsystem(&entries, fallback, trtype::RDMA).expect("the rdma one");
+        assert_eq!(
+            (nqn.as_str(), a.to_string()),
+            ("nqn.x:rdma", "10.0.0.1:4420".into())
+        );
         let entries = vec![entry(2, 3, "nqn.x:any", "0.0.0.0", "4420")];
-        let (_, a) = pick_subsystem(&entries, fallback).expect("one");
+        let (_, a) = pick_subsystem(&entries, fallback, trtype::RDMA).expect("any nvm subsystem");
         assert_eq!(a, fallback, "wildcard listener address falls back");
-        assert!(pick_subsystem(&[entry(3, 3, DISCOVERY_NQN, "", "")], fallback).is_none());
+        assert!(
+            pick_subsystem(&[entry(3, 3, DISCOVERY_NQN, "", "")], fallback, trtype::TCP).is_none()
+        );
     }
 }

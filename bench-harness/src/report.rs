@@ -13,6 +13,8 @@ use crate::usage::UsageSummary;
 /// What the initiator learned about the controller.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct TargetInfo {
+    /// "TCP" or "RDMA".
+    pub transport: String,
     pub address: String,
     pub subnqn: String,
     pub hostnqn: String,
@@ -208,7 +210,7 @@ impl PerfReport {
         for core in &self.cores {
             line(
                 &mut o,
-                &format!("TCP {} from core {:>2}", t.address, core.core),
+                &format!("{} {} from core {:>2}", t.transport, t.address, core.core),
                 &core.totals,
             );
         }
