@@ -152,6 +152,7 @@ fn lab_rdma_perf_kernel_initiator_faults_and_trace() {
         c.expect_positive(&format!("{key}.checked_blocks"));
         c.expect_positive(&format!("{key}.reads"));
         c.expect_positive(&format!("{key}.writes"));
+        c.expect(&format!("{key}.transport"), "RDMA");
     }
     // faults: the bad initiator fails, the target says why and keeps serving (the `.after` runs above)
     c.expect("fault.kill", "ok");
@@ -215,6 +216,11 @@ fn lab_rdma_perf_kernel_initiator_faults_and_trace() {
             "counters: {nonempty:?} nonempty CQ polls of {polls:?}"
         ));
     }
+    // the discovery log over RDMA names both listeners, the RDMA one with its transport subtype
+    c.expect("discover.rdma", "ok");
+    c.expect("discover.rdma.trtypes", "rdma tcp");
+    c.expect("discover.rdma.qptype", "connected");
+    c.expect("discover.rdma.cms", "rdma-cm");
     // the Linux nvme-rdma initiator
     c.expect("kernel.connect", "ok");
     c.expect_contains(

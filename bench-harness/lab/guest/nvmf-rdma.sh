@@ -10,7 +10,7 @@
 #      (Connect fails with Invalid Parameters).
 #   3. ringside trace --requests: RDMA requests rebuilt from the rings with their stages; ringside trace --counters:
 #      the RDMA words of the counters page (CQ polls, completions, doorbells, WRs, pending WRs, SRQ depth).
-#   4. nvme connect -t rdma + fio crc32c verify on the block device (4k randwrite, mixed 512-128k, randrw), disconnect.
+#   4. nvme discover -t rdma (both listeners listed), nvme connect -t rdma + fio crc32c verify on the block device (4k randwrite, mixed 512-128k, randrw), disconnect.
 #   5. SIGTERM: the target exits with status 0.
 # Results: LAB_RESULT lines (see lib-nvmf.sh).
 # Usage (host): bench-harness/lab/run.sh -- bench-harness/lab/guest/nvmf-rdma.sh <ringside-tgt> <ringside-perf> <ringside>
@@ -74,7 +74,7 @@ perf_verify() {
   local rc=$?
   jq -r '"ios=\(.total.ios)", "reads=\(.total.reads)", "writes=\(.total.writes)", "errors=\(.total.errors)",
       "fatal=\(.fatal|length)", "checked_blocks=\(.verify.checked_blocks // 0)", "mismatches=\(.verify.mismatches // -1)",
-      "iops=\(.total.iops|floor)"' "$WORK/$key.json" >"$WORK/$key.kv" 2>>"$WORK/$key.err"
+      "iops=\(.total.iops|floor)", "transport=\(.target.transport)"' "$WORK/$key.json" >"$WORK/$key.kv" 2>>"$WORK/$key.err"
   while IFS= read -r kv; do res "$key.${kv%%=*}" "${kv#*=}"; done <"$WORK/$key.kv"
   local mis chk
   mis=$(sed -n 's/^mismatches=//p' "$WORK/$key.kv"); chk=$(sed -n 's/^checked_blocks=//p' "$WORK/$key.kv")
@@ -188,6 +188,20 @@ kconnect() {
   res "$key.queue_count" "$(cat /sys/class/nvme/$CTRL/queue_count 2>/dev/null)"
   res "$key" ok
 }
+# The discovery log, asked over RDMA, lists the subsystem on both listeners: TCP and RDMA (with the RDMA
+# transport-specific subtype: reliable connected QPs through rdma-cm).
+if timeout 90 nvme discover -t rdma -a $ADDR -s $PORT -q "$HOSTNQN" >"$WORK/discover-rdma.txt" 2>&1; then
+  cat "$WORK/discover-rdma.txt"
+  res discover.rdma.entries "$(grep -c '^=====Discovery Log Entry' "$WORK/discover-rdma.txt")"
+  res discover.rdma.trtypes "$(sed -n 's/^trtype: *//p' "$WORK/discover-rdma.txt" | sort | tr '\n' ' ' | sed 's/ $//')"
+  res discover.rdma.qptype "$(sed -n 's/^rdma_qptype: *//p' "$WORK/discover-rdma.txt" | head -n 1)"
+  res discover.rdma.cms "$(sed -n 's/^rdma_cms: *//p' "$WORK/discover-rdma.txt" | head -n 1)"
+  grep -q "^subnqn: *$NQN\$" "$WORK/discover-rdma.txt" && res discover.rdma ok \
+    || fail discover.rdma "the discovery log does not list $NQN" "$WORK/discover-rdma.txt"
+else
+  fail discover.rdma "nvme discover -t rdma -a $ADDR -s $PORT failed" "$WORK/discover-rdma.txt" "$TLOG"
+fi
+
 if kconnect kernel.connect; then
   id_ns kernel.id_ns "$DEV" $SZ 512
   fio_verify kernel.fio.randwrite_4k "$DEV" --rw=randwrite --bs=4k --size=4M
