@@ -369,4 +369,114 @@ mod tests {
             .contains("not a duration"));
         assert!(parse_duration("9999999s").is_err());
     }
+
+    /// What `ringside diagnose --json` and `ringside report --json` print for an RDMA target:
+    /// the reactor's RDMA figures at `overall.reactors[i].rdma`, the ports at
+    /// `overall.rdma_ports`, the same as the live snapshot's `window`.
+    #[test]
+    fn the_json_report_and_the_snapshot_carry_rdma_reactors_and_ports() {
+        use crate::collect::rdma::RdmaCollector;
+        use crate::collect::ring::RingCollector;
+        use crate::collect::{Collector, Sources};
+        use crate::session::Session;
+        use trace_ring::description::ReactorDesc;
+        use trace_ring::{Description, Layout, TraceFile};
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sys = dir.path().join("sys");
+        let port = sys.join("class/infiniband/rxe0/ports/1");
+        let put = |p: &Path, text: &str| {
+            fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            fs::write(p, text).expect("write");
+        };
+        put(&sys.join("class/infiniband/rxe0/parent"), "eth0\n");
+        put(&port.join("rate"), "10 Gb/sec (1X QDR)\n");
+        put(&port.join("state"), "4: ACTIVE\n");
+        put(&port.join("hw_counters/rcvd_seq_err"), "0\n");
+        let desc = Description {
+            reactors: vec![ReactorDesc::default()],
+            ..Description::default()
+        };
+        let layout = Layout {
+            reactors: 1,
+            ring_records: 64,
+            qpair_slots: 4,
+            stages: 0,
+        };
+        let tf = TraceFile::create(dir.path(), "rdma-json", std::process::id(), &desc, &layout)
+            .expect("trace file");
+        let mut w = tf.take_reactor(0).expect("reactor");
+        w.counters.rdma_post_recv(512, 8);
+        w.counters.rdma_srq_ready(512);
+        let reader = trace_ring::TraceReader::open(tf.path()).expect("open");
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(RingCollector::new(reader)),
+            Box::new(RdmaCollector::with_root(&sys)),
+        ];
+        let mut t = 0u64;
+        let clock = Box::new(move || {
+            t += 1_000_000_000;
+            t
+        });
+        let sources = Sources::new(collectors, clock);
+        let mut session =
+            Session::from_sources(sources, Topology::default(), Duration::from_secs(1));
+        let rec_path = dir.path().join("rec.jsonl");
+        let mut rec = open_recording(
+            &rec_path,
+            session.analyzer().info(),
+            session.analyzer().topology(),
+        )
+        .expect("recording");
+        for i in 0..3u64 {
+            w.counters.rdma_cq_poll(4);
+            w.counters.rdma_post_send(2);
+            put(
+                &port.join("hw_counters/rcvd_seq_err"),
+                &format!("{}\n", i * 5),
+            );
+            session.tick();
+            let s = session.last_sample().expect("a sample");
+            writeln!(rec, "{}", Recording::sample_line(s)).expect("write sample");
+        }
+        rec.flush().expect("flush");
+        drop(rec);
+
+        let snap = serde_json::to_value(session.snapshot()).expect("snapshot json");
+        assert_eq!(snap["window"]["rdma_ports"][0]["device"], "rxe0", "{snap}");
+        assert_eq!(snap["window"]["rdma_ports"][0]["soft"], true);
+        assert_eq!(snap["window"]["reactors"][0]["rdma"]["srq_size"], 512);
+
+        let mut out = Vec::new();
+        report(
+            &ReportArgs {
+                recording: rec_path,
+                json: true,
+                html: None,
+                interval: Duration::from_secs(1),
+                topology: None,
+            },
+            &mut out,
+        )
+        .expect("report");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("report json");
+        let o = &v["overall"];
+        assert_eq!(o["rdma_ports"][0]["device"], "rxe0", "{o}");
+        assert_eq!(o["rdma_ports"][0]["netdev"], "eth0");
+        assert_eq!(o["rdma_ports"][0]["retransmits"]["rcvd_seq_err"], 10);
+        assert_eq!(o["reactors"][0]["rdma"]["completions"], 8);
+        assert_eq!(
+            o["reactors"][0]["rdma"]["completions_per_nonempty_poll"],
+            4.0
+        );
+        assert_eq!(o["reactors"][0]["rdma"]["srq_depth"], 512);
+        let caps = v["target"]["capabilities"]
+            .as_array()
+            .expect("capabilities");
+        assert!(
+            caps.iter()
+                .any(|c| c["name"] == "rdma" && c["available"] == true),
+            "{caps:?}"
+        );
+    }
 }

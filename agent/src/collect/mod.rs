@@ -1,7 +1,7 @@
 //! Collectors: the agent's inputs, behind one seam (STYLE: injected inputs).
 //!
 //! A [`Collector`] reads one source (the trace file's counters, procfs, perf events, netdevs,
-//! block devices, numa_maps, kernel probes) and writes its part of a [`Sample`]. [`Sources`]
+//! RDMA ports, block devices, numa_maps, kernel probes) and writes its part of a [`Sample`]. [`Sources`]
 //! owns the collectors and the clock, fills [`TargetInfo`] once and a `Sample` per tick; a
 //! recording replays through the same `agent_core::Analyzer` without any of them, so tests plug
 //! in recorded or synthetic inputs.
@@ -18,6 +18,7 @@ pub mod netdev;
 pub mod numa_maps;
 pub mod perf;
 pub mod procfs;
+pub mod rdma;
 pub mod ring;
 pub mod standard;
 

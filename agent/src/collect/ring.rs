@@ -7,8 +7,8 @@
 
 use agent_core::hist::Hist;
 use agent_core::sample::{
-    Capability, ListenerInfo, NamespaceInfo, QpairSample, ReactorInfo, ReactorSample, Sample,
-    TargetInfo,
+    Capability, ListenerInfo, NamespaceInfo, QpairSample, RdmaReactorSample, ReactorInfo,
+    ReactorSample, Sample, TargetInfo,
 };
 use trace_ring::TraceReader;
 
@@ -31,6 +31,25 @@ impl RingCollector {
     pub fn reader(&self) -> &TraceReader {
         &self.reader
     }
+}
+
+/// The RDMA words of a reactor's counters (ABI 1.3; read as zero from older files), `None` when
+/// all are zero: a TCP-only reactor carries no RDMA part in samples and recordings.
+fn rdma_of(t: &trace_ring::layout::ReactorCounters) -> Option<RdmaReactorSample> {
+    let r = RdmaReactorSample {
+        cq_polls: t.rdma_cq_polls,
+        cq_polls_nonempty: t.rdma_cq_polls_nonempty,
+        completions: t.rdma_completions,
+        doorbells: t.rdma_doorbells,
+        send_wrs: t.rdma_send_wrs,
+        recv_wrs: t.rdma_recv_wrs,
+        pending_wrs: t.rdma_pending_wrs,
+        pending_wrs_high_water: t.rdma_pending_wrs_high_water,
+        srq_depth: t.rdma_srq_depth,
+        srq_low_water: t.rdma_srq_low_water,
+        srq_size: t.rdma_srq_size,
+    };
+    (!r.is_zero()).then_some(r)
 }
 
 impl super::Collector for RingCollector {
@@ -142,6 +161,7 @@ impl super::Collector for RingCollector {
                 connections_opened: t.connections_opened,
                 connections_closed: t.connections_closed,
                 errors: t.errors_transport + t.errors_protocol + t.errors_backend + t.errors_status,
+                rdma: rdma_of(t),
                 ..ReactorSample::default()
             };
             for (slot, q) in c.qpairs.iter().enumerate() {
@@ -177,5 +197,77 @@ impl super::Collector for RingCollector {
                 .collect();
             sample.reactors.push(rs);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::Collector;
+    use trace_ring::description::ReactorDesc;
+    use trace_ring::{Description, Layout, TraceFile};
+
+    fn file(dir: &std::path::Path) -> TraceFile {
+        let desc = Description {
+            reactors: (0..2)
+                .map(|i| ReactorDesc {
+                    index: i,
+                    core: i,
+                    ..ReactorDesc::default()
+                })
+                .collect(),
+            ..Description::default()
+        };
+        let layout = Layout {
+            reactors: 2,
+            ring_records: 64,
+            qpair_slots: 4,
+            stages: 0,
+        };
+        TraceFile::create(dir, "rdma-ring", std::process::id(), &desc, &layout)
+            .expect("create a trace file")
+    }
+
+    #[test]
+    fn rdma_words_reach_the_sample_and_a_tcp_reactor_has_none() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tf = file(dir.path());
+        let mut w = tf.take_reactor(0).expect("reactor 0");
+        let c = &mut w.counters;
+        c.rdma_post_recv(512, 16);
+        c.rdma_srq_ready(512);
+        c.rdma_cq_poll(0);
+        c.rdma_cq_poll(4);
+        for _ in 0..4 {
+            c.rdma_recv_consumed();
+        }
+        c.rdma_post_send(2);
+        c.rdma_post_send(2);
+        c.rdma_send_done(2);
+
+        let reader = TraceReader::open(tf.path()).expect("open");
+        let mut rc = RingCollector::new(reader);
+        let mut info = TargetInfo::default();
+        rc.describe(&mut info);
+        let mut s = Sample {
+            t_ns: trace_ring::tsc::mono_ns(),
+            ..Sample::default()
+        };
+        rc.collect(&info, &mut s);
+        assert_eq!(s.reactors.len(), 2, "{:?}", s.reactors);
+        let r = s.reactors[0]
+            .rdma
+            .as_ref()
+            .expect("reactor 0 did RDMA work");
+        assert_eq!((r.cq_polls, r.cq_polls_nonempty, r.completions), (2, 1, 4));
+        assert_eq!((r.doorbells, r.send_wrs, r.recv_wrs), (18, 4, 512));
+        assert_eq!((r.pending_wrs, r.pending_wrs_high_water), (2, 4));
+        assert_eq!((r.srq_size, r.srq_depth, r.srq_low_water), (512, 508, 508));
+        assert_eq!(s.reactors[1].rdma, None, "a reactor without RDMA work");
+        let json = serde_json::to_string(&s.reactors[1]).expect("json");
+        assert!(
+            !json.contains("rdma"),
+            "no rdma key for a TCP reactor: {json}"
+        );
     }
 }
