@@ -85,6 +85,7 @@ pub const SUBSYSTEMS: &[&str] = &[
     "qpair",
     "netdev",
     "device",
+    "rdma",
     "memory",
     "finding",
     "recommendation",
@@ -115,6 +116,22 @@ pub const LABELS: &[(&str, &str)] = &[
     ),
     ("netdev", "interface carrying a listener"),
     ("device", "block device behind a namespace"),
+    ("queue", "send or receive (RDMA work request queue)"),
+    (
+        "rdma_device",
+        "RDMA device of the machine (mlx5_0, rxe0; few, capped)",
+    ),
+    ("port", "port number of an RDMA device (1, 2)"),
+    ("link_layer", "InfiniBand or Ethernet"),
+    ("state", "RDMA port state word (ACTIVE, DOWN, INIT, ARMED…)"),
+    (
+        "software",
+        "true for a software RDMA device (rxe, siw), judged by its netdev",
+    ),
+    (
+        "counter",
+        "name of an RDMA driver hw_counters file (a driver's fixed set, capped)",
+    ),
     ("kind", "finding kind (a fixed enum)"),
     ("subject", "what a finding is about (capped set)"),
     ("severity", "info, warning or critical"),
@@ -175,6 +192,7 @@ const R: &[&str] = &["reactor", "core"];
 const Q: &[&str] = &["reactor", "qpair"];
 const N: &[&str] = &["netdev"];
 const D: &[&str] = &["device"];
+const P: &[&str] = &["rdma_device", "port"];
 
 // ---- target -------------------------------------------------------------------------------
 /// Constant 1, labelled with the target instance.
@@ -576,6 +594,200 @@ pub const DEVICE_INFLIGHT: MetricDef = def(
     D,
 );
 
+// ---- rdma: reactors -------------------------------------------------------------------------
+/// CQ polls.
+pub const RDMA_CQ_POLLS: MetricDef = def(
+    "ringside_rdma_cq_polls_total",
+    Counter,
+    Unit::None,
+    "Completion-queue polls (ibv_poll_cq calls) of the reactor; absent on a TCP-only reactor.",
+    R,
+);
+/// Nonempty CQ polls.
+pub const RDMA_CQ_POLLS_NONEMPTY: MetricDef = def(
+    "ringside_rdma_cq_polls_nonempty_total",
+    Counter,
+    Unit::None,
+    "Completion-queue polls that returned at least one work completion.",
+    R,
+);
+/// Work completions.
+pub const RDMA_COMPLETIONS: MetricDef = def(
+    "ringside_rdma_completions_total",
+    Counter,
+    Unit::None,
+    "RDMA work completions polled (send, RDMA READ/WRITE and receive).",
+    R,
+);
+/// Doorbells.
+pub const RDMA_DOORBELLS: MetricDef = def(
+    "ringside_rdma_doorbells_total",
+    Counter,
+    Unit::None,
+    "Doorbells rung (ibv_post_send and ibv_post_srq_recv calls, each posting a chain).",
+    R,
+);
+/// Work requests posted.
+pub const RDMA_WORK_REQUESTS: MetricDef = def(
+    "ringside_rdma_work_requests_total",
+    Counter,
+    Unit::Requests,
+    "Work requests posted, by queue: send (SEND, RDMA READ, RDMA WRITE) or receive (to the SRQ).",
+    &["reactor", "core", "queue"],
+);
+/// Completions per nonempty poll.
+pub const RDMA_COMPLETIONS_PER_NONEMPTY_POLL: MetricDef = def(
+    "ringside_rdma_completions_per_nonempty_poll",
+    Gauge,
+    Unit::None,
+    "Work completions per completion-queue poll that found any, in the latest window (batching \
+     on the completion side).",
+    R,
+);
+/// Completions per poll.
+pub const RDMA_COMPLETIONS_PER_POLL: MetricDef = def(
+    "ringside_rdma_completions_per_poll",
+    Gauge,
+    Unit::None,
+    "Work completions per completion-queue poll, empty ones included, in the latest window.",
+    R,
+);
+/// WRs per doorbell.
+pub const RDMA_WORK_REQUESTS_PER_DOORBELL: MetricDef = def(
+    "ringside_rdma_work_requests_per_doorbell",
+    Gauge,
+    Unit::None,
+    "(Send + receive work requests) / doorbells in the latest window: 1 is one MMIO write per \
+     request, more is batched posting.",
+    R,
+);
+/// Pending send WRs.
+pub const RDMA_SEND_PENDING: MetricDef = def(
+    "ringside_rdma_send_pending_requests",
+    Gauge,
+    Unit::Requests,
+    "Send-queue work requests posted and not yet completed, all qpairs of the reactor.",
+    R,
+);
+/// Pending send WRs high water.
+pub const RDMA_SEND_PENDING_MAX: MetricDef = def(
+    "ringside_rdma_send_pending_max_requests",
+    Gauge,
+    Unit::Requests,
+    "High-water mark of pending send-queue work requests since the target started.",
+    R,
+);
+/// SRQ depth.
+pub const RDMA_SRQ_POSTED: MetricDef = def(
+    "ringside_rdma_srq_posted_requests",
+    Gauge,
+    Unit::Requests,
+    "Receive buffers posted on the reactor's shared receive queue at the end of the latest \
+     window.",
+    R,
+);
+/// SRQ low water.
+pub const RDMA_SRQ_LOW_WATER: MetricDef = def(
+    "ringside_rdma_srq_low_water_requests",
+    Gauge,
+    Unit::Requests,
+    "Lowest number of receive buffers posted on the SRQ since it was created; 0 means it ran \
+     dry (hosts got receiver-not-ready NAKs).",
+    R,
+);
+/// SRQ size.
+pub const RDMA_SRQ_SIZE: MetricDef = def(
+    "ringside_rdma_srq_size_requests",
+    Gauge,
+    Unit::Requests,
+    "Receive buffers the reactor's shared receive queue was created with.",
+    R,
+);
+
+// ---- rdma: ports --------------------------------------------------------------------------
+/// Port info.
+pub const RDMA_PORT_INFO: MetricDef = def(
+    "ringside_rdma_port_info",
+    Gauge,
+    Unit::None,
+    "Constant 1 per RDMA port: its netdev (empty when unknown), link layer, state and whether \
+     it is a software device (whose bytes its netdev counts).",
+    &[
+        "rdma_device",
+        "port",
+        "netdev",
+        "link_layer",
+        "state",
+        "software",
+    ],
+);
+/// Port bytes.
+pub const RDMA_PORT_BYTES: MetricDef = def(
+    "ringside_rdma_port_bytes_total",
+    Counter,
+    Unit::Bytes,
+    "Bytes through the RDMA port by direction (port_rcv_data / port_xmit_data x 4); absent \
+     when the driver has no usable counter (rxe, a saturated 32-bit one).",
+    &["rdma_device", "port", "direction"],
+);
+/// Port packets.
+pub const RDMA_PORT_PACKETS: MetricDef = def(
+    "ringside_rdma_port_packets_total",
+    Counter,
+    Unit::None,
+    "Packets through the RDMA port by direction (receive, transmit).",
+    &["rdma_device", "port", "direction"],
+);
+/// Port capacity.
+pub const RDMA_PORT_CAPACITY: MetricDef = def(
+    "ringside_rdma_port_capacity_bytes",
+    Gauge,
+    Unit::Bytes,
+    "Data rate of the RDMA port in bytes per second (sysfs rate, 8b/10b removed for SDR-QDR).",
+    P,
+);
+/// Port utilisation.
+pub const RDMA_PORT_UTILISATION: MetricDef = def(
+    "ringside_rdma_port_utilisation_ratio",
+    Gauge,
+    Unit::Ratio,
+    "max(receive, transmit) bytes/s / data rate of the RDMA port in the latest window.",
+    P,
+);
+/// Transmit discards.
+pub const RDMA_PORT_TRANSMIT_DISCARDS: MetricDef = def(
+    "ringside_rdma_port_transmit_discards_total",
+    Counter,
+    Unit::None,
+    "Outbound packets the RDMA port discarded (port down or congested).",
+    P,
+);
+/// Transmit wait.
+pub const RDMA_PORT_TRANSMIT_WAIT: MetricDef = def(
+    "ringside_rdma_port_transmit_wait_total",
+    Counter,
+    Unit::None,
+    "Ticks the RDMA port had data to send but no flow-control credits (congestion).",
+    P,
+);
+/// Retransmit-class events.
+pub const RDMA_PORT_RETRANSMITS: MetricDef = def(
+    "ringside_rdma_port_retransmit_events_total",
+    Counter,
+    Unit::None,
+    "Sum of the port's retransmit, NAK, timeout and sequence-error hw_counters (the names of \
+     each driver: rxe, mlx5…).",
+    P,
+);
+/// Driver hw counters.
+pub const RDMA_PORT_HW_COUNTER: MetricDef = def(
+    "ringside_rdma_port_hw_counter_total",
+    Counter,
+    Unit::None,
+    "Every hw_counters file of the RDMA port, by its driver-specific name (capped).",
+    &["rdma_device", "port", "counter"],
+);
+
 // ---- memory -------------------------------------------------------------------------------
 /// Buffer memory by node.
 pub const MEMORY_BUFFER: MetricDef = def(
@@ -761,6 +973,28 @@ pub const CATALOG: &[MetricDef] = &[
     DEVICE_SERVICE_TIME,
     DEVICE_UTILISATION,
     DEVICE_INFLIGHT,
+    RDMA_CQ_POLLS,
+    RDMA_CQ_POLLS_NONEMPTY,
+    RDMA_COMPLETIONS,
+    RDMA_DOORBELLS,
+    RDMA_WORK_REQUESTS,
+    RDMA_COMPLETIONS_PER_NONEMPTY_POLL,
+    RDMA_COMPLETIONS_PER_POLL,
+    RDMA_WORK_REQUESTS_PER_DOORBELL,
+    RDMA_SEND_PENDING,
+    RDMA_SEND_PENDING_MAX,
+    RDMA_SRQ_POSTED,
+    RDMA_SRQ_LOW_WATER,
+    RDMA_SRQ_SIZE,
+    RDMA_PORT_INFO,
+    RDMA_PORT_BYTES,
+    RDMA_PORT_PACKETS,
+    RDMA_PORT_CAPACITY,
+    RDMA_PORT_UTILISATION,
+    RDMA_PORT_TRANSMIT_DISCARDS,
+    RDMA_PORT_TRANSMIT_WAIT,
+    RDMA_PORT_RETRANSMITS,
+    RDMA_PORT_HW_COUNTER,
     MEMORY_BUFFER,
     MEMORY_RESIDENT,
     FINDING_ACTIVE,

@@ -90,6 +90,30 @@ struct ReactorTotals {
     syscalls: Option<u64>,
     latency: PromHist,
     stages: BTreeMap<String, PromHist>,
+    /// RDMA work, once the reactor did any.
+    rdma: Option<RdmaTotals>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct RdmaTotals {
+    cq_polls: u64,
+    cq_polls_nonempty: u64,
+    completions: u64,
+    doorbells: u64,
+    send_wrs: u64,
+    recv_wrs: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+struct PortTotals {
+    rx_bytes: Option<u64>,
+    tx_bytes: Option<u64>,
+    rx_packets: Option<u64>,
+    tx_packets: Option<u64>,
+    discards: Option<u64>,
+    wait: Option<u64>,
+    retransmits: u64,
+    hw: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -136,6 +160,7 @@ pub struct Accumulator {
     qpairs: BTreeMap<(u32, u16), QpairTotals>,
     netdevs: BTreeMap<String, NetdevTotals>,
     devices: BTreeMap<String, DeviceTotals>,
+    rdma_ports: BTreeMap<(String, u32), PortTotals>,
     tcp_retransmits: Option<u64>,
     findings: BTreeMap<(FindingKind, String), FindingState>,
     raised: BTreeMap<FindingKind, u64>,
@@ -230,6 +255,15 @@ impl Accumulator {
                     t.stages.entry(name.clone()).or_default().add(h);
                 }
             }
+            if let Some(x) = &r.rdma {
+                let rt = t.rdma.get_or_insert_with(RdmaTotals::default);
+                add(&mut rt.cq_polls, x.cq_polls);
+                add(&mut rt.cq_polls_nonempty, x.cq_polls_nonempty);
+                add(&mut rt.completions, x.completions);
+                add(&mut rt.doorbells, x.doorbells);
+                add(&mut rt.send_wrs, x.send_wrs);
+                add(&mut rt.recv_wrs, x.recv_wrs);
+            }
         }
         for q in &w.qpairs {
             let key = (q.reactor, q.slot);
@@ -265,6 +299,31 @@ impl Accumulator {
             let t = self.devices.entry(d.name.clone()).or_default();
             add(&mut t.completions, delta(d.iops, secs));
             add(&mut t.bytes, delta(d.bytes_per_s, secs));
+        }
+        for p in &w.rdma_ports {
+            let key = (p.device.clone(), p.port);
+            if self.rdma_ports.len() >= MAX_INTERFACES && !self.rdma_ports.contains_key(&key) {
+                continue;
+            }
+            let t = self.rdma_ports.entry(key).or_default();
+            add_opt(&mut t.rx_bytes, p.rx_bytes_per_s.map(|r| delta(r, secs)));
+            add_opt(&mut t.tx_bytes, p.tx_bytes_per_s.map(|r| delta(r, secs)));
+            add_opt(
+                &mut t.rx_packets,
+                p.rx_packets_per_s.map(|r| delta(r, secs)),
+            );
+            add_opt(
+                &mut t.tx_packets,
+                p.tx_packets_per_s.map(|r| delta(r, secs)),
+            );
+            add_opt(&mut t.discards, p.xmit_discards);
+            add_opt(&mut t.wait, p.xmit_wait);
+            add(&mut t.retransmits, p.retransmit_events());
+            for (name, d) in &p.hw_counters {
+                if t.hw.len() < MAX_NAMES || t.hw.contains_key(name) {
+                    add(t.hw.entry(name.clone()).or_default(), *d);
+                }
+            }
         }
         add_opt(&mut self.tcp_retransmits, w.tcp_retransmits);
     }
@@ -490,6 +549,39 @@ pub fn render_snapshot(snap: &Snapshot, acc: &Accumulator, f: &mut Families) {
         for (stage, h) in &t.stages {
             f.histogram(&c::REACTOR_STAGE_LATENCY, &[&reactor, &core, stage], h);
         }
+        if let Some(x) = &t.rdma {
+            f.counter(&c::RDMA_CQ_POLLS, &rl, x.cq_polls);
+            f.counter(&c::RDMA_CQ_POLLS_NONEMPTY, &rl, x.cq_polls_nonempty);
+            f.counter(&c::RDMA_COMPLETIONS, &rl, x.completions);
+            f.counter(&c::RDMA_DOORBELLS, &rl, x.doorbells);
+            for (queue, v) in [("send", x.send_wrs), ("receive", x.recv_wrs)] {
+                f.counter(&c::RDMA_WORK_REQUESTS, &[&reactor, &core, queue], v);
+            }
+        }
+        if let Some(x) = rw.and_then(|r| r.rdma.as_ref()) {
+            let ratios = [
+                (
+                    &c::RDMA_COMPLETIONS_PER_NONEMPTY_POLL,
+                    x.completions_per_nonempty_poll,
+                ),
+                (&c::RDMA_COMPLETIONS_PER_POLL, x.completions_per_poll),
+                (&c::RDMA_WORK_REQUESTS_PER_DOORBELL, x.wrs_per_doorbell),
+            ];
+            for (def, v) in ratios {
+                if let Some(v) = v {
+                    f.gauge(def, &rl, v);
+                }
+            }
+            f.gauge(&c::RDMA_SEND_PENDING, &rl, x.pending_wrs as f64);
+            f.gauge(
+                &c::RDMA_SEND_PENDING_MAX,
+                &rl,
+                x.pending_wrs_high_water as f64,
+            );
+            f.gauge(&c::RDMA_SRQ_POSTED, &rl, x.srq_depth as f64);
+            f.gauge(&c::RDMA_SRQ_LOW_WATER, &rl, x.srq_low_water as f64);
+            f.gauge(&c::RDMA_SRQ_SIZE, &rl, x.srq_size as f64);
+        }
         if let Some(r) = rw {
             f.gauge(&c::REACTOR_BUSY_RATIO, &rl, r.busy_ratio);
             if let Some(ns) = r.ns_per_io {
@@ -583,6 +675,57 @@ pub fn render_snapshot(snap: &Snapshot, acc: &Accumulator, f: &mut Families) {
             }
             f.gauge(&c::DEVICE_UTILISATION, &dl, d.utilisation);
             f.gauge(&c::DEVICE_INFLIGHT, &dl, d.in_flight as f64);
+        }
+    }
+
+    for ((device, port), t) in &acc.rdma_ports {
+        let port_s = port.to_string();
+        let pl: [&str; 2] = [device, &port_s];
+        for (dir, bytes, packets) in [
+            ("receive", t.rx_bytes, t.rx_packets),
+            ("transmit", t.tx_bytes, t.tx_packets),
+        ] {
+            if let Some(b) = bytes {
+                f.counter(&c::RDMA_PORT_BYTES, &[device, &port_s, dir], b);
+            }
+            if let Some(p) = packets {
+                f.counter(&c::RDMA_PORT_PACKETS, &[device, &port_s, dir], p);
+            }
+        }
+        if let Some(d) = t.discards {
+            f.counter(&c::RDMA_PORT_TRANSMIT_DISCARDS, &pl, d);
+        }
+        if let Some(w) = t.wait {
+            f.counter(&c::RDMA_PORT_TRANSMIT_WAIT, &pl, w);
+        }
+        f.counter(&c::RDMA_PORT_RETRANSMITS, &pl, t.retransmits);
+        for (name, v) in &t.hw {
+            f.counter(&c::RDMA_PORT_HW_COUNTER, &[device, &port_s, name], *v);
+        }
+        let pw = window.and_then(|w| {
+            w.rdma_ports
+                .iter()
+                .find(|p| &p.device == device && p.port == *port)
+        });
+        if let Some(p) = pw {
+            f.gauge(
+                &c::RDMA_PORT_INFO,
+                &[
+                    device,
+                    &port_s,
+                    p.netdev.as_deref().unwrap_or(""),
+                    p.link_layer.as_deref().unwrap_or(""),
+                    p.state.as_deref().unwrap_or(""),
+                    if p.soft { "true" } else { "false" },
+                ],
+                1.0,
+            );
+            if let Some(cap) = p.capacity_bytes_per_s {
+                f.gauge(&c::RDMA_PORT_CAPACITY, &pl, cap);
+            }
+            if let Some(u) = p.utilisation {
+                f.gauge(&c::RDMA_PORT_UTILISATION, &pl, u);
+            }
         }
     }
 
@@ -887,5 +1030,138 @@ mod tests {
                 "{name} is not in the catalog"
             );
         }
+    }
+
+    fn rdma_snapshot(end_s: u64) -> Snapshot {
+        use agent_core::window::{RdmaPortWindow, RdmaReactorWindow};
+        let mut s = snapshot(end_s, 100, &[20_000]);
+        let w = s.window.as_mut().expect("window");
+        w.reactors[0].rdma = Some(RdmaReactorWindow {
+            cq_polls: 1_000,
+            cq_polls_nonempty: 250,
+            completions: 1_000,
+            doorbells: 400,
+            send_wrs: 600,
+            recv_wrs: 200,
+            completions_per_nonempty_poll: Some(4.0),
+            completions_per_poll: Some(1.0),
+            wrs_per_doorbell: Some(2.0),
+            pending_wrs: 9,
+            pending_wrs_high_water: 33,
+            srq_depth: 500,
+            srq_low_water: 0,
+            srq_size: 512,
+            srq_ran_dry: true,
+            ..RdmaReactorWindow::default()
+        });
+        w.rdma_ports = vec![
+            RdmaPortWindow {
+                device: "mlx5_0".into(),
+                port: 1,
+                netdev: Some("ens1f0".into()),
+                link_layer: Some("Ethernet".into()),
+                state: Some("ACTIVE".into()),
+                rate_bits_per_s: Some(25_000_000_000),
+                capacity_bytes_per_s: Some(3.125e9),
+                tx_bytes_per_s: Some(2.5e9),
+                rx_bytes_per_s: Some(1e6),
+                tx_packets_per_s: Some(600_000.0),
+                rx_packets_per_s: Some(30_000.0),
+                utilisation: Some(0.8),
+                xmit_discards: Some(0),
+                xmit_wait: Some(7),
+                hw_counters: [
+                    ("out_of_sequence".to_string(), 3),
+                    ("rx_write_requests".to_string(), 10),
+                ]
+                .into_iter()
+                .collect(),
+                retransmits: [("out_of_sequence".to_string(), 3)].into_iter().collect(),
+                ..RdmaPortWindow::default()
+            },
+            RdmaPortWindow {
+                device: "rxe0".into(),
+                port: 1,
+                soft: true,
+                netdev: Some("eth0".into()),
+                hw_counters: [("sent_pkts".to_string(), 50)].into_iter().collect(),
+                ..RdmaPortWindow::default()
+            },
+        ];
+        s
+    }
+
+    #[test]
+    fn rdma_reactor_and_port_series_accumulate_and_are_typed() {
+        let mut acc = Accumulator::new();
+        acc.fold(&rdma_snapshot(10));
+        let s = rdma_snapshot(11);
+        acc.fold(&s);
+        let text = render(&s, &acc);
+        let r = "{reactor=\"0\",core=\"3\"}";
+        for (series, want) in [
+            (format!("ringside_rdma_cq_polls_total{r}"), 2_000.0),
+            (format!("ringside_rdma_completions_total{r}"), 2_000.0),
+            (format!("ringside_rdma_doorbells_total{r}"), 800.0),
+            (
+                "ringside_rdma_work_requests_total{reactor=\"0\",core=\"3\",queue=\"send\"}"
+                    .to_string(),
+                1_200.0,
+            ),
+            (format!("ringside_rdma_completions_per_nonempty_poll{r}"), 4.0),
+            (format!("ringside_rdma_work_requests_per_doorbell{r}"), 2.0),
+            (format!("ringside_rdma_send_pending_max_requests{r}"), 33.0),
+            (format!("ringside_rdma_srq_low_water_requests{r}"), 0.0),
+            (format!("ringside_rdma_srq_size_requests{r}"), 512.0),
+            (
+                "ringside_rdma_port_bytes_total{rdma_device=\"mlx5_0\",port=\"1\",direction=\"transmit\"}"
+                    .to_string(),
+                5e9,
+            ),
+            (
+                "ringside_rdma_port_utilisation_ratio{rdma_device=\"mlx5_0\",port=\"1\"}".to_string(),
+                0.8,
+            ),
+            (
+                "ringside_rdma_port_retransmit_events_total{rdma_device=\"mlx5_0\",port=\"1\"}"
+                    .to_string(),
+                6.0,
+            ),
+            (
+                "ringside_rdma_port_transmit_wait_total{rdma_device=\"mlx5_0\",port=\"1\"}"
+                    .to_string(),
+                14.0,
+            ),
+            (
+                "ringside_rdma_port_hw_counter_total{rdma_device=\"rxe0\",port=\"1\",counter=\"sent_pkts\"}"
+                    .to_string(),
+                100.0,
+            ),
+        ] {
+            assert_eq!(value(&text, &series), Some(want), "{series} in\n{text}");
+        }
+        assert!(text.contains("# TYPE ringside_rdma_cq_polls_total counter"));
+        assert!(text.contains("# TYPE ringside_rdma_srq_posted_requests gauge"));
+        assert!(
+            text.contains("software=\"true\"") && text.contains("netdev=\"eth0\""),
+            "{text}"
+        );
+        assert!(
+            !text.contains("ringside_rdma_port_bytes_total{rdma_device=\"rxe0\""),
+            "no byte counters on rxe: no series"
+        );
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let name = line.split(['{', ' ']).next().unwrap_or("");
+            assert!(
+                catalog::family_of_series(name).is_some(),
+                "{name} not catalogued"
+            );
+        }
+
+        // A TCP-only target shows no RDMA series at all.
+        let mut acc = Accumulator::new();
+        let s = snapshot(10, 100, &[20_000]);
+        acc.fold(&s);
+        assert!(!render(&s, &acc).contains("ringside_rdma_"));
     }
 }
