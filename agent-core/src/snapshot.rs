@@ -48,6 +48,9 @@ pub struct WindowSummary {
     pub reactors: Vec<ReactorSummary>,
     /// Per netdev: (name, rx+tx bytes/s, utilisation if known).
     pub netdevs: Vec<(String, f64, Option<f64>)>,
+    /// Per RDMA port: (`device/port`, rx+tx bytes/s, utilisation), when its counters are usable.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rdma_ports: Vec<(String, f64, Option<f64>)>,
 }
 
 /// One reactor in a [`WindowSummary`].
@@ -95,6 +98,17 @@ impl WindowSummary {
                         n.rx_bytes_per_s + n.tx_bytes_per_s,
                         n.utilisation,
                     )
+                })
+                .collect(),
+            rdma_ports: w
+                .rdma_ports
+                .iter()
+                .filter_map(|p| {
+                    let bytes = match (p.rx_bytes_per_s, p.tx_bytes_per_s) {
+                        (None, None) => return None,
+                        (rx, tx) => rx.unwrap_or(0.0) + tx.unwrap_or(0.0),
+                    };
+                    Some((format!("{}/{}", p.device, p.port), bytes, p.utilisation))
                 })
                 .collect(),
         }

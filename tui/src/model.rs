@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 
 use agent_core::finding::{Finding, Severity, Subject};
 use agent_core::snapshot::WindowSummary;
-use agent_core::window::Window;
+use agent_core::window::{RdmaReactorWindow, Window};
 use agent_core::Snapshot;
 
 /// The placeholder for a value nobody measured.
@@ -106,6 +106,8 @@ const REACTOR_COLUMNS: &[Column] = &[
     col("QPAIRS", 7, true),
     col("DEPTH", 7, true),
     col("COST/IO", 8, true),
+    col("CQE/POLL", 9, true),
+    col("SRQ", 12, false),
     col("STATE", 20, false),
 ];
 
@@ -263,7 +265,11 @@ pub fn rows(view: View, snap: &Snapshot) -> Vec<TableRow> {
     match view {
         View::Reactors => reactor_rows(w, &snap.findings),
         View::Qpairs => qpair_rows(w, &snap.findings),
-        View::Netdevs => netdev_rows(w, &snap.findings),
+        View::Netdevs => {
+            let mut rows = netdev_rows(w, &snap.findings);
+            rows.extend(rdma_port_rows(w, &snap.findings));
+            rows
+        }
         View::Devices => device_rows(w, &snap.findings),
         View::Findings => unreachable!("handled above"),
     }
@@ -303,12 +309,36 @@ fn reactor_rows(w: &Window, findings: &[Finding]) -> Vec<TableRow> {
                     Cell::num(r.active_qpairs.to_string(), f64::from(r.active_qpairs)),
                     Cell::num(format!("{:.1}", r.avg_outstanding), r.avg_outstanding),
                     Cell::opt(r.ns_per_io, |v| fmt_ns(v as u64)),
+                    Cell::opt(
+                        r.rdma
+                            .as_ref()
+                            .and_then(|x| x.completions_per_nonempty_poll),
+                        |v| format!("{v:.1}"),
+                    ),
+                    srq_cell(r.rdma.as_ref()),
                     state,
                 ],
                 alert: alert.map(|f| f.severity),
             }
         })
         .collect()
+}
+
+/// The shared receive queue of an RDMA reactor: posted/size, `DRY` once its low water hit 0.
+/// Sorts by the posted share (emptiest first).
+fn srq_cell(x: Option<&RdmaReactorWindow>) -> Cell {
+    match x.filter(|x| x.srq_size > 0) {
+        Some(x) => Cell {
+            text: format!(
+                "{}{}/{}",
+                if x.srq_ran_dry { "DRY " } else { "" },
+                x.srq_depth,
+                x.srq_size
+            ),
+            key: SortKey::Num(x.srq_depth as f64 / x.srq_size as f64),
+        },
+        None => Cell::unknown(),
+    }
 }
 
 fn qpair_rows(w: &Window, findings: &[Finding]) -> Vec<TableRow> {
@@ -374,6 +404,37 @@ fn netdev_rows(w: &Window, findings: &[Finding]) -> Vec<TableRow> {
                         n.qdisc_backlog_bytes as f64,
                     ),
                     Cell::num(n.drops.to_string(), n.drops as f64),
+                ],
+                alert: alert_for(findings, &subject).map(|f| f.severity),
+            }
+        })
+        .collect()
+}
+
+/// RDMA ports, listed under the netdevs: a hardware port's own counters (its netdev's row does
+/// not see RDMA traffic); a software one (`sw`, rxe/siw) for reference, its bytes are already in
+/// its netdev's row.
+fn rdma_port_rows(w: &Window, findings: &[Finding]) -> Vec<TableRow> {
+    w.rdma_ports
+        .iter()
+        .map(|p| {
+            let subject = Subject::RdmaPort {
+                device: p.device.clone(),
+                port: p.port,
+            };
+            let label = format!("{}/{}{}", p.device, p.port, if p.soft { " sw" } else { "" });
+            TableRow {
+                name: format!("{subject} {}", p.netdev.as_deref().unwrap_or_default()),
+                cells: vec![
+                    Cell::text(label),
+                    Cell::opt(p.rx_bytes_per_s, |v| format!("{:.1}", v / 1e6)),
+                    Cell::opt(p.tx_bytes_per_s, |v| format!("{:.1}", v / 1e6)),
+                    Cell::opt(p.rx_packets_per_s, fmt_count),
+                    Cell::opt(p.tx_packets_per_s, fmt_count),
+                    Cell::opt(p.capacity_bytes_per_s, fmt_link),
+                    Cell::opt(p.utilisation, |u| bar(u, 10)),
+                    Cell::unknown(),
+                    Cell::opt(p.xmit_discards.map(|d| d as f64), |d| format!("{d:.0}")),
                 ],
                 alert: alert_for(findings, &subject).map(|f| f.severity),
             }
@@ -624,18 +685,28 @@ pub fn sparklines(view: View, snap: &Snapshot, selected: Option<&TableRow>) -> V
                 .unwrap_or_default();
             let n1 = name.clone();
             let n2 = name.clone();
+            // A netdev's or an RDMA port's figures (ports are named `device/port`).
+            fn link<'s>(
+                s: &'s WindowSummary,
+                name: &str,
+            ) -> Option<&'s (String, f64, Option<f64>)> {
+                s.netdevs
+                    .iter()
+                    .chain(s.rdma_ports.iter())
+                    .find(|n| n.0 == name)
+            }
             vec![
                 series(
                     h,
                     format!("{name} rx+tx MB/s"),
-                    move |s| s.netdevs.iter().find(|n| n.0 == n1).map(|n| n.1),
+                    move |s| link(s, &n1).map(|n| n.1),
                     |v| format!("{:.1}", v / 1e6),
                     false,
                 ),
                 series(
                     h,
                     format!("{name} utilisation"),
-                    move |s| s.netdevs.iter().find(|n| n.0 == n2).and_then(|n| n.2),
+                    move |s| link(s, &n2).and_then(|n| n.2),
                     pct,
                     true,
                 ),

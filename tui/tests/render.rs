@@ -522,3 +522,80 @@ fn the_text_report_has_every_table_the_evidence_and_the_fragments() {
     let empty = tui::text_report(&Snapshot::default());
     assert!(empty.contains("waiting for the first window"), "{empty}");
 }
+
+/// An RDMA target: reactor 0 does RDMA work with a dry SRQ; a hardware port (`mlx5_0`) and a
+/// software one (`rxe0`) are sampled.
+fn rdma_live() -> Snapshot {
+    use agent_core::sample::{RdmaPortSample, RdmaReactorSample};
+    let mut a = Analyzer::with_detectors(info(), topology(), AnalyzerConfig::default(), Vec::new());
+    for t in 0..=3u64 {
+        let mut s = sample(t);
+        s.reactors[0].rdma = Some(RdmaReactorSample {
+            cq_polls: t * 10_000,
+            cq_polls_nonempty: t * 2_000,
+            completions: t * 9_000,
+            doorbells: t * 3_000,
+            send_wrs: t * 6_000,
+            recv_wrs: t * 3_000,
+            srq_size: 512,
+            srq_depth: 18,
+            srq_low_water: 0,
+            ..RdmaReactorSample::default()
+        });
+        s.rdma_ports = vec![
+            RdmaPortSample {
+                device: "mlx5_0".into(),
+                port: 1,
+                netdev: Some("ens1f0".into()),
+                rate_bits_per_s: Some(25_000_000_000),
+                xmit_bytes: Some(t * 2_500_000_000),
+                rcv_bytes: Some(t * 1_000_000),
+                ..RdmaPortSample::default()
+            },
+            RdmaPortSample {
+                device: "rxe0".into(),
+                port: 1,
+                soft: true,
+                netdev: Some("eth0".into()),
+                ..RdmaPortSample::default()
+            },
+        ];
+        a.push(s);
+    }
+    a.snapshot()
+}
+
+#[test]
+fn rdma_reactors_show_cq_batching_and_the_srq_and_ports_list_under_netdevs() {
+    let mut app = App::new();
+    app.push(rdma_live());
+    let lines = screen(&app, 160, 50);
+    let r0 = table_row(&lines, "REACTOR", "0");
+    assert!(
+        r0.contains("4.5") && r0.contains("DRY 18/512"),
+        "completions per nonempty poll (9000/2000) and the dry SRQ: {r0}"
+    );
+    let r1 = table_row(&lines, "REACTOR", "1");
+    assert!(!r1.contains("/512"), "a TCP reactor has no SRQ: {r1}");
+
+    app.handle_key(Key::Char('3'));
+    let lines = screen(&app, 160, 50);
+    let keys = table_keys(&lines, "NETDEV");
+    assert!(
+        keys.contains(&"mlx5_0/1".to_string()) && keys.contains(&"rxe0/1".to_string()),
+        "{keys:?}"
+    );
+    let m = table_row(&lines, "NETDEV", "mlx5_0/1");
+    assert!(
+        m.contains("2500.0") && m.contains("25 Gb/s") && m.contains("80%"),
+        "port counters, rate and utilisation (2.5 of 3.125 GB/s): {m}"
+    );
+    let x = table_row(&lines, "NETDEV", "rxe0/1");
+    assert!(x.contains("sw"), "software ports are marked: {x}");
+
+    let once = tui::text_report(&rdma_live());
+    assert!(
+        once.contains("DRY 18/512") && once.contains("mlx5_0/1"),
+        "{once}"
+    );
+}
