@@ -272,9 +272,9 @@ impl super::Collector for RdmaCollector {
     }
 
     fn collect(&mut self, _info: &TargetInfo, sample: &mut Sample) {
-        if !self.class_present {
-            return;
-        }
+        // Listed every tick even when absent at attach: `modprobe rdma_rxe` and `rdma link add`
+        // during a session bring ports whose counters should flow (a missing directory costs one
+        // failed readdir).
         sample.rdma_ports = self.read_ports();
     }
 }
@@ -492,6 +492,21 @@ mod tests {
             Some("ens1f0"),
             "falls back to the PCI function's net/ entry"
         );
+    }
+
+    #[test]
+    fn a_device_added_during_the_session_is_collected() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = RdmaCollector::with_root(dir.path());
+        c.describe(&mut TargetInfo::default());
+        assert!(sample(&mut c, 1).rdma_ports.is_empty());
+        let port = dir.path().join("class/infiniband/rxe0/ports/1");
+        fs::create_dir_all(port.join("hw_counters")).expect("mkdir");
+        fs::write(dir.path().join("class/infiniband/rxe0/parent"), "rs0\n").expect("write");
+        fs::write(port.join("hw_counters/sent_pkts"), "3\n").expect("write");
+        let s = sample(&mut c, 2);
+        assert_eq!(s.rdma_ports.len(), 1, "{:?}", s.rdma_ports);
+        assert_eq!(s.rdma_ports[0].netdev.as_deref(), Some("rs0"));
     }
 
     #[test]
