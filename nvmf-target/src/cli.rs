@@ -47,6 +47,16 @@ pub struct Args {
     #[arg(long, value_name = "BYTES", default_value_t = 512)]
     pub block_size: u32,
 
+    /// Add an io_uring namespace on a regular file or block device (O_DIRECT; size from the
+    /// file, which must not be empty); repeatable, after the --malloc and --null namespaces.
+    #[arg(long, value_name = "PATH")]
+    pub uring: Vec<PathBuf>,
+
+    /// Block size of the --uring namespaces: 512 or 4096 (default: the device's logical block
+    /// size; for a file the smallest O_DIRECT unit of its filesystem, usually 512).
+    #[arg(long, value_name = "BYTES")]
+    pub uring_block_size: Option<u32>,
+
     /// Reactor cores, e.g. 0 or 0,1 or 0-3 (default 0).
     #[arg(long, value_name = "LIST")]
     pub cores: Option<String>,
@@ -96,7 +106,7 @@ pub struct Args {
 impl Args {
     /// Builds the configuration (not yet validated).
     pub fn to_config(&self) -> Result<Config, ConfigError> {
-        let from_flags = !self.malloc.is_empty() || !self.null.is_empty();
+        let from_flags = !self.malloc.is_empty() || !self.null.is_empty() || !self.uring.is_empty();
         let mut cfg = match &self.config {
             Some(path) => {
                 if from_flags
@@ -104,7 +114,7 @@ impl Args {
                     || self.nqn != crate::config::DEFAULT_NQN
                 {
                     return Err(ConfigError::Invalid(
-                        "--malloc, --null, --nqn and --allow-host describe a subsystem; with --config, describe it in the file".into(),
+                        "--malloc, --null, --uring, --nqn and --allow-host describe a subsystem; with --config, describe it in the file".into(),
                     ));
                 }
                 Config::load(path)?
@@ -124,6 +134,13 @@ impl Args {
                     .extend(self.malloc.iter().map(|&sz| ns(BackendKind::Malloc, sz)));
                 s.namespaces
                     .extend(self.null.iter().map(|&sz| ns(BackendKind::Null, sz)));
+                s.namespaces
+                    .extend(self.uring.iter().map(|p| NamespaceConfig {
+                        nsid: None,
+                        backend: BackendKind::Uring { path: p.clone() },
+                        size: ByteSize(0),
+                        block_size: self.uring_block_size.unwrap_or(0),
+                    }));
                 c
             }
         };
@@ -231,6 +248,45 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("no namespace"), "{e}");
+    }
+
+    #[test]
+    fn uring_flag_builds_a_uring_namespace() {
+        let a = parse(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--malloc",
+            "1MiB",
+            "--uring",
+            "/dev/loop0",
+            "--uring-block-size",
+            "4096",
+        ]);
+        let mut c = a.to_config().expect("config");
+        c.validate(None).expect("valid");
+        let ns = &c.subsystems[0].namespaces[1];
+        assert_eq!(
+            ns.backend,
+            BackendKind::Uring {
+                path: "/dev/loop0".into()
+            }
+        );
+        assert_eq!(
+            (ns.nsid, ns.size, ns.block_size),
+            (Some(2), ByteSize(0), 4096)
+        );
+        let a = parse(&["--listen", "127.0.0.1:1", "--uring", "/x"]);
+        let ns = &a.to_config().expect("config").subsystems[0].namespaces[0];
+        assert_eq!(ns.block_size, 0, "block size from the device by default");
+        let bad = parse(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--uring",
+            "/x",
+            "--uring-block-size",
+            "1024",
+        ]);
+        assert!(bad.to_config().unwrap().validate(None).is_err());
     }
 
     #[test]

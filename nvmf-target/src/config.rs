@@ -233,14 +233,15 @@ fn default_port() -> u16 {
     4420
 }
 
-/// The storage behind a namespace.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+/// The storage behind a namespace (backend-specific settings live in the variant).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackendKind {
     /// Completes at once; reads return zeros, writes are dropped.
     Null,
     /// RAM, shared by all reactors.
     Malloc,
+    /// io_uring on a regular file or a block device, opened once with O_DIRECT.
+    Uring { path: PathBuf },
 }
 
 impl fmt::Display for BackendKind {
@@ -248,25 +249,93 @@ impl fmt::Display for BackendKind {
         f.write_str(match self {
             BackendKind::Null => "null",
             BackendKind::Malloc => "malloc",
+            BackendKind::Uring { .. } => "uring",
         })
     }
 }
 
-/// One namespace of a subsystem.
+/// One namespace of a subsystem. In TOML: `backend = "null" | "malloc" | "uring"`, `size`
+/// (required for null and malloc; for uring optional, default the whole file or device),
+/// `block_size` (512 or 4096; default 512, for uring the device's own), `path` (uring only).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RawNamespace", into = "RawNamespace")]
 pub struct NamespaceConfig {
     /// Namespace id, 1..=0xFFFF_FFFE, unique within its subsystem. Defaults to position + 1.
-    #[serde(default)]
     pub nsid: Option<u32>,
     pub backend: BackendKind,
+    /// Bytes. For `uring`, 0 means the whole file or device (a non-zero size uses its start).
     pub size: ByteSize,
-    #[serde(default = "default_block_size")]
+    /// 512 or 4096. For `uring`, 0 means the device's logical block size (a file: the smallest
+    /// O_DIRECT unit of its filesystem, at least 512).
     pub block_size: u32,
 }
 
-fn default_block_size() -> u32 {
-    512
+/// The TOML shape of [`NamespaceConfig`] (the path sits next to `backend`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNamespace {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nsid: Option<u32>,
+    backend: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    path: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    size: Option<ByteSize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    block_size: Option<u32>,
+}
+
+impl TryFrom<RawNamespace> for NamespaceConfig {
+    type Error = String;
+    fn try_from(r: RawNamespace) -> Result<Self, String> {
+        let backend = match (r.backend.as_str(), r.path) {
+            ("uring", Some(path)) => BackendKind::Uring { path },
+            ("uring", None) => {
+                return Err("a uring namespace needs path = \"FILE or /dev/BLOCKDEVICE\"".into())
+            }
+            ("null" | "malloc", Some(_)) => {
+                return Err(format!(
+                    "path is only for the uring backend, not {:?}",
+                    r.backend
+                ))
+            }
+            ("null", None) => BackendKind::Null,
+            ("malloc", None) => BackendKind::Malloc,
+            (other, _) => {
+                return Err(format!(
+                    "unknown backend {other:?} (use null, malloc or uring)"
+                ))
+            }
+        };
+        let uring = matches!(backend, BackendKind::Uring { .. });
+        let size = match r.size {
+            Some(s) => s,
+            None if uring => ByteSize(0),
+            None => return Err(format!("a {} namespace needs a size", r.backend)),
+        };
+        Ok(NamespaceConfig {
+            nsid: r.nsid,
+            backend,
+            size,
+            block_size: r.block_size.unwrap_or(if uring { 0 } else { 512 }),
+        })
+    }
+}
+
+impl From<NamespaceConfig> for RawNamespace {
+    fn from(n: NamespaceConfig) -> Self {
+        let auto = |v: u64| (v != 0).then_some(v);
+        RawNamespace {
+            nsid: n.nsid,
+            backend: n.backend.to_string(),
+            path: match n.backend {
+                BackendKind::Uring { path } => Some(path),
+                _ => None,
+            },
+            size: auto(n.size.0).map(ByteSize),
+            block_size: auto(u64::from(n.block_size)).map(|b| b as u32),
+        }
+    }
 }
 
 /// One NVM subsystem.
@@ -588,7 +657,7 @@ impl Config {
             check_ascii_field("model", &s.model, 40, &s.nqn)?;
             if s.namespaces.is_empty() {
                 return Err(invalid(format!(
-                    "subsystem {} has no namespace (give --malloc SIZE or --null SIZE, or a [[subsystems.namespaces]] table)",
+                    "subsystem {} has no namespace (give --malloc SIZE, --null SIZE or --uring PATH, or a [[subsystems.namespaces]] table)",
                     s.nqn
                 )));
             }
@@ -613,13 +682,29 @@ impl Config {
                         s.nqn
                     )));
                 }
-                if ns.block_size != 512 && ns.block_size != 4096 {
+                let uring = matches!(ns.backend, BackendKind::Uring { .. });
+                if let BackendKind::Uring { path } = &ns.backend {
+                    if path.as_os_str().is_empty() {
+                        return Err(invalid(format!(
+                            "subsystem {} nsid {nsid}: the uring backend needs a path",
+                            s.nqn
+                        )));
+                    }
+                }
+                let auto_bs = uring && ns.block_size == 0;
+                if !auto_bs && ns.block_size != 512 && ns.block_size != 4096 {
                     return Err(invalid(format!(
                         "subsystem {} nsid {nsid}: block size {} (use 512 or 4096)",
                         s.nqn, ns.block_size
                     )));
                 }
-                if ns.size.0 == 0 || ns.size.0 % u64::from(ns.block_size) != 0 {
+                // A uring namespace's size comes from its file (0) and is checked at open.
+                let size_ok = if uring {
+                    auto_bs || ns.size.0 % u64::from(ns.block_size) == 0
+                } else {
+                    ns.size.0 != 0 && ns.size.0 % u64::from(ns.block_size) == 0
+                };
+                if !size_ok {
                     return Err(invalid(format!(
                         "subsystem {} nsid {nsid}: size {} must be a non-zero multiple of the block size {}",
                         s.nqn, ns.size, ns.block_size

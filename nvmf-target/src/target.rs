@@ -31,12 +31,12 @@ use crate::subsystem::{Subsystem, SubsystemKind};
 pub enum StartError {
     #[error("invalid configuration")]
     Config(#[from] ConfigError),
-    #[error("cannot create backend for {nqn} nsid {nsid}: {source}")]
+    #[error("cannot create backend for {nqn} nsid {nsid}")]
     Backend {
         nqn: String,
         nsid: u32,
         #[source]
-        source: backend::BdevError,
+        source: backend::CreateError,
     },
     #[error("cannot listen on {addr}")]
     Listen {
@@ -208,10 +208,12 @@ impl Target {
             let first = bdevs.len();
             let mut mine = Vec::new();
             for ns in &s.namespaces {
-                let b = backend::create(ns).map_err(|source| StartError::Backend {
-                    nqn: s.nqn.clone(),
-                    nsid: ns.nsid.unwrap_or(0),
-                    source,
+                let b = backend::create_with(ns, &config.limits).map_err(|source| {
+                    StartError::Backend {
+                        nqn: s.nqn.clone(),
+                        nsid: ns.nsid.unwrap_or(0),
+                        source,
+                    }
                 })?;
                 mine.push(b.clone());
                 bdevs.push(b);

@@ -242,13 +242,18 @@ pub fn describe(
                 namespaces: s
                     .namespaces
                     .iter()
-                    .map(|n| NamespaceDesc {
-                        nsid: n.nsid,
-                        backend: n.kind.to_string(),
-                        device: None,
-                        size_bytes: Some(n.num_blocks * u64::from(n.block_size)),
-                        block_size: Some(n.block_size),
-                        numa_node: None,
+                    .map(|n| {
+                        // The kernel block device the I/O reaches (uring), for the agent's
+                        // /sys/block/<device>/stat collector and NUMA checks.
+                        let dev = n.bdev.device();
+                        NamespaceDesc {
+                            nsid: n.nsid,
+                            backend: n.kind.to_string(),
+                            device: dev.as_ref().map(|d| d.name.clone()),
+                            size_bytes: Some(n.num_blocks * u64::from(n.block_size)),
+                            block_size: Some(n.block_size),
+                            numa_node: dev.and_then(|d| d.numa_node),
+                        }
                     })
                     .collect(),
             })

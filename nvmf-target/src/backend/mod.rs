@@ -5,19 +5,96 @@
 //! the only user of that queue: it submits operations tagged with a `u64` of its choosing and
 //! reaps completions later with [`BdevQueue::poll`], in the same loop that polls the transport.
 //! Memory backends do the work during `submit` and report the completion on the next poll, so
-//! callers are written for the asynchronous case (an io_uring backend completes much later; it
-//! will take buffers that stay put until completion: the qpair's request buffers already do).
+//! callers are written for the asynchronous case: the `uring` backend hands the caller's buffer
+//! to the kernel and completes much later, so a buffer given to `submit` must stay put (not
+//! freed, moved or reused) until its completion is reported or [`BdevQueue::quiesce`] returns.
+//! The qpairs' request buffers are [`IoBuf`]s (4 KiB aligned, as O_DIRECT wants) that live as
+//! long as their connection, and a connection quiesces the queues before it goes away with
+//! requests still at the backend.
 
 mod malloc;
 mod null;
+mod uring;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::config::{BackendKind, NamespaceConfig};
+use crate::config::{BackendKind, ByteSize, Limits, NamespaceConfig};
 
 pub use malloc::MallocBdev;
 pub use null::NullBdev;
+pub use uring::{UringBdev, UringError};
+
+/// Alignment of [`IoBuf`]s: a page, which covers every logical block size and the memory
+/// alignment O_DIRECT asks for on every device seen so far.
+pub const IO_ALIGN: usize = 4096;
+
+/// A byte buffer whose first byte is [`IO_ALIGN`]-aligned, so a backend doing direct I/O can use
+/// it without a bounce copy. Safe code: it over-allocates a `Vec` by `IO_ALIGN - 1` bytes and
+/// exposes the aligned window, which never moves until the buffer grows.
+#[derive(Debug, Default)]
+pub struct IoBuf {
+    raw: Vec<u8>,
+    off: usize,
+    len: usize,
+}
+
+impl IoBuf {
+    /// A zeroed buffer of `len` bytes.
+    pub fn new(len: usize) -> IoBuf {
+        let raw = vec![0u8; len + IO_ALIGN - 1];
+        let off = raw.as_ptr().addr().wrapping_neg() % IO_ALIGN;
+        IoBuf { raw, off, len }
+    }
+
+    /// Makes the buffer at least `len` bytes long, keeping its contents. Reallocates (and so
+    /// moves) only when `len` exceeds what was ever allocated: never call it on a buffer that
+    /// is at a backend.
+    pub fn grow(&mut self, len: usize) {
+        if len <= self.len {
+            return;
+        }
+        if self.off + len <= self.raw.len() {
+            self.len = len;
+            return;
+        }
+        let mut n = IoBuf::new(len);
+        n[..self.len].copy_from_slice(self);
+        *self = n;
+    }
+}
+
+impl std::ops::Deref for IoBuf {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.raw[self.off..self.off + self.len]
+    }
+}
+
+impl std::ops::DerefMut for IoBuf {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.off..self.off + self.len]
+    }
+}
+
+/// The kernel block device behind a namespace, for the trace description (the agent reads its
+/// `/sys/block/<name>/stat`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Kernel name of the whole disk, e.g. `loop3`, `nvme0n1`, `vda`.
+    pub name: String,
+    /// NUMA node of the device, when the kernel knows it.
+    pub numa_node: Option<u32>,
+}
+
+/// Why a bdev could not be created (at start; one line for the user).
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error("cannot allocate the RAM disk ({0})")]
+    Malloc(BdevError),
+    #[error(transparent)]
+    Uring(#[from] UringError),
+}
 
 /// One block operation. Offsets and lengths are in blocks of the bdev's block size; the
 /// caller has range-checked them against [`Bdev::num_blocks`].
@@ -60,11 +137,21 @@ pub trait Bdev: Send + Sync {
     fn num_blocks(&self) -> u64;
     /// Opens a queue for one reactor; `depth` bounds the operations in flight on it.
     fn open_queue(self: Arc<Self>, depth: usize) -> Box<dyn BdevQueue>;
+    /// The kernel block device the I/O goes to, when there is one.
+    fn device(&self) -> Option<DeviceInfo> {
+        None
+    }
+    /// Operations copied through a bounce buffer because the caller's buffer did not suit the
+    /// device (uring with O_DIRECT and a misaligned buffer); 0 for backends that always copy.
+    fn bounced(&self) -> u64 {
+        0
+    }
 }
 
 /// One reactor's queue on a bdev. Not shared: `&mut self` everywhere.
 pub trait BdevQueue: Send {
-    /// Starts an operation; its completion is reported by a later [`poll`](Self::poll).
+    /// Starts an operation; its completion is reported by a later [`poll`](Self::poll). The
+    /// buffer must stay put until then (see the module documentation).
     fn submit(&mut self, tag: u64, op: BdevOp<'_>);
     /// Reports finished operations to `done`; returns how many.
     fn poll(&mut self, done: &mut dyn FnMut(u64, Result<(), BdevError>)) -> usize;
@@ -76,17 +163,36 @@ pub trait BdevQueue: Send {
     fn copies_on_submit(&self) -> bool {
         false
     }
+    /// Blocks until the device holds no buffer handed to [`submit`](Self::submit) any more;
+    /// the completions are still reported by the next [`poll`](Self::poll). Call it before
+    /// freeing buffers of operations still in flight (a connection closing under load).
+    /// Backends that copy on submit hold nothing and return at once.
+    fn quiesce(&mut self) {}
 }
 
-/// Builds the bdev for a namespace.
-pub fn create(ns: &NamespaceConfig) -> Result<Arc<dyn Bdev>, BdevError> {
-    let blocks = ns.size.0 / u64::from(ns.block_size);
-    Ok(match ns.backend {
+/// Builds the bdev for a namespace with the default limits.
+pub fn create(ns: &NamespaceConfig) -> Result<Arc<dyn Bdev>, CreateError> {
+    create_with(ns, &Limits::default())
+}
+
+/// Builds the bdev for a namespace; `limits.max_io_size` sizes the uring bounce buffers.
+pub fn create_with(ns: &NamespaceConfig, limits: &Limits) -> Result<Arc<dyn Bdev>, CreateError> {
+    let blocks = ns.size.0 / u64::from(ns.block_size.max(1));
+    Ok(match &ns.backend {
         BackendKind::Null => Arc::new(NullBdev::new(ns.block_size, blocks)),
         BackendKind::Malloc => {
-            let b = Arc::new(MallocBdev::new(ns.block_size, blocks)?);
+            let b = Arc::new(MallocBdev::new(ns.block_size, blocks).map_err(CreateError::Malloc)?);
             b.prefault_in_background();
             b
+        }
+        BackendKind::Uring { path } => {
+            let ByteSize(max_io) = limits.max_io_size;
+            Arc::new(UringBdev::open(
+                path,
+                ns.block_size,
+                ns.size.0,
+                usize::try_from(max_io).unwrap_or(usize::MAX),
+            )?)
         }
     })
 }
@@ -221,7 +327,7 @@ mod tests {
     #[test]
     fn out_of_range_is_an_error_not_a_panic() {
         for kind in [BackendKind::Malloc, BackendKind::Null] {
-            let b = create(&ns(kind)).expect("bdev");
+            let b = create(&ns(kind.clone())).expect("bdev");
             let mut q = b.open_queue(4);
             let mut buf = vec![0u8; 1024];
             q.submit(

@@ -29,7 +29,7 @@ use nvme_proto::tcp::{
     self as ptcp, C2HData, Fes, H2CData, IcResp, PduConfig, PduError, PduHeader, Role, R2T,
 };
 
-use crate::backend::BdevError;
+use crate::backend::{BdevError, IoBuf};
 use crate::reactor::Ctx;
 use crate::stats::OpClass;
 use crate::subsystem::{Controller, Subsystem};
@@ -100,8 +100,9 @@ struct Req {
     t0: u64,
     /// Trace clock when it went to the backend (for the stage histograms).
     t_submit: u64,
-    /// Data buffer; only grows. `buf[..len]` is the transfer.
-    buf: Vec<u8>,
+    /// Data buffer; only grows. `buf[..len]` is the transfer. Page-aligned, so a backend doing
+    /// direct I/O (uring) uses it without a bounce copy.
+    buf: IoBuf,
 }
 
 impl Req {
@@ -116,7 +117,7 @@ impl Req {
             ns_index: 0,
             t0: 0,
             t_submit: 0,
-            buf: vec![0; prealloc],
+            buf: IoBuf::new(prealloc),
         }
     }
 }
@@ -747,9 +748,7 @@ impl Conn {
         r.class = class;
         r.ns_index = ns_index;
         r.t0 = self.cur.0;
-        if r.buf.len() < len as usize {
-            r.buf.resize(len as usize, 0);
-        }
+        r.buf.grow(len as usize);
         Some(idx)
     }
 
@@ -983,6 +982,13 @@ impl Conn {
     /// Called once when the reactor drops the connection: gives back what it holds elsewhere.
     pub fn release(&mut self, ctx: &mut Ctx) {
         self.transition(ConnEvent::PeerGone, ctx);
+        // The request buffers go away with the connection: a backend still transferring into
+        // one of them (uring) must let go first. Their completions are dropped by generation.
+        if self.reqs.iter().any(|r| r.state == ReqState::AtBackend) {
+            for q in ctx.bdevs.iter_mut() {
+                q.quiesce();
+            }
+        }
         if let (Some(s), Some(c)) = (self.subsys.take(), self.ctrl.take()) {
             if self.qid == 0 {
                 s.remove_controller(c.cntlid);
