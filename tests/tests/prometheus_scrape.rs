@@ -98,6 +98,20 @@ const OPTIONAL: &[(&str, &str)] = &[
         "ringside_qpair_queue_size_requests",
         "only when the counters page reports it",
     ),
+    (
+        "ringside_rdma_completions_per_nonempty_poll",
+        "RDMA transport; no RDMA devices on the build machine",
+    ),
+    ("ringside_rdma_work_requests_per_doorbell", "RDMA transport"),
+    ("ringside_rdma_send_pending_requests", "RDMA transport"),
+    ("ringside_rdma_send_pending_max_requests", "RDMA transport"),
+    ("ringside_rdma_srq_posted_requests", "RDMA transport"),
+    ("ringside_rdma_srq_low_water_requests", "RDMA transport"),
+    ("ringside_rdma_srq_size_requests", "RDMA transport"),
+    ("ringside_rdma_port_bytes_total", "RDMA devices"),
+    ("ringside_rdma_port_capacity_bytes", "RDMA devices"),
+    ("ringside_rdma_port_utilisation_ratio", "RDMA devices"),
+    ("ringside_rdma_port_retransmit_events_total", "RDMA devices"),
 ];
 
 // ---------------------------------------------------------------------------------------------
