@@ -216,6 +216,25 @@ fn lab_rdma_perf_kernel_initiator_faults_and_trace() {
             "counters: {nonempty:?} nonempty CQ polls of {polls:?}"
         ));
     }
+    // ringside diagnose under RDMA load: the reactor's RDMA figures and rxe0 as a software port
+    c.expect("diagnose.status", "0");
+    c.expect_contains("diagnose.rdma_capability", "true");
+    c.expect_contains("diagnose.rdma_capability", "rxe0/1");
+    c.expect("diagnose.port", "rxe0/1 soft=true netdev=rs0");
+    c.expect_positive("diagnose.port.rate");
+    c.expect_positive("diagnose.port.sent_pkts");
+    c.expect_positive("diagnose.port.rcvd_pkts");
+    c.expect_positive("diagnose.reactor.srq_size");
+    if c.get("diagnose.reactor.completions_per_poll")
+        .parse::<f64>()
+        .map_or(true, |v| v < 1.0)
+    {
+        c.problems.push(format!(
+            "diagnose.reactor.completions_per_poll: got {:?}, want at least 1 under load",
+            c.get("diagnose.reactor.completions_per_poll")
+        ));
+    }
+    c.expect("diagnose.link_findings_on_rxe", "0");
     // the discovery log over RDMA names both listeners, the RDMA one with its transport subtype
     c.expect("discover.rdma", "ok");
     c.expect("discover.rdma.trtypes", "rdma tcp");

@@ -9,7 +9,8 @@
 #      access error), a CM request with bad private data (record format 7: rejected), an unknown subsystem NQN
 #      (Connect fails with Invalid Parameters).
 #   3. ringside trace --requests: RDMA requests rebuilt from the rings with their stages; ringside trace --counters:
-#      the RDMA words of the counters page (CQ polls, completions, doorbells, WRs, pending WRs, SRQ depth).
+#      the RDMA words of the counters page (CQ polls, completions, doorbells, WRs, pending WRs, SRQ depth);
+#      ringside diagnose under RDMA load: the reactor's RDMA figures and rxe0 (soft: hw_counters, no verdict).
 #   4. nvme discover -t rdma (both listeners listed), nvme connect -t rdma + fio crc32c verify on the block device (4k randwrite, mixed 512-128k, randrw), disconnect.
 #   5. SIGTERM: the target exits with status 0.
 # Results: LAB_RESULT lines (see lib-nvmf.sh).
@@ -162,6 +163,27 @@ if [ -f "$TFILE" ]; then
     res "counters.$k" "$(jq -s "map(.totals.$k) | add" "$WORK/counters.json" 2>/dev/null)"
   done
   jq -c '.totals' "$WORK/counters.json" | cut -c1-1500
+fi
+
+# --- 3c. ringside diagnose under RDMA load: the reactor's RDMA figures and the rxe port ----------------------------
+# rxe0 is a software device: the agent lists it with its hw_counters but judges the link by rs0's counters.
+if [ -f "$TFILE" ]; then
+  "$PERF" -r "$TRID" -q 8 -o 4096 -w randrw -M 50 -t 60 --cores "$PCORES" >"$WORK/diag-load.out" 2>&1 &
+  LP=$!
+  sleep 8   # under TCG the connect and the first I/Os take a few seconds
+  timeout 180 "$AGENT" diagnose --file "$TFILE" --duration 8s --no-kernel --json >"$WORK/diagnose.json" 2>"$WORK/diagnose.err"
+  res diagnose.status $?
+  kill $LP 2>/dev/null; wait $LP 2>/dev/null
+  D=$WORK/diagnose.json
+  res diagnose.rdma_capability "$(jq -r '.target.capabilities[] | select(.name == "rdma") | "\(.available) \(.note)"' "$D" 2>/dev/null | head -n 1)"
+  res diagnose.port "$(jq -r '.overall.rdma_ports[]? | "\(.device)/\(.port) soft=\(.soft) netdev=\(.netdev)"' "$D" 2>/dev/null | head -n 1)"
+  res diagnose.port.rate "$(jq -r '.overall.rdma_ports[0].rate_bits_per_s // 0 | floor' "$D" 2>/dev/null)"
+  res diagnose.port.sent_pkts "$(jq -r '.overall.rdma_ports[0].hw_counters.sent_pkts // 0' "$D" 2>/dev/null)"
+  res diagnose.port.rcvd_pkts "$(jq -r '.overall.rdma_ports[0].hw_counters.rcvd_pkts // 0' "$D" 2>/dev/null)"
+  res diagnose.reactor.completions_per_poll "$(jq -r '.overall.reactors[0].rdma.completions_per_nonempty_poll // 0' "$D" 2>/dev/null)"
+  res diagnose.reactor.srq_size "$(jq -r '.overall.reactors[0].rdma.srq_size // 0' "$D" 2>/dev/null)"
+  res diagnose.link_findings_on_rxe "$(jq -r '[.findings[]? | select(.kind == "link_saturation") | select((.subject | tostring) | test("rxe"))] | length' "$D" 2>/dev/null)"
+  jq -c '{rdma_ports: .overall.rdma_ports, reactor0_rdma: .overall.reactors[0].rdma}' "$D" 2>/dev/null | cut -c1-1500
 fi
 
 # --- 4. the Linux NVMe/RDMA initiator -------------------------------------------------------------------------------
