@@ -167,6 +167,8 @@ pub struct RdmaStats {
     pub srq_depth: Counter,
     pub srq_low_water: Counter,
     pub srq_size: Counter,
+    /// Times the SRQ was left with no receive posted.
+    pub srq_empty: Counter,
 }
 
 impl RdmaStats {
@@ -198,10 +200,14 @@ impl RdmaStats {
                 self.srq_depth.add(wrs);
             }
             RdmaEvent::RecvConsumed => {
-                let d = self.srq_depth.get().saturating_sub(1);
+                let before = self.srq_depth.get();
+                let d = before.saturating_sub(1);
                 self.srq_depth.set(d);
                 if d < self.srq_low_water.get() {
                     self.srq_low_water.set(d);
+                }
+                if before == 1 {
+                    self.srq_empty.add(1);
                 }
             }
             RdmaEvent::SrqReady(size) => {
@@ -229,6 +235,7 @@ impl RdmaStats {
             "srq_depth": self.srq_depth.get(),
             "srq_low_water": self.srq_low_water.get(),
             "srq_size": self.srq_size.get(),
+            "srq_empty": self.srq_empty.get(),
         })
     }
 }
@@ -371,5 +378,18 @@ mod tests {
         );
         // 4 send WRs + 68 receive WRs over 2 + 2 + 1 doorbells.
         assert_eq!(rd["wrs_per_doorbell"], 72.0 / 5.0);
+        assert_eq!(rd["srq_empty"], 0);
+        for _ in 0..64 {
+            r.apply(RdmaEvent::RecvConsumed);
+        }
+        r.apply(RdmaEvent::RecvConsumed); // nothing posted: no second count
+        let j = s.to_json();
+        assert_eq!(
+            (
+                j["rdma"]["srq_depth"].clone(),
+                j["rdma"]["srq_empty"].clone()
+            ),
+            (0.into(), 1.into())
+        );
     }
 }

@@ -347,6 +347,9 @@ u64_block! {
         rdma_srq_low_water,
         /// RDMA gauge: receive buffers the shared receive queue was created with.
         rdma_srq_size,
+        /// RDMA: times the shared receive queue was left with no receive posted (monotonic, so a
+        /// reader sees whether it happened within its window, unlike the low-water mark).
+        rdma_srq_empty,
     }
 }
 
@@ -795,6 +798,7 @@ mod tests {
         // ABI 1.3 appended the RDMA words after the 1.2 ones.
         assert_eq!(offset_of!(ReactorCounters, rdma_cq_polls), 25 * 8);
         assert_eq!(offset_of!(ReactorCounters, rdma_srq_size), 35 * 8);
+        assert_eq!(offset_of!(ReactorCounters, rdma_srq_empty), 36 * 8);
         assert!(size_of::<QpairCounters>() as u64 <= QPAIR_COUNTERS_SIZE);
         assert_eq!(
             QPAIR_COUNTERS_SIZE % 64,

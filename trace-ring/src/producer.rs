@@ -826,13 +826,17 @@ impl CountersWriter {
     }
 
     /// RDMA: a receive buffer of the shared receive queue was consumed by an incoming message
-    /// (or flushed); lowers the low-water mark.
+    /// (or flushed); lowers the low-water mark and counts the queue left empty.
     #[inline]
     pub fn rdma_recv_consumed(&mut self) {
+        let before = self.get(rc!(rdma_srq_depth));
         self.sub(rc!(rdma_srq_depth), 1);
         let depth = self.get(rc!(rdma_srq_depth));
         if depth < self.get(rc!(rdma_srq_low_water)) {
             self.set(rc!(rdma_srq_low_water), depth);
+        }
+        if before == 1 {
+            self.add(rc!(rdma_srq_empty), 1);
         }
     }
 

@@ -257,7 +257,23 @@ fn rdma_counters_track_polls_doorbells_pending_wrs_and_the_srq() {
         (128, 127, 125),
         "depth back up after the repost, low water kept"
     );
+    assert_eq!(t.rdma_srq_empty, 0, "never empty so far");
     assert_eq!(t.polls, 0, "RDMA words do not touch the 1.2 ones");
+
+    // Drain it: the last receive taken leaves it empty, once per time it happens.
+    let c = &mut w.counters;
+    for _ in 0..127 {
+        c.rdma_recv_consumed();
+    }
+    c.rdma_post_recv(1, 1);
+    c.rdma_recv_consumed();
+    c.rdma_recv_consumed(); // a flush on an empty queue: no underflow, no second count
+    let t = r.counters(0).expect("reactor 0").totals;
+    assert_eq!((t.rdma_srq_depth, t.rdma_srq_low_water), (0, 0));
+    assert_eq!(
+        t.rdma_srq_empty, 2,
+        "the 127th and the reposted one; not the flush at 0"
+    );
 }
 
 #[test]
