@@ -872,10 +872,12 @@ impl BdevQueue for UringQueue {
         let bytes = |b: u64| b * u64::from(bs);
         match op {
             BdevOp::Read { lba, buf } => match check_range(bs, nb, lba, buf.len()) {
+                Ok(0) => self.ready.push_back((tag, Ok(()))), // nothing to move
                 Ok(_) => self.start_rw(tag, false, buf.as_mut_ptr(), buf.len(), lba),
                 Err(e) => self.ready.push_back((tag, Err(e))),
             },
             BdevOp::Write { lba, buf } => match check_range(bs, nb, lba, buf.len()) {
+                Ok(0) => self.ready.push_back((tag, Ok(()))),
                 // The kernel only reads through this pointer.
                 Ok(_) => self.start_rw(tag, true, buf.as_ptr().cast_mut(), buf.len(), lba),
                 Err(e) => self.ready.push_back((tag, Err(e))),
