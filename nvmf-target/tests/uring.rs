@@ -131,6 +131,33 @@ fn uring_file_commands_statuses_and_persistence() {
             0,
             "TCP request buffers are aligned: no bounce copies"
         );
+        // The description names the disk under the file's filesystem, when it has one.
+        let trace = t
+            .target
+            .as_ref()
+            .and_then(|t| t.trace_path())
+            .expect("trace file")
+            .to_path_buf();
+        let reader = trace_ring::TraceReader::open(&trace).expect("open the trace file");
+        let ns = &reader.description().subsystems[0].namespaces[0];
+        assert_eq!(ns.backend, "uring");
+        assert_eq!(ns.size_bytes, Some(16 << 20));
+        let st_dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&file).expect("stat"));
+        let sys = format!(
+            "/sys/dev/block/{}:{}",
+            rustix::fs::major(st_dev),
+            rustix::fs::minor(st_dev)
+        );
+        if Path::new(&sys).exists() {
+            let dev = ns
+                .device
+                .as_deref()
+                .expect("a device for a file on a block device");
+            assert!(
+                Path::new(&format!("/sys/block/{dev}/stat")).exists(),
+                "{dev} is a whole disk"
+            );
+        }
     }
     // The data is in the file itself (direct read, target stopped).
     let on_disk = std::fs::read(&file).expect("read the backing file");
