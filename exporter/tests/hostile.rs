@@ -169,8 +169,42 @@ fn proc_status(field: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
 
+/// The tests of this file: the test harness names each test's thread after it, and starts and
+/// ends those threads while a test runs, so they are left out of [`threads`].
+const TESTS: &[&str] = &[
+    "slow_readers_and_a_connection_flood_leave_the_server_answering_with_bounded_threads_and_memory",
+    "garbage_huge_headers_and_half_requests_get_an_error_and_the_server_lives_on",
+    "shutdown_stops_the_thread_and_frees_the_port",
+];
+
+/// Names of this process's threads (`comm`: the first 15 bytes of each thread's name).
+fn thread_names() -> Vec<String> {
+    let tasks = std::fs::read_dir("/proc/self/task").expect("read /proc/self/task");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|c| c.trim_end().to_string())
+        .collect()
+}
+
+/// Threads named like the server's.
+fn http_threads() -> usize {
+    thread_names()
+        .iter()
+        .filter(|c| *c == "ringside-http")
+        .count()
+}
+
+/// Threads of this process other than the test harness's per-test threads: the main thread
+/// and whatever the server started (a thread per connection would show here).
 fn threads() -> u64 {
-    proc_status("Threads:")
+    thread_names()
+        .iter()
+        .filter(|c| {
+            !TESTS
+                .iter()
+                .any(|t| c.len() >= 15 && t.starts_with(c.as_str()))
+        })
+        .count() as u64
 }
 
 fn rss_kib() -> u64 {
@@ -405,9 +439,17 @@ fn shutdown_stops_the_thread_and_frees_the_port() {
     let _g = serial();
     let (_shared, server) = start(1);
     let addr = server.local_addr();
+    // The server thread names itself once it runs: wait for that before counting.
+    let until = Instant::now() + Duration::from_secs(30);
+    while http_threads() == 0 {
+        assert!(Instant::now() < until, "no ringside-http thread after 30 s");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(http_threads(), 1, "one server thread");
     let before = threads();
     server.shutdown();
-    assert!(threads() < before, "the server thread is gone");
+    assert_eq!(http_threads(), 0, "the server thread is gone");
+    assert!(threads() < before, "no other thread took its place");
     assert!(
         TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err(),
         "nothing listens on {addr} after shutdown"
