@@ -206,6 +206,10 @@ pub struct RdmaReactorSample {
     pub srq_low_water: u64,
     /// Gauge: receive buffers the SRQ was created with.
     pub srq_size: u64,
+    /// Times the SRQ was left with no receive posted (monotonic; absent from recordings made
+    /// before the target counted it, which read as 0).
+    #[serde(default)]
+    pub srq_empty: u64,
 }
 
 impl RdmaReactorSample {

@@ -190,8 +190,12 @@ pub struct RdmaReactorWindow {
     /// The SRQ has run dry since it was created (low water 0 of a nonzero size): a capsule found
     /// no receive buffer and the host got receiver-not-ready NAKs.
     pub srq_ran_dry: bool,
-    /// ...and it happened during this window (the low water was above 0 at its start).
+    /// ...and it happened during this window: the target counted the SRQ left empty within it
+    /// (or, for recordings without that count, the low water was above 0 at its start).
     pub srq_ran_dry_in_window: bool,
+    /// Times the SRQ was left empty in this window (`None`: the recording has no such count).
+    #[serde(default)]
+    pub srq_empties: Option<u64>,
 }
 
 /// An RDMA port over one window. Rates are `None` when the counter is missing or unusable in
@@ -586,6 +590,10 @@ fn rdma_reactor_window(r: &RdmaReactorSample, p: Option<&RdmaReactorSample>) -> 
     let send_wrs = d(r.send_wrs, p.send_wrs);
     let recv_wrs = d(r.recv_wrs, p.recv_wrs);
     let srq_ran_dry = r.srq_size > 0 && r.srq_low_water == 0;
+    // A target that counts empties has counted one whenever the low water reached 0; a dry SRQ
+    // with no count comes from a recording made before the count existed.
+    let counted = r.srq_empty > 0 || !srq_ran_dry;
+    let srq_empties = counted.then(|| d(r.srq_empty, p.srq_empty));
     RdmaReactorWindow {
         cq_polls,
         cq_polls_nonempty,
@@ -602,7 +610,11 @@ fn rdma_reactor_window(r: &RdmaReactorSample, p: Option<&RdmaReactorSample>) -> 
         srq_low_water: r.srq_low_water,
         srq_size: r.srq_size,
         srq_ran_dry,
-        srq_ran_dry_in_window: srq_ran_dry && !(p.srq_size > 0 && p.srq_low_water == 0),
+        srq_ran_dry_in_window: match srq_empties {
+            Some(n) => n > 0,
+            None => srq_ran_dry && !(p.srq_size > 0 && p.srq_low_water == 0),
+        },
+        srq_empties,
     }
 }
 
@@ -806,6 +818,7 @@ mod tests {
             srq_size: 512,
             srq_depth: 20,
             srq_low_water: 0,
+            srq_empty: 3,
         };
         let w = build(
             &info(),
@@ -827,6 +840,7 @@ mod tests {
         assert_eq!((x.pending_wrs, x.pending_wrs_high_water), (12, 40));
         assert_eq!((x.srq_depth, x.srq_low_water, x.srq_size), (20, 0, 512));
         assert!(x.srq_ran_dry && x.srq_ran_dry_in_window);
+        assert_eq!(x.srq_empties, Some(3));
 
         // The next window: still dry (sticky low water), but not newly.
         let later = RdmaReactorSample {
@@ -841,10 +855,27 @@ mod tests {
         );
         let x = w.reactors[0].rdma.as_ref().expect("rdma");
         assert!(x.srq_ran_dry && !x.srq_ran_dry_in_window);
+        assert_eq!(x.srq_empties, Some(0), "not emptied again");
         assert_eq!(
             x.completions_per_poll, None,
             "no CQ poll in the window, no ratio"
         );
+
+        // A recording from before the target counted empties: the sticky low water decides.
+        let old = |t, low| {
+            let r = RdmaReactorSample {
+                srq_size: 512,
+                srq_depth: 100,
+                srq_low_water: low,
+                completions: t * 1_000,
+                ..RdmaReactorSample::default()
+            };
+            rdma_sample(t, r, vec![])
+        };
+        let w = build(&info(), &Topology::default(), &old(20, 50), &old(21, 0));
+        let x = w.reactors[0].rdma.as_ref().expect("rdma");
+        assert_eq!(x.srq_empties, None, "no count in the recording");
+        assert!(x.srq_ran_dry && x.srq_ran_dry_in_window);
     }
 
     #[test]

@@ -71,6 +71,7 @@ const EXPECTED: &[(&str, &[(&str, &str)])] = &[
     ("rdma_hw_port_healthy", &[]),
     ("rdma_rxe_busy", &[]),
     ("rdma_srq_dry", &[("buffer_starvation", "reactor 0")]),
+    ("rdma_srq_dried_once", &[]),
 ];
 
 fn fixtures_dir() -> PathBuf {

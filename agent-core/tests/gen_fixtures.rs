@@ -95,6 +95,8 @@ struct Rd {
     srq_depth: u64,
     /// Low-water mark at the sample instant (sticky: the generator keeps the minimum).
     srq_low_water: u64,
+    /// Times the SRQ was left empty during this tick.
+    srq_empties: u64,
     pending_wrs: u64,
 }
 
@@ -339,6 +341,7 @@ impl Gen {
                     x.srq_size = rd.srq_size;
                     x.srq_depth = rd.srq_depth;
                     x.srq_low_water = x.srq_low_water.min(rd.srq_low_water);
+                    x.srq_empty += rd.srq_empties;
                 }
             }
             if let Some(th) = &r.thread {
@@ -1137,6 +1140,7 @@ fn healthy_srq() -> Rd {
         srq_size: 512,
         srq_depth: 506,
         srq_low_water: 470,
+        srq_empties: 0,
         pending_wrs: 24,
     }
 }
@@ -1228,6 +1232,7 @@ fn generate_rdma_fixtures() {
                 srq_size: 512,
                 srq_depth: 18,
                 srq_low_water: if s == 0 { 40 } else { 0 },
+                srq_empties: if s == 0 { 0 } else { 37 },
                 pending_wrs: 160,
             };
             let mut r = rdma_reactor(240_000.0, 4096, 128, rd);
@@ -1239,6 +1244,43 @@ fn generate_rdma_fixtures() {
                     netdev: "ens1f0".into(),
                     rate_bits: 25_000_000_000,
                     hw: vec![("rnr_nak_retry_err", 0.0), ("out_of_sequence", 0.0)],
+                    ..P::default()
+                }],
+                buffers: vec![(0, 1 << 30)],
+                ..Tick::default()
+            }
+        },
+    );
+    generate_rdma_srq_dried_once();
+}
+
+/// Healthy after one burst: the SRQ ran dry in one window early on (its low water stays 0 for
+/// ever) and was never empty again while the load went on: no finding, because the target's
+/// count of empties says when it happened.
+#[test]
+#[ignore = "writes tests/fixtures/rdma_srq_dried_once.jsonl; run on purpose"]
+fn generate_rdma_srq_dried_once() {
+    run(
+        "rdma_srq_dried_once",
+        rdma_info("ens1f0"),
+        one_node_rnic(),
+        9,
+        |s| {
+            let rd = Rd {
+                per_poll: 6.0,
+                srq_size: 512,
+                srq_depth: 500,
+                srq_low_water: if s < 2 { 200 } else { 0 },
+                srq_empties: u64::from(s == 2),
+                pending_wrs: 24,
+            };
+            Tick {
+                reactors: vec![rdma_reactor(22_640.0, 16 * 1024, 32, rd)],
+                rdma_ports: vec![P {
+                    device: "mlx5_0".into(),
+                    netdev: "ens1f0".into(),
+                    rate_bits: 25_000_000_000,
+                    hw: vec![("rnr_nak_retry_err", 0.0)],
                     ..P::default()
                 }],
                 buffers: vec![(0, 1 << 30)],

@@ -703,6 +703,15 @@ pub const RDMA_SRQ_SIZE: MetricDef = def(
     "Receive buffers the reactor's shared receive queue was created with.",
     R,
 );
+/// SRQ left empty.
+pub const RDMA_SRQ_EMPTY: MetricDef = def(
+    "ringside_rdma_srq_empty_total",
+    Counter,
+    Unit::None,
+    "Times the reactor's shared receive queue was left with no receive buffer posted (a \
+     capsule arriving then gets a receiver-not-ready NAK); its rate says whether it happens now.",
+    R,
+);
 
 // ---- rdma: ports --------------------------------------------------------------------------
 /// Port info.
@@ -986,6 +995,7 @@ pub const CATALOG: &[MetricDef] = &[
     RDMA_SRQ_POSTED,
     RDMA_SRQ_LOW_WATER,
     RDMA_SRQ_SIZE,
+    RDMA_SRQ_EMPTY,
     RDMA_PORT_INFO,
     RDMA_PORT_BYTES,
     RDMA_PORT_PACKETS,

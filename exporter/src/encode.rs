@@ -102,6 +102,7 @@ struct RdmaTotals {
     doorbells: u64,
     send_wrs: u64,
     recv_wrs: u64,
+    srq_empties: u64,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -263,6 +264,7 @@ impl Accumulator {
                 add(&mut rt.doorbells, x.doorbells);
                 add(&mut rt.send_wrs, x.send_wrs);
                 add(&mut rt.recv_wrs, x.recv_wrs);
+                add(&mut rt.srq_empties, x.srq_empties.unwrap_or(0));
             }
         }
         for q in &w.qpairs {
@@ -557,6 +559,7 @@ pub fn render_snapshot(snap: &Snapshot, acc: &Accumulator, f: &mut Families) {
             for (queue, v) in [("send", x.send_wrs), ("receive", x.recv_wrs)] {
                 f.counter(&c::RDMA_WORK_REQUESTS, &[&reactor, &core, queue], v);
             }
+            f.counter(&c::RDMA_SRQ_EMPTY, &rl, x.srq_empties);
         }
         if let Some(x) = rw.and_then(|r| r.rdma.as_ref()) {
             let ratios = [
@@ -1052,6 +1055,7 @@ mod tests {
             srq_low_water: 0,
             srq_size: 512,
             srq_ran_dry: true,
+            srq_empties: Some(3),
             ..RdmaReactorWindow::default()
         });
         w.rdma_ports = vec![
@@ -1113,6 +1117,7 @@ mod tests {
             (format!("ringside_rdma_send_pending_max_requests{r}"), 33.0),
             (format!("ringside_rdma_srq_low_water_requests{r}"), 0.0),
             (format!("ringside_rdma_srq_size_requests{r}"), 512.0),
+            (format!("ringside_rdma_srq_empty_total{r}"), 6.0),
             (
                 "ringside_rdma_port_bytes_total{rdma_device=\"mlx5_0\",port=\"1\",direction=\"transmit\"}"
                     .to_string(),

@@ -108,6 +108,7 @@ const OPTIONAL: &[(&str, &str)] = &[
     ("ringside_rdma_srq_posted_requests", "RDMA transport"),
     ("ringside_rdma_srq_low_water_requests", "RDMA transport"),
     ("ringside_rdma_srq_size_requests", "RDMA transport"),
+    ("ringside_rdma_srq_empty_total", "RDMA transport"),
     ("ringside_rdma_port_bytes_total", "RDMA devices"),
     ("ringside_rdma_port_capacity_bytes", "RDMA devices"),
     ("ringside_rdma_port_utilisation_ratio", "RDMA devices"),

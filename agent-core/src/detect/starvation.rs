@@ -241,10 +241,10 @@ fn buffers(w: &Window, out: &mut Vec<Finding>) {
                  at the window's end{}): hosts got receiver-not-ready NAKs and retried",
                 q.srq_size,
                 q.srq_depth,
-                if q.srq_ran_dry_in_window {
-                    ", emptied in this window"
-                } else {
-                    ""
+                match q.srq_empties {
+                    Some(n) if n > 0 => format!(", emptied {n} times in this window"),
+                    _ if q.srq_ran_dry_in_window => ", emptied in this window".to_string(),
+                    _ => String::new(),
                 }
             ));
             evidence.extend([
@@ -253,6 +253,9 @@ fn buffers(w: &Window, out: &mut Vec<Finding>) {
                 Evidence::new("SRQ size", q.srq_size as f64, ""),
                 Evidence::new("RDMA receive WRs posted", q.recv_wrs as f64, ""),
             ]);
+            if let Some(n) = q.srq_empties {
+                evidence.push(Evidence::new("SRQ emptied in window", n as f64, "times"));
+            }
             if let Some(c) = q.completions_per_nonempty_poll {
                 evidence.push(Evidence::new(
                     "RDMA completions per nonempty CQ poll",
@@ -294,12 +297,18 @@ fn buffer_waits(r: &ReactorWindow) -> Option<f64> {
     (per_io > BUFFER_WAITS_PER_IO).then_some(per_io)
 }
 
-/// The reactor's RDMA figures when its shared receive queue has run dry and it carries RDMA
-/// traffic in this window (an idle reactor's old low-water mark is history, not a fault now).
+/// The reactor's RDMA figures when its shared receive queue ran dry and it carries RDMA traffic
+/// in this window. With the target's count of empties that means "emptied within this window"
+/// (a burst long ago is history: the finding clears); recordings without the count fall back
+/// on the sticky low-water mark.
 fn srq_dry(r: &ReactorWindow) -> Option<&RdmaReactorWindow> {
-    r.rdma
-        .as_ref()
-        .filter(|q| q.srq_ran_dry && q.completions >= SRQ_MIN_COMPLETIONS)
+    r.rdma.as_ref().filter(|q| {
+        let dry = match q.srq_empties {
+            Some(n) => n > 0,
+            None => q.srq_ran_dry,
+        };
+        dry && q.completions >= SRQ_MIN_COMPLETIONS
+    })
 }
 
 fn imbalance(w: &Window, out: &mut Vec<Finding>) {

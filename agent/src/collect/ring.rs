@@ -48,6 +48,7 @@ fn rdma_of(t: &trace_ring::layout::ReactorCounters) -> Option<RdmaReactorSample>
         srq_depth: t.rdma_srq_depth,
         srq_low_water: t.rdma_srq_low_water,
         srq_size: t.rdma_srq_size,
+        srq_empty: t.rdma_srq_empty,
     };
     (!r.is_zero()).then_some(r)
 }
