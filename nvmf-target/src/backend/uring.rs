@@ -129,6 +129,8 @@ pub struct UringBdev {
     zero_range_ok: AtomicBool,
     /// Cleared, with one line printed, the first time the device refuses PUNCH_HOLE.
     punch_ok: AtomicBool,
+    /// Cleared, with one line printed, the first time a queue cannot register its buffers.
+    register_ok: AtomicBool,
     bounced: AtomicU64,
     io_errors: AtomicU64,
 }
@@ -259,6 +261,7 @@ impl UringBdev {
             bounce_size: max_io.clamp(4096, 16 << 20).next_multiple_of(IO_ALIGN),
             zero_range_ok: AtomicBool::new(true),
             punch_ok: AtomicBool::new(true),
+            register_ok: AtomicBool::new(true),
             bounced: AtomicU64::new(0),
             io_errors: AtomicU64::new(0),
         })
@@ -457,7 +460,8 @@ pub struct UringQueue {
     /// Operations accepted and not reported yet.
     outstanding: usize,
     cqes: Vec<(u64, i32)>,
-    /// Bounce pool: `pool_slots` buffers of `dev.bounce_size` at `pool_base` (owned by `_pool`).
+    /// Bounce pool: `BOUNCE_POOL_BYTES / dev.bounce_size` (2..=32) buffers of `dev.bounce_size`
+    /// at `pool_base` (owned by `_pool`); `pool_free` lists the free ones.
     _pool: IoBuf,
     pool_base: *mut u8,
     pool_free: Vec<u16>,
@@ -517,7 +521,15 @@ impl UringQueue {
             // SAFETY: both regions are heap memory owned by this queue (`_pool`, `_zero`), never
             // reallocated, and dropped only after the ring (field order) and after `quiesce` in
             // Drop has waited for every entry using them. Registration pins the pages.
-            registered = unsafe { r.submitter().register_buffers(&iov) }.is_ok();
+            let res = unsafe { r.submitter().register_buffers(&iov) };
+            registered = res.is_ok();
+            if let Err(e) = res {
+                // Usually RLIMIT_MEMLOCK for a user without CAP_IPC_LOCK.
+                dev.note_unsupported(
+                    &dev.register_ok,
+                    &format!("cannot register the bounce and zero buffers ({e}); they use plain READ/WRITE"),
+                );
+            }
         }
         UringQueue {
             ring,
