@@ -159,7 +159,7 @@ if [ -f "$TFILE" ]; then
   timeout 60 "$AGENT" --file "$TFILE" trace --counters --json >"$WORK/counters.json" 2>"$WORK/counters.err"
   res counters.status $?
   for k in rdma_cq_polls rdma_cq_polls_nonempty rdma_completions rdma_doorbells rdma_send_wrs rdma_recv_wrs \
-      rdma_pending_wrs rdma_pending_wrs_high_water rdma_srq_depth rdma_srq_low_water rdma_srq_size; do
+      rdma_pending_wrs rdma_pending_wrs_high_water rdma_srq_depth rdma_srq_low_water rdma_srq_size rdma_srq_empty; do
     res "counters.$k" "$(jq -s "map(.totals.$k) | add" "$WORK/counters.json" 2>/dev/null)"
   done
   jq -c '.totals' "$WORK/counters.json" | cut -c1-1500
