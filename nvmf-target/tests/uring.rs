@@ -546,3 +546,81 @@ fn uring_connection_dropped_with_io_in_flight() {
     assert!(c.status.is_success(), "served after abrupt disconnects");
     assert_eq!(r, keep, "data intact after abrupt disconnects");
 }
+
+#[test]
+fn io_uring_refused_by_seccomp_is_one_clear_line() {
+    use std::os::unix::process::CommandExt;
+    // A seccomp filter failing io_uring_setup (425 on every architecture's unified table) with
+    // EPERM, as container runtimes do.
+    const LD_NR: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS, seccomp_data.nr at offset 0
+    const JEQ: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const RET: u16 = 0x06; // BPF_RET | BPF_K
+    let filter = [
+        libc::sock_filter {
+            code: LD_NR,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: JEQ,
+            jt: 0,
+            jf: 1,
+            k: 425,
+        },
+        libc::sock_filter {
+            code: RET,
+            jt: 0,
+            jf: 0,
+            k: 0x0005_0000 | libc::EPERM as u32, // SECCOMP_RET_ERRNO
+        },
+        libc::sock_filter {
+            code: RET,
+            jt: 0,
+            jf: 0,
+            k: 0x7fff_0000, // SECCOMP_RET_ALLOW
+        },
+    ];
+    let dir = disk_dir();
+    let file = sized_file(dir.path(), "disk", 1 << 20);
+    let mut cmd = Command::new(BIN);
+    cmd.args(["--listen", "127.0.0.1:0", "--no-trace", "--rpc-socket"])
+        .arg(dir.path().join("rpc.sock"))
+        .arg("--uring")
+        .arg(&file);
+    // SAFETY: the closure runs in the forked child before exec and only makes two prctl system
+    // calls (async-signal-safe) with pointers to `filter`, which the fork copied and which lives
+    // until exec replaces the image.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr().cast_mut(),
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("skipped: cannot install a seccomp filter here ({e})");
+            return;
+        }
+    };
+    let e = String::from_utf8_lossy(&out.stderr);
+    eprintln!("without io_uring: {}", e.trim());
+    assert!(!out.status.success(), "must fail without io_uring: {e}");
+    assert!(e.contains("io_uring is refused"), "{e}");
+    assert!(e.contains("null and malloc backends still work"), "{e}");
+    assert!(e.contains("Operation not permitted"), "{e}");
+    assert_eq!(e.trim().lines().count(), 1, "one line: {e:?}");
+}
