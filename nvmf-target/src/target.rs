@@ -208,12 +208,15 @@ impl Target {
             let first = bdevs.len();
             let mut mine = Vec::new();
             for ns in &s.namespaces {
-                let b = backend::create_with(ns, &config.limits).map_err(|source| {
-                    StartError::Backend {
-                        nqn: s.nqn.clone(),
-                        nsid: ns.nsid.unwrap_or(0),
-                        source,
-                    }
+                let b = backend::create_with(
+                    ns,
+                    &config.limits,
+                    matches!(config.idle, crate::config::IdlePolicy::Poll),
+                )
+                .map_err(|source| StartError::Backend {
+                    nqn: s.nqn.clone(),
+                    nsid: ns.nsid.unwrap_or(0),
+                    source,
                 })?;
                 mine.push(b.clone());
                 bdevs.push(b);

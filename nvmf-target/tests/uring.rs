@@ -267,6 +267,15 @@ fn uring_file_survives_perf_verify_at_three_sizes() {
         perf_verify(t.addr, size, "32MiB");
     }
     assert_eq!(shared(&t).bdevs[0].bounced(), 0, "no bounce copies");
+    drop(t);
+    // A spinning reactor (idle = poll): the rings use COOP_TASKRUN, completions are found by
+    // the poll instead of waking the reactor.
+    let ns = uring_ns(&file);
+    let t = TestTarget::start_with(|c| {
+        ns(c);
+        c.idle = nvmf_target::config::IdlePolicy::Poll;
+    });
+    perf_verify(t.addr, "4096", "32MiB");
 }
 
 /// A loop device on a file under /var/tmp, detached on drop.

@@ -170,13 +170,19 @@ pub trait BdevQueue: Send {
     fn quiesce(&mut self) {}
 }
 
-/// Builds the bdev for a namespace with the default limits.
+/// Builds the bdev for a namespace with the default configuration (reactors that spin).
 pub fn create(ns: &NamespaceConfig) -> Result<Arc<dyn Bdev>, CreateError> {
-    create_with(ns, &Limits::default())
+    create_with(ns, &Limits::default(), true)
 }
 
-/// Builds the bdev for a namespace; `limits.max_io_size` sizes the uring bounce buffers.
-pub fn create_with(ns: &NamespaceConfig, limits: &Limits) -> Result<Arc<dyn Bdev>, CreateError> {
+/// Builds the bdev for a namespace; `limits.max_io_size` sizes the uring bounce buffers, and
+/// `spinning` says the reactors never sleep (`idle = poll`), so a uring queue may leave its
+/// completions for the next poll instead of waking the reactor.
+pub fn create_with(
+    ns: &NamespaceConfig,
+    limits: &Limits,
+    spinning: bool,
+) -> Result<Arc<dyn Bdev>, CreateError> {
     let blocks = ns.size.0 / u64::from(ns.block_size.max(1));
     Ok(match &ns.backend {
         BackendKind::Null => Arc::new(NullBdev::new(ns.block_size, blocks)),
@@ -187,12 +193,15 @@ pub fn create_with(ns: &NamespaceConfig, limits: &Limits) -> Result<Arc<dyn Bdev
         }
         BackendKind::Uring { path } => {
             let ByteSize(max_io) = limits.max_io_size;
-            Arc::new(UringBdev::open(
-                path,
-                ns.block_size,
-                ns.size.0,
-                usize::try_from(max_io).unwrap_or(usize::MAX),
-            )?)
+            Arc::new(
+                UringBdev::open(
+                    path,
+                    ns.block_size,
+                    ns.size.0,
+                    usize::try_from(max_io).unwrap_or(usize::MAX),
+                )?
+                .wake_reactor(!spinning),
+            )
         }
     })
 }

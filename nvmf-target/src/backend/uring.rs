@@ -7,8 +7,10 @@
 //! and never locks. `submit` turns an operation into submission queue entries without a system
 //! call; the reactor's backend poll then makes one `io_uring_enter` (no waiting) for everything
 //! queued since the last poll and for pending completion task work, and reaps the completion
-//! queue. The ring runs with `COOP_TASKRUN | TASKRUN_FLAG`: completions are not pushed to the
-//! reactor with an interrupt; the kernel raises a flag the poll checks.
+//! queue. With spinning reactors (`idle = poll`) the ring runs with `COOP_TASKRUN |
+//! TASKRUN_FLAG`: completions are not pushed to the reactor with an interrupt; the kernel raises
+//! a flag the poll checks. With the `sleep` idle policy a completion must end the reactor's
+//! `epoll_wait`, so the ring keeps the default signalling (TWA_SIGNAL wakes the thread).
 //!
 //! Buffers: the caller's buffer goes to the kernel as is (zero copy) when it is aligned for
 //! O_DIRECT (the TCP request buffers are [`IoBuf`]s, the RDMA data buffers sit in a page-aligned
@@ -133,6 +135,8 @@ pub struct UringBdev {
     register_ok: AtomicBool,
     bounced: AtomicU64,
     io_errors: AtomicU64,
+    /// Completions wake the reactor (it may sleep in epoll): rings without COOP_TASKRUN.
+    wake: bool,
 }
 
 impl UringBdev {
@@ -264,7 +268,17 @@ impl UringBdev {
             register_ok: AtomicBool::new(true),
             bounced: AtomicU64::new(0),
             io_errors: AtomicU64::new(0),
+            wake: false,
         })
+    }
+
+    /// Whether a completion must wake a sleeping reactor (idle policy `sleep`). Without it
+    /// (reactors that spin) the rings use `COOP_TASKRUN`: no inter-processor interrupt per
+    /// completion, the poll runs the completion work when the kernel flags it. With it, the
+    /// kernel signals the reactor's thread (TWA_SIGNAL), which ends its `epoll_wait` at once.
+    pub fn wake_reactor(mut self, wake: bool) -> Self {
+        self.wake = wake;
+        self
     }
 
     /// Operations copied through a bounce buffer because their buffer was misaligned.
@@ -483,11 +497,15 @@ unsafe impl Send for UringQueue {}
 impl UringQueue {
     fn new(dev: Arc<UringBdev>, depth: usize) -> UringQueue {
         let entries = depth.next_power_of_two().clamp(64, 4096) as u32;
-        let ring = IoUring::builder()
-            .setup_coop_taskrun()
-            .setup_taskrun_flag()
-            .build(entries)
-            .or_else(|_| IoUring::new(entries)); // before 5.19: task work by interrupt
+        let ring = if dev.wake {
+            IoUring::new(entries)
+        } else {
+            IoUring::builder()
+                .setup_coop_taskrun()
+                .setup_taskrun_flag()
+                .build(entries)
+                .or_else(|_| IoUring::new(entries)) // before 5.19: task work by interrupt
+        };
         let ring = match ring {
             Ok(r) => Some(r),
             Err(e) => {
