@@ -344,12 +344,19 @@ impl Report {
             if !w.devices.is_empty() {
                 let _ = writeln!(
                     o,
-                    "\n## Devices\n\n| device | IOPS | throughput | mean service | utilisation |\n|---|---|---|---|---|"
+                    "\n## Devices\n\n| device | IOPS | throughput | mean service | utilisation | block layer p50 / p99 (eBPF) |\n|---|---|---|---|---|---|"
                 );
                 for d in &w.devices {
+                    let kernel = d.kernel.as_ref().map_or("-".to_string(), |k| {
+                        format!(
+                            "≤ {} / ≤ {}",
+                            opt(k.p50_us, |v| format!("{v:.0} µs")),
+                            opt(k.p99_us, |v| format!("{v:.0} µs"))
+                        )
+                    });
                     let _ = writeln!(
                         o,
-                        "| {} | {} | {} | {} | {} |",
+                        "| {} | {} | {} | {} | {} | {kernel} |",
                         d.name,
                         si(d.iops),
                         mb(d.bytes_per_s),

@@ -379,6 +379,28 @@ pub struct KernelSample {
     pub tcp_retransmits: u64,
     /// NUMA page migrations of the target's pages.
     pub numa_migrations: u64,
+    /// The namespaces' block devices as the block layer saw them (absent from recordings made
+    /// before the agent merged them).
+    #[serde(default)]
+    pub devices: Vec<KernelDeviceSample>,
+}
+
+/// One of the namespaces' block devices from the kernel's block tracepoints
+/// (`block_rq_issue` → `block_rq_complete`), cumulative since the probes attached.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelDeviceSample {
+    /// Device name (`loop3`, `nvme0n1`), as the namespace names it.
+    pub name: String,
+    /// Requests completed.
+    pub requests: u64,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Requests completed with an error.
+    pub errors: u64,
+    /// Sum of issue-to-completion times (ns).
+    pub latency_total_ns: u64,
+    /// Requests by issue-to-completion time: entry `i` counts `[2^i, 2^(i+1))` ns.
+    pub latency_log2: Vec<u64>,
 }
 
 /// Kernel view of one reactor thread.

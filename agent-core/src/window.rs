@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::hist::Hist;
 use crate::sample::{
-    DeviceSample, MemorySample, NetdevSample, QpairSample, RdmaPortSample, RdmaReactorSample,
-    ReactorSample, Sample, TargetInfo,
+    DeviceSample, KernelDeviceSample, MemorySample, NetdevSample, QpairSample, RdmaPortSample,
+    RdmaReactorSample, ReactorSample, Sample, TargetInfo,
 };
 use crate::topology::Topology;
 
@@ -347,6 +347,70 @@ pub struct DeviceWindow {
     pub utilisation: f64,
     /// Gauge: in flight.
     pub in_flight: u64,
+    /// The block layer's own timing of this device's requests (kernel probes), when loaded.
+    #[serde(default)]
+    pub kernel: Option<KernelDeviceWindow>,
+}
+
+/// A device's requests in the window as the kernel's block tracepoints timed them (issue to
+/// completion, so queueing in the target or in io_uring before the block layer is not in it).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct KernelDeviceWindow {
+    /// Requests completed per second.
+    pub requests_per_s: f64,
+    /// Mean issue-to-completion time (µs), when there were requests.
+    pub avg_us: Option<f64>,
+    /// Median, as the upper bound of its power-of-two bucket (µs): within 2x above.
+    pub p50_us: Option<f64>,
+    /// 99th percentile, as the upper bound of its power-of-two bucket (µs).
+    pub p99_us: Option<f64>,
+    /// Requests that completed with an error in the window.
+    pub errors: u64,
+}
+
+/// The kernel window of a device from two cumulative kernel samples (`None` without requests).
+fn kernel_device_window(
+    n: &KernelDeviceSample,
+    p: Option<&KernelDeviceSample>,
+    secs: f64,
+) -> Option<KernelDeviceWindow> {
+    let zero = KernelDeviceSample::default();
+    let p = p.unwrap_or(&zero);
+    let requests = n.requests.saturating_sub(p.requests);
+    if requests == 0 {
+        return None;
+    }
+    let buckets: Vec<u64> = n
+        .latency_log2
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| c.saturating_sub(p.latency_log2.get(i).copied().unwrap_or(0)))
+        .collect();
+    let total: u64 = buckets.iter().sum();
+    let quantile = |q: f64| -> Option<f64> {
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0u64;
+        buckets.iter().enumerate().find_map(|(i, &c)| {
+            seen += c;
+            (seen >= rank).then(|| 2f64.powi(i as i32 + 1) / 1000.0)
+        })
+    };
+    Some(KernelDeviceWindow {
+        requests_per_s: if secs > 0.0 {
+            requests as f64 / secs
+        } else {
+            0.0
+        },
+        avg_us: Some(
+            n.latency_total_ns.saturating_sub(p.latency_total_ns) as f64 / requests as f64 / 1000.0,
+        ),
+        p50_us: quantile(0.5),
+        p99_us: quantile(0.99),
+        errors: n.errors.saturating_sub(p.errors),
+    })
 }
 
 fn rate(now: u64, before: u64, secs: f64) -> f64 {
@@ -504,7 +568,20 @@ pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) ->
     }
     for dv in &now.devices {
         let p = prev.devices.iter().find(|x| x.name == dv.name);
-        w.devices.push(device_window(dv, p, secs));
+        let mut d = device_window(dv, p, secs);
+        let kernel = |s: &Sample| {
+            s.kernel
+                .as_ref()
+                .and_then(|k| k.devices.iter().find(|x| x.name == dv.name).cloned())
+        };
+        if let (Some(k), Some(pk)) = (kernel(now), prev.kernel.as_ref()) {
+            // A device the previous sample's probes did not cover yet has no baseline.
+            let before = pk.devices.iter().find(|x| x.name == dv.name);
+            if before.is_some() {
+                d.kernel = kernel_device_window(&k, before, secs);
+            }
+        }
+        w.devices.push(d);
     }
     for port in &now.rdma_ports {
         let p = prev
@@ -698,13 +775,14 @@ fn device_window(dv: &DeviceSample, p: Option<&DeviceSample>, secs: f64) -> Devi
             0.0
         },
         in_flight: dv.in_flight,
+        kernel: None,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sample::{ReactorInfo, ThreadSample};
+    use crate::sample::{KernelSample, ReactorInfo, ThreadSample};
 
     fn info() -> TargetInfo {
         TargetInfo {
@@ -876,6 +954,65 @@ mod tests {
         let x = w.reactors[0].rdma.as_ref().expect("rdma");
         assert_eq!(x.srq_empties, None, "no count in the recording");
         assert!(x.srq_ran_dry && x.srq_ran_dry_in_window);
+    }
+
+    #[test]
+    fn kernel_block_timing_joins_its_device_by_name_from_deltas() {
+        let dev = |reads: u64| DeviceSample {
+            name: "loop3".into(),
+            reads,
+            read_ticks_ms: reads / 10,
+            io_ticks_ms: 500,
+            ..DeviceSample::default()
+        };
+        let kdev = |requests: u64, slow: u64| {
+            let mut log2 = vec![0; 40];
+            log2[14] = requests - slow; // [16.4, 32.8) µs
+            log2[20] = slow; // [1.05, 2.1) ms
+            KernelDeviceSample {
+                name: "loop3".into(),
+                requests,
+                bytes: requests * 4096,
+                errors: 0,
+                latency_total_ns: (requests - slow) * 20_000 + slow * 1_500_000,
+                latency_log2: log2,
+            }
+        };
+        let with = |t: u64, reads: u64, k: Option<KernelDeviceSample>| {
+            let mut s = sample(t, 0, 0, 25);
+            s.devices = vec![dev(reads)];
+            s.kernel = Some(KernelSample {
+                devices: k.into_iter().collect(),
+                ..KernelSample::default()
+            });
+            s
+        };
+        // 1000 requests in the window, 20 of them slow (2 %): p50 in the 32.8 µs bucket, p99 in
+        // the 2.1 ms one.
+        let w = build(
+            &info(),
+            &Topology::default(),
+            &with(10, 1_000, Some(kdev(1_000, 10))),
+            &with(12, 2_000, Some(kdev(2_000, 30))),
+        );
+        let k = w.devices[0].kernel.as_ref().expect("kernel timing");
+        assert_eq!(k.requests_per_s, 500.0);
+        assert_eq!(k.p50_us, Some(32.768));
+        assert_eq!(k.p99_us, Some(2_097.152));
+        let avg = k.avg_us.expect("avg");
+        assert!(
+            (avg - (980.0 * 20.0 + 20.0 * 1_500.0) / 1_000.0).abs() < 1e-6,
+            "{avg}"
+        );
+        // No baseline for the device in the previous sample: no window (its totals reach back
+        // to when the probes attached).
+        let w = build(
+            &info(),
+            &Topology::default(),
+            &with(10, 1_000, None),
+            &with(12, 2_000, Some(kdev(2_000, 30))),
+        );
+        assert_eq!(w.devices[0].kernel, None);
     }
 
     #[test]

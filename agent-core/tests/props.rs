@@ -171,14 +171,25 @@ fn netdev() -> impl Strategy<Value = NetdevWindow> {
 }
 
 fn device() -> impl Strategy<Value = DeviceWindow> {
-    (f(), prop::option::of(f()), f(), 0u64..100).prop_map(|(iops, lat, util, inf)| DeviceWindow {
-        name: "nvme0n1".into(),
-        iops,
-        bytes_per_s: iops,
-        avg_latency_us: lat,
-        utilisation: util,
-        in_flight: inf,
-    })
+    (
+        (f(), prop::option::of(f()), f(), 0u64..100),
+        prop::option::of((f(), prop::option::of(f()), prop::option::of(f()))),
+    )
+        .prop_map(|((iops, lat, util, inf), kernel)| DeviceWindow {
+            name: "nvme0n1".into(),
+            iops,
+            bytes_per_s: iops,
+            avg_latency_us: lat,
+            utilisation: util,
+            in_flight: inf,
+            kernel: kernel.map(|(rate, p50, p99)| agent_core::window::KernelDeviceWindow {
+                requests_per_s: rate,
+                avg_us: p50,
+                p50_us: p50,
+                p99_us: p99,
+                errors: 0,
+            }),
+        })
 }
 
 fn rdma_reactor() -> impl Strategy<Value = RdmaReactorWindow> {

@@ -553,13 +553,20 @@ fn backend_devices(w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
                 d.name,
                 pct(d.utilisation)
             ),
-            vec![
-                Evidence::new("device utilisation", d.utilisation * 100.0, "%"),
-                Evidence::new("service time", lat, "us"),
-                Evidence::new("best recent service time", best, "us"),
-                Evidence::new("device IOPS", d.iops, "IOPS"),
-                Evidence::new("in flight", d.in_flight as f64, ""),
-            ],
+            {
+                let mut e = vec![
+                    Evidence::new("device utilisation", d.utilisation * 100.0, "%"),
+                    Evidence::new("service time", lat, "us"),
+                    Evidence::new("best recent service time", best, "us"),
+                    Evidence::new("device IOPS", d.iops, "IOPS"),
+                    Evidence::new("in flight", d.in_flight as f64, ""),
+                ];
+                // The block layer's own timing, when the kernel probes ran.
+                if let Some(p99) = d.kernel.as_ref().and_then(|k| k.p99_us) {
+                    e.push(Evidence::new("block layer p99 (upper bound)", p99, "us"));
+                }
+                e
+            },
             w,
             margin(lat / best, 2.0, 4.0),
         ));

@@ -19,7 +19,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agent_core::sample::{Capability, KernelReactorSample, KernelSample, Sample, TargetInfo};
+use agent_core::sample::{
+    Capability, KernelDeviceSample, KernelReactorSample, KernelSample, Sample, TargetInfo,
+};
 use probes::{
     Aggregates, BlockDev, Filter, IrqKind, Outcome, ProbeConfig, ProbeKind, ProbeSet, ProbeStatus,
     StreamThresholds,
@@ -74,6 +76,18 @@ pub fn filter_for(info: &TargetInfo) -> Filter {
             }
         }
     }
+    for (d, _) in namespace_devices(info) {
+        if !f.devices.contains(&d) {
+            f.devices.push(d);
+        }
+    }
+    f
+}
+
+/// The namespaces' block devices with the names the namespaces give them (`loop3`,
+/// `/dev/nvme0n1`); a regular file or a missing name is simply not a block device to watch.
+pub fn namespace_devices(info: &TargetInfo) -> Vec<(BlockDev, String)> {
+    let mut out: Vec<(BlockDev, String)> = Vec::new();
     for n in &info.namespaces {
         let Some(dev) = n.device.as_deref().filter(|d| !d.is_empty()) else {
             continue;
@@ -83,14 +97,15 @@ pub fn filter_for(info: &TargetInfo) -> Filter {
         } else {
             PathBuf::from("/dev").join(dev)
         };
-        // A regular file or a missing name is simply not a block device to watch.
         if let Ok(d) = BlockDev::from_path(&path) {
-            if !f.devices.contains(&d) {
-                f.devices.push(d);
+            if !out.iter().any(|(x, _)| *x == d) {
+                // The block collector names devices as /sys/block does: without "/dev/".
+                let name = dev.rsplit('/').next().unwrap_or(dev).to_string();
+                out.push((d, name));
             }
         }
     }
-    f
+    out
 }
 
 /// The port of an `ip:port` listener address (`[v6]:port` too); `None` when it has none.
@@ -204,6 +219,15 @@ fn config_tids(info: &TargetInfo) -> Vec<u32> {
 
 /// Builds the kernel part of a sample from the probes' totals.
 pub fn kernel_sample(info: &TargetInfo, agg: &Aggregates) -> KernelSample {
+    kernel_sample_with(info, agg, &namespace_devices(info))
+}
+
+/// [`kernel_sample`] with the namespaces' block devices already resolved.
+pub fn kernel_sample_with(
+    info: &TargetInfo,
+    agg: &Aggregates,
+    devices: &[(BlockDev, String)],
+) -> KernelSample {
     let reactors = info
         .reactors
         .iter()
@@ -243,10 +267,34 @@ pub fn kernel_sample(info: &TargetInfo, agg: &Aggregates) -> KernelSample {
             k
         })
         .collect();
+    let devices = devices
+        .iter()
+        .map(|(dev, name)| {
+            let mut k = KernelDeviceSample {
+                name: name.clone(),
+                ..KernelDeviceSample::default()
+            };
+            // Every operation (read, write, flush, discard...) of the device together.
+            for b in agg.block.iter().filter(|b| b.dev == *dev) {
+                k.requests = k.requests.saturating_add(b.latency.count);
+                k.bytes = k.bytes.saturating_add(b.bytes);
+                k.errors = k.errors.saturating_add(b.errors);
+                k.latency_total_ns = k.latency_total_ns.saturating_add(b.latency.total_ns);
+                if k.latency_log2.len() < b.latency.buckets.len() {
+                    k.latency_log2.resize(b.latency.buckets.len(), 0);
+                }
+                for (acc, &c) in k.latency_log2.iter_mut().zip(b.latency.buckets.iter()) {
+                    *acc = acc.saturating_add(c);
+                }
+            }
+            k
+        })
+        .collect();
     KernelSample {
         reactors,
         tcp_retransmits: agg.tcp.iter().map(|c| c.retransmits).sum(),
         numa_migrations: agg.numa_pages.iter().map(|p| p.succeeded).sum(),
+        devices,
     }
 }
 
@@ -411,6 +459,48 @@ mod tests {
         let r1 = &k.reactors[1];
         assert_eq!(r1.preempted_ns, 0, "no tid, no thread stats");
         assert_eq!(r1.top_intruder, Some((9, "other".to_string())));
+        assert!(k.devices.is_empty(), "no namespace device");
+    }
+
+    #[test]
+    fn block_totals_of_a_namespace_device_sum_over_operations() {
+        let dev = BlockDev { major: 7, minor: 3 };
+        let other = BlockDev { major: 8, minor: 0 };
+        let hist = |count: u64, bucket: usize| {
+            let mut h = LatencyHist {
+                count,
+                total_ns: count * (1 << bucket),
+                max_ns: 1 << bucket,
+                ..LatencyHist::default()
+            };
+            h.buckets[bucket] = count;
+            h
+        };
+        let block = |dev: BlockDev, op: probes::BlockOp, count: u64, bucket: usize| {
+            probes::aggregates::BlockTotals {
+                dev,
+                op,
+                bytes: count * 4096,
+                errors: u64::from(op == probes::BlockOp::Write),
+                latency: hist(count, bucket),
+            }
+        };
+        let agg = Aggregates {
+            block: vec![
+                block(dev, probes::BlockOp::Read, 90, 14),
+                block(dev, probes::BlockOp::Write, 10, 20),
+                block(other, probes::BlockOp::Read, 1_000, 10),
+            ],
+            ..Aggregates::default()
+        };
+        let k = kernel_sample_with(&info(), &agg, &[(dev, "loop3".into())]);
+        assert_eq!(k.devices.len(), 1, "only the namespace's device");
+        let d = &k.devices[0];
+        assert_eq!(d.name, "loop3");
+        assert_eq!((d.requests, d.bytes, d.errors), (100, 100 * 4096, 1));
+        assert_eq!(d.latency_total_ns, 90 * (1 << 14) + 10 * (1 << 20));
+        assert_eq!((d.latency_log2[14], d.latency_log2[20]), (90, 10));
+        assert_eq!(d.latency_log2.iter().sum::<u64>(), 100);
     }
 
     #[test]
