@@ -355,7 +355,9 @@ fn identify<H>(
                 vwc: if discovery {
                     0
                 } else {
-                    id::vwc::PRESENT | id::vwc::FLUSH_BROADCAST_SUPPORTED
+                    // Flush per namespace only: a broadcast Flush would have to reach every
+                    // namespace's backend (uring: fdatasync) before completing.
+                    id::vwc::PRESENT | id::vwc::FLUSH_BROADCAST_UNSUPPORTED
                 },
                 // How data may be described: TCP's transport data blocks, RDMA's keyed SGLs
                 // (remote memory); in-capsule data with offsets on both.

@@ -43,6 +43,10 @@ fn admin_bring_up_and_io(#[case] hd: bool, #[case] dd: bool) {
     assert_eq!(u16::from_le_bytes([id[78], id[79]]), cntlid, "CNTLID");
     assert_eq!(id[77], 5, "MDTS = 128 KiB / 4 KiB = 2^5");
     assert_eq!(id[111], 1, "CNTRLTYPE I/O");
+    assert_eq!(
+        id[525], 0b101,
+        "VWC: present, broadcast Flush not supported"
+    );
     assert!(
         u32::from_le_bytes([id[536], id[537], id[538], id[539]]) & 1 != 0,
         "SGL support"
@@ -180,6 +184,14 @@ fn admin_bring_up_and_io(#[case] hd: bool, #[case] dd: bool) {
     let cid = io.cid();
     let (c, _) = io.cmd(Sqe::flush(cid, Nsid(1)), &[], false);
     assert!(c.status.is_success());
+    // Broadcast Flush is not supported, and Identify says so.
+    let cid = io.cid();
+    let (c, _) = io.cmd(Sqe::flush(cid, Nsid(0xffff_ffff)), &[], false);
+    assert!(
+        c.status.same_code(Status::INVALID_NAMESPACE_OR_FORMAT),
+        "{:?}",
+        c.status
+    );
 }
 
 #[test]

@@ -217,7 +217,8 @@ fn io(
         return st(Status::INVALID_OPCODE);
     }
     if class == OpClass::Flush && nsid == 0xffff_ffff {
-        return st(Status::SUCCESS);
+        // Identify says broadcast Flush is not supported (VWC bits 2:1 = 10b).
+        return st(Status::INVALID_NAMESPACE_OR_FORMAT);
     }
     let Some(ns) = subsys.namespace(nsid) else {
         return st(Status::INVALID_NAMESPACE_OR_FORMAT);

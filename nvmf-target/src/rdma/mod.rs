@@ -791,7 +791,17 @@ impl ReactorRdma {
             return;
         };
         // Requests still held (held AERs, or at the backend after the deadline) are freed; a
-        // backend completion for them later finds a stale generation.
+        // backend completion for them later finds a stale generation. Their data buffers go
+        // back to the pool, so a backend still writing into them (uring) must finish first.
+        if self
+            .reqs
+            .iter()
+            .any(|q| q.state == RState::AtBackend && q.slot == slot && q.cgen == c.gen)
+        {
+            for q in ctx.bdevs.iter_mut() {
+                q.quiesce();
+            }
+        }
         for r in 0..self.reqs.len() {
             let q = &self.reqs[r];
             if q.state != RState::Free && q.slot == slot && q.cgen == c.gen {
@@ -1332,6 +1342,11 @@ impl ReactorRdma {
         while let Some(&slot) = self.active.last() {
             self.fail_conn(slot, ctx);
             self.destroy(slot, free, ctx);
+        }
+        // The region holds the data buffers: a backend that lends them to the kernel (uring)
+        // must be done with them before it is unregistered and freed.
+        for q in ctx.bdevs.iter_mut() {
+            q.quiesce();
         }
         self.res = None;
     }

@@ -42,9 +42,9 @@ impl Conn {
         };
         let nsid = sqe.nsid.0;
         if class == OpClass::Flush && nsid == 0xffff_ffff {
-            // Broadcast flush: nothing is cached anywhere.
-            self.respond(sqe.cid, Status::SUCCESS, 0, 0, ctx);
-            return Ok(());
+            // Identify says broadcast Flush is not supported (VWC bits 2:1 = 10b): a uring
+            // namespace would need a flush of its own, and hosts flush per namespace.
+            return Err(Status::INVALID_NAMESPACE_OR_FORMAT);
         }
         let Some(ns_index) = subsys
             .namespaces
