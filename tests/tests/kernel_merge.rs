@@ -49,18 +49,17 @@ struct Tgt {
 
 impl Tgt {
     fn start(tag: &str, core: u32) -> Tgt {
+        Tgt::start_with(tag, core, &["--malloc", "64MiB"])
+    }
+
+    /// A target whose namespace is `backend` (`--malloc 64MiB`, `--uring /dev/loop3`...).
+    fn start_with(tag: &str, core: u32, backend: &[&str]) -> Tgt {
         let tgt = cargo_bin("nvmf-target", "ringside-tgt");
         let dir = tempfile::tempdir().expect("cannot create a temporary directory");
         let name = format!("k{tag}{}", std::process::id());
         let mut child = Command::new(&tgt)
-            .args([
-                "--name",
-                &name,
-                "--listen",
-                "127.0.0.1:0",
-                "--malloc",
-                "64MiB",
-            ])
+            .args(["--name", &name, "--listen", "127.0.0.1:0"])
+            .args(backend)
             .args(["--cores", &core.to_string()])
             // Large rings: a debug-build reader that falls a lap behind loses the very
             // requests the test looks for.
@@ -444,4 +443,109 @@ fn root_recorded_kernel_sample_names_the_hog() {
         Some(hog_pid),
         "the hog is the top intruder: {last}"
     );
+}
+
+/// A loop device on a sparse file under /var/tmp (a real disk: O_DIRECT works), detached on
+/// drop.
+struct Loop {
+    dev: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Loop {
+    fn new(len: u64) -> Loop {
+        let dir = tempfile::tempdir_in("/var/tmp").expect("temporary directory under /var/tmp");
+        let backing = dir.path().join("backing");
+        std::fs::File::create(&backing)
+            .and_then(|f| f.set_len(len))
+            .expect("create the backing file");
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&backing)
+            .output()
+            .expect("run losetup");
+        assert!(
+            out.status.success(),
+            "losetup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        Loop { dev, _dir: dir }
+    }
+
+    fn name(&self) -> String {
+        self.dev
+            .file_name()
+            .expect("device name")
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+/// A `uring` namespace on a loop device under load, diagnosed as root: the namespace names the
+/// device, the block collector counts its I/O, and the kernel's block tracepoints time the same
+/// requests (the eBPF block probe filtered to the namespace's device): both agree on the rate.
+#[test]
+fn root_uring_namespace_device_is_timed_by_the_block_layer() {
+    if !root_with_btf() {
+        return;
+    }
+    let lo = Loop::new(64 << 20);
+    let dev = lo.name();
+    let tgt = Tgt::start_with(
+        "uring",
+        last_cpu(),
+        &["--uring", &lo.dev.display().to_string()],
+    );
+    let perf = tgt.perf(12);
+    std::thread::sleep(Duration::from_secs(2));
+    let out = Command::new(cargo_bin("agent", "ringside"))
+        .args(["diagnose", "--file"])
+        .arg(&tgt.trace_file)
+        .args(["--duration", "5s", "--json"])
+        .output()
+        .expect("run ringside diagnose");
+    let report = perf_report(perf);
+    assert!(
+        out.status.success(),
+        "ringside diagnose failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let d: Value = serde_json::from_slice(&out.stdout).expect("diagnose JSON");
+    let ns = &d["target"]["namespaces"][0];
+    assert_eq!(ns["backend"], "uring", "namespace: {ns}");
+    assert_eq!(ns["device"], dev.as_str(), "namespace: {ns}");
+    let ebpf = d["target"]["capabilities"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "ebpf"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ebpf["available"], true, "probes load as root: {ebpf}");
+    let w = d["overall"]["devices"]
+        .as_array()
+        .and_then(|v| v.iter().find(|x| x["name"] == dev.as_str()))
+        .cloned()
+        .unwrap_or_else(|| panic!("no device {dev} in {}", d["overall"]["devices"]));
+    let iops = w["iops"].as_f64().expect("device iops");
+    let k = &w["kernel"];
+    let rate = k["requests_per_s"].as_f64().unwrap_or(0.0);
+    let p50 = k["p50_us"].as_f64().unwrap_or(0.0);
+    let p99 = k["p99_us"].as_f64().unwrap_or(0.0);
+    eprintln!(
+        "{dev}: /sys/block {iops:.0} IOPS, block layer {rate:.0} requests/s, \
+         p50 <= {p50:.0} us, p99 <= {p99:.0} us; perf {} IOPS",
+        report["total"]["iops"]
+    );
+    assert!(iops > 0.0, "the block collector counted I/O on {dev}: {w}");
+    assert!(
+        rate > 0.5 * iops && rate < 2.0 * iops,
+        "the block layer's request rate ({rate:.0}/s) matches /sys/block's ({iops:.0}/s): {w}"
+    );
+    assert!(p50 > 0.0 && p99 >= p50, "block latency quantiles: {k}");
 }
