@@ -278,44 +278,6 @@ fn uring_file_survives_perf_verify_at_three_sizes() {
     perf_verify(t.addr, "4096", "32MiB");
 }
 
-/// A loop device on a file under /var/tmp, detached on drop.
-struct Loop {
-    dev: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Loop {
-    fn new(len: u64) -> Loop {
-        let dir = disk_dir();
-        let backing = sized_file(dir.path(), "backing", len);
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&backing)
-            .output()
-            .expect("run losetup");
-        assert!(
-            out.status.success(),
-            "losetup failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        Loop { dev, _dir: dir }
-    }
-    fn name(&self) -> String {
-        self.dev
-            .file_name()
-            .expect("device name")
-            .to_string_lossy()
-            .into_owned()
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
-}
-
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
@@ -338,7 +300,7 @@ fn root_uring_on_a_loop_device_verifies_and_is_described() {
         );
         return;
     }
-    let lo = Loop::new(64 << 20);
+    let lo = tests::LoopDevice::new(64 << 20);
     let t = TestTarget::start_with(uring_ns(&lo.dev));
     // The trace file's description names the loop device.
     let path = t

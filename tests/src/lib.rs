@@ -79,3 +79,53 @@ pub fn wait_listening(child: &mut Child, until_rpc: bool) -> (u16, String) {
     let port = port.unwrap_or_else(|| panic!("no listening line in:\n{seen}"));
     (port, seen)
 }
+
+/// A loop device on a sparse file under /var/tmp (a real disk, where O_DIRECT works: /tmp may be
+/// tmpfs), detached on drop. Needs root (`losetup`).
+pub struct LoopDevice {
+    /// `/dev/loopN`.
+    pub dev: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopDevice {
+    /// Attaches a new loop device over a sparse file of `len` bytes; panics with losetup's
+    /// message when it cannot.
+    pub fn new(len: u64) -> LoopDevice {
+        let dir = tempfile::Builder::new()
+            .prefix("ringside-loop")
+            .tempdir_in("/var/tmp")
+            .expect("a temporary directory under /var/tmp");
+        let backing = dir.path().join("backing");
+        std::fs::File::create(&backing)
+            .and_then(|f| f.set_len(len))
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", backing.display()));
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&backing)
+            .output()
+            .expect("run losetup");
+        assert!(
+            out.status.success(),
+            "losetup failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        LoopDevice { dev, _dir: dir }
+    }
+
+    /// The kernel's name for it (`loop3`), as in /sys/block.
+    pub fn name(&self) -> String {
+        self.dev
+            .file_name()
+            .expect("device name")
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}

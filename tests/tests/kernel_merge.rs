@@ -445,49 +445,6 @@ fn root_recorded_kernel_sample_names_the_hog() {
     );
 }
 
-/// A loop device on a sparse file under /var/tmp (a real disk: O_DIRECT works), detached on
-/// drop.
-struct Loop {
-    dev: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Loop {
-    fn new(len: u64) -> Loop {
-        let dir = tempfile::tempdir_in("/var/tmp").expect("temporary directory under /var/tmp");
-        let backing = dir.path().join("backing");
-        std::fs::File::create(&backing)
-            .and_then(|f| f.set_len(len))
-            .expect("create the backing file");
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(&backing)
-            .output()
-            .expect("run losetup");
-        assert!(
-            out.status.success(),
-            "losetup failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let dev = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        Loop { dev, _dir: dir }
-    }
-
-    fn name(&self) -> String {
-        self.dev
-            .file_name()
-            .expect("device name")
-            .to_string_lossy()
-            .into_owned()
-    }
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
-}
-
 /// A `uring` namespace on a loop device under load, diagnosed as root: the namespace names the
 /// device, the block collector counts its I/O, and the kernel's block tracepoints time the same
 /// requests (the eBPF block probe filtered to the namespace's device): both agree on the rate.
@@ -496,7 +453,7 @@ fn root_uring_namespace_device_is_timed_by_the_block_layer() {
     if !root_with_btf() {
         return;
     }
-    let lo = Loop::new(64 << 20);
+    let lo = tests::LoopDevice::new(64 << 20);
     let dev = lo.name();
     let tgt = Tgt::start_with(
         "uring",
