@@ -94,6 +94,11 @@ impl Session {
                 l.netdev = Some(nic.clone());
             }
         }
+        // Off the reactors' cores before sampling starts (threads started later inherit it).
+        let mut cores: Vec<u32> = sources.info().reactors.iter().map(|r| r.core).collect();
+        cores.sort_unstable();
+        cores.dedup();
+        sources.note_capability(crate::placement::keep_off_reactor_cores(&cores));
         let (topology, notes) = match &opts.topology_arg {
             Some(arg) => load_topology(arg)?,
             None => discover_topology(),
