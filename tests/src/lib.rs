@@ -1,7 +1,8 @@
 //! End-to-end tests that run the real binaries; see `tests/tests/` and README.md.
 //!
-//! This library holds what every end-to-end test needs: where the workspace is, and the path of a
-//! workspace binary built by the same cargo that runs the test.
+//! This library holds what every end-to-end test needs: where the workspace is, the path of a
+//! workspace binary built by the same cargo that runs the test, a running target ([`Target`])
+//! and a loop device ([`LoopDevice`]).
 #![forbid(unsafe_code)]
 
 use std::io::{BufRead, BufReader, Read};
@@ -127,5 +128,294 @@ impl LoopDevice {
 impl Drop for LoopDevice {
     fn drop(&mut self) {
         let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
+    }
+}
+
+/// A running `ringside-tgt` on an ephemeral loopback port, with its trace file and RPC socket in
+/// a temporary directory of its own (so tests may run in parallel and leave nothing in
+/// `/dev/shm`); killed (SIGKILL) when dropped unless [`Target::stop`]ped.
+pub struct Target {
+    child: Option<Child>,
+    /// The TCP listener's port.
+    pub port: u16,
+    /// `ringside.<name>` in the temporary directory.
+    pub trace_file: PathBuf,
+    /// The RPC socket.
+    pub rpc: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Target {
+    /// Starts `ringside-tgt --name <tag><pid> --listen 127.0.0.1:0 <args>` (`args`: the backend,
+    /// `--cores`...) and waits until it listens and serves RPC.
+    pub fn start(tag: &str, args: &[&str]) -> Target {
+        let tgt = cargo_bin("nvmf-target", "ringside-tgt");
+        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
+        let name = format!("{tag}{}", std::process::id());
+        let rpc = dir.path().join("rpc.sock");
+        let mut child = Command::new(&tgt)
+            .args(["--name", &name, "--listen", "127.0.0.1:0"])
+            .args(args)
+            .arg("--rpc-socket")
+            .arg(&rpc)
+            .arg("--trace-dir")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tgt.display()));
+        let (port, seen) = wait_listening(&mut child, true);
+        let trace_file = dir.path().join(format!("ringside.{name}"));
+        assert!(
+            trace_file.is_file(),
+            "the target did not create its trace file {}; stderr:\n{seen}",
+            trace_file.display()
+        );
+        Target {
+            child: Some(child),
+            port,
+            trace_file,
+            rpc,
+            dir,
+        }
+    }
+
+    /// The temporary directory holding the trace file and the RPC socket.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// `ringside-perf -r <this target's transport id>`, stdin closed; add the workload.
+    pub fn perf(&self) -> Command {
+        let mut c = Command::new(cargo_bin("bench-harness", "ringside-perf"));
+        c.arg("-r")
+            .arg(format!(
+                "trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:{}",
+                self.port
+            ))
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// SIGTERM, then waits; asserts the target exited with status 0. The temporary directory
+    /// stays until the value is dropped (a caller may check what the exit left behind).
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().expect("the target is running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let st = child.wait().expect("cannot wait for ringside-tgt");
+        assert!(st.success(), "ringside-tgt exited with {st} after SIGTERM");
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The QEMU lab guest (`bench-harness/lab/`): running a script in it and checking the
+/// `LAB_RESULT key=value` facts it prints.
+pub mod lab {
+    use std::collections::BTreeMap;
+    use std::ffi::OsStr;
+    use std::path::PathBuf;
+    use std::process::{Command, Stdio};
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+    use super::{cargo_bin, workspace_root};
+
+    /// The lab's directory (`RINGSIDE_LAB`, default `/var/tmp/ringside-lab`).
+    pub fn dir() -> PathBuf {
+        std::env::var_os("RINGSIDE_LAB")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/tmp/ringside-lab"))
+    }
+
+    /// `RINGSIDE_SKIP_LAB=1` skips the lab tests (with a printed reason).
+    pub fn skipped() -> bool {
+        let skip = std::env::var("RINGSIDE_SKIP_LAB").as_deref() == Ok("1");
+        if skip {
+            println!("skipped: RINGSIDE_SKIP_LAB=1 (this test boots the QEMU lab; CI runs it)");
+        }
+        skip
+    }
+
+    /// The binary named by environment variable `env` (a release build, pinned binaries...),
+    /// else `bin` of `package` built by the cargo running the test.
+    pub fn bin(env: &str, package: &str, bin: &str) -> PathBuf {
+        if let Some(p) = std::env::var_os(env) {
+            let p = PathBuf::from(p);
+            assert!(p.is_file(), "{env}={} is not a file", p.display());
+            return p;
+        }
+        cargo_bin(package, bin)
+    }
+
+    /// Sets the lab up on first use (`bench-harness/lab/setup.sh`: root on a fresh machine,
+    /// ~45 s, then ~0 s); panics when it cannot.
+    pub fn setup() {
+        let setup = Command::new("bash")
+            .arg(workspace_root().join("bench-harness/lab/setup.sh"))
+            .status()
+            .expect("cannot run bench-harness/lab/setup.sh");
+        assert!(
+            setup.success(),
+            "lab setup failed ({setup}); see its error line above"
+        );
+    }
+
+    /// Output of one guest run.
+    pub struct GuestRun {
+        /// `run.sh`'s exit code (the guest script's).
+        pub status: Option<i32>,
+        /// The guest's console.
+        pub console: String,
+        /// Where the run's files are.
+        pub out_dir: PathBuf,
+        /// Wall time of the run.
+        pub secs: f64,
+    }
+
+    impl GuestRun {
+        /// The `LAB_RESULT key=value` facts.
+        pub fn results(&self) -> BTreeMap<String, String> {
+            self.console
+                .lines()
+                .filter_map(|l| l.trim_end_matches('\r').strip_prefix("LAB_RESULT "))
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        }
+
+        /// The LAB_ERROR lines and the evidence printed under them.
+        pub fn errors(&self) -> String {
+            let mut s = String::new();
+            let mut in_err = false;
+            for l in self.console.lines() {
+                if l.starts_with("LAB_ERROR") {
+                    in_err = true;
+                } else if !l.starts_with("  |") {
+                    in_err = false;
+                }
+                if in_err {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+            }
+            s
+        }
+
+        /// The guest's uptime on the first console line starting with `marker`.
+        pub fn uptime_at(&self, marker: &str) -> Option<f64> {
+            let line = self.console.lines().find(|l| l.starts_with(marker))?;
+            line.split("uptime=")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse()
+                .ok()
+        }
+
+        /// A checker over this run's facts.
+        pub fn checker(&self) -> Checker {
+            Checker {
+                r: self.results(),
+                problems: Vec::new(),
+            }
+        }
+    }
+
+    /// Runs `bench-harness/lab/run.sh -q <opts> --out <lab>/runs/<name>-<stamp>-<pid> -- <args>`
+    /// (`args`: the guest script and its arguments) from the workspace root.
+    pub fn run<S: AsRef<OsStr>>(name: &str, opts: &[&str], args: &[S]) -> GuestRun {
+        let stamp = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let out_dir = dir()
+            .join("runs")
+            .join(format!("{name}-{stamp}-{}", std::process::id()));
+        let run_sh = workspace_root().join("bench-harness/lab/run.sh");
+        let t0 = Instant::now();
+        let status = Command::new("bash")
+            .arg(&run_sh)
+            .arg("-q")
+            .args(opts)
+            .arg("--out")
+            .arg(&out_dir)
+            .arg("--")
+            .args(args)
+            .current_dir(workspace_root())
+            .stdin(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", run_sh.display()));
+        let secs = t0.elapsed().as_secs_f64();
+        let console = std::fs::read_to_string(out_dir.join("console.log")).unwrap_or_default();
+        GuestRun {
+            status: status.code(),
+            console,
+            out_dir,
+            secs,
+        }
+    }
+
+    /// Collects every mismatch between a run's facts and what they should be, so one failing
+    /// run reports all of them.
+    pub struct Checker {
+        /// The facts.
+        pub r: BTreeMap<String, String>,
+        /// What did not match, one line each.
+        pub problems: Vec<String>,
+    }
+
+    impl Checker {
+        /// The fact `key`, or `<missing>`.
+        pub fn get(&self, key: &str) -> &str {
+            self.r.get(key).map(String::as_str).unwrap_or("<missing>")
+        }
+
+        /// `key` is exactly `want`.
+        pub fn expect(&mut self, key: &str, want: &str) {
+            let got = self.get(key).to_string();
+            if got != want {
+                self.problems
+                    .push(format!("{key}: got {got:?}, want {want:?}"));
+            }
+        }
+
+        /// `key` starts with `want`.
+        pub fn expect_prefix(&mut self, key: &str, want: &str) {
+            let got = self.get(key).to_string();
+            if !got.starts_with(want) {
+                self.problems.push(format!(
+                    "{key}: got {got:?}, want it to start with {want:?}"
+                ));
+            }
+        }
+
+        /// `key` contains `want`.
+        pub fn expect_contains(&mut self, key: &str, want: &str) {
+            let got = self.get(key).to_string();
+            if !got.contains(want) {
+                self.problems
+                    .push(format!("{key}: got {got:?}, want it to contain {want:?}"));
+            }
+        }
+
+        /// `key` is a count above 0.
+        pub fn expect_positive(&mut self, key: &str) {
+            if self.get(key).parse::<u64>().unwrap_or(0) == 0 {
+                self.problems.push(format!(
+                    "{key}: got {:?}, want a count above 0",
+                    self.get(key)
+                ));
+            }
+        }
     }
 }

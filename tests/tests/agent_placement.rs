@@ -5,57 +5,11 @@
 //! more CPUs (skips with a printed reason otherwise).
 #![forbid(unsafe_code)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tests::cargo_bin;
-
-/// A `ringside-tgt` with one reactor on CPU 0, killed on drop.
-struct Tgt {
-    child: Child,
-    trace_file: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Tgt {
-    fn start() -> Tgt {
-        let dir = tempfile::tempdir().expect("temporary directory");
-        let name = format!("place{}", std::process::id());
-        let mut child = Command::new(cargo_bin("nvmf-target", "ringside-tgt"))
-            .args([
-                "--name",
-                &name,
-                "--listen",
-                "127.0.0.1:0",
-                "--null",
-                "64MiB",
-            ])
-            .args(["--cores", "0"])
-            .arg("--rpc-socket")
-            .arg(dir.path().join("rpc.sock"))
-            .arg("--trace-dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ringside-tgt");
-        tests::wait_listening(&mut child, true);
-        Tgt {
-            child,
-            trace_file: dir.path().join(format!("ringside.{name}")),
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Tgt {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use tests::{cargo_bin, Target};
 
 /// `Cpus_allowed_list` of every thread of `pid`.
 fn thread_cpus(pid: u32) -> Vec<String> {
@@ -74,7 +28,7 @@ fn thread_cpus(pid: u32) -> Vec<String> {
 
 /// Runs `ringside diagnose` on `tgt` (prefixed by `wrap`, e.g. taskset), samples its threads'
 /// CPU lists while it runs, and returns them with the report.
-fn diagnose(tgt: &Tgt, wrap: &[&str]) -> (Vec<String>, Value) {
+fn diagnose(tgt: &Target, wrap: &[&str]) -> (Vec<String>, Value) {
     let agent = cargo_bin("agent", "ringside");
     let mut cmd = match wrap.split_first() {
         Some((prog, args)) => {
@@ -132,7 +86,8 @@ fn the_agent_keeps_off_the_reactor_core_and_says_where_it_ran() {
         println!("skipped: needs two CPUs (the reactor takes CPU 0), this machine has {cpus}");
         return;
     }
-    let tgt = Tgt::start();
+    // One reactor on CPU 0.
+    let tgt = Target::start("place", &["--null", "64MiB", "--cores", "0"]);
     let (seen, report) = diagnose(&tgt, &[]);
     assert!(!seen.is_empty(), "no agent thread seen");
     // Thread lists are read while the agent starts too: the last ones are what matters, and

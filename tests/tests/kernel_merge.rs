@@ -9,12 +9,12 @@
 //! as root). Binaries are built with the cargo running this test (`tests::cargo_bin`).
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use tests::cargo_bin;
+use tests::{cargo_bin, Target};
 
 fn root_with_btf() -> bool {
     let root = std::fs::metadata("/proc/self")
@@ -39,84 +39,32 @@ fn last_cpu() -> u32 {
         - 1
 }
 
-/// A running `ringside-tgt` with one reactor on `core`, killed if the test panics.
-struct Tgt {
-    child: Child,
-    port: u16,
-    trace_file: PathBuf,
-    _dir: tempfile::TempDir,
+/// A target with one reactor on `core` and 64 MiB of RAM.
+fn target(tag: &str, core: u32) -> Target {
+    target_with(tag, core, &["--malloc", "64MiB"])
 }
 
-impl Tgt {
-    fn start(tag: &str, core: u32) -> Tgt {
-        Tgt::start_with(tag, core, &["--malloc", "64MiB"])
-    }
-
-    /// A target whose namespace is `backend` (`--malloc 64MiB`, `--uring /dev/loop3`...).
-    fn start_with(tag: &str, core: u32, backend: &[&str]) -> Tgt {
-        let tgt = cargo_bin("nvmf-target", "ringside-tgt");
-        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
-        let name = format!("k{tag}{}", std::process::id());
-        let mut child = Command::new(&tgt)
-            .args(["--name", &name, "--listen", "127.0.0.1:0"])
-            .args(backend)
-            .args(["--cores", &core.to_string()])
-            // Large rings: a debug-build reader that falls a lap behind loses the very
-            // requests the test looks for.
-            .args(["--trace-ring-records", "1048576"])
-            .arg("--rpc-socket")
-            .arg(dir.path().join("rpc.sock"))
-            .arg("--trace-dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tgt.display()));
-        let (port, seen) = tests::wait_listening(&mut child, true);
-        let trace_file = dir.path().join(format!("ringside.{name}"));
-        assert!(trace_file.is_file(), "no trace file; stderr:\n{seen}");
-        Tgt {
-            child,
-            port,
-            trace_file,
-            _dir: dir,
-        }
-    }
-
-    /// `ringside-perf` QD32 4 KiB random reads for `secs`, in the background, its worker pinned
-    /// to cpu 0 (off the reactor's core when there are two or more: the load keeps coming
-    /// while the hog holds the reactor's core).
-    fn perf(&self, secs: u32) -> Child {
-        let perf = cargo_bin("bench-harness", "ringside-perf");
-        let trid = format!(
-            "trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:{}",
-            self.port
-        );
-        Command::new(&perf)
-            .args([
-                "-r",
-                &trid,
-                "--json",
-                "--cores",
-                "0",
-                "-t",
-                &secs.to_string(),
-            ])
-            .args(["-q", "32", "-o", "4096", "-w", "randread"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", perf.display()))
-    }
+/// A target with one reactor on `core` whose namespace is `backend` (`--malloc 64MiB`,
+/// `--uring /dev/loop3`...). Large rings: a debug-build reader that falls a lap behind loses
+/// the very requests the test looks for.
+fn target_with(tag: &str, core: u32, backend: &[&str]) -> Target {
+    let core = core.to_string();
+    let mut args = vec!["--cores", core.as_str(), "--trace-ring-records", "1048576"];
+    args.extend_from_slice(backend);
+    Target::start(&format!("k{tag}"), &args)
 }
 
-impl Drop for Tgt {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `ringside-perf` QD32 4 KiB random reads for `secs`, in the background, its worker pinned to
+/// cpu 0 (off the reactor's core when there are two or more: the load keeps coming while the
+/// hog holds the reactor's core).
+fn perf(t: &Target, secs: u32) -> Child {
+    t.perf()
+        .args(["--json", "--cores", "0", "-t", &secs.to_string()])
+        .args(["-q", "32", "-o", "4096", "-w", "randread"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot run ringside-perf")
 }
 
 /// perf's report of a finished run.
@@ -170,8 +118,8 @@ fn root_preemption_by_a_hog_lands_inside_the_requests_it_delayed() {
         return;
     }
     let core = last_cpu();
-    let tgt = Tgt::start("tl", core);
-    let perf = tgt.perf(6);
+    let tgt = target("tl", core);
+    let perf = perf(&tgt, 6);
     std::thread::sleep(Duration::from_millis(500));
     let hog = Hog::start(core);
     let out = trace(
@@ -313,7 +261,7 @@ fn root_probe_overhead_on_iops_is_printed() {
     if !root_with_btf() {
         return;
     }
-    let tgt = Tgt::start("ov", last_cpu());
+    let tgt = target("ov", last_cpu());
     let run = |kernel: bool| -> f64 {
         let mut args = vec!["--follow", "--duration", "4", "--qpair", "4095"];
         if kernel {
@@ -326,7 +274,7 @@ fn root_probe_overhead_on_iops_is_printed() {
             .expect("start ringside trace");
         // Let the probes attach before the load starts.
         std::thread::sleep(Duration::from_millis(500));
-        let report = perf_report(tgt.perf(3));
+        let report = perf_report(perf(&tgt, 3));
         let _ = tracer.wait();
         report["total"]["iops"].as_f64().expect("total.iops")
     };
@@ -363,8 +311,8 @@ fn root_recorded_kernel_sample_names_the_hog() {
         return;
     }
     let core = last_cpu();
-    let tgt = Tgt::start("rec", core);
-    let perf = tgt.perf(8);
+    let tgt = target("rec", core);
+    let perf = perf(&tgt, 8);
     std::thread::sleep(Duration::from_millis(500));
     let hog = Hog::start(core);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -455,12 +403,12 @@ fn root_uring_namespace_device_is_timed_by_the_block_layer() {
     }
     let lo = tests::LoopDevice::new(64 << 20);
     let dev = lo.name();
-    let tgt = Tgt::start_with(
+    let tgt = target_with(
         "uring",
         last_cpu(),
         &["--uring", &lo.dev.display().to_string()],
     );
-    let perf = tgt.perf(12);
+    let perf = perf(&tgt, 12);
     std::thread::sleep(Duration::from_secs(2));
     let out = Command::new(cargo_bin("agent", "ringside"))
         .args(["diagnose", "--file"])

@@ -18,32 +18,20 @@
 //! the same steps), so the report says whether the lab or `ringside-tgt` is at fault.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
 
-use tests::{cargo_bin, workspace_root};
+use tests::{lab, workspace_root};
 
 /// Seconds after which `run.sh` kills the guest. Under TCG on 2 shared cores the whole run takes 3-6 min.
 const GUEST_TIMEOUT_SECS: u32 = 1800;
 /// The namespace the guest script asks for (`--malloc 256MiB`).
 const NS_BYTES: u64 = 256 << 20;
 
-fn lab_dir() -> PathBuf {
-    std::env::var_os("RINGSIDE_LAB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/ringside-lab"))
-}
-
-/// Builds `ringside-tgt` with the cargo running this test and returns the path cargo reports.
-fn ringside_tgt() -> PathBuf {
-    if let Some(p) = std::env::var_os("RINGSIDE_TGT") {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "RINGSIDE_TGT={} is not a file", p.display());
-        return p;
-    }
-    cargo_bin("nvmf-target", "ringside-tgt")
+/// Runs `args` (a guest script and its arguments) in the lab guest.
+fn guest(name: &str, args: &[&str]) -> lab::GuestRun {
+    lab::run(name, &["--timeout", &GUEST_TIMEOUT_SECS.to_string()], args)
 }
 
 /// What the target says it serves with the guest script's flags: (nqn, model, serial).
@@ -97,122 +85,14 @@ fn toml_string_in_first_subsystem(text: &str, key: &str) -> Option<String> {
         })
 }
 
-/// Output of one guest run.
-struct GuestRun {
-    status: Option<i32>,
-    console: String,
-    out_dir: PathBuf,
-    secs: f64,
-}
-
-impl GuestRun {
-    fn results(&self) -> BTreeMap<String, String> {
-        self.console
-            .lines()
-            .filter_map(|l| l.trim_end_matches('\r').strip_prefix("LAB_RESULT "))
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    /// The LAB_ERROR lines and the evidence printed under them.
-    fn errors(&self) -> String {
-        let mut s = String::new();
-        let mut in_err = false;
-        for l in self.console.lines() {
-            if l.starts_with("LAB_ERROR") {
-                in_err = true;
-            } else if !l.starts_with("  |") {
-                in_err = false;
-            }
-            if in_err {
-                s.push_str(l);
-                s.push('\n');
-            }
-        }
-        s
-    }
-
-    fn uptime_at(&self, marker: &str) -> Option<f64> {
-        let line = self.console.lines().find(|l| l.starts_with(marker))?;
-        line.split("uptime=")
-            .nth(1)?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
-    }
-}
-
-fn run_in_guest(name: &str, args: &[&str]) -> GuestRun {
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let out_dir = lab_dir()
-        .join("runs")
-        .join(format!("{name}-{stamp}-{}", std::process::id()));
-    let run_sh = workspace_root().join("bench-harness/lab/run.sh");
-    let t0 = Instant::now();
-    let status = Command::new("bash")
-        .arg(&run_sh)
-        .args(["-q", "--timeout", &GUEST_TIMEOUT_SECS.to_string(), "--out"])
-        .arg(&out_dir)
-        .arg("--")
-        .args(args)
-        .current_dir(workspace_root())
-        .stdin(Stdio::null())
-        .status()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", run_sh.display()));
-    let secs = t0.elapsed().as_secs_f64();
-    let console = std::fs::read_to_string(out_dir.join("console.log")).unwrap_or_default();
-    GuestRun {
-        status: status.code(),
-        console,
-        out_dir,
-        secs,
-    }
-}
-
-/// Collects every mismatch between the guest's LAB_RESULT facts and what they should be, so one failing run
-/// reports all of them.
-struct Checker {
-    r: BTreeMap<String, String>,
-    problems: Vec<String>,
-}
-
-impl Checker {
-    fn get(&self, key: &str) -> &str {
-        self.r.get(key).map(String::as_str).unwrap_or("<missing>")
-    }
-
-    fn expect(&mut self, key: &str, want: &str) {
-        let got = self.get(key).to_string();
-        if got != want {
-            self.problems
-                .push(format!("{key}: got {got:?}, want {want:?}"));
-        }
-    }
-
-    fn expect_prefix(&mut self, key: &str, want: &str) {
-        let got = self.get(key).to_string();
-        if !got.starts_with(want) {
-            self.problems.push(format!(
-                "{key}: got {got:?}, want it to start with {want:?}"
-            ));
-        }
-    }
-}
-
 #[test]
 fn lab_kernel_nvme_tcp_initiator_against_ringside_tgt() {
-    if std::env::var("RINGSIDE_SKIP_LAB").as_deref() == Ok("1") {
-        println!("skipped: RINGSIDE_SKIP_LAB=1 (this test boots the QEMU lab; CI runs it)");
+    if lab::skipped() {
         return;
     }
     let t_all = Instant::now();
     let root = workspace_root();
-    let tgt = ringside_tgt();
+    let tgt = lab::bin("RINGSIDE_TGT", "nvmf-target", "ringside-tgt");
     let (nqn, model, serial) = expected_identity(&tgt);
     println!(
         "ringside-tgt: {} (nqn {nqn}, model {model:?}, serial {serial:?})",
@@ -220,18 +100,11 @@ fn lab_kernel_nvme_tcp_initiator_against_ringside_tgt() {
     );
 
     let t_setup = Instant::now();
-    let setup = Command::new("bash")
-        .arg(root.join("bench-harness/lab/setup.sh"))
-        .status()
-        .expect("cannot run bench-harness/lab/setup.sh");
-    assert!(
-        setup.success(),
-        "lab setup failed ({setup}); see its error line above"
-    );
+    lab::setup();
     let setup_secs = t_setup.elapsed().as_secs_f64();
 
     let script = root.join("bench-harness/lab/guest/nvmf-tcp-kernel-initiator.sh");
-    let run = run_in_guest(
+    let run = guest(
         "lab_kernel_initiator",
         &[
             script.to_str().expect("utf-8 path"),
@@ -240,10 +113,7 @@ fn lab_kernel_nvme_tcp_initiator_against_ringside_tgt() {
     );
     println!("{}", run.console);
 
-    let mut c = Checker {
-        r: run.results(),
-        problems: Vec::new(),
-    };
+    let mut c = run.checker();
     // target lifecycle
     c.expect("target.nqn", &nqn);
     for bs in ["512", "4096"] {
@@ -318,7 +188,7 @@ fn lab_kernel_nvme_tcp_initiator_against_ringside_tgt() {
     if run.status != Some(0) || !problems.is_empty() {
         // Is the lab itself healthy? The kernel's own target through the same steps answers that.
         let selftest = root.join("bench-harness/lab/guest/nvmf-tcp-kernel-target-selftest.sh");
-        let st = run_in_guest("lab_selftest", &[selftest.to_str().expect("utf-8 path")]);
+        let st = guest("lab_selftest", &[selftest.to_str().expect("utf-8 path")]);
         let verdict = if st.status == Some(0) {
             "the lab's reference check (kernel nvmet-tcp target, same steps) PASSED: the fault is in ringside-tgt"
         } else {

@@ -12,127 +12,34 @@
 //! `RINGSIDE_SKIP_LAB=1` skips it with a printed reason.
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use tests::{cargo_bin, workspace_root};
+use tests::lab::{self, Checker};
+use tests::workspace_root;
 
 /// Seconds after which `run.sh` kills the guest (a run takes 3-6 min under TCG on 2 shared cores).
 const GUEST_TIMEOUT_SECS: u32 = 1200;
 
-fn lab_dir() -> PathBuf {
-    std::env::var_os("RINGSIDE_LAB")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/ringside-lab"))
-}
-
-fn bin(env: &str, package: &str, name: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(env) {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "{env}={} is not a file", p.display());
-        return p;
-    }
-    cargo_bin(package, name)
-}
-
-struct Checker {
-    r: BTreeMap<String, String>,
-    problems: Vec<String>,
-}
-
-impl Checker {
-    fn get(&self, key: &str) -> &str {
-        self.r.get(key).map(String::as_str).unwrap_or("<missing>")
-    }
-
-    fn expect(&mut self, key: &str, want: &str) {
-        let got = self.get(key).to_string();
-        if got != want {
-            self.problems
-                .push(format!("{key}: got {got:?}, want {want:?}"));
-        }
-    }
-
-    fn expect_positive(&mut self, key: &str) {
-        if self.get(key).parse::<u64>().unwrap_or(0) == 0 {
-            self.problems.push(format!(
-                "{key}: got {:?}, want a count above 0",
-                self.get(key)
-            ));
-        }
-    }
-
-    fn expect_contains(&mut self, key: &str, want: &str) {
-        let got = self.get(key).to_string();
-        if !got.contains(want) {
-            self.problems
-                .push(format!("{key}: got {got:?}, want it to contain {want:?}"));
-        }
-    }
-}
-
 #[test]
 fn lab_rdma_perf_kernel_initiator_faults_and_trace() {
-    if std::env::var("RINGSIDE_SKIP_LAB").as_deref() == Ok("1") {
-        println!("skipped: RINGSIDE_SKIP_LAB=1 (this test boots the QEMU lab; CI runs it)");
+    if lab::skipped() {
         return;
     }
     let t_all = Instant::now();
     let root = workspace_root();
-    let tgt = bin("RINGSIDE_TGT", "nvmf-target", "ringside-tgt");
-    let perf = bin("RINGSIDE_PERF", "bench-harness", "ringside-perf");
-    let agent = bin("RINGSIDE_AGENT", "agent", "ringside");
+    let tgt = lab::bin("RINGSIDE_TGT", "nvmf-target", "ringside-tgt");
+    let perf = lab::bin("RINGSIDE_PERF", "bench-harness", "ringside-perf");
+    let agent = lab::bin("RINGSIDE_AGENT", "agent", "ringside");
 
-    let setup = Command::new("bash")
-        .arg(root.join("bench-harness/lab/setup.sh"))
-        .status()
-        .expect("cannot run bench-harness/lab/setup.sh");
-    assert!(
-        setup.success(),
-        "lab setup failed ({setup}); see its error line above"
-    );
-
-    let stamp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let out_dir = lab_dir()
-        .join("runs")
-        .join(format!("lab_rdma-{stamp}-{}", std::process::id()));
+    lab::setup();
     let script = root.join("bench-harness/lab/guest/nvmf-rdma.sh");
-    let t_run = Instant::now();
-    let status = Command::new("bash")
-        .arg(root.join("bench-harness/lab/run.sh"))
-        .args([
-            "-q",
-            "--no-numa",
-            "--timeout",
-            &GUEST_TIMEOUT_SECS.to_string(),
-            "--out",
-        ])
-        .arg(&out_dir)
-        .arg("--")
-        .args([&script, &tgt, &perf, &agent])
-        .current_dir(&root)
-        .stdin(Stdio::null())
-        .status()
-        .expect("cannot run bench-harness/lab/run.sh");
-    let run_secs = t_run.elapsed().as_secs_f64();
-    let console = std::fs::read_to_string(out_dir.join("console.log")).unwrap_or_default();
-    println!("{console}");
-
-    let results: BTreeMap<String, String> = console
-        .lines()
-        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("LAB_RESULT "))
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let mut c = Checker {
-        r: results,
-        problems: Vec::new(),
-    };
+    let run = lab::run(
+        "lab_rdma",
+        &["--no-numa", "--timeout", &GUEST_TIMEOUT_SECS.to_string()],
+        &[script.as_path(), &tgt, &perf, &agent],
+    );
+    println!("{}", run.console);
+    let mut c = run.checker();
     c.expect("rxe", "ok");
     c.expect("target.start", "ok");
     // every data path, verified
@@ -272,14 +179,16 @@ fn lab_rdma_perf_kernel_initiator_faults_and_trace() {
     c.expect("target.stop.status", "0");
     c.expect("all", "ok");
     println!(
-        "lab_rdma timing: run.sh {run_secs:.1} s, whole test {:.1} s; console {}",
+        "lab_rdma timing: run.sh {:.1} s, whole test {:.1} s; console {}",
+        run.secs,
         t_all.elapsed().as_secs_f64(),
-        out_dir.join("console.log").display()
+        run.out_dir.join("console.log").display()
     );
     assert!(
-        status.success() && c.problems.is_empty(),
-        "NVMe/RDMA lab check failed (run.sh {status}; console {}):\n  {}",
-        out_dir.join("console.log").display(),
+        run.status == Some(0) && c.problems.is_empty(),
+        "NVMe/RDMA lab check failed (run.sh exit {:?}; console {}):\n  {}",
+        run.status,
+        run.out_dir.join("console.log").display(),
         c.problems.join("\n  ")
     );
 }

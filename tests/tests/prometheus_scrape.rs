@@ -28,7 +28,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tests::{cargo_bin, workspace_root};
+use tests::{cargo_bin, workspace_root, Target};
 
 /// One stack at a time: the two live tests each run a target, the agent, Prometheus and load.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -215,83 +215,20 @@ fn free_port() -> u16 {
 // ---------------------------------------------------------------------------------------------
 // The processes
 
-/// A running `ringside-tgt` on loopback with its trace file in a temporary directory.
-struct Tgt {
-    child: Option<Child>,
-    port: u16,
-    trace_file: PathBuf,
-    _dir: tempfile::TempDir,
+/// A target with 64 MiB of RAM.
+fn target(tag: &str) -> Target {
+    Target::start(&format!("p{tag}"), &["--malloc", "64MiB"])
 }
 
-impl Tgt {
-    fn start(tag: &str) -> Tgt {
-        let tgt = cargo_bin("nvmf-target", "ringside-tgt");
-        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
-        let name = format!("p{tag}{}", std::process::id());
-        let mut child = Command::new(&tgt)
-            .args([
-                "--name",
-                &name,
-                "--listen",
-                "127.0.0.1:0",
-                "--malloc",
-                "64MiB",
-            ])
-            .arg("--rpc-socket")
-            .arg(dir.path().join("rpc.sock"))
-            .arg("--trace-dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tgt.display()));
-        let (port, seen) = tests::wait_listening(&mut child, true);
-        let trace_file = dir.path().join(format!("ringside.{name}"));
-        assert!(trace_file.is_file(), "no trace file; stderr:\n{seen}");
-        Tgt {
-            child: Some(child),
-            port,
-            trace_file,
-            _dir: dir,
-        }
-    }
-
-    /// Starts `ringside-perf` (4 KiB random 50/50 read/write at depth 8 for `secs`).
-    fn perf(&self, secs: u32) -> Child {
-        let perf = cargo_bin("bench-harness", "ringside-perf");
-        let trid = format!(
-            "trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:{}",
-            self.port
-        );
-        Command::new(&perf)
-            .args(["-r", &trid, "--json", "--no-pin", "-q", "8", "-o", "4096"])
-            .args(["-w", "randrw", "-M", "50", "-t", &secs.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", perf.display()))
-    }
-
-    fn stop(mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let st = c.wait().expect("wait for ringside-tgt");
-            assert!(st.success(), "ringside-tgt exited with {st} after SIGTERM");
-        }
-    }
-}
-
-impl Drop for Tgt {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// Starts `ringside-perf` (4 KiB random 50/50 read/write at depth 8 for `secs`).
+fn perf(t: &Target, secs: u32) -> Child {
+    t.perf()
+        .args(["--json", "--no-pin", "-q", "8", "-o", "4096"])
+        .args(["-w", "randrw", "-M", "50", "-t", &secs.to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start ringside-perf")
 }
 
 /// Waits for a `ringside-perf` run; returns its JSON report.
@@ -770,7 +707,7 @@ fn prometheus_scrapes_ringside_serve_and_counters_follow_the_load() {
         return;
     };
     let _g = serial();
-    let tgt = Tgt::start("scrape");
+    let mut tgt = target("scrape");
     let serve = Serve::start(&tgt.trace_file);
     let (code, body) = http_get(serve.addr, "/healthz").expect("GET /healthz");
     assert_eq!((code, body.as_str()), (200, "ok\n"), "/healthz");
@@ -783,7 +720,7 @@ fn prometheus_scrapes_ringside_serve_and_counters_follow_the_load() {
     let before = wait_for("the first completions sample", 60, || prom.value(total));
     assert_eq!(before, 0.0, "completions before any I/O");
 
-    let report = perf_report(tgt.perf(4));
+    let report = perf_report(perf(&tgt, 4));
     let ios = report["total"]["ios"].as_f64().expect("perf total.ios");
     let reads = report["total"]["reads"].as_f64().expect("perf total.reads");
     let writes = report["total"]["writes"]
@@ -893,13 +830,13 @@ fn every_dashboard_query_parses_and_returns_data() {
         return;
     };
     let _g = serial();
-    let tgt = Tgt::start("dash");
+    let mut tgt = target("dash");
     let serve = Serve::start(&tgt.trace_file);
     let prom = Prom::start(&tools, serve.addr);
     wait_for("the scrape target to be up", 60, || {
         (prom.value(r#"up{job="ringside"}"#) == Some(1.0)).then_some(())
     });
-    let load = tgt.perf(20);
+    let load = perf(&tgt, 20);
     // Queries run while I/O flows and rates have several samples.
     wait_for("I/O to flow for a few scrapes", 60, || {
         let ok = prom

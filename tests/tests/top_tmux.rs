@@ -11,83 +11,29 @@
 //! fails with the last screen it saw.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use tests::cargo_bin;
+use tests::{cargo_bin, Target};
 
-/// A running `ringside-tgt`, killed when dropped.
-struct Tgt {
-    child: Child,
-    port: u16,
-    trace_file: PathBuf,
-    _dir: tempfile::TempDir,
+/// A target for these tests: 64 MiB of RAM.
+fn target(tag: &str) -> Target {
+    Target::start(&format!("top{tag}"), &["--malloc", "64MiB"])
 }
 
-impl Tgt {
-    fn start(tag: &str) -> Tgt {
-        let tgt = cargo_bin("nvmf-target", "ringside-tgt");
-        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
-        let name = format!("top{tag}{}", std::process::id());
-        let mut child = Command::new(&tgt)
-            .args([
-                "--name",
-                &name,
-                "--listen",
-                "127.0.0.1:0",
-                "--malloc",
-                "64MiB",
-            ])
-            .arg("--rpc-socket")
-            .arg(dir.path().join("rpc.sock"))
-            .arg("--trace-dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tgt.display()));
-        let (port, seen) = tests::wait_listening(&mut child, true);
-        let trace_file = dir.path().join(format!("ringside.{name}"));
-        assert!(
-            trace_file.is_file(),
-            "no trace file {}; stderr:\n{seen}",
-            trace_file.display()
-        );
-        Tgt {
-            child,
-            port,
-            trace_file,
-            _dir: dir,
-        }
-    }
-
-    /// Starts a random-read load for up to 10 minutes (killed when the returned guard drops).
-    fn load(&self) -> Killed {
-        let perf = cargo_bin("bench-harness", "ringside-perf");
-        let trid = format!(
-            "trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:{}",
-            self.port
-        );
-        let child = Command::new(&perf)
-            .args(["-r", &trid, "--no-pin", "-t", "600", "-q", "8"])
-            .args(["-o", "4096", "-w", "randread"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", perf.display()));
-        Killed(child)
-    }
-}
-
-impl Drop for Tgt {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts a random-read load for up to 10 minutes (killed when the returned guard drops).
+fn load(t: &Target) -> Killed {
+    let child = t
+        .perf()
+        .args(["--no-pin", "-t", "600", "-q", "8"])
+        .args(["-o", "4096", "-w", "randread"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot start ringside-perf");
+    Killed(child)
 }
 
 /// A child process killed when dropped.
@@ -239,8 +185,8 @@ fn live_view_in_tmux_shows_reactor_iops_and_q_restores_the_terminal() {
         return;
     }
     let ringside_bin = cargo_bin("agent", "ringside");
-    let tgt = Tgt::start("tmux");
-    let _load = tgt.load();
+    let tgt = target("tmux");
+    let _load = load(&tgt);
     let tmux = Tmux::start("live");
     // capture-pane drops trailing blanks: the prompt "$ " reads as "$".
     tmux.wait_for("the shell prompt", |s| {
@@ -316,8 +262,8 @@ fn live_view_in_tmux_shows_reactor_iops_and_q_restores_the_terminal() {
 #[test]
 fn once_json_prints_one_snapshot_with_one_window_under_load() {
     let bin = cargo_bin("agent", "ringside");
-    let tgt = Tgt::start("json");
-    let _load = tgt.load();
+    let tgt = target("json");
+    let _load = load(&tgt);
     // Wait for the load to reach the target (its counters page shows reads).
     let mut seen = String::new();
     let mut flowing = false;
@@ -415,7 +361,7 @@ fn once_json_prints_one_snapshot_with_one_window_under_load() {
 #[test]
 fn top_without_a_terminal_says_so_instead_of_garbling_the_output() {
     let bin = cargo_bin("agent", "ringside");
-    let tgt = Tgt::start("notty");
+    let tgt = target("notty");
     let out = ringside(&bin, &tgt.trace_file)
         .arg("top")
         .stdin(Stdio::null())

@@ -10,127 +10,63 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use tests::cargo_bin;
+use tests::{cargo_bin, Target};
 
 /// The target's in-capsule data limit for I/O queues (`[limits] in_capsule_data_size` default).
 const IN_CAPSULE: u64 = 8192;
 
-/// A running `ringside-tgt`, killed (SIGKILL) if the test panics before stopping it.
-struct Tgt {
-    child: Option<Child>,
-    port: u16,
-    trace_file: PathBuf,
-    rpc: PathBuf,
-    _dir: tempfile::TempDir,
+/// A target with 64 MiB of RAM.
+fn target(tag: &str) -> Target {
+    Target::start(&format!("t{tag}"), &["--malloc", "64MiB"])
 }
 
-impl Tgt {
-    fn start(tag: &str) -> Tgt {
-        let tgt = cargo_bin("nvmf-target", "ringside-tgt");
-        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
-        let name = format!("t{tag}{}", std::process::id());
-        let rpc = dir.path().join("rpc.sock");
-        let mut child = Command::new(&tgt)
-            .args([
-                "--name",
-                &name,
-                "--listen",
-                "127.0.0.1:0",
-                "--malloc",
-                "64MiB",
-            ])
-            .arg("--rpc-socket")
-            .arg(&rpc)
-            .arg("--trace-dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tgt.display()));
-        let (port, seen) = tests::wait_listening(&mut child, true);
-        let trace_file = dir.path().join(format!("ringside.{name}"));
-        assert!(
-            trace_file.is_file(),
-            "the target did not create its trace file {}; stderr:\n{seen}",
-            trace_file.display()
-        );
-        Tgt {
-            child: Some(child),
-            port,
-            trace_file,
-            rpc,
-            _dir: dir,
-        }
-    }
-
-    fn rpc(&self, method: &str, params: Value) -> Value {
-        let mut s = UnixStream::connect(&self.rpc)
-            .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", self.rpc.display()));
-        let req =
-            serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
-        writeln!(s, "{req}").expect("cannot write the rpc request");
-        let mut line = String::new();
-        BufReader::new(s)
-            .read_line(&mut line)
-            .expect("cannot read the rpc answer");
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad rpc answer {line:?}: {e}"))
-    }
-
-    /// Runs `ringside-perf` against the target; returns its JSON report.
-    fn perf(&self, args: &[&str]) -> Value {
-        let perf = cargo_bin("bench-harness", "ringside-perf");
-        let trid = format!(
-            "trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:{}",
-            self.port
-        );
-        let out = Command::new(&perf)
-            .args(["-r", &trid, "--json", "--no-pin", "-t", "60"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", perf.display()));
-        assert!(
-            out.status.success(),
-            "ringside-perf {args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "ringside-perf printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
-
-    /// SIGTERM, then waits; asserts a clean exit and that the trace file is gone.
-    fn stop(mut self) {
-        let mut child = self.child.take().expect("target running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let st = child.wait().expect("cannot wait for ringside-tgt");
-        assert!(st.success(), "ringside-tgt exited with {st} after SIGTERM");
-        assert!(
-            !self.trace_file.exists(),
-            "the trace file {} is still there after a clean exit",
-            self.trace_file.display()
-        );
-    }
+/// One JSON-RPC call on the target's socket.
+fn rpc(t: &Target, method: &str, params: Value) -> Value {
+    let mut s = UnixStream::connect(&t.rpc)
+        .unwrap_or_else(|e| panic!("cannot connect to {}: {e}", t.rpc.display()));
+    let req = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    writeln!(s, "{req}").expect("cannot write the rpc request");
+    let mut line = String::new();
+    BufReader::new(s)
+        .read_line(&mut line)
+        .expect("cannot read the rpc answer");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad rpc answer {line:?}: {e}"))
 }
 
-impl Drop for Tgt {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// Runs `ringside-perf` against the target; returns its JSON report.
+fn perf(t: &Target, args: &[&str]) -> Value {
+    let out = t
+        .perf()
+        .args(["--json", "--no-pin", "-t", "60"])
+        .args(args)
+        .output()
+        .expect("cannot run ringside-perf");
+    assert!(
+        out.status.success(),
+        "ringside-perf {args:?} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ringside-perf printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+/// SIGTERM, then waits; asserts a clean exit and that the trace file is gone.
+fn stop(mut t: Target) {
+    t.stop();
+    assert!(
+        !t.trace_file.exists(),
+        "the trace file {} is still there after a clean exit",
+        t.trace_file.display()
+    );
 }
 
 fn ringside(file: &Path, args: &[&str]) -> Command {
@@ -158,8 +94,8 @@ fn arg(req: &Value, name: &str) -> Option<u64> {
 
 #[test]
 fn every_traced_request_has_its_stages_and_the_io_count_matches_perf() {
-    let tgt = Tgt::start("req");
-    let info = tgt.rpc("trace_get_info", Value::Null);
+    let tgt = target("req");
+    let info = rpc(&tgt, "trace_get_info", Value::Null);
     assert_eq!(
         info["result"]["path"].as_str(),
         tgt.trace_file.to_str(),
@@ -172,30 +108,36 @@ fn every_traced_request_has_its_stages_and_the_io_count_matches_perf() {
         .expect("cannot start ringside trace --follow");
 
     // 4 KiB writes fit in the capsule; 16 KiB ones go through R2T + H2CData.
-    let small = tgt.perf(&[
-        "-q",
-        "4",
-        "-o",
-        "4096",
-        "-w",
-        "randrw",
-        "-M",
-        "50",
-        "--io-limit",
-        "2000",
-    ]);
-    let large = tgt.perf(&[
-        "-q",
-        "4",
-        "-o",
-        "16384",
-        "-w",
-        "randrw",
-        "-M",
-        "50",
-        "--io-limit",
-        "300",
-    ]);
+    let small = perf(
+        &tgt,
+        &[
+            "-q",
+            "4",
+            "-o",
+            "4096",
+            "-w",
+            "randrw",
+            "-M",
+            "50",
+            "--io-limit",
+            "2000",
+        ],
+    );
+    let large = perf(
+        &tgt,
+        &[
+            "-q",
+            "4",
+            "-o",
+            "16384",
+            "-w",
+            "randrw",
+            "-M",
+            "50",
+            "--io-limit",
+            "300",
+        ],
+    );
     let ios = |v: &Value| {
         v["total"]["ios"]
             .as_u64()
@@ -207,7 +149,7 @@ fn every_traced_request_has_its_stages_and_the_io_count_matches_perf() {
         "perf reports {perf_ios} I/Os for --io-limit 2000 + 300"
     );
 
-    tgt.stop();
+    stop(tgt);
     let out = follower
         .wait_with_output()
         .expect("cannot wait for ringside trace");
@@ -348,7 +290,7 @@ fn counters(file: &Path) -> String {
 
 #[test]
 fn counters_page_of_a_live_target_shows_commands_moving_and_groups_toggle() {
-    let tgt = Tgt::start("cnt");
+    let tgt = target("cnt");
     let before = counters(&tgt.trace_file);
     assert_eq!(
         counter(&before, "cmds_read") + counter(&before, "cmds_write"),
@@ -357,7 +299,11 @@ fn counters_page_of_a_live_target_shows_commands_moving_and_groups_toggle() {
     );
 
     // Turn the request tracepoints off at runtime: counters keep counting.
-    let r = tgt.rpc("trace_set_groups", serde_json::json!({"disable": ["tcp"]}));
+    let r = rpc(
+        &tgt,
+        "trace_set_groups",
+        serde_json::json!({"disable": ["tcp"]}),
+    );
     let enabled = r["result"]["enabled_groups"]
         .as_array()
         .cloned()
@@ -366,7 +312,11 @@ fn counters_page_of_a_live_target_shows_commands_moving_and_groups_toggle() {
         !enabled.iter().any(|g| g == "tcp") && !enabled.is_empty(),
         "{r}"
     );
-    let bad = tgt.rpc("trace_set_groups", serde_json::json!({"enable": ["nope"]}));
+    let bad = rpc(
+        &tgt,
+        "trace_set_groups",
+        serde_json::json!({"enable": ["nope"]}),
+    );
     assert!(
         bad["error"]["message"]
             .as_str()
@@ -374,18 +324,21 @@ fn counters_page_of_a_live_target_shows_commands_moving_and_groups_toggle() {
         "{bad}"
     );
 
-    let perf = tgt.perf(&[
-        "-q",
-        "4",
-        "-o",
-        "4096",
-        "-w",
-        "randrw",
-        "-M",
-        "50",
-        "--io-limit",
-        "500",
-    ]);
+    let perf = perf(
+        &tgt,
+        &[
+            "-q",
+            "4",
+            "-o",
+            "4096",
+            "-w",
+            "randrw",
+            "-M",
+            "50",
+            "--io-limit",
+            "500",
+        ],
+    );
     let after = counters(&tgt.trace_file);
     let (rd, wr) = (counter(&after, "cmds_read"), counter(&after, "cmds_write"));
     assert_eq!(rd + wr, 500, "counters after 500 I/Os:\n{after}");
@@ -397,5 +350,5 @@ fn counters_page_of_a_live_target_shows_commands_moving_and_groups_toggle() {
     assert_eq!(counter(&after, "bytes_read"), rd * 4096, "{after}");
     assert_eq!(counter(&after, "backend_completed"), 500, "{after}");
     assert!(counter(&after, "connections_opened") >= 2, "{after}");
-    tgt.stop();
+    stop(tgt);
 }
