@@ -2,7 +2,17 @@
 # NVMe/TCP loopback benchmark: ringside-tgt (malloc namespace, one reactor core) driven by
 # ringside-perf (4 KiB random reads, one worker core) at several queue depths.
 #
-# Usage: scripts/bench-tcp.sh
+# Usage: scripts/bench-tcp.sh                    one build, several queue depths (below)
+#        scripts/bench-tcp.sh --baseline REV     same-run A/B: this tree (A) against git revision REV (B)
+#
+# --baseline REV builds REV in a detached worktree under $BASELINE_DIR (default
+# /var/tmp/ringside-baseline) with its own target directory, then runs scripts/bench_ab.py: ROUNDS=3
+# interleaved rounds (AB, BA, ...) of every workload in
+#   WORKLOADS="randread:4k:1 randread:4k:32 randread:4k:128 randrw70:4k:32 randread:128k:8"
+# (kind[mix]:io_size:queue_depth), DURATION=5 s each after WARMUP=1 s, a fresh target per run; both
+# targets are driven by this tree's ringside-perf; PERF_AB=1 also compares the two ringside-perf builds
+# against this tree's target. Prints per-workload ratios A/B (median, min, max) and writes
+# OUT=bench-results/ab-<A>-vs-<B>.json.
 # Environment (all optional):
 #   DURATION=10      seconds measured per run        WARMUP=1   warm-up seconds per run
 #   QDS="1 32 128"   queue depths                    REPEAT=1   runs per queue depth
@@ -25,6 +35,28 @@ fi
 cd "$(dirname "$0")/.."
 if [ -n "${NICE:-}" ] && [ -e /proc/self/autogroup ]; then
   echo "$NICE" 2>/dev/null >/proc/self/autogroup || echo "bench-tcp: cannot set the autogroup nice (not root?)" >&2
+fi
+
+if [ "${1:-}" = "--baseline" ]; then
+  [ -n "${2:-}" ] || { echo "bench-tcp: --baseline needs a git revision" >&2; exit 2; }
+  command -v python3 >/dev/null || { echo "bench-tcp: python3 is needed" >&2; exit 1; }
+  BREV=$(git rev-parse --verify -q "$2^{commit}") || { echo "bench-tcp: $2 is not a git revision here" >&2; exit 2; }
+  BSHORT=$(git rev-parse --short=12 "$BREV")
+  AREV=$(git rev-parse --short=12 HEAD)
+  git diff --quiet HEAD -- 2>/dev/null || AREV="$AREV-dirty"
+  BASE=${BASELINE_DIR:-/var/tmp/ringside-baseline}
+  mkdir -p "$BASE"
+  if [ ! -d "$BASE/$BSHORT" ]; then
+    git worktree add --detach -q "$BASE/$BSHORT" "$BREV"
+  fi
+  if [ -z "${NO_BUILD:-}" ]; then
+    echo "bench-tcp: building this tree ($AREV) and the baseline ($BSHORT), release" >&2
+    cargo build --release -q -p nvmf-target -p bench-harness
+    (cd "$BASE/$BSHORT" && CARGO_TARGET_DIR="$BASE/target-$BSHORT" cargo build --release -q -p nvmf-target -p bench-harness)
+  fi
+  OUT=${OUT:-bench-results/ab-$AREV-vs-$BSHORT.json}
+  exec python3 scripts/bench_ab.py "${CARGO_TARGET_DIR:-target}/release" "$BASE/target-$BSHORT/release" \
+    "$AREV" "$BSHORT" "$OUT"
 fi
 
 DURATION=${DURATION:-10}

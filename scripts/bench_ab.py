@@ -1,0 +1,183 @@
+#!/usr/bin/env python3
+"""Same-run A/B comparison of two builds of ringside over NVMe/TCP loopback.
+
+Called by `scripts/bench-tcp.sh --baseline REV` (see its header for the environment it reads).
+A is the working tree's build, B the baseline's. Every round runs each workload once on A and once on
+B, alternating which goes first (AB, BA, AB, ...), so a drift in the machine's speed (this VM swings up
+to 2x between periods) hits both sides alike. Each run starts its own target (one reactor core, malloc
+namespace), runs ringside-perf on the other core, and stops the target, so the two busy-polling
+reactors never share a core.
+
+Two comparisons:
+  target  A's ringside-tgt vs B's ringside-tgt, both driven by the same initiator (A's ringside-perf);
+  perf    (PERF_AB=1) A's ringside-perf vs B's ringside-perf against the same target (A's).
+Prints, per workload, the per-round ratios A/B with their median and spread, and writes one JSON file
+stamped with both revisions, the machine and every run's ringside-perf report.
+"""
+import datetime
+import json
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def env(name, default):
+    return os.environ.get(name, default)
+
+
+def parse_workload(spec):
+    """`randread:4k:32` or `randrw70:4k:32` -> dict."""
+    kind, size, qd = spec.split(":")
+    mix = None
+    m = re.fullmatch(r"(randrw|rw)(\d+)", kind)
+    if m:
+        kind, mix = m.group(1), int(m.group(2))
+    return {"name": spec, "workload": kind, "mix": mix, "io_size": size, "qd": int(qd)}
+
+
+class Target:
+    def __init__(self, binary, core, malloc, nice, workdir, tag):
+        self.binary, self.core, self.malloc, self.nice = binary, core, malloc, nice
+        self.workdir, self.tag = workdir, tag
+        self.proc = None
+        self.port = None
+
+    def start(self):
+        err_path = os.path.join(self.workdir, f"tgt-{self.tag}.err")
+        self.err = open(err_path, "w+")
+        cmd = [self.binary, "--listen", "127.0.0.1:0", "--malloc", self.malloc, "--cores", str(self.core),
+               "--nqn", NQN, "--name", f"benchab-{os.getpid()}-{self.tag}",
+               "--rpc-socket", os.path.join(self.workdir, f"rpc-{self.tag}.sock")]
+        if self.nice:
+            cmd = ["nice", "-n", str(self.nice)] + cmd
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.err)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            self.err.seek(0)
+            m = re.search(r"listening on tcp \S+:(\d+)", self.err.read())
+            if m:
+                self.port = int(m.group(1))
+                return
+            if self.proc.poll() is not None:
+                self.err.seek(0)
+                sys.exit(f"bench-ab: {self.binary} exited: {self.err.read().strip()}")
+            time.sleep(0.05)
+        self.stop()
+        sys.exit(f"bench-ab: {self.binary} did not report its address within 30 s")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def run_perf(perf, port, wl, core, duration, warmup, nice):
+    trid = f"trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}"
+    cmd = [perf, "-r", trid, "-q", str(wl["qd"]), "-o", wl["io_size"], "-w", wl["workload"],
+           "-t", str(duration), "--warmup", str(warmup), "--cores", str(core), "--json"]
+    if wl["mix"] is not None:
+        cmd += ["-M", str(wl["mix"])]
+    if nice:
+        cmd = ["nice", "-n", str(nice)] + cmd
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 120)
+    if out.returncode != 0:
+        sys.exit(f"bench-ab: ringside-perf failed ({out.returncode}): {out.stderr.strip()}")
+    rep = json.loads(out.stdout)
+    if rep["total"].get("errors", 0):
+        sys.exit(f"bench-ab: ringside-perf reported {rep['total']['errors']} I/O errors on {wl['name']}")
+    return rep
+
+
+def one(variant_tgt, variant_perf, wl, cfg, tag):
+    t = Target(variant_tgt, cfg["tgt_core"], cfg["malloc"], cfg["nice"], cfg["work"], tag)
+    t.start()
+    try:
+        return run_perf(variant_perf, t.port, wl, cfg["perf_core"], cfg["duration"], cfg["warmup"], cfg["nice"])
+    finally:
+        t.stop()
+
+
+def summarize(ratios):
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios), "rounds": ratios}
+
+
+def main():
+    a_bin, b_bin, a_rev, b_rev, out_path = sys.argv[1:6]
+    cfg = {
+        "duration": float(env("DURATION", "5")),
+        "warmup": float(env("WARMUP", "1")),
+        "rounds": int(env("ROUNDS", "3")),
+        "tgt_core": int(env("TGT_CORE", "0")),
+        "perf_core": int(env("PERF_CORE", "1")),
+        "malloc": env("MALLOC", "1GiB"),
+        "nice": int(env("NICE", "0") or 0),
+        "work": tempfile.mkdtemp(prefix="bench-ab-"),
+    }
+    workloads = [parse_workload(w) for w in env(
+        "WORKLOADS", "randread:4k:1 randread:4k:32 randread:4k:128 randrw70:4k:32 randread:128k:8").split()]
+    perf_ab = env("PERF_AB", "0") == "1"
+    tgt = {"A": os.path.join(a_bin, "ringside-tgt"), "B": os.path.join(b_bin, "ringside-tgt")}
+    perf = {"A": os.path.join(a_bin, "ringside-perf"), "B": os.path.join(b_bin, "ringside-perf")}
+    runs = []
+    for r in range(cfg["rounds"]):
+        order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
+        for wl in workloads:
+            for v in order:
+                print(f"bench-ab: round {r + 1}/{cfg['rounds']} {wl['name']} target {v}", file=sys.stderr)
+                rep = one(tgt[v], perf["A"], wl, cfg, v)
+                runs.append({"round": r, "workload": wl["name"], "compare": "target", "variant": v,
+                             "iops": rep["total"]["iops"], "report": rep})
+            if perf_ab:
+                for v in order:
+                    print(f"bench-ab: round {r + 1}/{cfg['rounds']} {wl['name']} perf {v}", file=sys.stderr)
+                    rep = one(tgt["A"], perf[v], wl, cfg, "perf" + v)
+                    runs.append({"round": r, "workload": wl["name"], "compare": "perf", "variant": v,
+                                 "iops": rep["total"]["iops"], "report": rep})
+    results = []
+    for compare in (["target", "perf"] if perf_ab else ["target"]):
+        for wl in workloads:
+            by = {(x["round"], x["variant"]): x for x in runs
+                  if x["workload"] == wl["name"] and x["compare"] == compare}
+            ratios = [by[(r, "A")]["iops"] / by[(r, "B")]["iops"] for r in range(cfg["rounds"])]
+            results.append({
+                "compare": compare, "workload": wl["name"],
+                "iops_a_median": statistics.median(by[(r, "A")]["iops"] for r in range(cfg["rounds"])),
+                "iops_b_median": statistics.median(by[(r, "B")]["iops"] for r in range(cfg["rounds"])),
+                "ratio": summarize(ratios),
+            })
+    doc = {
+        "benchmark": "nvme-tcp loopback A/B: A = working tree, B = baseline; interleaved rounds",
+        "a_rev": a_rev, "b_rev": b_rev,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"nproc": os.cpu_count(), "kernel": platform.release(), "loadavg_at_end": os.getloadavg()},
+        "config": {k: v for k, v in cfg.items() if k != "work"},
+        "results": results,
+        "runs": runs,
+    }
+    os.makedirs(os.path.dirname(out_path) or ".", exist_ok=True)
+    with open(out_path, "w") as f:
+        json.dump(doc, f, indent=2)
+    print(f"A = {a_rev}, B = {b_rev}; {cfg['rounds']} interleaved rounds of {cfg['duration']:g} s; ratio = A/B")
+    print(f"{'compare':<8} {'workload':<18} {'A IOPS':>10} {'B IOPS':>10} {'ratio':>7} {'min':>7} {'max':>7}")
+    for x in results:
+        r = x["ratio"]
+        print(f"{x['compare']:<8} {x['workload']:<18} {x['iops_a_median']:>10.0f} {x['iops_b_median']:>10.0f} "
+              f"{r['median']:>7.3f} {r['min']:>7.3f} {r['max']:>7.3f}")
+    print(f"written to {out_path}")
+
+
+NQN = "nqn.2026-11.io.ringside:benchab"
+
+if __name__ == "__main__":
+    main()
