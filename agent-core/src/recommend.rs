@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 
 use crate::detect::{cpu_list, IO_QPAIR_COMPLETIONS};
 use crate::finding::{Finding, FindingKind, Recommendation, Setting, Subject};
-use crate::sample::TargetInfo;
+use crate::sample::{IdlePolicy, PlacementPolicy, TargetInfo};
 use crate::topology::Topology;
 use crate::window::{QpairWindow, Window};
 
@@ -858,19 +858,15 @@ fn spread(info: &TargetInfo, w: &Window, m: &Model) -> Vec<Recommendation> {
             ),
         }];
     }
-    let current = info
-        .settings
-        .placement
-        .clone()
-        .unwrap_or_else(|| "unknown".into());
-    if current == "least-loaded" {
+    let current = info.settings.placement.unwrap_or_default();
+    if current == PlacementPolicy::LeastLoaded {
         return Vec::new();
     }
     evidence.push(format!("placement is {current}"));
     vec![Recommendation {
         setting: Setting::Placement,
-        current,
-        proposed: "least-loaded".into(),
+        current: current.to_string(),
+        proposed: PlacementPolicy::LeastLoaded.to_string(),
         expected_effect: format!(
             "up to {}: {} -> ~{} once the initiator reconnects (placement applies to new \
              connections)",
@@ -882,7 +878,7 @@ fn spread(info: &TargetInfo, w: &Window, m: &Model) -> Vec<Recommendation> {
         evidence,
         addresses: vec![FindingKind::ReactorImbalance],
         applies_to: "ringside-tgt".into(),
-        fragment: "placement = \"least-loaded\"".into(),
+        fragment: format!("placement = \"{}\"", PlacementPolicy::LeastLoaded),
     }]
 }
 
@@ -904,7 +900,7 @@ fn idle(info: &TargetInfo, w: &Window, findings: &[Finding]) -> Vec<Recommendati
         .fold(0.0, f64::max);
     // Sleep after ~1 ms of empty polls at the measured idle poll rate.
     let after = ((polls * IDLE_BEFORE_SLEEP_US / 1e6).round() as u64).clamp(100, 1_000_000);
-    let current = info.settings.idle.clone().unwrap_or_else(|| "poll".into());
+    let current = info.settings.idle.unwrap_or(IdlePolicy::Poll).to_string();
     let cpu: Vec<String> = w
         .reactors
         .iter()
@@ -930,7 +926,7 @@ fn idle(info: &TargetInfo, w: &Window, findings: &[Finding]) -> Vec<Recommendati
     vec![Recommendation {
         setting: Setting::IdlePolicy,
         current,
-        proposed: "sleep".into(),
+        proposed: IdlePolicy::Sleep.to_string(),
         expected_effect: format!(
             "frees ~{} core(s) while idle (on-CPU share falls to about the busy share); the first \
              request after an idle spell waits for a wake-up (tens of µs)",

@@ -19,6 +19,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::hist::Hist;
 
+pub use trace_ring::description::{BackendKind, IdlePolicy, PlacementPolicy, Stage, Transport};
+
 /// What the target is: from the trace file's description plus what the agent learned about
 /// the machine at attach time. Constant for a session.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -33,9 +35,9 @@ pub struct TargetInfo {
     pub listeners: Vec<ListenerInfo>,
     /// Namespaces and their backends.
     pub namespaces: Vec<NamespaceInfo>,
-    /// Per-stage histogram names, in counters-page order (may be empty: the target then
-    /// records only per-qpair latency).
-    pub stages: Vec<String>,
+    /// Per-stage histograms, in counters-page order (may be empty: the target then records
+    /// only per-qpair latency).
+    pub stages: Vec<Stage>,
     /// The target's tunables as it runs now (the recommender's "current value").
     pub settings: TargetSettings,
     /// Each source the agent tried: available or not, and one line saying why.
@@ -56,8 +58,8 @@ pub struct ReactorInfo {
 /// A listener and the NIC behind it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListenerInfo {
-    /// "tcp" or "rdma".
-    pub transport: String,
+    /// The listener's transport.
+    pub transport: Transport,
     /// "ip:port".
     pub address: String,
     /// The netdev carrying the address (`lo`, `eth0`, `veth-tgt`…), when found.
@@ -71,8 +73,8 @@ pub struct NamespaceInfo {
     pub nqn: String,
     /// Namespace id.
     pub nsid: u32,
-    /// "null", "malloc", "uring"…
-    pub backend: String,
+    /// The namespace's backend.
+    pub backend: BackendKind,
     /// Block device name (`nvme0n1`, `loop3`) or file, when any.
     pub device: Option<String>,
 }
@@ -82,10 +84,10 @@ pub struct NamespaceInfo {
 pub struct TargetSettings {
     /// Core list (CPU OS indexes), one reactor each.
     pub cores: Vec<u32>,
-    /// Idle policy: "poll" or "sleep".
-    pub idle: Option<String>,
-    /// Connection placement: "round-robin", "least-loaded", "numa-local".
-    pub placement: Option<String>,
+    /// Idle policy.
+    pub idle: Option<IdlePolicy>,
+    /// Connection placement policy.
+    pub placement: Option<PlacementPolicy>,
     /// Largest I/O queue size the target grants.
     pub max_queue_depth: Option<u32>,
     /// Largest number of I/O queues per controller.

@@ -986,7 +986,7 @@ mod tests {
                 },
             ],
             listeners: vec![ListenerInfo {
-                transport: "tcp".into(),
+                transport: crate::sample::Transport::Tcp,
                 address: "10.0.0.1:4420".into(),
                 netdev: Some("ens1f0".into()),
             }],
@@ -994,13 +994,13 @@ mod tests {
                 NamespaceInfo {
                     nqn: "nqn.x".into(),
                     nsid: 1,
-                    backend: "uring".into(),
+                    backend: crate::sample::BackendKind::Uring,
                     device: Some("/dev/nvme0n1".into()),
                 },
                 NamespaceInfo {
                     nqn: "nqn.x".into(),
                     nsid: 2,
-                    backend: "uring".into(),
+                    backend: crate::sample::BackendKind::Uring,
                     device: Some("/var/tmp/disk.img".into()),
                 },
             ],

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::hist::Hist;
+use crate::sample::Stage;
 use crate::sample::{
     DeviceSample, KernelDeviceSample, MemorySample, NetdevSample, QpairSample, RdmaPortSample,
     RdmaReactorSample, ReactorSample, Sample, TargetInfo,
@@ -111,7 +112,7 @@ pub struct ReactorWindow {
     /// Latency over the reactor's qpairs.
     pub latency: Hist,
     /// Per-stage latency (name, histogram), when the target records stage histograms.
-    pub stages: Vec<(String, Hist)>,
+    pub stages: Vec<(Stage, Hist)>,
     /// Buffer waits in the window.
     pub buffer_waits: u64,
     /// Backend submissions per second.
@@ -495,7 +496,7 @@ pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) ->
             .filter_map(|(i, name)| {
                 let now_h = r.stages.get(i)?;
                 let before = p.stages.get(i).cloned().unwrap_or_default();
-                Some((name.clone(), now_h.delta_since(&before)))
+                Some((*name, now_h.delta_since(&before)))
             })
             .collect();
 

@@ -42,7 +42,7 @@ fn topo(nodes: u32) -> Topology {
 fn info(netdev: &str) -> TargetInfo {
     TargetInfo {
         listeners: vec![ListenerInfo {
-            transport: "tcp".into(),
+            transport: agent_core::sample::Transport::Tcp,
             address: "10.0.0.1:4420".into(),
             netdev: Some(netdev.into()),
         }],

@@ -609,7 +609,7 @@ fn info(
             })
             .collect(),
         listeners: vec![ListenerInfo {
-            transport: "tcp".into(),
+            transport: agent_core::sample::Transport::Tcp,
             address: if netdev == "lo" {
                 "127.0.0.1:4420".into()
             } else {
@@ -620,14 +620,14 @@ fn info(
         namespaces: vec![NamespaceInfo {
             nqn: "nqn.2026-11.io.ringside:nvme0".into(),
             nsid: 1,
-            backend: backend.into(),
+            backend: backend.parse().expect("a backend word"),
             device: device.map(str::to_string),
         }],
-        stages: vec!["to_backend".into(), "backend".into(), "to_wire".into()],
+        stages: agent_core::sample::Stage::ALL.to_vec(),
         settings: TargetSettings {
             cores: cores.to_vec(),
-            idle: Some(idle.into()),
-            placement: Some("round-robin".into()),
+            idle: Some(idle.parse().expect("an idle policy word")),
+            placement: Some(agent_core::sample::PlacementPolicy::RoundRobin),
             max_queue_depth: Some(256),
             max_io_queues: Some(16),
         },
@@ -1120,7 +1120,7 @@ fn one_node_rnic() -> Topology {
 
 fn rdma_info(netdev: &str) -> TargetInfo {
     let mut i = info(&[0], netdev, "poll", "malloc", None);
-    i.listeners[0].transport = "rdma".into();
+    i.listeners[0].transport = agent_core::sample::Transport::Rdma;
     i
 }
 

@@ -71,7 +71,13 @@ fn reactor() -> impl Strategy<Value = ReactorWindow> {
             prop::option::of(f()),
             prop::option::of(f()),
             prop::option::of(f()),
-            prop::collection::vec(("[a-z_]{1,10}", hist()), 0..3),
+            prop::collection::vec(
+                (
+                    prop::sample::select(agent_core::sample::Stage::ALL.to_vec()),
+                    hist(),
+                ),
+                0..3,
+            ),
         ),
     )
         .prop_map(
@@ -368,20 +374,20 @@ fn info() -> TargetInfo {
             })
             .collect(),
         listeners: vec![ListenerInfo {
-            transport: "tcp".into(),
+            transport: agent_core::sample::Transport::Tcp,
             address: "10.0.0.1:4420".into(),
             netdev: Some("ens1f0".into()),
         }],
         namespaces: vec![NamespaceInfo {
             nqn: "nqn.x".into(),
             nsid: 1,
-            backend: "uring".into(),
+            backend: agent_core::sample::BackendKind::Uring,
             device: Some("nvme0n1".into()),
         }],
         settings: TargetSettings {
             cores: vec![0, 1, 2],
-            idle: Some("poll".into()),
-            placement: Some("round-robin".into()),
+            idle: Some(agent_core::sample::IdlePolicy::Poll),
+            placement: Some(agent_core::sample::PlacementPolicy::RoundRobin),
             max_queue_depth: Some(64),
             max_io_queues: Some(8),
         },

@@ -390,7 +390,7 @@ fn target_info(reader: &TraceReader) -> agent_core::sample::TargetInfo {
             .listeners
             .iter()
             .map(|l| ListenerInfo {
-                transport: l.transport.clone(),
+                transport: l.transport,
                 address: l.address.clone(),
                 netdev: l.netdev.clone(),
             })
@@ -402,7 +402,7 @@ fn target_info(reader: &TraceReader) -> agent_core::sample::TargetInfo {
                 s.namespaces.iter().map(|n| NamespaceInfo {
                     nqn: s.nqn.clone(),
                     nsid: n.nsid,
-                    backend: n.backend.clone(),
+                    backend: n.backend,
                     device: n.device.clone(),
                 })
             })

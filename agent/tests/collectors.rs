@@ -322,7 +322,7 @@ fn numa_maps_of_a_touched_64_mib_buffer_are_on_node_0() {
 fn lo_counters_grow_after_a_loopback_transfer() {
     let mut info = TargetInfo {
         listeners: vec![ListenerInfo {
-            transport: "tcp".into(),
+            transport: trace_ring::description::Transport::Tcp,
             address: "127.0.0.1:4420".into(),
             netdev: None,
         }],
@@ -368,7 +368,7 @@ fn lo_counters_grow_after_a_loopback_transfer() {
 fn unspecified_listener_watches_every_up_interface() {
     let mut info = TargetInfo {
         listeners: vec![ListenerInfo {
-            transport: "tcp".into(),
+            transport: trace_ring::description::Transport::Tcp,
             address: "0.0.0.0:4420".into(),
             netdev: None,
         }],
@@ -393,7 +393,7 @@ fn ipv6_loopback_listener_resolves_to_lo() {
     }
     let mut info = TargetInfo {
         listeners: vec![ListenerInfo {
-            transport: "tcp".into(),
+            transport: trace_ring::description::Transport::Tcp,
             address: "[::1]:4420".into(),
             netdev: None,
         }],
@@ -408,7 +408,7 @@ fn ipv6_loopback_listener_resolves_to_lo() {
 fn a_netdev_missing_from_this_namespace_is_one_capability_line() {
     let mut info = TargetInfo {
         listeners: vec![ListenerInfo {
-            transport: "tcp".into(),
+            transport: trace_ring::description::Transport::Tcp,
             address: "10.99.0.1:4420".into(),
             netdev: Some("rs-nodev0".into()),
         }],
@@ -429,7 +429,7 @@ fn a_netdev_missing_from_this_namespace_is_one_capability_line() {
     // An address no interface holds says so too.
     let mut info = TargetInfo {
         listeners: vec![ListenerInfo {
-            transport: "tcp".into(),
+            transport: trace_ring::description::Transport::Tcp,
             address: "192.0.2.250:4420".into(),
             netdev: None,
         }],
@@ -538,7 +538,7 @@ fn shaped_veth_in_netns(tag: &str, shaper: &[&[&str]]) -> (Capability, NetdevSam
         nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
         let mut info = TargetInfo {
             listeners: vec![ListenerInfo {
-                transport: "tcp".into(),
+                transport: trace_ring::description::Transport::Tcp,
                 address: "10.213.0.1:4420".into(),
                 netdev: None,
             }],
@@ -673,7 +673,7 @@ fn root_block_stats_of_a_loop_device_after_writes() {
         namespaces: vec![NamespaceInfo {
             nqn: "nqn.test".into(),
             nsid: 1,
-            backend: "uring".into(),
+            backend: trace_ring::description::BackendKind::Uring,
             device: Some(dev.path.clone()),
         }],
         ..TargetInfo::default()
@@ -721,7 +721,7 @@ fn file_namespace_resolves_to_its_filesystem_device() {
         namespaces: vec![NamespaceInfo {
             nqn: "nqn.test".into(),
             nsid: 1,
-            backend: "uring".into(),
+            backend: trace_ring::description::BackendKind::Uring,
             device: Some(file.path().to_string_lossy().into_owned()),
         }],
         ..TargetInfo::default()
@@ -943,7 +943,7 @@ fn measure_collect_cost() {
             tid: None,
         }],
         listeners: vec![ListenerInfo {
-            transport: "tcp".into(),
+            transport: trace_ring::description::Transport::Tcp,
             address: "127.0.0.1:4420".into(),
             netdev: None,
         }],

@@ -89,7 +89,7 @@ struct ReactorTotals {
     preemptions: Option<u64>,
     syscalls: Option<u64>,
     latency: PromHist,
-    stages: BTreeMap<String, PromHist>,
+    stages: BTreeMap<agent_core::sample::Stage, PromHist>,
     /// RDMA work, once the reactor did any.
     rdma: Option<RdmaTotals>,
 }
@@ -253,7 +253,7 @@ impl Accumulator {
             t.latency.add(&r.latency);
             for (name, h) in &r.stages {
                 if t.stages.len() < MAX_STAGES || t.stages.contains_key(name) {
-                    t.stages.entry(name.clone()).or_default().add(h);
+                    t.stages.entry(*name).or_default().add(h);
                 }
             }
             if let Some(x) = &r.rdma {
@@ -505,7 +505,7 @@ pub fn render_snapshot(snap: &Snapshot, acc: &Accumulator, f: &mut Families) {
         let netdev = l.netdev.as_deref().unwrap_or("");
         f.gauge(
             &c::TARGET_LISTENER_INFO,
-            &[&l.transport, &l.address, netdev],
+            &[l.transport.as_str(), &l.address, netdev],
             1.0,
         );
     }
@@ -549,7 +549,11 @@ pub fn render_snapshot(snap: &Snapshot, acc: &Accumulator, f: &mut Families) {
         }
         f.histogram(&c::REACTOR_LATENCY, &rl, &t.latency);
         for (stage, h) in &t.stages {
-            f.histogram(&c::REACTOR_STAGE_LATENCY, &[&reactor, &core, stage], h);
+            f.histogram(
+                &c::REACTOR_STAGE_LATENCY,
+                &[&reactor, &core, stage.as_str()],
+                h,
+            );
         }
         if let Some(x) = &t.rdma {
             f.counter(&c::RDMA_CQ_POLLS, &rl, x.cq_polls);

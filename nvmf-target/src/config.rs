@@ -173,6 +173,17 @@ pub enum Placement {
     LeastLoaded,
 }
 
+impl Placement {
+    /// Its name in the trace ABI.
+    pub fn abi(self) -> trace_ring::description::PlacementPolicy {
+        use trace_ring::description::PlacementPolicy as P;
+        match self {
+            Placement::RoundRobin => P::RoundRobin,
+            Placement::LeastLoaded => P::LeastLoaded,
+        }
+    }
+}
+
 impl FromStr for Placement {
     type Err = ConfigError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -198,6 +209,17 @@ pub enum IdlePolicy {
         after_idle_polls: u32,
         max_sleep_us: u32,
     },
+}
+
+impl IdlePolicy {
+    /// Its name in the trace ABI.
+    pub fn abi(self) -> trace_ring::description::IdlePolicy {
+        use trace_ring::description::IdlePolicy as I;
+        match self {
+            IdlePolicy::Poll => I::Poll,
+            IdlePolicy::Sleep { .. } => I::Sleep,
+        }
+    }
 }
 
 /// How a reactor finds sockets with input.
@@ -226,6 +248,13 @@ pub struct ListenerConfig {
     pub port: u16,
 }
 
+impl ListenerConfig {
+    /// The transport as a word of the trace ABI (`Unknown` for a name validation refuses).
+    pub fn kind(&self) -> trace_ring::description::Transport {
+        self.transport.parse().unwrap_or_default()
+    }
+}
+
 fn default_transport() -> String {
     "tcp".into()
 }
@@ -244,13 +273,21 @@ pub enum BackendKind {
     Uring { path: PathBuf },
 }
 
+impl BackendKind {
+    /// Its name in the trace ABI.
+    pub fn abi(&self) -> trace_ring::description::BackendKind {
+        use trace_ring::description::BackendKind as B;
+        match self {
+            BackendKind::Null => B::Null,
+            BackendKind::Malloc => B::Malloc,
+            BackendKind::Uring { .. } => B::Uring,
+        }
+    }
+}
+
 impl fmt::Display for BackendKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            BackendKind::Null => "null",
-            BackendKind::Malloc => "malloc",
-            BackendKind::Uring { .. } => "uring",
-        })
+        f.write_str(self.abi().as_str())
     }
 }
 
@@ -591,7 +628,9 @@ impl Config {
         }
         let mut seen_l = HashSet::new();
         for l in &self.listeners {
-            let known = l.transport == "tcp" || (cfg!(feature = "rdma") && l.transport == "rdma");
+            use trace_ring::description::Transport;
+            let known = l.kind() == Transport::Tcp
+                || (cfg!(feature = "rdma") && l.kind() == Transport::Rdma);
             if !known {
                 return Err(invalid(format!(
                     "listener {}:{}: unknown transport {:?} (tcp{} are supported)",
@@ -605,7 +644,7 @@ impl Config {
                     }
                 )));
             }
-            if l.transport == "rdma" && l.port == 0 {
+            if l.kind() == Transport::Rdma && l.port == 0 {
                 return Err(invalid(format!(
                     "listener {}:0: an rdma listener needs a port",
                     l.addr

@@ -21,6 +21,8 @@ use rustix::fd::OwnedFd;
 use serde_json::{json, Value};
 
 use crate::backend::{self, Bdev};
+use trace_ring::description::Transport;
+
 use crate::config::{online_cores, Config, ConfigError, Placement};
 use crate::reactor::{Msg, Reactor};
 use crate::stats::ReactorStats;
@@ -195,7 +197,7 @@ impl Target {
     pub fn start(mut config: Config) -> Result<Target, StartError> {
         config.validate(Some(&online_cores()))?;
         #[cfg(feature = "rdma")]
-        if config.listeners.iter().any(|l| l.transport == "rdma")
+        if config.listeners.iter().any(|l| l.kind() == Transport::Rdma)
             && config.trace.groups == crate::config::TraceConfig::default().groups
         {
             // RDMA request stages are traced by default when there is RDMA to trace.
@@ -226,7 +228,11 @@ impl Target {
 
         let mut listeners = Vec::new();
         let mut listen_addrs = Vec::new();
-        for l in config.listeners.iter().filter(|l| l.transport == "tcp") {
+        for l in config
+            .listeners
+            .iter()
+            .filter(|l| l.kind() == Transport::Tcp)
+        {
             let addr = SocketAddr::new(l.addr, l.port);
             let tl =
                 TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?;
@@ -343,7 +349,7 @@ impl Target {
         let rdma: Vec<SocketAddr> = config
             .listeners
             .iter()
-            .filter(|l| l.transport == "rdma")
+            .filter(|l| l.kind() == Transport::Rdma)
             .map(|l| SocketAddr::new(l.addr, l.port))
             .collect();
         if !rdma.is_empty() {

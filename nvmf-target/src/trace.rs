@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use trace_ring::description::{
     ArgDesc, ArgKind, Description, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc,
-    SettingsDesc, SubsystemDesc, TpRole, TracepointDesc,
+    SettingsDesc, Stage, SubsystemDesc, TpRole, TracepointDesc, Transport,
 };
 use trace_ring::layout::tpoint_id;
 use trace_ring::{CountersWriter, Layout, ReactorWriters, TraceFile};
@@ -53,10 +53,10 @@ pub const TP_QPAIR_DISCONNECT: u16 = tpoint_id(GROUP_QPAIR, 1);
 pub const TP_QPAIR_DESTROY: u16 = tpoint_id(GROUP_QPAIR, 2);
 pub const TP_POLL_BUSY: u16 = tpoint_id(GROUP_POLL, 0);
 
-/// Per-stage latency histograms in the counters page (names in the description, index order):
-/// capsule received -> submitted to the backend (includes R2T/H2C data for writes), backend
-/// submit -> complete, response queued -> written to the socket.
-pub const STAGES: [&str; 3] = ["to_backend", "backend", "to_wire"];
+/// Per-stage latency histograms in the counters page (named in the description, index order):
+/// capsule received -> submitted to the backend (includes the host's data for writes), backend
+/// submit -> complete, response queued -> on the wire. Both transports record all three.
+pub const STAGES: [Stage; 3] = [Stage::ToBackend, Stage::Backend, Stage::ToWire];
 /// Stage index: capsule received -> backend submit.
 pub const STAGE_TO_BACKEND: u32 = 0;
 /// Stage index: backend submit -> backend complete.
@@ -213,7 +213,7 @@ pub fn describe(
             })
             .collect(),
         tracepoints: catalog(),
-        stages: STAGES.iter().map(|s| (*s).to_string()).collect(),
+        stages: STAGES.to_vec(),
         reactors: config
             .cores
             .iter()
@@ -227,10 +227,18 @@ pub fn describe(
             .collect(),
         listeners: listeners
             .iter()
-            .map(|a| ListenerDesc {
-                transport: "tcp".into(),
+            .map(|a| (Transport::Tcp, *a))
+            .chain(
+                config
+                    .listeners
+                    .iter()
+                    .filter(|l| l.kind() == Transport::Rdma)
+                    .map(|l| (Transport::Rdma, SocketAddr::new(l.addr, l.port))),
+            )
+            .map(|(transport, a)| ListenerDesc {
+                transport,
                 address: a.to_string(),
-                netdev: netdev_of(a),
+                netdev: netdev_of(&a),
                 link_speed_mbps: None,
                 numa_node: None,
             })
@@ -248,7 +256,7 @@ pub fn describe(
                         let dev = n.bdev.device();
                         NamespaceDesc {
                             nsid: n.nsid,
-                            backend: n.kind.to_string(),
+                            backend: n.kind.abi(),
                             device: dev.as_ref().map(|d| d.name.clone()),
                             size_bytes: Some(n.num_blocks * u64::from(n.block_size)),
                             block_size: Some(n.block_size),
@@ -259,20 +267,8 @@ pub fn describe(
             })
             .collect(),
         settings: Some(SettingsDesc {
-            idle: Some(
-                match config.idle {
-                    crate::config::IdlePolicy::Poll => "poll",
-                    crate::config::IdlePolicy::Sleep { .. } => "sleep",
-                }
-                .into(),
-            ),
-            placement: Some(
-                match config.placement {
-                    crate::config::Placement::RoundRobin => "round-robin",
-                    crate::config::Placement::LeastLoaded => "least-loaded",
-                }
-                .into(),
-            ),
+            idle: Some(config.idle.abi()),
+            placement: Some(config.placement.abi()),
             max_queue_depth: Some(config.limits.max_queue_depth),
             max_io_queues: Some(config.limits.max_io_queues),
         }),

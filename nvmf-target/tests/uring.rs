@@ -140,7 +140,7 @@ fn uring_file_commands_statuses_and_persistence() {
             .to_path_buf();
         let reader = trace_ring::TraceReader::open(&trace).expect("open the trace file");
         let ns = &reader.description().subsystems[0].namespaces[0];
-        assert_eq!(ns.backend, "uring");
+        assert_eq!(ns.backend, trace_ring::description::BackendKind::Uring);
         assert_eq!(ns.size_bytes, Some(16 << 20));
         let st_dev = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&file).expect("stat"));
         let sys = format!(
@@ -311,7 +311,7 @@ fn root_uring_on_a_loop_device_verifies_and_is_described() {
         .to_path_buf();
     let reader = trace_ring::TraceReader::open(&path).expect("open the trace file");
     let ns = &reader.description().subsystems[0].namespaces[0];
-    assert_eq!(ns.backend, "uring");
+    assert_eq!(ns.backend, trace_ring::description::BackendKind::Uring);
     assert_eq!(
         ns.device.as_deref(),
         Some(lo.name().as_str()),

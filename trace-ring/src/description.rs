@@ -19,8 +19,8 @@ pub struct Description {
     pub groups: Vec<GroupDesc>,
     /// The tracepoint catalog.
     pub tracepoints: Vec<TracepointDesc>,
-    /// Names of the per-stage latency histograms (index = stage number).
-    pub stages: Vec<String>,
+    /// The per-stage latency histograms (index = stage number).
+    pub stages: Vec<Stage>,
     /// The reactors, index order.
     pub reactors: Vec<ReactorDesc>,
     /// Listeners.
@@ -35,14 +35,126 @@ pub struct Description {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SettingsDesc {
-    /// Idle policy ("poll", "sleep").
-    pub idle: Option<String>,
-    /// Connection placement policy ("round-robin", "least-loaded", "numa-local").
-    pub placement: Option<String>,
+    /// Idle policy.
+    pub idle: Option<IdlePolicy>,
+    /// Connection placement policy.
+    pub placement: Option<PlacementPolicy>,
     /// Largest I/O queue size granted.
     pub max_queue_depth: Option<u32>,
     /// Largest number of I/O queues per controller.
     pub max_io_queues: Option<u32>,
+}
+
+/// Declares one word list of the ABI's vocabulary: a unit enum whose JSON form is a fixed
+/// lowercase name, plus `Unknown` for a name this reader does not know (a newer minor version may
+/// add words; such a file still reads, and the word shows as "unknown").
+macro_rules! vocabulary {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $v:ident = $s:literal,)+ }) => {
+        $(#[$m])*
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vm])* #[serde(rename = $s)] $v,)+
+            /// A name this reader does not know (written by a newer target).
+            #[default]
+            #[serde(rename = "unknown", other)]
+            Unknown,
+        }
+
+        impl $name {
+            /// Every known word, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$v,)+];
+
+            /// The stable name, as written in the JSON description.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$v => $s,)+
+                    $name::Unknown => "unknown",
+                }
+            }
+        }
+
+        impl core::fmt::Display for $name {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl core::str::FromStr for $name {
+            type Err = String;
+            /// Parses a known name; anything else is an error listing the known names.
+            fn from_str(s: &str) -> Result<Self, String> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|w| w.as_str() == s)
+                    .ok_or_else(|| {
+                        let known: Vec<&str> = $name::ALL.iter().map(|w| w.as_str()).collect();
+                        format!("unknown {} {s:?} (known: {})", stringify!($name), known.join(", "))
+                    })
+            }
+        }
+    };
+}
+
+vocabulary! {
+    /// A per-stage latency histogram of the counters page: a span of a request's life.
+    Stage {
+        /// Capsule received -> submitted to the backend (includes the host's data for writes:
+        /// R2T/H2CData on TCP, RDMA READ on RDMA).
+        ToBackend = "to_backend",
+        /// Backend submit -> backend complete.
+        Backend = "backend",
+        /// Response queued -> handed to the wire (socket write returned, or RDMA SEND completed).
+        ToWire = "to_wire",
+    }
+}
+
+vocabulary! {
+    /// An NVMe-oF transport.
+    Transport {
+        /// NVMe/TCP.
+        Tcp = "tcp",
+        /// NVMe/RDMA.
+        Rdma = "rdma",
+    }
+}
+
+vocabulary! {
+    /// The kind of backend behind a namespace.
+    BackendKind {
+        /// Completes instantly, no data.
+        Null = "null",
+        /// RAM.
+        Malloc = "malloc",
+        /// io_uring on a file or block device.
+        Uring = "uring",
+        /// NVMe passthrough through io_uring commands.
+        UringCmd = "uring-cmd",
+        /// User-space PCIe NVMe driver over VFIO.
+        NvmeVfio = "nvme-vfio",
+    }
+}
+
+vocabulary! {
+    /// What a reactor does when it finds no work.
+    IdlePolicy {
+        /// Keeps polling (lowest latency, a full core).
+        Poll = "poll",
+        /// Sleeps in epoll after a number of idle polls.
+        Sleep = "sleep",
+    }
+}
+
+vocabulary! {
+    /// How new connections are given to reactors.
+    PlacementPolicy {
+        /// In turn.
+        RoundRobin = "round-robin",
+        /// The reactor with the fewest connections.
+        LeastLoaded = "least-loaded",
+        /// A reactor on the NUMA node of the listener's NIC (least loaded among them).
+        NumaLocal = "numa-local",
+    }
 }
 
 /// A tracepoint group: one bit of the enabled mask.
@@ -138,8 +250,8 @@ pub struct ReactorDesc {
 /// A listener.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListenerDesc {
-    /// "tcp" or "rdma".
-    pub transport: String,
+    /// The listener's transport.
+    pub transport: Transport,
     /// "ip:port".
     pub address: String,
     /// Network device carrying the address, when known.
@@ -164,8 +276,8 @@ pub struct SubsystemDesc {
 pub struct NamespaceDesc {
     /// Namespace id.
     pub nsid: u32,
-    /// "null", "malloc", "uring", "uring-cmd", "nvme-vfio".
-    pub backend: String,
+    /// The namespace's backend.
+    pub backend: BackendKind,
     /// Backing device or file, when any.
     pub device: Option<String>,
     /// Size in bytes.
@@ -217,5 +329,68 @@ impl Description {
             .iter()
             .find(|g| g.bit == bit)
             .map(|g| g.name.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vocabulary_names_are_stable_and_round_trip() {
+        // The JSON names are the ABI: changing one is a major version bump.
+        let names = |all: &[&str]| all.join(",");
+        assert_eq!(
+            names(&Stage::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+            "to_backend,backend,to_wire"
+        );
+        assert_eq!(
+            serde_json::to_string(&BackendKind::UringCmd).expect("encodes"),
+            "\"uring-cmd\""
+        );
+        assert_eq!(
+            serde_json::to_string(&PlacementPolicy::NumaLocal).expect("encodes"),
+            "\"numa-local\""
+        );
+        for s in Stage::ALL {
+            let j = serde_json::to_string(s).expect("encodes");
+            assert_eq!(serde_json::from_str::<Stage>(&j).expect("decodes"), *s);
+            assert_eq!(s.as_str().parse::<Stage>(), Ok(*s));
+        }
+        for t in [Transport::Tcp, Transport::Rdma] {
+            assert_eq!(t.to_string().parse::<Transport>(), Ok(t));
+        }
+        let e = "disk".parse::<BackendKind>().unwrap_err();
+        assert!(e.contains("disk") && e.contains("nvme-vfio"), "{e}");
+    }
+
+    #[test]
+    fn a_word_from_a_newer_writer_reads_as_unknown() {
+        assert_eq!(
+            serde_json::from_str::<Stage>("\"h2c_wait\"").expect("decodes"),
+            Stage::Unknown
+        );
+        assert_eq!(
+            serde_json::from_str::<IdlePolicy>("\"interrupt\"").expect("decodes"),
+            IdlePolicy::Unknown
+        );
+    }
+
+    #[test]
+    fn an_abi_1_3_description_with_string_fields_still_reads() {
+        // What a 1.3 target wrote: the same words, then free-form strings.
+        let j = r#"{"stages":["to_backend","backend","to_wire"],
+            "listeners":[{"transport":"rdma","address":"10.0.0.1:4420","netdev":null,
+                          "link_speed_mbps":null,"numa_node":1}],
+            "subsystems":[{"nqn":"n","namespaces":[{"nsid":1,"backend":"malloc","device":null,
+                          "size_bytes":4096,"block_size":512,"numa_node":null}]}],
+            "settings":{"idle":"sleep","placement":"least-loaded"}}"#;
+        let d: Description = serde_json::from_str(j).expect("a 1.3 description decodes");
+        assert_eq!(d.stages, [Stage::ToBackend, Stage::Backend, Stage::ToWire]);
+        assert_eq!(d.listeners[0].transport, Transport::Rdma);
+        assert_eq!(d.subsystems[0].namespaces[0].backend, BackendKind::Malloc);
+        let s = d.settings.expect("settings");
+        assert_eq!(s.idle, Some(IdlePolicy::Sleep));
+        assert_eq!(s.placement, Some(PlacementPolicy::LeastLoaded));
     }
 }

@@ -7,6 +7,7 @@
 
 use super::{candidate, margin, pct, si, Context, Detector};
 use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use crate::sample::IdlePolicy;
 use crate::window::Window;
 
 /// Busy share below which the reactor is "idle": 5 % of a core. QD1 at 47K IOPS already keeps
@@ -30,18 +31,18 @@ impl Detector for Idle {
     }
 
     fn observe(&mut self, w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
-        let policy = ctx.info.settings.idle.as_deref().unwrap_or("unknown");
+        let policy = ctx.info.settings.idle.unwrap_or_default();
         for r in &w.reactors {
             // Without thread statistics the policy says it: a `poll` reactor spins by design.
             let (cpu, runnable, inferred) = match r.cpu_ratio {
                 Some(c) => (c, c + r.runqueue_wait_ratio.unwrap_or(0.0), false),
-                None if policy == "poll" => (1.0, 1.0, true),
+                None if policy == IdlePolicy::Poll => (1.0, 1.0, true),
                 None => continue,
             };
             if r.stalled || !(r.busy_ratio < IDLE_BUSY_RATIO) || !(runnable >= ON_CPU_RATIO) {
                 continue;
             }
-            let advice = if policy == "sleep" {
+            let advice = if policy == IdlePolicy::Sleep {
                 "the sleep policy is set but never engages: lower after_idle_polls"
             } else {
                 "the sleep idle policy would give the core back between bursts"

@@ -403,7 +403,7 @@ mod tests {
     fn observe(w: &Window, listener_netdev: &str) -> Vec<Finding> {
         let info = TargetInfo {
             listeners: vec![ListenerInfo {
-                transport: "rdma".into(),
+                transport: crate::sample::Transport::Rdma,
                 address: "10.0.0.1:4420".into(),
                 netdev: Some(listener_netdev.into()),
             }],

@@ -24,6 +24,7 @@
 use super::{candidate, io_qpairs, link, margin, pct, si, us, Context, Detector};
 use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
 use crate::hist::Hist;
+use crate::sample::{BackendKind, Stage};
 use crate::window::{RdmaReactorWindow, ReactorWindow, Window};
 
 /// Outstanding requests (time-weighted, at the target) under which a qpair is shallow: NVMe/TCP
@@ -78,7 +79,7 @@ pub const IMBALANCE_SHARE: f64 = 0.5;
 pub const DOMINANT_STAGE_SHARE: f64 = 0.6;
 
 /// Backends that live in the reactor's memory: never saturated as a device.
-pub const RAM_BACKENDS: [&str; 2] = ["null", "malloc"];
+pub const RAM_BACKENDS: [BackendKind; 2] = [BackendKind::Null, BackendKind::Malloc];
 
 /// Backend in flight (time-weighted, from the backend stage by Little's law) over its high-water
 /// mark at which the backend runs at its limit.
@@ -379,10 +380,10 @@ fn imbalance(w: &Window, out: &mut Vec<Finding>) {
     ));
 }
 
-fn stage<'a>(r: &'a ReactorWindow, name: &str) -> Option<&'a Hist> {
+fn stage(r: &ReactorWindow, which: Stage) -> Option<&Hist> {
     r.stages
         .iter()
-        .find(|(n, h)| n == name && h.count() > 0)
+        .find(|(n, h)| *n == which && h.count() > 0)
         .map(|(_, h)| h)
 }
 
@@ -405,16 +406,18 @@ fn backend_stages(w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
         .info
         .namespaces
         .iter()
-        .any(|ns| !RAM_BACKENDS.contains(&ns.backend.as_str()));
+        .any(|ns| !RAM_BACKENDS.contains(&ns.backend));
     for r in &w.reactors {
         if r.stalled || r.completions < MIN_COMPLETIONS {
             continue;
         }
-        let Some(backend) = stage(r, "backend").and_then(Hist::mean) else {
+        let Some(backend) = stage(r, Stage::Backend).and_then(Hist::mean) else {
             continue;
         };
-        let before = stage(r, "to_backend").and_then(Hist::mean).unwrap_or(0.0);
-        let after = stage(r, "to_wire").and_then(Hist::mean);
+        let before = stage(r, Stage::ToBackend)
+            .and_then(Hist::mean)
+            .unwrap_or(0.0);
+        let after = stage(r, Stage::ToWire).and_then(Hist::mean);
         // The request's time at the target as the stages split it; the qpair latency only when
         // the stages do not cover the whole request.
         let total = match after {
@@ -427,7 +430,8 @@ fn backend_stages(w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
         let backend_share = (backend / total).min(1.0);
         let before_share = (before / total).min(1.0);
         // Little's law on the backend stage: time-weighted requests in the backend.
-        let backend_inflight = stage(r, "backend").map_or(0.0, |h| h.sum() as f64 / 1e9 / secs);
+        let backend_inflight =
+            stage(r, Stage::Backend).map_or(0.0, |h| h.sum() as f64 / 1e9 / secs);
         let hw = r.backend_inflight_high_water;
         let subject = Subject::Reactor { index: r.index };
         if device_backed
@@ -511,7 +515,10 @@ fn backend_stages(w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
 
 fn backend_devices(w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
     // With stage histograms the per-reactor check above is the better judge.
-    if w.reactors.iter().any(|r| stage(r, "backend").is_some()) {
+    if w.reactors
+        .iter()
+        .any(|r| stage(r, Stage::Backend).is_some())
+    {
         return;
     }
     for ns_dev in ctx

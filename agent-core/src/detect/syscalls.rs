@@ -9,6 +9,7 @@
 
 use super::{candidate, io_qpairs, margin, si, Context, Detector};
 use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use crate::sample::Transport;
 use crate::window::Window;
 
 /// Syscalls per poll iteration NVMe/TCP legitimately makes beyond one receive per active I/O
@@ -38,7 +39,11 @@ impl Detector for Syscalls {
 
     fn observe(&mut self, w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
         let tcp = ctx.info.listeners.is_empty()
-            || ctx.info.listeners.iter().any(|l| l.transport != "rdma");
+            || ctx
+                .info
+                .listeners
+                .iter()
+                .any(|l| l.transport != Transport::Rdma);
         for r in &w.reactors {
             let Some(calls) = r.syscalls_per_s.filter(|v| v.is_finite()) else {
                 continue;

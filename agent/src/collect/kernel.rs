@@ -384,7 +384,7 @@ mod tests {
                 },
             ],
             listeners: vec![ListenerInfo {
-                transport: "tcp".into(),
+                transport: trace_ring::description::Transport::Tcp,
                 address: "127.0.0.1:4420".into(),
                 netdev: None,
             }],

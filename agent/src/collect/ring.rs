@@ -90,7 +90,7 @@ impl super::Collector for RingCollector {
             .listeners
             .iter()
             .map(|l| ListenerInfo {
-                transport: l.transport.clone(),
+                transport: l.transport,
                 address: l.address.clone(),
                 netdev: l.netdev.clone(),
             })
@@ -102,7 +102,7 @@ impl super::Collector for RingCollector {
                 s.namespaces.iter().map(|n| NamespaceInfo {
                     nqn: s.nqn.clone(),
                     nsid: n.nsid,
-                    backend: n.backend.clone(),
+                    backend: n.backend,
                     device: n.device.clone(),
                 })
             })
@@ -110,8 +110,8 @@ impl super::Collector for RingCollector {
         info.stages = d.stages.clone();
         info.settings.cores = d.reactors.iter().map(|r| r.core).collect();
         if let Some(s) = &d.settings {
-            info.settings.idle = s.idle.clone();
-            info.settings.placement = s.placement.clone();
+            info.settings.idle = s.idle;
+            info.settings.placement = s.placement;
             info.settings.max_queue_depth = s.max_queue_depth;
             info.settings.max_io_queues = s.max_io_queues;
         }

@@ -2,8 +2,8 @@
 #![allow(dead_code)]
 
 use trace_ring::description::{
-    ArgDesc, ArgKind, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc, SubsystemDesc, TpRole,
-    TracepointDesc,
+    ArgDesc, ArgKind, BackendKind, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc, Stage,
+    SubsystemDesc, TpRole, TracepointDesc, Transport,
 };
 use trace_ring::{tpoint_id, Description, Layout};
 
@@ -59,7 +59,7 @@ pub fn description(reactors: u32) -> Description {
                 role: TpRole::Event,
             },
         ],
-        stages: vec!["parse".into(), "backend".into()],
+        stages: vec![Stage::ToBackend, Stage::Backend],
         reactors: (0..reactors)
             .map(|i| ReactorDesc {
                 index: i,
@@ -69,7 +69,7 @@ pub fn description(reactors: u32) -> Description {
             })
             .collect(),
         listeners: vec![ListenerDesc {
-            transport: "tcp".into(),
+            transport: Transport::Tcp,
             address: "127.0.0.1:4420".into(),
             netdev: Some("lo".into()),
             link_speed_mbps: None,
@@ -79,7 +79,7 @@ pub fn description(reactors: u32) -> Description {
             nqn: "nqn.2026-11.io.ringside:nvme0".into(),
             namespaces: vec![NamespaceDesc {
                 nsid: 1,
-                backend: "malloc".into(),
+                backend: BackendKind::Malloc,
                 device: None,
                 size_bytes: Some(256 << 20),
                 block_size: Some(512),
@@ -87,7 +87,7 @@ pub fn description(reactors: u32) -> Description {
             }],
         }],
         settings: Some(trace_ring::description::SettingsDesc {
-            idle: Some("poll".into()),
+            idle: Some(trace_ring::description::IdlePolicy::Poll),
             max_queue_depth: Some(128),
             ..Default::default()
         }),
