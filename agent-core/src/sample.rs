@@ -170,6 +170,12 @@ pub struct ReactorSample {
     pub connections_closed: u64,
     /// Errors (transport + protocol + backend + status).
     pub errors: u64,
+    /// Fabrics Connects refused (trace-ring ABI 1.5; 0 in older files and recordings).
+    #[serde(default)]
+    pub connects_refused: u64,
+    /// Connections closed on a protocol error (trace-ring ABI 1.5; 0 in older files).
+    #[serde(default)]
+    pub protocol_closes: u64,
     /// Qpair slots in use.
     pub qpairs: Vec<QpairSample>,
     /// Per-stage latency histograms (cumulative), in [`TargetInfo::stages`] order.

@@ -123,6 +123,12 @@ pub struct ReactorWindow {
     pub backend_inflight_high_water: u64,
     /// Errors in the window.
     pub errors: u64,
+    /// Fabrics Connects refused in the window.
+    #[serde(default)]
+    pub connects_refused: u64,
+    /// Connections closed on a protocol error in the window.
+    #[serde(default)]
+    pub protocol_closes: u64,
     /// The reactor's last poll is older than the window: it is not polling.
     pub stalled: bool,
     /// Mean outstanding requests over its qpairs (Little's law).
@@ -483,6 +489,8 @@ pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) ->
             backend_inflight: r.backend_inflight,
             backend_inflight_high_water: r.backend_inflight_high_water,
             errors: d(r.errors, p.errors),
+            connects_refused: d(r.connects_refused, p.connects_refused),
+            protocol_closes: d(r.protocol_closes, p.protocol_closes),
             stalled: dt_ns > 0 && r.last_poll_age_ns > dt_ns && r.polls == p.polls,
             ..ReactorWindow::default()
         };

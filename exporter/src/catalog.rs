@@ -319,6 +319,25 @@ pub const REACTOR_ERRORS: MetricDef = def(
     "Errors on the reactor (transport, protocol, backend, error status).",
     R,
 );
+/// Refused Connects.
+pub const REACTOR_CONNECTS_REFUSED: MetricDef = def(
+    "ringside_reactor_connects_refused_total",
+    Counter,
+    Unit::None,
+    "Fabrics Connects the reactor refused (unknown subsystem, host not allowed, bad \
+     parameter); the target prints one line per refusal naming the host, both NQNs, the field \
+     and the reason.",
+    R,
+);
+/// Protocol closes.
+pub const REACTOR_PROTOCOL_CLOSES: MetricDef = def(
+    "ringside_reactor_protocol_closes_total",
+    Counter,
+    Unit::None,
+    "Connections the reactor closed because the host broke the transport protocol (a \
+     termination request sent, or an RDMA queue pair failed); one line each in the target's log.",
+    R,
+);
 /// Active qpairs.
 pub const REACTOR_ACTIVE_QPAIRS: MetricDef = def(
     "ringside_reactor_active_qpairs",
@@ -949,6 +968,8 @@ pub const CATALOG: &[MetricDef] = &[
     REACTOR_BACKEND_SUBMISSIONS,
     REACTOR_BUFFER_WAITS,
     REACTOR_ERRORS,
+    REACTOR_CONNECTS_REFUSED,
+    REACTOR_PROTOCOL_CLOSES,
     REACTOR_ACTIVE_QPAIRS,
     REACTOR_STALLED,
     REACTOR_LATENCY,

@@ -84,6 +84,8 @@ struct ReactorTotals {
     backend_submissions: u64,
     buffer_waits: u64,
     errors: u64,
+    connects_refused: u64,
+    protocol_closes: u64,
     involuntary_switches: Option<u64>,
     migrations: Option<u64>,
     preemptions: Option<u64>,
@@ -243,6 +245,8 @@ impl Accumulator {
             );
             add(&mut t.buffer_waits, r.buffer_waits);
             add(&mut t.errors, r.errors);
+            add(&mut t.connects_refused, r.connects_refused);
+            add(&mut t.protocol_closes, r.protocol_closes);
             add_opt(
                 &mut t.involuntary_switches,
                 r.involuntary_switches_per_s.map(|x| delta(x, secs)),
@@ -535,6 +539,8 @@ pub fn render_snapshot(snap: &Snapshot, acc: &Accumulator, f: &mut Families) {
         f.counter(&c::REACTOR_BACKEND_SUBMISSIONS, &rl, t.backend_submissions);
         f.counter(&c::REACTOR_BUFFER_WAITS, &rl, t.buffer_waits);
         f.counter(&c::REACTOR_ERRORS, &rl, t.errors);
+        f.counter(&c::REACTOR_CONNECTS_REFUSED, &rl, t.connects_refused);
+        f.counter(&c::REACTOR_PROTOCOL_CLOSES, &rl, t.protocol_closes);
         if let Some(v) = t.involuntary_switches {
             f.counter(&c::REACTOR_INVOLUNTARY_SWITCHES, &rl, v);
         }

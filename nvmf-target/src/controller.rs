@@ -21,7 +21,7 @@ use nvme_proto::identify::{
     self as id, cntrltype, IdentifyController, IdentifyNamespace, NsDescriptor, IDENTIFY_SIZE,
 };
 use nvme_proto::log::{self as plog, DiscoveryEntry, DiscoveryLog, SmartLog};
-use nvme_proto::nvme::{feature, AdminOpcode, Nsid, Sqe, Status};
+use nvme_proto::nvme::{feature, AdminOpcode, Cid, Nsid, Sqe, Status};
 
 use crate::reactor::Ctx;
 use crate::subsystem::{Controller, CreateCtrlError, Subsystem, SubsystemKind};
@@ -38,26 +38,123 @@ pub enum Transport {
     Rdma,
 }
 
-/// A refused command: status and completion dword 0 (Connect's invalid-parameter locator).
-pub type Refusal = (Status, u32);
+impl Transport {
+    /// The transport's name in log lines and JSON (`tcp`, `rdma`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Rdma => "rdma",
+        }
+    }
+}
 
-/// Connect's "invalid parameters" refusal naming the offending field.
-pub fn invalid_param(in_data: bool, offset: u16) -> Refusal {
-    (
-        Status::CONNECT_INVALID_PARAMETERS,
-        fabrics::connect_invalid_param_dw0(in_data, offset),
-    )
+/// A refused Connect: the status and completion dword 0 the host gets (Connect's
+/// invalid-parameter locator), and the field and reason the target's log line names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: Status,
+    pub dw0: u32,
+    /// The offending field, as the specification names it (`hostnqn`, `qid`, `sqsize`...).
+    pub field: &'static str,
+    /// Why, in a few lowercase words.
+    pub reason: &'static str,
+}
+
+impl Refusal {
+    /// A refusal whose status carries no parameter locator.
+    pub fn new(status: Status, field: &'static str, reason: &'static str) -> Refusal {
+        Refusal {
+            status,
+            dw0: 0,
+            field,
+            reason,
+        }
+    }
+}
+
+/// Connect's "invalid parameters" refusal naming the offending field (`in_data`: the offset is
+/// in the Connect data, else in the command).
+pub fn invalid_param(
+    in_data: bool,
+    offset: u16,
+    field: &'static str,
+    reason: &'static str,
+) -> Refusal {
+    Refusal {
+        status: Status::CONNECT_INVALID_PARAMETERS,
+        dw0: fabrics::connect_invalid_param_dw0(in_data, offset),
+        field,
+        reason,
+    }
+}
+
+/// Prints the one line a refused Connect gets (host address, both NQNs as the host sent them,
+/// the field and the reason) and counts it in the counters page. `data` is the Connect data as
+/// received (possibly short or malformed: the NQNs are shown as far as they can be read).
+pub fn connect_refused(
+    r: &Refusal,
+    transport: Transport,
+    peer: impl std::fmt::Display,
+    qid: u16,
+    data: &[u8],
+    ctx: &Ctx,
+) {
+    let nqn_at = |off: u16| {
+        let f = data
+            .get(usize::from(off)..usize::from(off) + 256)
+            .unwrap_or(&[]);
+        let end = f.iter().position(|&b| b == 0).unwrap_or(f.len());
+        match String::from_utf8_lossy(&f[..end]) {
+            s if s.is_empty() => "(empty)".to_string(),
+            s => s
+                .chars()
+                .map(|c| if c.is_control() { '?' } else { c })
+                .collect(),
+        }
+    };
+    eprintln!(
+        "ringside-tgt: connect refused: {} host {peer} qid {qid} subnqn {} hostnqn {}: {}: {} ({})",
+        transport.name(),
+        nqn_at(data_off::SUBNQN),
+        nqn_at(data_off::HOSTNQN),
+        r.field,
+        r.reason,
+        r.status,
+    );
+    ctx.trace.counters(|c| c.connect_refused());
+}
+
+/// Prints the one line a connection closed on a protocol error gets and counts it in the
+/// counters page. `subsys`/`ctrl`: what the queue belonged to, if it got that far.
+pub fn protocol_close(
+    transport: Transport,
+    peer: impl std::fmt::Display,
+    subsys: Option<&Arc<Subsystem>>,
+    ctrl: Option<&Arc<Controller>>,
+    field: &str,
+    reason: &str,
+    ctx: &Ctx,
+) {
+    let none = "(not connected)";
+    eprintln!(
+        "ringside-tgt: connection closed on a protocol error: {} host {peer} subnqn {} hostnqn {}: {field}: {reason}",
+        transport.name(),
+        subsys.map_or(none, |s| s.nqn.as_str()),
+        ctrl.map_or(none, |c| if c.hostnqn.is_empty() { "(empty)" } else { c.hostnqn.as_str() }),
+    );
+    ctx.trace.counters(|c| c.protocol_close());
 }
 
 /// What an admin queue holds besides its queue: controller registers, keep-alive and held AERs.
-/// `H` is how the transport names a held AER (TCP: its command id; RDMA: its request index).
+/// `H` is how the transport names a held AER (TCP: its command id; RDMA: its request index);
+/// each is kept with its command id, which the host may reuse once it abandoned the AER.
 #[derive(Debug)]
 pub struct AdminState<H> {
     pub cc: u32,
     pub csts: u32,
     pub kato_ms: u32,
     pub last_keep_alive: Instant,
-    pub aers: Vec<H>,
+    pub aers: Vec<(Cid, H)>,
     pub async_event_config: u32,
     pub vwc_enabled: bool,
 }
@@ -75,6 +172,15 @@ impl<H> AdminState<H> {
         }
     }
 
+    /// A new admin command carries the command id of a held AER: the host has abandoned that
+    /// AER (SPDK's host completes its outstanding AERs itself at detach and reuses their ids,
+    /// e.g. for a Property Get of CC), so it stops being held and its id is free again. Returns
+    /// the abandoned AER for the transport to release without a response.
+    pub fn abandon_aer(&mut self, cid: Cid) -> Option<H> {
+        let i = self.aers.iter().position(|(c, _)| *c == cid)?;
+        Some(self.aers.swap_remove(i).1)
+    }
+
     /// Whether the host missed its keep-alive: KATO plus one check interval of grace.
     pub fn keep_alive_expired(&self, now: Instant, check_interval_ms: u32) -> bool {
         self.kato_ms > 0
@@ -85,9 +191,14 @@ impl<H> AdminState<H> {
 
 /// Decodes a Connect command and checks its record format.
 pub fn connect_command(sqe: &Sqe) -> Result<ConnectCmd, Refusal> {
-    let cmd = ConnectCmd::from_sqe(sqe).map_err(|_| (Status::INVALID_FIELD, 0))?;
+    let cmd = ConnectCmd::from_sqe(sqe)
+        .map_err(|_| Refusal::new(Status::INVALID_FIELD, "sgl", "not a connect command"))?;
     if cmd.recfmt != 0 {
-        return Err((Status::CONNECT_INCOMPATIBLE_FORMAT, 0));
+        return Err(Refusal::new(
+            Status::CONNECT_INCOMPATIBLE_FORMAT,
+            "recfmt",
+            "unknown record format",
+        ));
     }
     Ok(cmd)
 }
@@ -102,18 +213,83 @@ pub struct Accepted<H> {
     pub entries: u32,
 }
 
+/// The Connect data as the target reads it: like [`ConnectData`], but an empty (all-zero) Host
+/// NQN is allowed and reads as `""`. SPDK's host sends one by default; SPDK's and Linux's
+/// targets let such a host into a subsystem that allows any host, and so do we.
+struct ConnectFields {
+    hostid: [u8; 16],
+    cntlid: u16,
+    subnqn: String,
+    hostnqn: String,
+}
+
+fn connect_fields(data: &[u8]) -> Result<ConnectFields, Refusal> {
+    let bad = |e: nvme_proto::ProtoError| match e {
+        nvme_proto::ProtoError::InvalidField { offset, reason, .. } => {
+            let field = if offset as u16 == data_off::SUBNQN {
+                "subnqn"
+            } else if offset as u16 == data_off::HOSTNQN {
+                "hostnqn"
+            } else {
+                "connect data"
+            };
+            invalid_param(true, offset as u16, field, reason)
+        }
+        _ => invalid_param(true, 0, "connect data", "shorter than 1024 bytes"),
+    };
+    let host = data
+        .get(usize::from(data_off::HOSTNQN)..usize::from(data_off::HOSTNQN) + 256)
+        .unwrap_or(&[]);
+    if host.first() == Some(&0) {
+        // Empty Host NQN: decode the rest with a placeholder in its place.
+        let mut copy = [0u8; fabrics::CONNECT_DATA_SIZE];
+        copy.copy_from_slice(
+            data.get(..fabrics::CONNECT_DATA_SIZE)
+                .ok_or_else(|| invalid_param(true, 0, "connect data", "shorter than 1024 bytes"))?,
+        );
+        copy[usize::from(data_off::HOSTNQN)] = b'-';
+        let cd = ConnectData::decode(&copy).map_err(bad)?;
+        return Ok(ConnectFields {
+            hostid: cd.hostid,
+            cntlid: cd.cntlid,
+            subnqn: cd.subnqn.as_str().to_string(),
+            hostnqn: String::new(),
+        });
+    }
+    let cd = ConnectData::decode(data).map_err(bad)?;
+    Ok(ConnectFields {
+        hostid: cd.hostid,
+        cntlid: cd.cntlid,
+        subnqn: cd.subnqn.as_str().to_string(),
+        hostnqn: cd.hostnqn.as_str().to_string(),
+    })
+}
+
 /// Accepts or refuses a Connect whose transport checks passed (`data`: the Connect data).
 /// An admin Connect creates a controller; an I/O Connect claims its queue id on one.
 pub fn accept_connect<H>(cmd: &ConnectCmd, data: &[u8], ctx: &Ctx) -> Result<Accepted<H>, Refusal> {
-    let cd = ConnectData::decode(data).map_err(|e| match e {
-        nvme_proto::ProtoError::InvalidField { offset, .. } => invalid_param(true, offset as u16),
-        _ => invalid_param(true, 0),
-    })?;
-    let Some(subsys) = ctx.shared.subsystem(cd.subnqn.as_str()).cloned() else {
-        return Err(invalid_param(true, data_off::SUBNQN));
+    let cd = connect_fields(data)?;
+    let Some(subsys) = ctx.shared.subsystem(&cd.subnqn).cloned() else {
+        return Err(invalid_param(
+            true,
+            data_off::SUBNQN,
+            "subnqn",
+            "no such subsystem",
+        ));
     };
-    if subsys.kind == SubsystemKind::Nvm && !subsys.host_allowed(cd.hostnqn.as_str()) {
-        return Err((Status::CONNECT_INVALID_HOST, 0));
+    let not_allowed = || {
+        Refusal::new(
+            Status::CONNECT_INVALID_HOST,
+            "hostnqn",
+            if cd.hostnqn.is_empty() {
+                "empty host nqn on a subsystem with an allow-list"
+            } else {
+                "not on the subsystem's allowed hosts"
+            },
+        )
+    };
+    if subsys.kind == SubsystemKind::Nvm && !subsys.host_allowed(&cd.hostnqn) {
+        return Err(not_allowed());
     }
     let limits = &ctx.shared.config.limits;
     let entries = cmd.queue_entries();
@@ -123,17 +299,35 @@ pub fn accept_connect<H>(cmd: &ConnectCmd, data: &[u8], ctx: &Ctx) -> Result<Acc
         limits.max_queue_depth
     };
     if cmd.sqsize == 0 || entries > max {
-        return Err(invalid_param(false, cmd_off::SQSIZE));
+        return Err(invalid_param(
+            false,
+            cmd_off::SQSIZE,
+            "sqsize",
+            if cmd.sqsize == 0 {
+                "zero"
+            } else {
+                "above the queue depth limit"
+            },
+        ));
     }
     if cmd.qid == 0 {
         if cd.cntlid != CNTLID_DYNAMIC && cd.cntlid != CNTLID_STATIC_ANY {
-            return Err(invalid_param(true, data_off::CNTLID));
+            return Err(invalid_param(
+                true,
+                data_off::CNTLID,
+                "cntlid",
+                "admin connect must ask for a dynamic controller",
+            ));
         }
         let ctrl = subsys
-            .create_controller(cd.hostnqn.as_str(), cd.hostid)
+            .create_controller(&cd.hostnqn, cd.hostid)
             .map_err(|e| match e {
-                CreateCtrlError::HostNotAllowed => (Status::CONNECT_INVALID_HOST, 0),
-                CreateCtrlError::NoFreeCntlid => (Status::CONNECT_CONTROLLER_BUSY, 0),
+                CreateCtrlError::HostNotAllowed => not_allowed(),
+                CreateCtrlError::NoFreeCntlid => Refusal::new(
+                    Status::CONNECT_CONTROLLER_BUSY,
+                    "cntlid",
+                    "no free controller id",
+                ),
             })?;
         let kato = if cmd.kato == 0 && subsys.kind == SubsystemKind::Nvm {
             ctx.shared.config.keep_alive.default_timeout_ms
@@ -148,22 +342,60 @@ pub fn accept_connect<H>(cmd: &ConnectCmd, data: &[u8], ctx: &Ctx) -> Result<Acc
         });
     }
     if subsys.kind == SubsystemKind::Discovery {
-        return Err(invalid_param(false, cmd_off::QID));
+        return Err(invalid_param(
+            false,
+            cmd_off::QID,
+            "qid",
+            "the discovery subsystem has no i/o queues",
+        ));
     }
     let Some(ctrl) = subsys.controller(cd.cntlid) else {
-        return Err(invalid_param(true, data_off::CNTLID));
+        return Err(invalid_param(
+            true,
+            data_off::CNTLID,
+            "cntlid",
+            "no such controller",
+        ));
     };
     if ctrl.is_failed() {
-        return Err(invalid_param(true, data_off::CNTLID));
+        return Err(invalid_param(
+            true,
+            data_off::CNTLID,
+            "cntlid",
+            "controller is being torn down",
+        ));
     }
-    if ctrl.hostnqn != cd.hostnqn.as_str() {
-        return Err(invalid_param(true, data_off::HOSTNQN));
+    if ctrl.hostnqn != cd.hostnqn {
+        return Err(invalid_param(
+            true,
+            data_off::HOSTNQN,
+            "hostnqn",
+            "differs from the admin queue's",
+        ));
     }
     if ctrl.hostid != cd.hostid {
-        return Err(invalid_param(true, data_off::HOSTID));
+        return Err(invalid_param(
+            true,
+            data_off::HOSTID,
+            "hostid",
+            "differs from the admin queue's",
+        ));
     }
-    if u32::from(cmd.qid) > granted_queues(Some(&ctrl), ctx) || !ctrl.claim_qid(cmd.qid) {
-        return Err(invalid_param(false, cmd_off::QID));
+    if u32::from(cmd.qid) > granted_queues(Some(&ctrl), ctx) {
+        return Err(invalid_param(
+            false,
+            cmd_off::QID,
+            "qid",
+            "above the i/o queues granted",
+        ));
+    }
+    if !ctrl.claim_qid(cmd.qid) {
+        return Err(invalid_param(
+            false,
+            cmd_off::QID,
+            "qid",
+            "already connected",
+        ));
     }
     Ok(Accepted {
         subsys,
@@ -292,7 +524,7 @@ pub fn admin_command<H>(
                 return status(Status::ASYNC_EVENT_REQUEST_LIMIT_EXCEEDED);
             }
             // Held until an event happens (none does yet) or the controller goes away.
-            a.aers.push(aer);
+            a.aers.push((sqe.cid, aer));
             Reply::Held
         }
         // dw0 bit 0 set: command not aborted (everything runs to completion anyway).

@@ -17,7 +17,7 @@ pub const MAGIC: [u8; 8] = *b"RINGSIDE";
 /// ABI major version: a reader refuses any other major version.
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: additions that an older reader of the same major can ignore.
-pub const ABI_MINOR: u16 = 4;
+pub const ABI_MINOR: u16 = 5;
 /// Written as a native `u32`; reads back as this value only on a little-endian machine.
 pub const ENDIAN_TAG: u32 = 0x0A0B_0C0D;
 
@@ -350,6 +350,12 @@ u64_block! {
         /// RDMA: times the shared receive queue was left with no receive posted (monotonic, so a
         /// reader sees whether it happened within its window, unlike the low-water mark).
         rdma_srq_empty,
+        /// Fabrics Connects refused (ABI 1.5; zero in older files): each also printed one line
+        /// naming the host address, both NQNs, the field and the reason.
+        connects_refused,
+        /// Connections closed on a protocol error (a TermReq sent, or an RDMA queue pair failed
+        /// for a malformed capsule; ABI 1.5), each also printed as one line.
+        protocol_closes,
     }
 }
 
@@ -799,6 +805,9 @@ mod tests {
         assert_eq!(offset_of!(ReactorCounters, rdma_cq_polls), 25 * 8);
         assert_eq!(offset_of!(ReactorCounters, rdma_srq_size), 35 * 8);
         assert_eq!(offset_of!(ReactorCounters, rdma_srq_empty), 36 * 8);
+        // ABI 1.5 appended the interop words.
+        assert_eq!(offset_of!(ReactorCounters, connects_refused), 37 * 8);
+        assert_eq!(offset_of!(ReactorCounters, protocol_closes), 38 * 8);
         assert!(size_of::<QpairCounters>() as u64 <= QPAIR_COUNTERS_SIZE);
         assert_eq!(
             QPAIR_COUNTERS_SIZE % 64,

@@ -790,6 +790,16 @@ impl CountersWriter {
         );
     }
 
+    /// A Fabrics Connect was refused.
+    pub fn connect_refused(&mut self) {
+        self.add(rc!(connects_refused), 1);
+    }
+
+    /// A connection was closed because the host broke the protocol.
+    pub fn protocol_close(&mut self) {
+        self.add(rc!(protocol_closes), 1);
+    }
+
     /// RDMA: one completion-queue poll that returned `completions` work completions.
     #[inline]
     pub fn rdma_cq_poll(&mut self, completions: u64) {

@@ -162,6 +162,8 @@ impl super::Collector for RingCollector {
                 connections_opened: t.connections_opened,
                 connections_closed: t.connections_closed,
                 errors: t.errors_transport + t.errors_protocol + t.errors_backend + t.errors_status,
+                connects_refused: t.connects_refused,
+                protocol_closes: t.protocol_closes,
                 rdma: rdma_of(t),
                 ..ReactorSample::default()
             };

@@ -83,10 +83,17 @@ pub(super) fn execute(rd: &mut ReactorRdma, idx: u32, ctx: &mut Ctx) {
     } else if conn.state != RConnState::Enabled {
         st(Status::COMMAND_SEQUENCE_ERROR)
     } else if conn.qid == 0 {
+        let mut abandoned = None;
         if let Some(a) = conn.admin.as_mut() {
             a.last_keep_alive = ctx.now;
+            // A held AER whose id the host reuses was abandoned by the host: release it.
+            abandoned = a.abandon_aer(sqe.cid);
         }
-        admin(conn, &sqe, data, &mut rd.scratch, idx, ctx)
+        let out = admin(conn, &sqe, data, &mut rd.scratch, idx, ctx);
+        if let Some(held) = abandoned {
+            rd.free_req(held);
+        }
+        out
     } else {
         let tag = super::TAG_RDMA
             | ((u64::from(rd.reqs[idx as usize].gen) & 0x7fff_ffff) << 32)
@@ -136,11 +143,20 @@ fn connect(c: &mut RConn, slot: u16, sqe: &Sqe, data: &[u8], ctx: &mut Ctx) -> O
     let r = (|| -> Result<(), ctl::Refusal> {
         let cmd = ctl::connect_command(sqe)?;
         if data.len() < fabrics::CONNECT_DATA_SIZE {
-            return Err((Status::SGL_DATA_BLOCK_LENGTH_INVALID, 0));
+            return Err(ctl::Refusal::new(
+                Status::SGL_DATA_BLOCK_LENGTH_INVALID,
+                "sgl",
+                "connect data shorter than 1024 bytes",
+            ));
         }
         // The queue was named in the CM request already; the Connect must agree.
         if cmd.qid != c.qid {
-            return Err(ctl::invalid_param(false, cmd_off::QID));
+            return Err(ctl::invalid_param(
+                false,
+                cmd_off::QID,
+                "qid",
+                "differs from the rdma-cm request's",
+            ));
         }
         let a = ctl::accept_connect(&cmd, data, ctx)?;
         c.admin = a.admin;
@@ -163,12 +179,9 @@ fn connect(c: &mut RConn, slot: u16, sqe: &Sqe, data: &[u8], ctx: &mut Ctx) -> O
             );
             Outcome::Respond(Status::SUCCESS, u32::from(cntlid), 0, 0)
         }
-        Err((s, dw0)) => {
-            eprintln!(
-                "ringside-tgt: rdma: connect of qid {} from {} refused: status {:#x}",
-                c.qid, c.peer, s.0
-            );
-            Outcome::Respond(s, dw0, 0, 0)
+        Err(r) => {
+            ctl::connect_refused(&r, Transport::Rdma, &c.peer, c.qid, data, ctx);
+            Outcome::Respond(r.status, r.dw0, 0, 0)
         }
     }
 }

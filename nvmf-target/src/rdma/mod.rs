@@ -708,6 +708,22 @@ impl ReactorRdma {
         }
     }
 
+    /// A connection closed because its host broke the protocol: one line, counted.
+    fn protocol_error(&mut self, slot: u16, field: &str, reason: &str, ctx: &Ctx) {
+        if let Some(c) = self.conns[usize::from(slot)].as_ref() {
+            crate::controller::protocol_close(
+                crate::controller::Transport::Rdma,
+                &c.peer,
+                c.subsys.as_ref(),
+                c.ctrl.as_ref(),
+                field,
+                reason,
+                ctx,
+            );
+        }
+        self.conn_error(slot, ErrorClass::Protocol, ctx);
+    }
+
     fn conn_error(&mut self, slot: u16, class: ErrorClass, ctx: &Ctx) {
         ctx.stats.connection_errors.add(1);
         ctx.trace.counters(|c| c.error(class));
@@ -955,7 +971,7 @@ impl ReactorRdma {
         }
         if (w.byte_len as usize) < 64 {
             give_back(self);
-            return self.conn_error(slot, ErrorClass::Protocol, ctx);
+            return self.protocol_error(slot, "capsule", "shorter than a command", ctx);
         }
         let mut raw = [0u8; 64];
         raw.copy_from_slice(res.region.bytes(off, 64));
@@ -986,12 +1002,8 @@ impl ReactorRdma {
             32
         };
         if c.reqs >= limit {
-            eprintln!(
-                "ringside-tgt: rdma: qpair {slot} ({}): more commands than the queue holds; closing it",
-                c.peer
-            );
             give_back(self);
-            return self.conn_error(slot, ErrorClass::Protocol, ctx);
+            return self.protocol_error(slot, "sqsize", "more commands than the queue holds", ctx);
         }
         let Some(idx) = self.free_reqs.pop() else {
             give_back(self);

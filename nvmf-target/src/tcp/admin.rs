@@ -18,8 +18,14 @@ impl Conn {
             match self.h2c_source(&sqe, data) {
                 Ok(super::H2cSource::InCapsule(len))
                     if len as usize >= fabrics::CONNECT_DATA_SIZE => {}
-                Ok(_) => return Err((Status::SGL_DATA_BLOCK_LENGTH_INVALID, 0)),
-                Err(s) => return Err((s, 0)),
+                Ok(_) => {
+                    return Err(ctl::Refusal::new(
+                        Status::SGL_DATA_BLOCK_LENGTH_INVALID,
+                        "sgl",
+                        "connect data not in the capsule or shorter than 1024 bytes",
+                    ))
+                }
+                Err(s) => return Err(ctl::Refusal::new(s, "sgl", "bad data descriptor")),
             }
             let a = ctl::accept_connect(&cmd, data, ctx)?;
             if cmd.qid != 0 {
@@ -57,7 +63,11 @@ impl Conn {
                 );
                 self.respond(cid, Status::SUCCESS, u32::from(cntlid), 0, ctx);
             }
-            Err((st, dw0)) => self.respond(cid, st, dw0, 0, ctx),
+            Err(r) => {
+                let qid = ctl::connect_command(&sqe).map_or(0, |c| c.qid);
+                ctl::connect_refused(&r, Transport::Tcp, self.peer, qid, data, ctx);
+                self.respond(cid, r.status, r.dw0, 0, ctx)
+            }
         }
     }
 

@@ -347,6 +347,16 @@ impl Conn {
     fn fatal(&mut self, e: &PduError, offending: &[u8], ctx: &mut Ctx) {
         ctx.stats.connection_errors.add(1);
         ctx.trace.counters(|c| c.error(ErrorClass::Transport));
+        let (field, reason) = match e {
+            PduError::Fatal {
+                fes,
+                offset,
+                reason,
+                ..
+            } => (format!("pdu byte {offset}"), format!("{fes:?}: {reason}")),
+            other => ("pdu".to_string(), other.to_string()),
+        };
+        self.log_protocol_close(&field, &reason, ctx);
         let max = ptcp::TERM_REQ_MAX_LEN;
         let n = ptcp::encode_term_req_for(e, Role::Controller, offending, self.out.reserve(max))
             .unwrap_or(0);
@@ -361,6 +371,12 @@ impl Conn {
     fn fatal_fes(&mut self, fes: Fes, fei: u32, offending_hdr: &[u8], ctx: &mut Ctx) {
         ctx.stats.connection_errors.add(1);
         ctx.trace.counters(|c| c.error(ErrorClass::Protocol));
+        let ty = offending_hdr.first().map_or(0, |&b| b);
+        self.log_protocol_close(
+            &format!("pdu type {ty:#04x} byte {fei}"),
+            &format!("{fes:?}"),
+            ctx,
+        );
         let max = ptcp::TERM_REQ_MAX_LEN;
         let data = ptcp::term_req_data(offending_hdr);
         let n = ptcp::encode_term_req(Role::Controller, fes, fei, data, self.out.reserve(max))
@@ -368,6 +384,19 @@ impl Conn {
         self.out.commit(max, n);
         ctx.stats.pdus_sent.add(1);
         self.transition(ConnEvent::Terminate, ctx);
+    }
+
+    /// The one line and the counter of a connection closed on a protocol error.
+    fn log_protocol_close(&self, field: &str, reason: &str, ctx: &Ctx) {
+        crate::controller::protocol_close(
+            crate::controller::Transport::Tcp,
+            self.peer,
+            self.subsys.as_ref(),
+            self.ctrl.as_ref(),
+            field,
+            reason,
+            ctx,
+        );
     }
 
     fn on_pdu(&mut self, hdr: PduHeader, data: &[u8], ctx: &mut Ctx) {
@@ -530,6 +559,12 @@ impl Conn {
         };
         self.trace_begin(sqe.cid, sqe.opcode, bytes, ctx);
         self.on_submit(ctx);
+        if self.qid == 0 && self.cid_busy(sqe.cid) {
+            // A held AER whose id the host reuses was abandoned by the host: free its id.
+            if let Some(cid) = self.admin.as_mut().and_then(|a| a.abandon_aer(sqe.cid)) {
+                self.cid_mark(cid, false);
+            }
+        }
         if self.cid_busy(sqe.cid) {
             self.respond(sqe.cid, Status::COMMAND_ID_CONFLICT, 0, 0, ctx);
             return;
