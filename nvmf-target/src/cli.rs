@@ -77,7 +77,7 @@ pub struct Args {
     #[arg(long, value_name = "NQN")]
     pub allow_host: Vec<String>,
 
-    /// Connection placement policy: round-robin or least-loaded.
+    /// Connection placement policy: round-robin, least-loaded or numa-local.
     #[arg(long, value_name = "POLICY")]
     pub placement: Option<Placement>,
 

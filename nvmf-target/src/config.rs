@@ -171,6 +171,9 @@ pub enum Placement {
     RoundRobin,
     /// Each new connection goes to the reactor with the fewest live connections.
     LeastLoaded,
+    /// Each new connection goes to the least loaded reactor on the NUMA node of the listener's
+    /// NIC (every reactor when that node is unknown or has none).
+    NumaLocal,
 }
 
 impl Placement {
@@ -180,6 +183,7 @@ impl Placement {
         match self {
             Placement::RoundRobin => P::RoundRobin,
             Placement::LeastLoaded => P::LeastLoaded,
+            Placement::NumaLocal => P::NumaLocal,
         }
     }
 }
@@ -190,8 +194,9 @@ impl FromStr for Placement {
         match s {
             "round-robin" => Ok(Placement::RoundRobin),
             "least-loaded" => Ok(Placement::LeastLoaded),
+            "numa-local" => Ok(Placement::NumaLocal),
             _ => Err(invalid(format!(
-                "unknown placement {s:?} (use round-robin or least-loaded)"
+                "unknown placement {s:?} (use round-robin, least-loaded or numa-local)"
             ))),
         }
     }

@@ -12,6 +12,8 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod nvm;
+pub mod placement;
 #[cfg(feature = "rdma")]
 pub mod rdma;
 pub mod reactor;

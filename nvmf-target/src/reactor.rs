@@ -67,6 +67,14 @@ pub struct Ctx {
     pub trace: Tracer,
 }
 
+impl Ctx {
+    /// MDTS in bytes: the largest transfer of one command.
+    #[inline]
+    pub fn mdts(&self) -> u64 {
+        self.shared.config.limits.max_io_size.0
+    }
+}
+
 /// Encodes a backend tag: connection generation (31 bits: bit 63 marks RDMA requests), slot,
 /// request index.
 #[inline]

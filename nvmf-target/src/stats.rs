@@ -36,33 +36,7 @@ impl Counter {
     }
 }
 
-/// Command classes counted separately.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(usize)]
-pub enum OpClass {
-    Read = 0,
-    Write,
-    Flush,
-    WriteZeroes,
-    Dsm,
-    OtherIo,
-    Admin,
-    Fabrics,
-}
-
-impl OpClass {
-    pub const COUNT: usize = 8;
-    pub const NAMES: [&'static str; Self::COUNT] = [
-        "read",
-        "write",
-        "flush",
-        "write_zeroes",
-        "dataset_management",
-        "other_io",
-        "admin",
-        "fabrics",
-    ];
-}
+pub use crate::nvm::OpClass;
 
 /// Statistics of one qpair slot. `qpair_id` 0 means the slot is free.
 #[derive(Debug, Default)]

@@ -11,7 +11,7 @@
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 use crate::backend::{self, Bdev};
 use trace_ring::description::Transport;
 
-use crate::config::{online_cores, Config, ConfigError, Placement};
+use crate::config::{online_cores, Config, ConfigError};
 use crate::reactor::{Msg, Reactor};
 use crate::stats::ReactorStats;
 use crate::subsystem::{Subsystem, SubsystemKind};
@@ -88,6 +88,8 @@ pub struct Shared {
     pub started: Instant,
     next_qpair_id: AtomicU64,
     pub(crate) links: Vec<ReactorLink>,
+    /// Connection placement, for the TCP acceptor and the rdma-cm thread.
+    placer: crate::placement::Placer,
     /// The trace file's path and group toggles, when tracing.
     pub trace: Option<(PathBuf, trace_ring::TraceControl)>,
 }
@@ -101,6 +103,13 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// The reactor for a new connection on a listener whose NIC is on `nic_node`.
+    pub(crate) fn pick_reactor(&self, nic_node: Option<u32>) -> usize {
+        self.placer.pick(nic_node, |i| {
+            self.stats.get(i).map_or(0, |s| s.connections.get())
+        })
+    }
+
     /// The bound NVMe/RDMA listener addresses (empty before the rdma-cm thread bound them, and
     /// when RDMA is unavailable).
     pub fn rdma_listen_addrs(&self) -> &[SocketAddr] {
@@ -298,6 +307,14 @@ impl Target {
             shutdown: AtomicBool::new(false),
             started: Instant::now(),
             next_qpair_id: AtomicU64::new(1),
+            placer: crate::placement::Placer::new(
+                config.placement,
+                config
+                    .cores
+                    .iter()
+                    .map(|c| crate::placement::numa_node_of_cpu(c.0))
+                    .collect(),
+            ),
             links,
             trace,
         });
@@ -434,7 +451,14 @@ impl Drop for Target {
 
 /// Accepts connections and places them on reactors.
 fn acceptor(listeners: Vec<TcpListener>, shared: Arc<Shared>) {
-    let rr = AtomicUsize::new(0);
+    let nodes: Vec<Option<u32>> = listeners
+        .iter()
+        .map(|l| {
+            l.local_addr()
+                .ok()
+                .and_then(|a| crate::placement::nic_node_of(&a))
+        })
+        .collect();
     let fds: Vec<_> = listeners.iter().collect();
     while !shared.is_shutting_down() {
         let mut pfds: Vec<rustix::event::PollFd<'_>> = fds
@@ -449,10 +473,10 @@ fn acceptor(listeners: Vec<TcpListener>, shared: Arc<Shared>) {
             std::thread::sleep(Duration::from_millis(10));
             continue;
         }
-        for l in &listeners {
+        for (l, &nic_node) in listeners.iter().zip(&nodes) {
             loop {
                 match l.accept() {
-                    Ok((s, peer)) => place(s, peer, &shared, &rr),
+                    Ok((s, peer)) => place(s, peer, &shared, nic_node),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) => {
@@ -467,21 +491,11 @@ fn acceptor(listeners: Vec<TcpListener>, shared: Arc<Shared>) {
     }
 }
 
-fn place(s: TcpStream, peer: SocketAddr, shared: &Shared, rr: &AtomicUsize) {
+fn place(s: TcpStream, peer: SocketAddr, shared: &Shared, nic_node: Option<u32>) {
     if s.set_nonblocking(true).is_err() || s.set_nodelay(true).is_err() {
         return;
     }
-    let n = shared.links.len();
-    let idx = match shared.config.placement {
-        Placement::RoundRobin => rr.fetch_add(1, Ordering::Relaxed) % n,
-        Placement::LeastLoaded => {
-            let start = rr.fetch_add(1, Ordering::Relaxed);
-            (0..n)
-                .map(|k| (start + k) % n)
-                .min_by_key(|&i| shared.stats[i].connections.get())
-                .unwrap_or(0)
-        }
-    };
+    let idx = shared.pick_reactor(nic_node);
     let id = shared.next_qpair_id();
     shared.links[idx].send(Msg::NewConnection {
         stream: s,

@@ -186,17 +186,7 @@ pub fn catalog() -> Vec<TracepointDesc> {
     v
 }
 
-fn numa_node_of_cpu(core: usize) -> Option<u32> {
-    let dir = std::fs::read_dir(format!("/sys/devices/system/cpu/cpu{core}")).ok()?;
-    dir.filter_map(Result::ok)
-        .filter_map(|e| e.file_name().to_str()?.strip_prefix("node")?.parse().ok())
-        .next()
-}
-
-fn netdev_of(addr: &SocketAddr) -> Option<String> {
-    // Keep it simple: loopback is "lo"; anything else would need netlink.
-    addr.ip().is_loopback().then(|| "lo".to_string())
-}
+use crate::placement::{netdev_of, numa_node_of_cpu, numa_node_of_netdev};
 
 /// Builds the description of a target about to start.
 pub fn describe(
@@ -240,7 +230,7 @@ pub fn describe(
                 address: a.to_string(),
                 netdev: netdev_of(&a),
                 link_speed_mbps: None,
-                numa_node: None,
+                numa_node: netdev_of(&a).and_then(|d| numa_node_of_netdev(&d)),
             })
             .collect(),
         subsystems: subsystems

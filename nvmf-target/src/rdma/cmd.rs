@@ -5,17 +5,16 @@
 //! buffer), I/O commands go to the reactor's backend queue with the buffer itself (no copy).
 //!
 //! Fabrics and admin commands are answered by the controller model both transports share
-//! ([`crate::controller`]); the I/O command set mirrors the NVMe/TCP one (`tcp/io.rs`): same
-//! statuses, only the data movement differs. Nothing here allocates on the I/O path.
+//! ([`crate::controller`]), I/O commands by the NVM command set both share ([`crate::nvm`]):
+//! this file only says where the data is. Nothing here allocates on the I/O path.
 
 use nvme_proto::fabrics::{self, connect_cmd_offset as cmd_off, FabricsType};
-use nvme_proto::nvme::{IoOpcode, Sqe, Status, DSM_AD, DSM_RANGE_SIZE};
+use nvme_proto::nvme::{Sqe, Status};
 
 use super::{RConn, RConnState, RState, ReactorRdma, TP_RDMA_EXECUTING};
-use crate::backend::BdevOp;
 use crate::controller::{self as ctl, AdminQueue, Reply, Transport};
+use crate::nvm::{self, OpClass, Payload};
 use crate::reactor::Ctx;
-use crate::stats::OpClass;
 use crate::trace::TP_QPAIR_CONNECT;
 
 /// What became of a command.
@@ -30,24 +29,6 @@ enum Outcome {
 
 fn st(s: Status) -> Outcome {
     Outcome::Respond(s, 0, 0, 0)
-}
-
-/// The statistics class of a command.
-pub(super) fn class_of(sqe: &Sqe, qid: u16) -> OpClass {
-    if sqe.is_fabrics() {
-        OpClass::Fabrics
-    } else if qid == 0 {
-        OpClass::Admin
-    } else {
-        match IoOpcode::from_u8(sqe.opcode) {
-            Some(IoOpcode::Read) => OpClass::Read,
-            Some(IoOpcode::Write) => OpClass::Write,
-            Some(IoOpcode::Flush) => OpClass::Flush,
-            Some(IoOpcode::WriteZeroes) => OpClass::WriteZeroes,
-            Some(IoOpcode::DatasetManagement) => OpClass::Dsm,
-            _ => OpClass::OtherIo,
-        }
-    }
 }
 
 /// Executes request `idx` of `rd` (its data, if any, is in its buffer).
@@ -68,6 +49,7 @@ pub(super) fn execute(rd: &mut ReactorRdma, idx: u32, ctx: &mut Ctx) {
         u64::from(len),
     );
     ctx.stats.cmds[class as usize].add(1);
+    let tag = rd.backend_tag(idx);
     let Some(res) = rd.res.as_mut() else { return };
     let Some(conn) = rd.conns[usize::from(slot)].as_mut() else {
         return;
@@ -95,10 +77,7 @@ pub(super) fn execute(rd: &mut ReactorRdma, idx: u32, ctx: &mut Ctx) {
         }
         out
     } else {
-        let tag = super::TAG_RDMA
-            | ((u64::from(rd.reqs[idx as usize].gen) & 0x7fff_ffff) << 32)
-            | u64::from(idx);
-        io(conn, &sqe, class, data, tag, ctx)
+        io(conn, &sqe, data, tag, ctx)
     };
     match outcome {
         Outcome::Respond(s, dw0, dw1, c2h) => {
@@ -106,12 +85,12 @@ pub(super) fn execute(rd: &mut ReactorRdma, idx: u32, ctx: &mut Ctx) {
             rd.respond(idx, s, dw0, dw1, ctx);
         }
         Outcome::Submitted => {
-            rd.reqs[idx as usize].state = RState::AtBackend;
-            ctx.trace.counters(|c| c.backend_submit());
+            let r = &mut rd.reqs[idx as usize];
+            r.state = RState::AtBackend;
+            r.t_submit = ctx.trace.tsc();
         }
         Outcome::Held => rd.reqs[idx as usize].state = RState::Held,
     }
-    let _ = rd.backend_tag(idx);
 }
 
 fn fabrics(c: &mut RConn, slot: u16, sqe: &Sqe, data: &mut [u8], ctx: &mut Ctx) -> Outcome {
@@ -214,95 +193,15 @@ fn admin(
     }
 }
 
-fn io(
-    c: &mut RConn,
-    sqe: &Sqe,
-    class: OpClass,
-    data: &mut [u8],
-    tag: u64,
-    ctx: &mut Ctx,
-) -> Outcome {
-    let Some(subsys) = c.subsys.as_ref() else {
-        return st(Status::COMMAND_SEQUENCE_ERROR);
+/// An I/O command whose host data (if any) is in `data`, the request's registered buffer,
+/// which is as long as the host's keyed SGL says.
+fn io(c: &mut RConn, sqe: &Sqe, data: &mut [u8], tag: u64, ctx: &mut Ctx) -> Outcome {
+    let cmd = match nvm::check(sqe, c.subsys.as_deref(), ctx.mdts())
+        .and_then(|cmd| nvm::check_data(&cmd, data.len() as u64).map(|()| cmd))
+    {
+        Ok(cmd) => cmd,
+        Err(s) => return st(s),
     };
-    let nsid = sqe.nsid.0;
-    if class == OpClass::OtherIo {
-        return st(Status::INVALID_OPCODE);
-    }
-    if class == OpClass::Flush && nsid == 0xffff_ffff {
-        // Identify says broadcast Flush is not supported (VWC bits 2:1 = 10b).
-        return st(Status::INVALID_NAMESPACE_OR_FORMAT);
-    }
-    let Some(ns) = subsys.namespace(nsid) else {
-        return st(Status::INVALID_NAMESPACE_OR_FORMAT);
-    };
-    let (bs, blocks, bdev) = (u64::from(ns.block_size), ns.num_blocks, ns.bdev_index);
-    let slba = sqe.slba();
-    let nlb = u64::from(sqe.cdw12 & 0xffff) + 1;
-    let in_range = |s: u64, n: u64| s.checked_add(n).is_some_and(|e| e <= blocks);
-    let q = &mut ctx.bdevs[bdev];
-    match class {
-        OpClass::Read | OpClass::Write => {
-            if nlb * bs != data.len() as u64 {
-                return st(Status::SGL_DATA_BLOCK_LENGTH_INVALID);
-            }
-            if !in_range(slba, nlb) {
-                return st(Status::LBA_OUT_OF_RANGE);
-            }
-            if class == OpClass::Read {
-                q.submit(
-                    tag,
-                    BdevOp::Read {
-                        lba: slba,
-                        buf: data,
-                    },
-                );
-            } else {
-                q.submit(
-                    tag,
-                    BdevOp::Write {
-                        lba: slba,
-                        buf: data,
-                    },
-                );
-            }
-            Outcome::Submitted
-        }
-        OpClass::WriteZeroes => {
-            if !in_range(slba, nlb) {
-                return st(Status::LBA_OUT_OF_RANGE);
-            }
-            q.submit(
-                tag,
-                BdevOp::WriteZeroes {
-                    lba: slba,
-                    blocks: nlb,
-                },
-            );
-            Outcome::Submitted
-        }
-        OpClass::Flush => {
-            q.submit(tag, BdevOp::Flush);
-            Outcome::Submitted
-        }
-        OpClass::Dsm => {
-            let len = (u64::from(sqe.cdw10 & 0xff) + 1) * DSM_RANGE_SIZE as u64;
-            if len != data.len() as u64 {
-                return st(Status::SGL_DATA_BLOCK_LENGTH_INVALID);
-            }
-            ctx.dsm.clear();
-            if sqe.cdw11 & DSM_AD != 0 {
-                for r in data.chunks_exact(DSM_RANGE_SIZE) {
-                    let nlb = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
-                    let slba =
-                        u64::from_le_bytes([r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15]]);
-                    ctx.dsm.push((slba, u64::from(nlb)));
-                }
-            }
-            let q = &mut ctx.bdevs[bdev];
-            q.submit(tag, BdevOp::Deallocate { ranges: &ctx.dsm });
-            Outcome::Submitted
-        }
-        _ => st(Status::INVALID_OPCODE),
-    }
+    nvm::submit(&cmd, sqe, tag, Payload::Buffer(data), ctx);
+    Outcome::Submitted
 }

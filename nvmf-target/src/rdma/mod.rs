@@ -30,7 +30,7 @@ pub mod verbs;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -39,12 +39,12 @@ use nvme_proto::nvme::{Cqe, Sqe, Status};
 use nvme_proto::rdma::{reject_status, CmAccept, CmReject, CmRequest, CM_PRIVATE_DATA_SIZE};
 use trace_ring::description::{ArgKind, TpRole, TracepointDesc};
 use trace_ring::layout::tpoint_id;
-use trace_ring::{ErrorClass, OpClass as TraceClass};
+use trace_ring::ErrorClass;
 
 use crate::backend::BdevError;
-use crate::config::Placement;
+use crate::nvm::OpClass;
 use crate::reactor::{Ctx, Msg};
-use crate::stats::{OpClass, RdmaEvent};
+use crate::stats::RdmaEvent;
 use crate::subsystem::{Controller, Subsystem};
 use crate::target::Shared;
 use crate::trace::{TP_QPAIR_DESTROY, TP_QPAIR_DISCONNECT};
@@ -208,7 +208,7 @@ pub fn spawn_cm(
             .or_else(Device::first)
             .ok_or_else(|| format!("no RDMA device for {a}"))?;
         bound.push(a);
-        listeners.push((id, dev));
+        listeners.push((id, dev, crate::placement::nic_node_of(&a)));
     }
     let h = std::thread::Builder::new()
         .name("rdma-cm".into())
@@ -217,8 +217,7 @@ pub fn spawn_cm(
     Ok((h, bound))
 }
 
-fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device)>, shared: Arc<Shared>) {
-    let rr = AtomicUsize::new(0);
+fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device, Option<u32>)>, shared: Arc<Shared>) {
     // Connection id address → (reactor, ident), until the connection's first disconnect or error
     // event (an id destroyed by its reactor first leaves its entry until the address is reused;
     // a stale `Gone` never matches a newer ident).
@@ -241,10 +240,9 @@ fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device)>, shared: Arc<Share
             match ev.kind {
                 verbs::event::CONNECT_REQUEST => {
                     let id = ev.take_new_id();
-                    let dev = listeners
-                        .iter()
-                        .find(|(l, _)| l.key() == ev.listen_id)
-                        .map(|(_, d)| *d);
+                    let listener = listeners.iter().find(|(l, _, _)| l.key() == ev.listen_id);
+                    let dev = listener.map(|(_, d, _)| *d);
+                    let nic_node = listener.and_then(|(_, _, n)| *n);
                     let verdict = check_request(&ev.private, &shared.config.limits);
                     let device = match (id.device(), dev) {
                         (Some(d), Some(l)) if d.same(&l) => Some(d),
@@ -253,7 +251,7 @@ fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device)>, shared: Arc<Share
                     match (verdict, device) {
                         (Ok(req), Some(device)) => {
                             let ident = shared.next_qpair_id();
-                            let r = pick_reactor(&shared, &rr);
+                            let r = shared.pick_reactor(nic_node);
                             where_.insert(id.key(), (r, ident));
                             shared.links[r].send(Msg::Rdma(RdmaMsg::Connect {
                                 id,
@@ -300,20 +298,6 @@ fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device)>, shared: Arc<Share
     }
     drop(listeners);
     drop(ch);
-}
-
-fn pick_reactor(shared: &Shared, rr: &AtomicUsize) -> usize {
-    let n = shared.links.len();
-    match shared.config.placement {
-        Placement::RoundRobin => rr.fetch_add(1, Ordering::Relaxed) % n,
-        Placement::LeastLoaded => {
-            let start = rr.fetch_add(1, Ordering::Relaxed);
-            (0..n)
-                .map(|k| (start + k) % n)
-                .min_by_key(|&i| shared.stats[i].connections.get())
-                .unwrap_or(0)
-        }
-    }
 }
 
 /// Validates the NVMe/RDMA CM request private data; `Err` is the reject status.
@@ -399,7 +383,10 @@ struct Req {
     dw1: u32,
     /// Bytes to RDMA WRITE to the host with the response.
     c2h: u32,
+    /// Trace clock: capsule received, handed to the backend, response posted (the stages).
     t0: u64,
+    t_submit: u64,
+    t_resp: u64,
 }
 
 impl Req {
@@ -420,6 +407,8 @@ impl Req {
             dw1: 0,
             c2h: 0,
             t0: 0,
+            t_submit: 0,
+            t_resp: 0,
         }
     }
 }
@@ -917,6 +906,7 @@ impl ReactorRdma {
                 let r = &self.reqs[idx as usize];
                 ctx.trace.refresh();
                 ctx.trace.tp(TP_RDMA_COMPLETED, slot, r.sqe.cid.0, 0, 0);
+                crate::nvm::on_wire(ctx, r.t_resp);
                 self.free_req(idx);
             }
             _ => {} // a WRITE: its SEND follows in order
@@ -1005,6 +995,9 @@ impl ReactorRdma {
             give_back(self);
             return self.protocol_error(slot, "sqsize", "more commands than the queue holds", ctx);
         }
+        // An I/O command is checked by the NVM command set before its data is fetched.
+        let early = (c.qid != 0 && c.state == RConnState::Enabled && !sqe.is_fabrics())
+            .then(|| crate::nvm::check(&sqe, c.subsys.as_deref(), ctx.mdts()));
         let Some(idx) = self.free_reqs.pop() else {
             give_back(self);
             return self.conn_error(slot, ErrorClass::Transport, ctx);
@@ -1022,7 +1015,7 @@ impl ReactorRdma {
         r.len = 0;
         r.c2h = 0;
         r.t0 = t0;
-        r.class = cmd::class_of(&sqe, c.qid);
+        r.class = OpClass::of(&sqe, c.qid);
         // Direction of the data: bits 1:0 of the opcode (of fctype for fabrics commands).
         let dir = if sqe.is_fabrics() {
             sqe.fctype()
@@ -1063,6 +1056,13 @@ impl ReactorRdma {
             Ok(x) => x,
             Err(st) => return self.respond(idx, st, 0, 0, ctx),
         };
+        if let Some(Err(st)) = early {
+            // Refused before any data moves (MDTS, namespace, opcode), as on TCP.
+            if let Xfer::InCapsule { .. } = xfer {
+                give_back(self);
+            }
+            return self.respond(idx, st, 0, 0, ctx);
+        }
         let buf_len = self.res.as_ref().map_or(0, |r| r.buf_len);
         if len as usize > buf_len {
             if let Xfer::InCapsule { .. } = xfer {
@@ -1181,29 +1181,13 @@ impl ReactorRdma {
         if r.state != RState::AtBackend || r.gen & 0x7fff_ffff != gen {
             return;
         }
-        let (slot, cid, class) = (r.slot, r.sqe.cid.0, r.class);
+        let (slot, cid, class, len) = (r.slot, r.sqe.cid.0, r.class, r.len);
+        let (t0, t_submit) = (r.t0, r.t_submit);
         let code = u64::from(result.is_err());
         ctx.trace.tp(TP_RDMA_EXECUTED, slot, cid, code, 0);
-        if result.is_err() {
-            ctx.trace.counters(|c| c.error(ErrorClass::Backend));
-        }
-        let status = match result {
-            Ok(()) => Status::SUCCESS,
-            Err(BdevError::OutOfRange) => Status::LBA_OUT_OF_RANGE,
-            Err(BdevError::BadLength) => Status::INVALID_FIELD,
-            Err(BdevError::Media) => match class {
-                OpClass::Read => Status::UNRECOVERED_READ_ERROR,
-                _ => Status::WRITE_FAULT,
-            },
-        };
-        let len = self.reqs[idx as usize].len;
-        match class {
-            OpClass::Read if status.is_success() => {
-                ctx.stats.bytes_read.add(u64::from(len));
-                self.reqs[idx as usize].c2h = len;
-            }
-            OpClass::Write if status.is_success() => ctx.stats.bytes_written.add(u64::from(len)),
-            _ => {}
+        let status = crate::nvm::completed(ctx, class, len, t0, t_submit, result);
+        if class == OpClass::Read && status.is_success() {
+            self.reqs[idx as usize].c2h = len;
         }
         let live = self.conns[usize::from(slot)].as_ref().is_some_and(|c| {
             c.gen == self.reqs[idx as usize].cgen && c.state != RConnState::Closing
@@ -1283,11 +1267,12 @@ impl ReactorRdma {
             bytes,
         );
         let (t0, class) = (r.t0, r.class);
+        r.t_resp = ctx.trace.tsc();
         if ctx.trace.active() {
             let latency = ctx.trace.tsc().wrapping_sub(t0);
             let ok = status.is_success();
             ctx.trace.counters(|x| {
-                x.command(trace_class(class), if ok { moved } else { 0 });
+                x.command(class.trace(), if ok { moved } else { 0 });
                 x.qpair_complete(slot, moved, latency, !ok);
                 if !ok {
                     x.error(ErrorClass::Status);
@@ -1361,16 +1346,6 @@ impl ReactorRdma {
             q.quiesce();
         }
         self.res = None;
-    }
-}
-
-/// The counters page's class of a command class.
-fn trace_class(c: OpClass) -> TraceClass {
-    match c {
-        OpClass::Read => TraceClass::Read,
-        OpClass::Write => TraceClass::Write,
-        OpClass::Admin | OpClass::Fabrics => TraceClass::Admin,
-        _ => TraceClass::Other,
     }
 }
 

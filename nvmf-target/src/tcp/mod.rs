@@ -30,12 +30,12 @@ use nvme_proto::tcp::{
 };
 
 use crate::backend::{BdevError, IoBuf};
+use crate::nvm::{self, IoCmd, OpClass};
 use crate::reactor::Ctx;
-use crate::stats::OpClass;
 use crate::subsystem::{Controller, Subsystem};
 use crate::trace::{
-    STAGE_BACKEND, STAGE_TO_BACKEND, STAGE_TO_WIRE, TP_BACKEND_COMPLETED, TP_CAPSULE_RECEIVED,
-    TP_H2C_DONE, TP_QPAIR_DISCONNECT, TP_R2T_SENT, TP_RESPONSE_QUEUED, TP_RESPONSE_SENT,
+    TP_BACKEND_COMPLETED, TP_CAPSULE_RECEIVED, TP_H2C_DONE, TP_QPAIR_DISCONNECT, TP_R2T_SENT,
+    TP_RESPONSE_QUEUED, TP_RESPONSE_SENT,
 };
 use trace_ring::{ErrorClass, OpClass as TraceClass};
 
@@ -95,7 +95,8 @@ struct Req {
     /// Set when data for this command failed its digest: answer with this instead of executing.
     failed: Option<Status>,
     class: OpClass,
-    ns_index: usize,
+    /// The checked command (I/O requests only).
+    io: IoCmd,
     /// Trace clock when the capsule arrived (for the qpair latency histogram).
     t0: u64,
     /// Trace clock when it went to the backend (for the stage histograms).
@@ -114,7 +115,7 @@ impl Req {
             received: 0,
             failed: None,
             class: OpClass::Read,
-            ns_index: 0,
+            io: IoCmd::default(),
             t0: 0,
             t_submit: 0,
             buf: IoBuf::new(prealloc),
@@ -772,7 +773,8 @@ impl Conn {
     }
 
     /// Takes a request from the pool for `sqe`; `None` means the host overran its queue.
-    fn alloc_req(&mut self, sqe: &Sqe, len: u32, class: OpClass, ns_index: usize) -> Option<u16> {
+    fn alloc_req(&mut self, sqe: &Sqe, cmd: &IoCmd) -> Option<u16> {
+        let len = cmd.len;
         let idx = self.free.pop()?;
         self.cid_mark(sqe.cid, true);
         let r = &mut self.reqs[usize::from(idx)];
@@ -780,8 +782,8 @@ impl Conn {
         r.len = len;
         r.received = 0;
         r.failed = None;
-        r.class = class;
-        r.ns_index = ns_index;
+        r.class = cmd.class;
+        r.io = *cmd;
         r.t0 = self.cur.0;
         r.buf.grow(len as usize);
         Some(idx)
@@ -849,7 +851,7 @@ impl Conn {
         }
         if let Some(st) = self.reqs[idx].failed {
             let cid = self.reqs[idx].sqe.cid;
-            self.cur = (self.reqs[idx].t0, trace_class(self.reqs[idx].class), 0);
+            self.cur = (self.reqs[idx].t0, self.reqs[idx].class.trace(), 0);
             self.free_req(idx);
             return self.respond(cid, st, 0, 0, ctx);
         }
@@ -866,33 +868,16 @@ impl Conn {
             let q = &self.reqs[idx];
             (q.sqe.cid, q.class, q.len as usize)
         };
-        let code = match r {
-            Ok(()) => 0,
-            Err(_) => 1,
-        };
-        ctx.trace
-            .tp(TP_BACKEND_COMPLETED, self.slot, cid.0, code, 0);
-        if ctx.trace.active() {
-            let (t0, t_submit) = (self.reqs[idx].t0, self.reqs[idx].t_submit);
-            let now = ctx.trace.tsc();
-            ctx.trace.counters(|c| {
-                c.stage_latency_ticks(STAGE_TO_BACKEND, t_submit.wrapping_sub(t0));
-                c.stage_latency_ticks(STAGE_BACKEND, now.wrapping_sub(t_submit));
-            });
-        }
-        if r.is_err() {
-            ctx.trace.counters(|c| c.error(ErrorClass::Backend));
-        }
-        self.cur = (self.reqs[idx].t0, trace_class(class), len as u64);
-        let status = match r {
-            Ok(()) => Status::SUCCESS,
-            Err(BdevError::OutOfRange) => Status::LBA_OUT_OF_RANGE,
-            Err(BdevError::BadLength) => Status::INVALID_FIELD,
-            Err(BdevError::Media) => match class {
-                OpClass::Read => Status::UNRECOVERED_READ_ERROR,
-                _ => Status::WRITE_FAULT,
-            },
-        };
+        ctx.trace.tp(
+            TP_BACKEND_COMPLETED,
+            self.slot,
+            cid.0,
+            u64::from(r.is_err()),
+            0,
+        );
+        let (t0, t_submit) = (self.reqs[idx].t0, self.reqs[idx].t_submit);
+        let status = nvm::completed(ctx, class, len as u32, t0, t_submit, r);
+        self.cur = (t0, class.trace(), len as u64);
         if status.is_success() && class == OpClass::Read {
             // The data leaves from the request's buffer; the request is freed once written.
             self.reqs[idx].state = ReqState::Sending;
@@ -907,7 +892,6 @@ impl Conn {
                 success,
                 ctx,
             );
-            ctx.stats.bytes_read.add(len as u64);
             if success {
                 if let Some(q) = ctx.stats.qpairs.get(usize::from(self.slot)) {
                     q.on_complete();
@@ -917,8 +901,6 @@ impl Conn {
                 self.respond(cid, status, 0, 0, ctx);
             }
             return;
-        } else if status.is_success() && class == OpClass::Write {
-            ctx.stats.bytes_written.add(len as u64);
         }
         self.free_req(idx);
         self.respond(cid, status, 0, 0, ctx);
@@ -940,12 +922,9 @@ impl Conn {
         if self.out.has_sent() {
             // The write just returned: that is when these responses left.
             ctx.trace.refresh();
-            let now = ctx.trace.tsc();
             while let Some((cid, queued_at)) = self.out.pop_sent() {
                 ctx.trace.tp(TP_RESPONSE_SENT, self.slot, cid, 0, 0);
-                ctx.trace.counters(|c| {
-                    c.stage_latency_ticks(STAGE_TO_WIRE, now.wrapping_sub(queued_at));
-                });
+                nvm::on_wire(ctx, queued_at);
             }
         }
         let mut freed = std::mem::take(&mut self.freed_scratch);
@@ -1035,17 +1014,8 @@ impl Conn {
     }
 }
 
-/// The counters page's class of a command class.
-fn trace_class(c: OpClass) -> TraceClass {
-    match c {
-        OpClass::Read => TraceClass::Read,
-        OpClass::Write => TraceClass::Write,
-        OpClass::Admin | OpClass::Fabrics => TraceClass::Admin,
-        _ => TraceClass::Other,
-    }
-}
-
 /// Where a write-like command's data is.
+#[derive(Clone, Copy)]
 enum H2cSource {
     InCapsule(u32),
     R2T(u32),
