@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::attach::AttachArgs;
 use crate::diagnose::{self, DiagnoseArgs, RecordArgs, ReportArgs};
+use crate::rpc::{self, RpcArgs};
 use crate::serve::{self, ServeArgs};
 use crate::top::{self, TopArgs};
 use crate::trace::{self, TraceArgs};
@@ -37,6 +38,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Live view: reactors, qpairs, netdevs, devices, findings (`--once` prints one snapshot).
     Top(TopArgs),
+    /// Call the target's JSON-RPC (like SPDK's rpc.py): `ringside rpc nvmf_get_subsystems`,
+    /// `ringside rpc nvmf_subsystem_add_host '{"nqn": "...", "host": "..."}'`.
+    Rpc(RpcArgs),
 }
 
 /// Runs a parsed command line.
@@ -50,5 +54,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => diagnose::report(args, &mut out),
         Command::Serve(args) => serve::run(&cli.attach, args),
         Command::Top(args) => top::run(&cli.attach, args),
+        Command::Rpc(args) => rpc::run(cli.attach.name.as_deref(), args, &mut out),
     }
 }

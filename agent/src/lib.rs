@@ -12,6 +12,7 @@ pub mod collect;
 pub mod diagnose;
 pub mod placement;
 pub mod requests;
+pub mod rpc;
 pub mod serve;
 pub mod session;
 pub mod top;

@@ -18,6 +18,7 @@ pub mod placement;
 pub mod rdma;
 pub mod reactor;
 pub mod rpc;
+pub mod spdk_rpc;
 pub mod stats;
 pub mod subsystem;
 pub mod target;

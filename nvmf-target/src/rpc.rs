@@ -264,19 +264,28 @@ pub fn handle(req: Value, shared: &Arc<Shared>) -> Option<Value> {
             shared.request_shutdown();
             Ok(Value::Bool(true))
         }
-        "rpc_get_methods" => Ok(json!([
-            "get_config",
-            "get_stats",
-            "get_subsystems",
-            "trace_get_info",
-            "trace_set_groups",
-            "shutdown",
-            "rpc_get_methods"
-        ])),
-        _ => Err((
-            code::METHOD_NOT_FOUND,
-            format!("method not found: {method}"),
-        )),
+        "rpc_get_methods" => {
+            let own = [
+                "get_config",
+                "get_stats",
+                "get_subsystems",
+                "trace_get_info",
+                "trace_set_groups",
+                "shutdown",
+                "rpc_get_methods",
+            ];
+            Ok(json!(own
+                .iter()
+                .chain(crate::spdk_rpc::METHODS)
+                .collect::<Vec<_>>()))
+        }
+        // SPDK's method names (rpc.py's vocabulary) where the meaning matches.
+        _ => crate::spdk_rpc::call(method, &params, shared).unwrap_or_else(|| {
+            Err((
+                code::METHOD_NOT_FOUND,
+                format!("method not found: {method}"),
+            ))
+        }),
     };
     id.as_ref()?;
     Some(match result {

@@ -108,8 +108,9 @@ pub struct Subsystem {
     pub kind: SubsystemKind,
     pub serial: String,
     pub model: String,
-    /// Empty: any host.
-    pub allowed_hosts: Vec<String>,
+    /// Who may connect: any host, or the listed ones. Changed at run time by the RPC
+    /// (`nvmf_subsystem_add_host`...); read on Connect and for the discovery log only.
+    hosts: Mutex<HostAccess>,
     pub namespaces: Vec<Arc<Namespace>>,
     ctrls: Mutex<CtrlTable>,
 }
@@ -121,6 +122,13 @@ impl std::fmt::Debug for Subsystem {
             .field("kind", &self.kind)
             .finish()
     }
+}
+
+/// A subsystem's host access: SPDK's model, an allow-any flag beside an explicit list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HostAccess {
+    pub allow_any_host: bool,
+    pub hosts: Vec<String>,
 }
 
 #[derive(Default)]
@@ -143,7 +151,10 @@ impl Subsystem {
             kind: SubsystemKind::Discovery,
             serial: "RINGSIDEDISC".into(),
             model: "ringside discovery".into(),
-            allowed_hosts: Vec::new(),
+            hosts: Mutex::new(HostAccess {
+                allow_any_host: true,
+                hosts: Vec::new(),
+            }),
             namespaces: Vec::new(),
             ctrls: Mutex::new(CtrlTable::default()),
         }
@@ -184,14 +195,50 @@ impl Subsystem {
             kind: SubsystemKind::Nvm,
             serial: cfg.serial.clone(),
             model: cfg.model.clone(),
-            allowed_hosts: cfg.allowed_hosts.clone(),
+            hosts: Mutex::new(HostAccess {
+                allow_any_host: cfg.allowed_hosts.is_empty(),
+                hosts: cfg.allowed_hosts.clone(),
+            }),
             namespaces,
             ctrls: Mutex::new(CtrlTable::default()),
         }
     }
 
     pub fn host_allowed(&self, hostnqn: &str) -> bool {
-        self.allowed_hosts.is_empty() || self.allowed_hosts.iter().any(|h| h == hostnqn)
+        let h = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        h.allow_any_host || h.hosts.iter().any(|x| x == hostnqn)
+    }
+
+    /// Who may connect now.
+    pub fn host_access(&self) -> HostAccess {
+        self.hosts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Adds a host to the list (`false`: it was there already). A subsystem that allows any
+    /// host keeps doing so (as SPDK's does) until `set_allow_any_host(false)`.
+    pub fn add_host(&self, hostnqn: &str) -> bool {
+        let mut h = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        if h.hosts.iter().any(|x| x == hostnqn) {
+            return false;
+        }
+        h.hosts.push(hostnqn.to_string());
+        true
+    }
+
+    /// Removes a host from the list (`false`: it was not there). Its connected controllers stay
+    /// (as in SPDK); new Connects from it are refused unless any host is allowed.
+    pub fn remove_host(&self, hostnqn: &str) -> bool {
+        let mut h = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        let before = h.hosts.len();
+        h.hosts.retain(|x| x != hostnqn);
+        h.hosts.len() != before
+    }
+
+    pub fn set_allow_any_host(&self, allow: bool) {
+        self.hosts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .allow_any_host = allow;
     }
 
     /// The namespace with `nsid`, if active.
@@ -288,6 +335,25 @@ mod tests {
         assert!(a.is_failed());
         assert!(s.controller(a.cntlid).is_none());
         assert!(s.controller(b.cntlid).is_some());
+    }
+
+    #[test]
+    fn host_access_follows_spdks_model() {
+        let s = Subsystem::discovery();
+        assert!(
+            s.host_allowed("nqn.a"),
+            "the discovery subsystem allows any host"
+        );
+        s.set_allow_any_host(false);
+        assert!(!s.host_allowed("nqn.a"));
+        assert!(!s.host_allowed(""), "an empty host nqn is not on any list");
+        assert!(s.add_host("nqn.a"));
+        assert!(!s.add_host("nqn.a"), "listed once");
+        assert!(s.host_allowed("nqn.a"));
+        assert!(!s.host_allowed("nqn.b"));
+        assert!(s.remove_host("nqn.a"));
+        assert!(!s.remove_host("nqn.a"));
+        assert!(!s.host_allowed("nqn.a"));
     }
 
     #[test]

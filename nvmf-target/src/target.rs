@@ -161,8 +161,8 @@ impl Shared {
                 "serial": s.serial,
                 "model": s.model,
                 "listen_addresses": listen,
-                "allowed_hosts": s.allowed_hosts,
-                "allow_any_host": s.allowed_hosts.is_empty(),
+                "allowed_hosts": s.host_access().hosts,
+                "allow_any_host": s.host_access().allow_any_host,
                 "namespaces": s.namespaces.iter().map(|n| json!({
                     "nsid": n.nsid,
                     "backend": n.kind.to_string(),
