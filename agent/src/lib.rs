@@ -15,6 +15,7 @@ pub mod requests;
 pub mod rpc;
 pub mod serve;
 pub mod session;
+pub mod spdk;
 pub mod top;
 pub mod topology;
 pub mod trace;

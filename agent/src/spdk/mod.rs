@@ -1,0 +1,2 @@
+//! SPDK's `nvmf_tgt` as a source: its tracepoint file ([`trace`]).
+pub mod trace;
