@@ -19,6 +19,7 @@ pub mod recording;
 pub mod report;
 pub mod sample;
 pub mod snapshot;
+pub mod spdk;
 pub mod topology;
 pub mod topology_svg;
 pub mod window;

@@ -122,6 +122,7 @@ pub fn recommend(
             .max()
     };
     out.sort_by_key(|r| std::cmp::Reverse(rank(r)));
+    crate::spdk::adapt_fragments(info, &mut out);
     out
 }
 

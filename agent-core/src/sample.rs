@@ -42,6 +42,10 @@ pub struct TargetInfo {
     pub settings: TargetSettings,
     /// Each source the agent tried: available or not, and one line saying why.
     pub capabilities: Vec<Capability>,
+    /// What kind of target this is when it is not ringside-tgt (`"spdk"`): sinks label it and the
+    /// recommender writes fragments in its vocabulary. Absent from older recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flavor: Option<String>,
 }
 
 /// A reactor.
@@ -125,6 +129,10 @@ pub struct Sample {
     /// devices. Absent from recordings made before RDMA ports were collected.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rdma_ports: Vec<RdmaPortSample>,
+    /// What an SPDK target adds (poll groups, pollers, its own busy accounting, the trace
+    /// profile); `None` for ringside-tgt and in older recordings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spdk: Option<crate::spdk::SpdkSample>,
 }
 
 /// A reactor's counters at one instant (a copy of the counters page, converted to ns).

@@ -55,6 +55,9 @@ pub struct Window {
     pub tcp_retransmits: Option<u64>,
     /// All reactors together.
     pub total: TotalWindow,
+    /// What an SPDK target adds (`None` for ringside-tgt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spdk: Option<crate::spdk::SpdkWindow>,
 }
 
 impl Window {
@@ -570,6 +573,7 @@ pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) ->
         w.reactors.push(rw);
     }
     w.total.latency = total_latency;
+    w.spdk = crate::spdk::window(prev.spdk.as_ref(), now.spdk.as_ref(), dt_ns);
 
     for n in &now.netdevs {
         let p = prev.netdevs.iter().find(|x| x.name == n.name);

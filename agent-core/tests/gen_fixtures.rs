@@ -632,6 +632,7 @@ fn info(
             max_io_queues: Some(16),
         },
         capabilities: Vec::new(),
+        flavor: None,
     }
 }
 

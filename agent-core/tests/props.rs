@@ -323,6 +323,7 @@ fn window() -> impl Strategy<Value = Window> {
                     latency: tl,
                     ..TotalWindow::default()
                 },
+                spdk: None,
             },
         )
 }

@@ -64,6 +64,33 @@ pub struct AnalysisArgs {
     /// every system call on the machine while the agent runs).
     #[arg(long)]
     pub kernel_syscalls: bool,
+    /// Analyse an SPDK nvmf_tgt through its JSON-RPC socket instead of a ringside-tgt
+    /// (`/var/tmp/spdk.sock` is SPDK's default).
+    #[arg(long, value_name = "SOCK")]
+    pub spdk_rpc: Option<PathBuf>,
+    /// The SPDK target's trace file (default: the one `trace_get_info` names, usually
+    /// `/dev/shm/nvmf_trace.pid<PID>`).
+    #[arg(long, value_name = "FILE", requires = "spdk_rpc")]
+    pub spdk_trace: Option<PathBuf>,
+}
+
+/// Opens the session the analysis flags ask for: an SPDK target with `--spdk-rpc`, else the
+/// ringside-tgt instance `attach` picks.
+pub fn open_session(
+    attach: &AttachArgs,
+    analysis: &AnalysisArgs,
+    opts: &SessionOptions,
+) -> Result<Session> {
+    match &analysis.spdk_rpc {
+        Some(rpc) => crate::spdk::open_session(
+            &crate::spdk::SpdkTarget {
+                rpc: rpc.clone(),
+                trace: analysis.spdk_trace.clone(),
+            },
+            opts,
+        ),
+        None => Session::open(attach, opts),
+    }
 }
 
 /// `ringside diagnose`.
@@ -217,10 +244,31 @@ fn build_report(
         overall,
         timeline: analyzer.summaries().cloned().collect(),
         findings: analyzer.all_findings(),
-        recommendations: analyzer.recommendations().to_vec(),
+        recommendations: final_recommendations(analyzer),
         agent_cost: cost,
         source,
     }
+}
+
+/// The analyzer's recommendations at the end; when the load stopped before the end (a run that
+/// finished, so its findings cleared), the recommendations for everything raised during the run,
+/// judged on the windows up to the last one that carried I/O.
+fn final_recommendations(analyzer: &Analyzer) -> Vec<agent_core::Recommendation> {
+    let now = analyzer.recommendations();
+    let raised = analyzer.all_findings();
+    if !now.is_empty() || raised.is_empty() {
+        return now.to_vec();
+    }
+    let windows: Vec<agent_core::Window> = analyzer.windows().cloned().collect();
+    let Some(end) = windows.iter().rposition(|w| w.total.iops > 0.0) else {
+        return Vec::new();
+    };
+    agent_core::recommend::recommend(
+        analyzer.info(),
+        analyzer.topology(),
+        &windows[..=end],
+        &raised,
+    )
 }
 
 fn emit(report: &Report, json: bool, html: Option<&Path>, out: &mut dyn Write) -> Result<()> {
@@ -256,7 +304,11 @@ pub fn diagnose(attach: &AttachArgs, args: &DiagnoseArgs, out: &mut dyn Write) -
     if args.interval > args.duration {
         bail!("--interval must not exceed --duration");
     }
-    let mut session = Session::open(attach, &session_options(args.interval, &args.analysis))?;
+    let mut session = open_session(
+        attach,
+        &args.analysis,
+        &session_options(args.interval, &args.analysis),
+    )?;
     let mut rec = match &args.record {
         Some(p) => Some(open_recording(
             p,
@@ -299,7 +351,11 @@ fn open_recording(path: &Path, info: &TargetInfo, topo: &Topology) -> Result<Buf
 
 /// `ringside record`.
 pub fn record(attach: &AttachArgs, args: &RecordArgs, out: &mut dyn Write) -> Result<()> {
-    let mut session = Session::open(attach, &session_options(args.interval, &args.analysis))?;
+    let mut session = open_session(
+        attach,
+        &args.analysis,
+        &session_options(args.interval, &args.analysis),
+    )?;
     let mut w = open_recording(
         &args.output,
         session.analyzer().info(),

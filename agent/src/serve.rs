@@ -17,7 +17,6 @@ use exporter::{Exporter, ServeOptions};
 
 use crate::attach::AttachArgs;
 use crate::diagnose::AnalysisArgs;
-use crate::session::Session;
 
 /// Options of `ringside serve`.
 #[derive(Args, Clone, Debug)]
@@ -70,7 +69,7 @@ pub fn run(attach: &AttachArgs, args: &ServeArgs) -> Result<()> {
 /// Runs `ringside serve` until `stop` is set (tests set it themselves).
 pub fn run_until(attach: &AttachArgs, args: &ServeArgs, stop: &AtomicBool) -> Result<()> {
     let opts = crate::diagnose::session_options(args.interval, &args.analysis);
-    let mut session = Session::open(attach, &opts)?;
+    let mut session = crate::diagnose::open_session(attach, &args.analysis, &opts)?;
     let shared = Arc::new(Exporter::new());
     shared.update(&session.snapshot());
     let server = exporter::serve(

@@ -45,7 +45,7 @@ pub struct TopArgs {
 /// Runs `ringside top`.
 pub fn run(attach: &AttachArgs, args: &TopArgs) -> Result<()> {
     let opts = crate::diagnose::session_options(args.interval, &args.analysis);
-    let mut session = Session::open(attach, &opts)?;
+    let mut session = crate::diagnose::open_session(attach, &args.analysis, &opts)?;
     let stdout = io::stdout();
     if args.once {
         let snap = first_window(&mut session, args.interval);

@@ -28,6 +28,10 @@ pub mod link;
 pub mod migration;
 pub mod numa;
 pub mod preemption;
+pub mod spdk_buffers;
+pub mod spdk_cpu;
+pub mod spdk_idle;
+pub mod spdk_poll_groups;
 pub mod stall;
 pub mod starvation;
 pub mod syscalls;
@@ -63,6 +67,11 @@ pub fn default_detectors() -> Vec<Box<dyn Detector>> {
         Box::new(migration::Migration),
         Box::new(syscalls::Syscalls),
         Box::new(idle::Idle),
+        // SPDK targets only (they act on `Window::spdk`).
+        Box::new(spdk_poll_groups::SpdkPollGroups),
+        Box::new(spdk_buffers::SpdkBuffers),
+        Box::new(spdk_idle::SpdkIdle),
+        Box::new(spdk_cpu::SpdkCpu),
     ]
 }
 

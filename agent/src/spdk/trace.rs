@@ -392,7 +392,7 @@ impl SpdkTrace {
     fn parse_header(&self, h: &[u8]) -> Result<Header, TraceError> {
         let file_size = le_u64(h, 0);
         let tsc_rate = le_u64(h, OFF_TSC_RATE as usize);
-        if file_size < HEADER_SIZE || file_size > (1 << 40) {
+        if !(HEADER_SIZE..=(1 << 40)).contains(&file_size) {
             return Err(self.layout(format!(
                 "its file_size field says {file_size} bytes (a v26.01 header alone is {HEADER_SIZE})"
             )));
