@@ -36,6 +36,14 @@ pub enum RpcError {
         #[source]
         source: std::io::Error,
     },
+    /// No (complete) answer in time.
+    #[error("SPDK RPC socket {path}: no answer to {method} within {CALL_TIMEOUT:?}")]
+    Timeout {
+        /// The socket.
+        path: PathBuf,
+        /// The method.
+        method: String,
+    },
     /// The peer answered something that is not a JSON-RPC answer.
     #[error("{path} is not SPDK's RPC socket: it answered {what}")]
     NotJsonRpc {
@@ -168,9 +176,21 @@ impl RpcClient {
         }
         let bytes = serde_json::to_vec(&req).unwrap_or_default();
         let path = self.path.clone();
-        let io = |source| RpcError::Io {
-            path: path.clone(),
-            source,
+        let io = |source: std::io::Error| {
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) {
+                RpcError::Timeout {
+                    path: path.clone(),
+                    method: method.to_string(),
+                }
+            } else {
+                RpcError::Io {
+                    path: path.clone(),
+                    source,
+                }
+            }
         };
         let s = self.stream()?;
         s.write_all(&bytes).map_err(io)?;

@@ -396,6 +396,10 @@ impl Collector for SpdkCollector {
             }
         }
         let _ = self.call("framework_get_scheduler", None);
+        // Probe the per-sample methods once, so the capability line names what is missing.
+        for m in PER_SAMPLE.iter().skip(1) {
+            let _ = self.call(m, None);
+        }
         let trace_info = self.call("trace_get_info", None);
         let tcp_off = trace_info.as_ref().is_some_and(|t| {
             t.get("nvmf_tcp")
@@ -459,8 +463,6 @@ impl Collector for SpdkCollector {
                 .1
                 .push_str(&format!("; tracing is off on the target: {TRACE_HINT}"));
         }
-        // A first read of the counters, so qpair slots exist from the first sample.
-        let _ = self.trace_note.0;
     }
 
     fn collect(&mut self, _info: &TargetInfo, sample: &mut Sample) {
