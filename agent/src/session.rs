@@ -88,7 +88,13 @@ impl Session {
                 opts.kernel_syscalls,
             ));
         }
-        let mut sources = Sources::new(collectors, Box::new(trace_ring::tsc::mono_ns));
+        let sources = Sources::new(collectors, Box::new(trace_ring::tsc::mono_ns));
+        Session::open_sources(sources, opts)
+    }
+
+    /// A live session over collectors already set up (ringside-tgt's or SPDK's): applies
+    /// `--nic`, keeps the agent off the reactors' cores and loads the topology.
+    pub fn open_sources(mut sources: Sources, opts: &SessionOptions) -> Result<Session> {
         if let Some(nic) = &opts.nic {
             for l in &mut sources.info_mut().listeners {
                 l.netdev = Some(nic.clone());

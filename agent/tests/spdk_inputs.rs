@@ -3,9 +3,12 @@
 //! SPDK's, and trace files that are truncated, foreign or of another layout. Every bad input
 //! ends in one line, never a panic.
 
+mod common;
+use common::{gunzip, recordings, trace_file};
+
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -16,36 +19,8 @@ use agent::spdk::source::{SpdkCollector, SpdkOptions};
 use agent::spdk::trace::{Cursor, SpdkTrace, HEADER_SIZE, HISTORY_HEADER};
 use serde_json::{json, Value};
 
-fn recordings() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spdk-recordings");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: {} is absent (the shared recordings sit beside the checkout)",
-            dir.display()
-        );
-        None
-    }
-}
-
-fn gunzip(path: &Path) -> Vec<u8> {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(f)
-        .read_to_end(&mut out)
-        .unwrap();
-    out
-}
-
 fn trace_bytes(dir: &Path) -> Vec<u8> {
-    let p = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().contains("nvmf_trace.pid"))
-        .unwrap();
-    gunzip(&p)
+    gunzip(&trace_file(dir))
 }
 
 /// Serves `replay` on a unix socket, one JSON-RPC answer per request, until the test ends.

@@ -7,8 +7,11 @@
 //! - `hog-on-reactor-core` (a busy loop on the reactor's core) → what RPC and trace alone show:
 //!   the reactor's trace stops with requests ready, said with its (limited) confidence.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+mod common;
+use common::{gunzip, recordings, trace_file};
+
+use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
 use agent::diagnose::{report, ReportArgs};
@@ -19,39 +22,12 @@ use agent_core::recording::Recording;
 use agent_core::Topology;
 use serde_json::Value;
 
-fn recordings() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spdk-recordings");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: {} is absent (the shared recordings sit beside the checkout)",
-            dir.display()
-        );
-        None
-    }
-}
-
-fn gunzip(path: &Path) -> Vec<u8> {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(f)
-        .read_to_end(&mut out)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    out
-}
-
 /// Replays one scenario into a ringside recording and runs `ringside report --json` on it.
 fn report_of(dir: &Path) -> Value {
     let rpc_text = std::fs::read_to_string(dir.join("rpc.jsonl")).unwrap();
     let rpc = ReplayRpc::parse("rpc.jsonl", &rpc_text).unwrap();
     let rounds = rpc.rounds();
-    let trace_path = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.to_string_lossy().contains("nvmf_trace.pid"))
-        .unwrap();
+    let trace_path = trace_file(dir);
     let trace = SpdkTrace::from_bytes(trace_path.clone(), gunzip(&trace_path)).unwrap();
     let sources = agent::spdk::replay_sources(Box::new(rpc), Some(trace));
     let mut session = Session::from_sources(sources, Topology::default(), Duration::from_secs(1));

@@ -2,48 +2,12 @@
 //! `../shared/spdk-recordings/` must equal what `spdk_trace -j` printed (tpoint, tsc, owner,
 //! object, arguments, related object). The recordings are read gzip-compressed in place.
 
-use std::io::Read;
-use std::path::PathBuf;
+mod common;
+use common::{gunzip, recordings, trace_file};
 
 use agent::spdk::trace::SpdkTrace;
 
 const SCENARIOS: [&str; 3] = ["healthy-qd32", "starved-qd1", "hog-on-reactor-core"];
-
-/// `../shared/spdk-recordings` beside the checkout, when present.
-fn recordings() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spdk-recordings");
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "skipped: {} is absent (the shared recordings sit beside the checkout)",
-            dir.display()
-        );
-        None
-    }
-}
-
-fn gunzip(path: &std::path::Path) -> Vec<u8> {
-    let f = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(f)
-        .read_to_end(&mut out)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    out
-}
-
-fn trace_file(dir: &std::path::Path) -> PathBuf {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("nvmf_trace.pid") && n.ends_with(".gz"))
-        })
-        .unwrap_or_else(|| panic!("no nvmf_trace.pid*.gz in {}", dir.display()))
-}
 
 #[test]
 fn every_entry_of_every_recording_equals_spdk_traces_own_decoding() {

@@ -17,7 +17,7 @@ use agent_core::sample::Capability;
 use anyhow::{Context, Result};
 
 use crate::collect::{Collector, Sources};
-use crate::session::{discover_topology, load_topology, Session, SessionOptions};
+use crate::session::{Session, SessionOptions};
 use rpc::{RpcClient, RpcTransport};
 use source::{SpdkCollector, SpdkOptions};
 
@@ -70,29 +70,7 @@ pub fn open_session(target: &SpdkTarget, opts: &SessionOptions) -> Result<Sessio
             ),
         });
     }
-    if let Some(nic) = &opts.nic {
-        for l in &mut sources.info_mut().listeners {
-            l.netdev = Some(nic.clone());
-        }
-    }
-    let mut cores: Vec<u32> = sources.info().reactors.iter().map(|r| r.core).collect();
-    cores.sort_unstable();
-    cores.dedup();
-    sources.note_capability(crate::placement::keep_off_reactor_cores(&cores));
-    let (topology, notes) = match &opts.topology_arg {
-        Some(arg) => load_topology(arg)?,
-        None => discover_topology(),
-    };
-    sources.note_capability(Capability {
-        name: "topology".into(),
-        available: !topology.cpus.is_empty(),
-        note: if notes.is_empty() {
-            format!("{} ({} CPUs)", topology.source, topology.cpus.len())
-        } else {
-            notes.join("; ")
-        },
-    });
-    Ok(Session::from_sources(sources, topology, opts.window))
+    Session::open_sources(sources, opts)
 }
 
 /// Sources replaying a recorded SPDK target: RPC answers from `rpc.jsonl`, the trace file copied
