@@ -96,6 +96,7 @@ pub const SUBSYSTEMS: &[&str] = &[
 /// Every label name a series may carry, with what bounds its values.
 pub const LABELS: &[(&str, &str)] = &[
     ("name", "the target instance name (one per exporter)"),
+    ("target", "the kind of target: ringside or spdk"),
     ("transport", "tcp or rdma"),
     ("address", "a listener address of the target (few)"),
     (
@@ -200,8 +201,8 @@ pub const TARGET_INFO: MetricDef = def(
     "ringside_target_info",
     Gauge,
     Unit::None,
-    "Constant 1: the target instance this exporter is attached to.",
-    &["name"],
+    "Constant 1: the target instance this exporter is attached to, and its kind (ringside-tgt or SPDK's nvmf_tgt).",
+    &["name", "target"],
 );
 /// Listeners.
 pub const TARGET_LISTENER_INFO: MetricDef = def(

@@ -503,7 +503,8 @@ pub fn render_snapshot(snap: &Snapshot, acc: &Accumulator, f: &mut Families) {
     use catalog as c;
 
     if !snap.target.name.is_empty() {
-        f.gauge(&c::TARGET_INFO, &[&snap.target.name], 1.0);
+        let kind = snap.target.flavor.as_deref().unwrap_or("ringside");
+        f.gauge(&c::TARGET_INFO, &[&snap.target.name, kind], 1.0);
     }
     for l in &snap.target.listeners {
         let netdev = l.netdev.as_deref().unwrap_or("");
@@ -1025,7 +1026,20 @@ mod tests {
         assert!(!text.contains("ringside_reactor_cpu_ratio"), "{text}");
         assert!(!text.contains("ringside_netdev_"), "{text}");
         assert!(
-            text.contains("ringside_target_info{name=\"t1\"} 1"),
+            text.contains("ringside_target_info{name=\"t1\",target=\"ringside\"} 1"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_spdk_target_is_labelled_as_such() {
+        let mut acc = Accumulator::new();
+        let mut s = snapshot(10, 1, &[]);
+        s.target.flavor = Some("spdk".into());
+        acc.fold(&s);
+        let text = render(&s, &acc);
+        assert!(
+            text.contains("ringside_target_info{name=\"t1\",target=\"spdk\"} 1"),
             "{text}"
         );
     }
