@@ -189,6 +189,32 @@ impl<H> AdminState<H> {
     }
 }
 
+/// Completion dword 0 of an AER reporting Namespace Attribute Changed: event type Notice (2),
+/// information 0, log page Changed Namespace List (4).
+pub const AEN_NS_ATTRIBUTE_CHANGED: u32 = 0x0004_0002;
+
+/// Takes the controller's pending Namespace Attribute Changed notice if the host enabled such
+/// notices (Set Features Asynchronous Event Configuration bit 8): the AER completion dword 0.
+fn take_ns_notice<H>(a: &AdminState<H>, ctrl: &Controller) -> Option<u32> {
+    if a.async_event_config & id::oaes::NS_ATTRIBUTE == 0 {
+        return None;
+    }
+    ctrl.ns_notice
+        .swap(false, Ordering::AcqRel)
+        .then_some(AEN_NS_ATTRIBUTE_CHANGED)
+}
+
+/// At the admin queue's timer tick: a held AER to complete now with this dword 0, when a
+/// notice is pending (a namespace was added or removed).
+pub fn due_event<H>(a: &mut AdminState<H>, ctrl: &Controller) -> Option<(Cid, H, u32)> {
+    if a.aers.is_empty() || !ctrl.ns_notice.load(Ordering::Relaxed) {
+        return None;
+    }
+    let dw0 = take_ns_notice(a, ctrl)?;
+    let (cid, h) = a.aers.remove(0);
+    Some((cid, h, dw0))
+}
+
 /// Decodes a Connect command and checks its record format.
 pub fn connect_command(sqe: &Sqe) -> Result<ConnectCmd, Refusal> {
     let cmd = ConnectCmd::from_sqe(sqe)
@@ -523,7 +549,11 @@ pub fn admin_command<H>(
             if a.aers.len() >= AER_LIMIT {
                 return status(Status::ASYNC_EVENT_REQUEST_LIMIT_EXCEEDED);
             }
-            // Held until an event happens (none does yet) or the controller goes away.
+            // An event that waited for an AER completes this one at once.
+            if let Some(dw0) = q.ctrl.and_then(|c| take_ns_notice(a, c)) {
+                return Reply::Status(Status::SUCCESS, dw0, 0);
+            }
+            // Held until an event happens or the controller goes away.
             a.aers.push((sqe.cid, aer));
             Reply::Held
         }
@@ -547,7 +577,7 @@ fn identify<H>(
     let discovery = subsys.kind == SubsystemKind::Discovery;
     let mut page = [0u8; IDENTIFY_SIZE];
     let nsid = sqe.nsid.0;
-    let nn = subsys.namespaces.last().map_or(0, |n| n.nsid);
+    let nn = subsys.max_nsid;
     match sqe.identify_cns() {
         id::cns::CONTROLLER => {
             let l = &ctx.shared.config.limits;
@@ -624,7 +654,7 @@ fn identify<H>(
             if nsid >= 0xffff_fffe {
                 return Err(Status::INVALID_NAMESPACE_OR_FORMAT);
             }
-            let ids: Vec<Nsid> = subsys.namespaces.iter().map(|n| Nsid(n.nsid)).collect();
+            let ids: Vec<Nsid> = subsys.namespaces().iter().map(|n| Nsid(n.nsid)).collect();
             id::encode_active_ns_list(&ids, Nsid(nsid), &mut page)
                 .map_err(|_| Status::INTERNAL_ERROR)?;
         }
@@ -681,7 +711,16 @@ fn get_log_page<H>(
             };
             let _ = smart.encode(&mut log);
         }
-        plog::lid::CHANGED_NS_LIST if !discovery => log.resize(plog::CHANGED_NS_LIST_SIZE, 0), // none changed
+        plog::lid::CHANGED_NS_LIST if !discovery => {
+            log.resize(plog::CHANGED_NS_LIST_SIZE, 0);
+            // Read clears the list (unless the host asks to retain it, RAE: cdw10 bit 15).
+            let rae = sqe.cdw10 & (1 << 15) != 0;
+            if let Some(c) = q.ctrl.filter(|_| !rae) {
+                for (i, nsid) in c.take_changed_namespaces().iter().enumerate() {
+                    log[i * 4..i * 4 + 4].copy_from_slice(&nsid.to_le_bytes());
+                }
+            }
+        }
         plog::lid::DISCOVERY if discovery => discovery_log(q.ctrl, &mut log, ctx),
         _ => return Err(Status::INVALID_LOG_PAGE),
     }

@@ -84,7 +84,7 @@ impl OpClass {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IoCmd {
     pub class: OpClass,
-    /// Index into the subsystem's namespaces.
+    /// The namespace's NSID (as an index).
     pub ns_index: usize,
     /// Index of the namespace's bdev (the reactor's `bdevs` queue).
     pub bdev: usize,
@@ -126,10 +126,10 @@ pub fn check(sqe: &Sqe, subsys: Option<&Subsystem>, mdts: u64) -> Result<IoCmd, 
         // would need a flush of its own, and hosts flush per namespace.
         return Err(Status::INVALID_NAMESPACE_OR_FORMAT);
     }
-    let Ok(ns_index) = subsys.namespaces.binary_search_by_key(&nsid, |n| n.nsid) else {
+    let Some(ns) = subsys.namespace(nsid) else {
         return Err(Status::INVALID_NAMESPACE_OR_FORMAT);
     };
-    let ns = &subsys.namespaces[ns_index];
+    let ns_index = nsid as usize;
     let nlb = u64::from(sqe.cdw12 & 0xffff) + 1;
     let len = match class {
         OpClass::Read | OpClass::Write => nlb * u64::from(ns.block_size),

@@ -45,6 +45,22 @@ pub enum Msg {
     /// An NVMe/RDMA connection event from the rdma-cm thread.
     #[cfg(feature = "rdma")]
     Rdma(crate::rdma::RdmaMsg),
+    /// A bdev created at run time (a namespace being added): open this reactor's queue on it
+    /// at `index` of its bdev queues, then acknowledge, before any command can reach it.
+    AddBdev {
+        bdev: NewBdev,
+        index: usize,
+        done: std::sync::mpsc::Sender<()>,
+    },
+}
+
+/// A bdev travelling to the reactors in [`Msg::AddBdev`].
+pub struct NewBdev(pub Arc<dyn crate::backend::Bdev>);
+
+impl std::fmt::Debug for NewBdev {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NewBdev({})", self.0.kind())
+    }
 }
 
 /// Up to this many connections, `SocketPoll::Auto` polls with recv instead of epoll.
@@ -323,6 +339,13 @@ impl Reactor {
                     }
                     work = true;
                     self.rdma.on_msg(m, &mut self.free, &mut self.ctx);
+                }
+                Ok(Msg::AddBdev { bdev, index, done }) => {
+                    if self.ctx.bdevs.len() == index {
+                        let depth = self.ctx.shared.config.limits.max_queue_depth as usize * 4;
+                        self.ctx.bdevs.push(bdev.0.open_queue(depth));
+                    }
+                    let _ = done.send(());
                 }
                 Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => return work,
             }

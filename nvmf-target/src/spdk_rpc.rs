@@ -21,6 +21,8 @@ pub const METHODS: &[&str] = &[
     "nvmf_subsystem_add_host",
     "nvmf_subsystem_remove_host",
     "nvmf_subsystem_allow_any_host",
+    "nvmf_subsystem_add_ns",
+    "nvmf_subsystem_remove_ns",
     "framework_get_reactors",
     "spdk_get_version",
 ];
@@ -36,6 +38,8 @@ pub fn call(method: &str, params: &Value, shared: &Shared) -> Option<RpcResult> 
         "nvmf_subsystem_add_host" => host(params, shared, true),
         "nvmf_subsystem_remove_host" => host(params, shared, false),
         "nvmf_subsystem_allow_any_host" => allow_any_host(params, shared),
+        "nvmf_subsystem_add_ns" => add_ns(params, shared),
+        "nvmf_subsystem_remove_ns" => remove_ns(params, shared),
         "framework_get_reactors" => Ok(get_reactors(shared)),
         "spdk_get_version" => Ok(json!({
             "version": format!("ringside-tgt {}", env!("CARGO_PKG_VERSION")),
@@ -132,7 +136,7 @@ fn get_subsystems(params: &Value, shared: &Shared) -> RpcResult {
             v["serial_number"] = json!(s.serial);
             v["model_number"] = json!(s.model);
             v["namespaces"] = s
-                .namespaces
+                .namespaces()
                 .iter()
                 .map(|n| {
                     let name = format!("{}{}", n.kind, n.nsid);
@@ -279,5 +283,62 @@ fn allow_any_host(params: &Value, shared: &Shared) -> RpcResult {
         return Err(invalid("the discovery subsystem allows any host"));
     }
     s.set_allow_any_host(allow);
+    Ok(Value::Bool(true))
+}
+
+/// `nvmf_subsystem_add_ns {"nqn", "namespace": {"nsid"?, "backend", "size", "block_size"?,
+/// "path"?}}`: the namespace object is a `[[subsystems.namespaces]]` table of the config file
+/// (ringside has no separate bdev layer, so it names the backend where SPDK names a bdev).
+/// Returns the NSID. Hosts get the Namespace Attribute Changed notice.
+fn add_ns(params: &Value, shared: &Shared) -> RpcResult {
+    use crate::config::{BackendKind, NamespaceConfig};
+    let p = object(params, "nvmf_subsystem_add_ns")?;
+    let nqn = string(p, "nqn")?;
+    let s = subsystem(shared, nqn)?;
+    if s.kind == SubsystemKind::Discovery {
+        return Err(invalid("the discovery subsystem has no namespaces"));
+    }
+    let raw = p.get("namespace").cloned().ok_or_else(|| {
+        invalid("namespace (an object: backend, size, block_size, nsid, path) is required")
+    })?;
+    let ns: NamespaceConfig =
+        serde_json::from_value(raw).map_err(|e| invalid(format!("namespace: {e}")))?;
+    let uring = matches!(ns.backend, BackendKind::Uring { .. });
+    if !(matches!(ns.block_size, 512 | 4096) || (uring && ns.block_size == 0)) {
+        return Err(invalid(format!(
+            "namespace: block size {} (use 512 or 4096)",
+            ns.block_size
+        )));
+    }
+    let bs = u64::from(ns.block_size.max(1));
+    if !uring && (ns.size.0 == 0 || ns.size.0 % bs != 0) {
+        return Err(invalid(format!(
+            "namespace: size {} must be a non-zero multiple of the block size {}",
+            ns.size, ns.block_size
+        )));
+    }
+    if ns.backend == BackendKind::Malloc && ns.size.0 > (1u64 << 46) {
+        return Err(invalid(format!(
+            "namespace: malloc size {} is unreasonably large",
+            ns.size
+        )));
+    }
+    let added = shared.add_namespace(nqn, &ns).map_err(invalid)?;
+    Ok(json!(added.nsid))
+}
+
+/// `nvmf_subsystem_remove_ns {"nqn", "nsid"}`: the namespace stops answering (Invalid Namespace)
+/// and hosts get the Namespace Attribute Changed notice; its NSID is not reused.
+fn remove_ns(params: &Value, shared: &Shared) -> RpcResult {
+    let p = object(params, "nvmf_subsystem_remove_ns")?;
+    let s = subsystem(shared, string(p, "nqn")?)?;
+    let nsid = p
+        .get("nsid")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| invalid("nsid (a number) is required"))?;
+    if !s.remove_namespace(nsid) {
+        return Err(invalid(format!("no active namespace {nsid} in {}", s.nqn)));
+    }
     Ok(Value::Bool(true))
 }

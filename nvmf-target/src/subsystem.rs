@@ -1,7 +1,11 @@
 //! Subsystems, namespaces and controllers: the slow-path shared state.
 //!
-//! Subsystems and namespaces are built once at start and are immutable afterwards, shared by
-//! every reactor through `Arc`s. Controllers are created by an admin-queue Connect on whichever
+//! Subsystems are built once at start and shared by every reactor through `Arc`s. Their
+//! namespaces sit in fixed slots filled in order (`OnceLock`s, never emptied), so a namespace
+//! added at run time by the RPC becomes visible to every reactor's I/O path without a lock, and
+//! a removed one is only marked inactive; the RPC first has every reactor open a queue on the
+//! new bdev. Host access (allow any host, the list) changes at run time under a `Mutex` read on
+//! Connect only. Controllers are created by an admin-queue Connect on whichever
 //! reactor received it and are shared through the subsystem's controller table (a `Mutex`,
 //! touched only on Connect and teardown, never on Read/Write). What the I/O path of another
 //! reactor needs from a controller is only the `failed` flag, read at timer ticks. The
@@ -11,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::backend::Bdev;
 use crate::config::{BackendKind, SubsystemConfig, DISCOVERY_NQN};
@@ -34,6 +38,8 @@ pub struct Namespace {
     pub kind: BackendKind,
     pub nguid: [u8; 16],
     pub uuid: [u8; 16],
+    /// Cleared when the namespace is removed at run time (its slot is not reused).
+    active: AtomicBool,
 }
 
 impl std::fmt::Debug for Namespace {
@@ -47,7 +53,30 @@ impl std::fmt::Debug for Namespace {
     }
 }
 
+/// Namespaces a subsystem may gain at run time beyond its configured ones.
+pub const MAX_RUNTIME_NAMESPACES: usize = 32;
+/// NN reported at least (SPDK's default `max_namespaces`), so hosts accept NSIDs added later.
+pub const MIN_MAX_NSID: u32 = 32;
+
 impl Namespace {
+    fn new(nqn: &str, nsid: u32, bdev: &Arc<dyn Bdev>, bdev_index: usize) -> Arc<Namespace> {
+        let nguid = stable_id(nqn, nsid, 0x6e67);
+        let mut uuid = stable_id(nqn, nsid, 0x7575);
+        uuid[6] = (uuid[6] & 0x0f) | 0x40; // version 4 layout
+        uuid[8] = (uuid[8] & 0x3f) | 0x80; // RFC 4122 variant
+        Arc::new(Namespace {
+            nsid,
+            bdev_index,
+            bdev: bdev.clone(),
+            block_size: bdev.block_size(),
+            num_blocks: bdev.num_blocks(),
+            kind: bdev.kind(),
+            nguid,
+            uuid,
+            active: AtomicBool::new(true),
+        })
+    }
+
     /// log2 of the block size (LBADS).
     pub fn lbads(&self) -> u8 {
         self.block_size.trailing_zeros() as u8
@@ -68,6 +97,11 @@ pub struct Controller {
     pub failed: AtomicBool,
     /// Which qids are connected (index 0 = admin).
     qids: Mutex<Vec<bool>>,
+    /// A Namespace Attribute Changed notice waits for an AER (checked at the admin queue's
+    /// timer tick and when an AER arrives).
+    pub ns_notice: AtomicBool,
+    /// NSIDs changed since the host last read the Changed Namespace List log.
+    changed_ns: Mutex<Vec<u32>>,
 }
 
 impl Controller {
@@ -100,6 +134,26 @@ impl Controller {
     pub fn is_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
     }
+
+    /// Records a changed namespace for the log and raises the notice.
+    pub fn namespace_changed(&self, nsid: u32) {
+        let mut c = self.changed_ns.lock().unwrap_or_else(|e| e.into_inner());
+        if !c.contains(&nsid) {
+            c.push(nsid);
+        }
+        self.ns_notice.store(true, Ordering::Release);
+    }
+
+    /// The Changed Namespace List (sorted; more than 1024 reads as the overflow entry
+    /// 0xFFFFFFFF), cleared by the read.
+    pub fn take_changed_namespaces(&self) -> Vec<u32> {
+        let mut c = std::mem::take(&mut *self.changed_ns.lock().unwrap_or_else(|e| e.into_inner()));
+        if c.len() > 1024 {
+            return vec![u32::MAX];
+        }
+        c.sort_unstable();
+        c
+    }
 }
 
 /// An NVM or discovery subsystem.
@@ -111,7 +165,15 @@ pub struct Subsystem {
     /// Who may connect: any host, or the listed ones. Changed at run time by the RPC
     /// (`nvmf_subsystem_add_host`...); read on Connect and for the discovery log only.
     hosts: Mutex<HostAccess>,
-    pub namespaces: Vec<Arc<Namespace>>,
+    /// Namespace slots, filled in order and never emptied, so the I/O path finds a namespace
+    /// without a lock (a namespace added at run time takes the next slot; a removed one is
+    /// marked inactive). Read them through [`Subsystem::namespace`] and
+    /// [`Subsystem::namespaces`].
+    ns_slots: Box<[OnceLock<Arc<Namespace>>]>,
+    /// Serialises namespace additions (slow path).
+    ns_add: Mutex<()>,
+    /// NN in Identify Controller: the largest NSID the subsystem may ever have.
+    pub max_nsid: u32,
     ctrls: Mutex<CtrlTable>,
 }
 
@@ -155,7 +217,9 @@ impl Subsystem {
                 allow_any_host: true,
                 hosts: Vec::new(),
             }),
-            namespaces: Vec::new(),
+            ns_slots: Box::new([]),
+            ns_add: Mutex::new(()),
+            max_nsid: 0,
             ctrls: Mutex::new(CtrlTable::default()),
         }
     }
@@ -167,29 +231,16 @@ impl Subsystem {
         bdevs: &[Arc<dyn Bdev>],
         first_bdev_index: usize,
     ) -> Subsystem {
-        let namespaces = cfg
-            .namespaces
-            .iter()
-            .zip(bdevs)
-            .enumerate()
-            .map(|(i, (ns, bdev))| {
-                let nsid = ns.nsid.unwrap_or(i as u32 + 1);
-                let nguid = stable_id(&cfg.nqn, nsid, 0x6e67);
-                let mut uuid = stable_id(&cfg.nqn, nsid, 0x7575);
-                uuid[6] = (uuid[6] & 0x0f) | 0x40; // version 4 layout
-                uuid[8] = (uuid[8] & 0x3f) | 0x80; // RFC 4122 variant
-                Arc::new(Namespace {
-                    nsid,
-                    bdev_index: first_bdev_index + i,
-                    bdev: bdev.clone(),
-                    block_size: bdev.block_size(),
-                    num_blocks: bdev.num_blocks(),
-                    kind: bdev.kind(),
-                    nguid,
-                    uuid,
-                })
-            })
+        let slots: Vec<OnceLock<Arc<Namespace>>> = (0..cfg.namespaces.len()
+            + MAX_RUNTIME_NAMESPACES)
+            .map(|_| OnceLock::new())
             .collect();
+        let mut max_nsid = MIN_MAX_NSID;
+        for (i, (ns, bdev)) in cfg.namespaces.iter().zip(bdevs).enumerate() {
+            let nsid = ns.nsid.unwrap_or(i as u32 + 1);
+            max_nsid = max_nsid.max(nsid);
+            let _ = slots[i].set(Namespace::new(&cfg.nqn, nsid, bdev, first_bdev_index + i));
+        }
         Subsystem {
             nqn: cfg.nqn.clone(),
             kind: SubsystemKind::Nvm,
@@ -199,7 +250,9 @@ impl Subsystem {
                 allow_any_host: cfg.allowed_hosts.is_empty(),
                 hosts: cfg.allowed_hosts.clone(),
             }),
-            namespaces,
+            ns_slots: slots.into_boxed_slice(),
+            ns_add: Mutex::new(()),
+            max_nsid,
             ctrls: Mutex::new(CtrlTable::default()),
         }
     }
@@ -241,13 +294,83 @@ impl Subsystem {
             .allow_any_host = allow;
     }
 
-    /// The namespace with `nsid`, if active.
+    /// The namespace with `nsid`, if active (no lock: the I/O path calls it per command).
+    #[inline]
     pub fn namespace(&self, nsid: u32) -> Option<&Arc<Namespace>> {
-        // Namespaces are sorted by nsid (config validation sorts them).
-        self.namespaces
-            .binary_search_by_key(&nsid, |n| n.nsid)
-            .ok()
-            .map(|i| &self.namespaces[i])
+        self.ns_slots
+            .iter()
+            .map_while(OnceLock::get)
+            .find(|n| n.nsid == nsid)
+            .filter(|n| n.active.load(Ordering::Relaxed))
+    }
+
+    /// The active namespaces, sorted by NSID (slow path).
+    pub fn namespaces(&self) -> Vec<Arc<Namespace>> {
+        let mut v: Vec<Arc<Namespace>> = self
+            .ns_slots
+            .iter()
+            .map_while(OnceLock::get)
+            .filter(|n| n.active.load(Ordering::Relaxed))
+            .cloned()
+            .collect();
+        v.sort_by_key(|n| n.nsid);
+        v
+    }
+
+    /// Adds a namespace at run time over `bdev` (whose queue every reactor already has at
+    /// `bdev_index`); `nsid` None takes the lowest free one. Every controller is told (the
+    /// Namespace Attribute Changed notice and the Changed Namespace List log).
+    pub fn add_namespace(
+        &self,
+        nsid: Option<u32>,
+        bdev: &Arc<dyn Bdev>,
+        bdev_index: usize,
+    ) -> Result<Arc<Namespace>, &'static str> {
+        if self.kind == SubsystemKind::Discovery {
+            return Err("the discovery subsystem has no namespaces");
+        }
+        let _g = self.ns_add.lock().unwrap_or_else(|e| e.into_inner());
+        let used = |id: u32| {
+            self.ns_slots
+                .iter()
+                .map_while(OnceLock::get)
+                .any(|n| n.nsid == id)
+        };
+        let nsid = match nsid {
+            Some(0) | Some(u32::MAX) => return Err("nsid 0 and 0xffffffff are reserved"),
+            Some(id) if id > self.max_nsid => return Err("nsid above the subsystem's maximum"),
+            Some(id) if used(id) => return Err("nsid in use (or used before) in this subsystem"),
+            Some(id) => id,
+            None => (1..=self.max_nsid)
+                .find(|&id| !used(id))
+                .ok_or("no free nsid")?,
+        };
+        let slot = self
+            .ns_slots
+            .iter()
+            .find(|s| s.get().is_none())
+            .ok_or("no room for another namespace in this subsystem")?;
+        let ns = Namespace::new(&self.nqn, nsid, bdev, bdev_index);
+        let _ = slot.set(ns.clone());
+        self.namespace_changed(nsid);
+        Ok(ns)
+    }
+
+    /// Removes a namespace at run time (its NSID is not reused); every controller is told.
+    pub fn remove_namespace(&self, nsid: u32) -> bool {
+        let _g = self.ns_add.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(ns) = self.namespace(nsid) else {
+            return false;
+        };
+        ns.active.store(false, Ordering::Relaxed);
+        self.namespace_changed(nsid);
+        true
+    }
+
+    fn namespace_changed(&self, nsid: u32) {
+        for c in self.controllers() {
+            c.namespace_changed(nsid);
+        }
     }
 
     /// Creates a controller for an admin Connect (cntlid 0xFFFF or 0xFFFE: dynamic model).
@@ -273,6 +396,8 @@ impl Subsystem {
                     io_queues_granted: AtomicU32::new(0),
                     failed: AtomicBool::new(false),
                     qids: Mutex::new(vec![true]),
+                    ns_notice: AtomicBool::new(false),
+                    changed_ns: Mutex::new(Vec::new()),
                 });
                 t.by_id.insert(id, c.clone());
                 return Ok(c);

@@ -87,6 +87,8 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     pub started: Instant,
     next_qpair_id: AtomicU64,
+    /// Bdevs created at run time (their queues follow `bdevs` in every reactor).
+    runtime_bdevs: std::sync::Mutex<usize>,
     pub(crate) links: Vec<ReactorLink>,
     /// Connection placement, for the TCP acceptor and the rdma-cm thread.
     placer: crate::placement::Placer,
@@ -128,6 +130,49 @@ impl Shared {
         self.shutdown.load(Ordering::Relaxed)
     }
 
+    /// Creates a namespace at run time: builds its bdev, opens a queue on it on every reactor
+    /// (waiting for each to acknowledge, so no command can reach a reactor without one), then
+    /// publishes it in the subsystem, which tells the controllers (AEN + Changed Namespace List).
+    pub fn add_namespace(
+        &self,
+        nqn: &str,
+        ns: &crate::config::NamespaceConfig,
+    ) -> Result<Arc<crate::subsystem::Namespace>, String> {
+        let subsys = self
+            .subsystems
+            .iter()
+            .find(|s| s.nqn == nqn)
+            .ok_or_else(|| format!("Unable to find subsystem with NQN {nqn}"))?;
+        let mut next = self.runtime_bdevs.lock().unwrap_or_else(|e| e.into_inner());
+        let bdev = backend::create_with(
+            ns,
+            &self.config.limits,
+            matches!(self.config.idle, crate::config::IdlePolicy::Poll),
+        )
+        .map_err(|e| format!("cannot create the backend: {e}"))?;
+        let index = self.bdevs.len() + *next;
+        let mut acks = Vec::new();
+        for l in &self.links {
+            let (done, rx) = mpsc::channel();
+            if !l.send(Msg::AddBdev {
+                bdev: crate::reactor::NewBdev(bdev.clone()),
+                index,
+                done,
+            }) {
+                return Err("a reactor is gone".into());
+            }
+            acks.push(rx);
+        }
+        for rx in acks {
+            rx.recv_timeout(Duration::from_secs(10))
+                .map_err(|_| "a reactor did not open a queue on the new bdev".to_string())?;
+        }
+        *next += 1;
+        subsys
+            .add_namespace(ns.nsid, &bdev, index)
+            .map_err(|e| e.to_string())
+    }
+
     pub fn next_qpair_id(&self) -> u64 {
         self.next_qpair_id.fetch_add(1, Ordering::Relaxed)
     }
@@ -163,7 +208,7 @@ impl Shared {
                 "listen_addresses": listen,
                 "allowed_hosts": s.host_access().hosts,
                 "allow_any_host": s.host_access().allow_any_host,
-                "namespaces": s.namespaces.iter().map(|n| json!({
+                "namespaces": s.namespaces().iter().map(|n| json!({
                     "nsid": n.nsid,
                     "backend": n.kind.to_string(),
                     "block_size": n.block_size,
@@ -307,6 +352,7 @@ impl Target {
             shutdown: AtomicBool::new(false),
             started: Instant::now(),
             next_qpair_id: AtomicU64::new(1),
+            runtime_bdevs: std::sync::Mutex::new(0),
             placer: crate::placement::Placer::new(
                 config.placement,
                 config

@@ -238,7 +238,7 @@ pub fn describe(
             .map(|s| SubsystemDesc {
                 nqn: s.nqn.clone(),
                 namespaces: s
-                    .namespaces
+                    .namespaces()
                     .iter()
                     .map(|n| {
                         // The kernel block device the I/O reaches (uring), for the agent's

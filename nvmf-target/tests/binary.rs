@@ -105,35 +105,8 @@ fn check_prints_the_example_config() {
 fn serves_and_exits_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sock = dir.path().join("tgt.sock");
-    let core = nvmf_target::config::online_cores()[0].to_string();
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--null",
-            "64MiB",
-            "--cores",
-            &core,
-            "--name",
-            "bintest",
-        ])
-        .arg("--rpc-socket")
-        .arg(&sock)
-        .arg("--trace-dir")
-        .arg(dir.path())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringside-tgt");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let l = lines
-            .next()
-            .expect("target exited before listening")
-            .expect("stderr line");
-        if let Some(a) = l.strip_prefix("ringside-tgt: listening on tcp ") {
-            break a.parse::<std::net::SocketAddr>().expect("address");
-        }
-    };
+    let (mut child, addr, _stderr) =
+        common::spawn_tgt(dir.path(), &["--null", "64MiB", "--name", "bintest"]);
     let mut h = common::Host::open(addr);
     h.icreq(false, false);
     let c = h.connect(common::NQN, 0, 31, 0, 0xffff);

@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -14,8 +13,6 @@ use nvme_proto::fabrics::{prop, ConnectCmd, ConnectData, Nqn, PropertySize};
 use nvme_proto::nvme::{Cid, Cqe, Sqe, Status};
 use nvme_proto::sgl::SglDescriptor;
 use nvme_proto::tcp::PduHeader;
-
-const BIN: &str = env!("CARGO_BIN_EXE_ringside-tgt");
 
 /// A Connect whose Host NQN field is all zero bytes (what `spdk_nvme_perf` sends by default).
 fn connect_zero_host(h: &mut Host, qid: u16, cntlid: u16) -> Cqe {
@@ -182,57 +179,6 @@ fn a_held_aer_whose_cid_the_host_reuses_stops_blocking_it() {
     );
 }
 
-/// Starts the binary with `args` and returns the child, the listening address and a channel
-/// of its later stderr lines.
-fn spawn_target(
-    dir: &std::path::Path,
-    name: &str,
-    args: &[&str],
-) -> (
-    std::process::Child,
-    std::net::SocketAddr,
-    mpsc::Receiver<String>,
-) {
-    let core = nvmf_target::config::online_cores()[0].to_string();
-    let mut child = Command::new(BIN)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--null",
-            "64MiB",
-            "--cores",
-            &core,
-        ])
-        .args(["--name", name, "--idle", "sleep"])
-        .args(args)
-        .arg("--rpc-socket")
-        .arg(dir.join("tgt.sock"))
-        .arg("--trace-dir")
-        .arg(dir)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringside-tgt");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let addr = loop {
-        let l = lines
-            .next()
-            .expect("target exited before listening")
-            .expect("stderr line");
-        if let Some(a) = l.strip_prefix("ringside-tgt: listening on tcp ") {
-            break a.parse::<std::net::SocketAddr>().expect("address");
-        }
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in lines.map_while(Result::ok) {
-            if tx.send(l).is_err() {
-                break;
-            }
-        }
-    });
-    (child, addr, rx)
-}
-
 /// Waits (bounded) for a stderr line containing `what`; returns it and the lines seen before.
 fn wait_line(rx: &mpsc::Receiver<String>, what: &str, seen: &mut Vec<String>) -> String {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -256,7 +202,19 @@ fn counters(dir: &std::path::Path, name: &str) -> trace_ring::layout::ReactorCou
 fn a_refused_connect_and_a_protocol_close_print_one_line_each_and_move_their_counters() {
     let dir = tempfile::tempdir().expect("tempdir");
     let name = format!("interop{}", std::process::id());
-    let (mut child, addr, rx) = spawn_target(dir.path(), &name, &["--allow-host", HOSTNQN]);
+    let (mut child, addr, rx) = common::spawn_tgt(
+        dir.path(),
+        &[
+            "--null",
+            "64MiB",
+            "--name",
+            &name,
+            "--idle",
+            "sleep",
+            "--allow-host",
+            HOSTNQN,
+        ],
+    );
     let before = counters(dir.path(), &name);
     assert_eq!((before.connects_refused, before.protocol_closes), (0, 0));
 

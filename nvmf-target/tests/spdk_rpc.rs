@@ -6,11 +6,20 @@ mod common;
 use std::process::{Command, Output, Stdio};
 
 use common::*;
-use nvme_proto::nvme::Status;
+use nvme_proto::nvme::{Cid, Nsid, Sqe, Status};
+use nvme_proto::sgl::SglDescriptor;
+use nvme_proto::tcp::PduHeader;
 use serde_json::{json, Value};
 
+/// The `ringside` binary, built once per test process (before any test opens an association:
+/// a build under load must not outlast a host's keep-alive timeout).
+fn ringside_bin() -> &'static std::path::Path {
+    static BIN: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| tests::cargo_bin("agent", "ringside"))
+}
+
 fn ringside(rpc: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(tests::cargo_bin("agent", "ringside"))
+    Command::new(ringside_bin())
         .arg("rpc")
         .arg("-s")
         .arg(rpc)
@@ -48,6 +57,7 @@ fn rpc_err(t: &TestTarget, args: &[&str]) -> String {
 
 #[test]
 fn spdk_method_names_answer_with_spdk_shapes() {
+    ringside_bin();
     let t = TestTarget::start();
     let subs = rpc(&t, &["nvmf_get_subsystems"]);
     let subs = subs.as_array().expect("an array");
@@ -119,6 +129,7 @@ fn spdk_method_names_answer_with_spdk_shapes() {
 
 #[test]
 fn hosts_are_allowed_and_refused_at_run_time() {
+    ringside_bin();
     let t = TestTarget::start();
     let connect = |t: &TestTarget| {
         let mut h = t.host();
@@ -156,7 +167,7 @@ fn bad_calls_are_one_line() {
     assert!(rpc_err(&t, &["nvmf_subsystem_add_host", &p]).contains("Unable to find subsystem"));
     assert!(rpc_err(&t, &["nvmf_subsystem_get_qpairs"]).contains("nqn"));
     let gone = t.dir.path().join("nothing.sock");
-    let out = Command::new(tests::cargo_bin("agent", "ringside"))
+    let out = Command::new(ringside_bin())
         .args(["rpc", "-s"])
         .arg(&gone)
         .arg("nvmf_get_stats")
@@ -164,4 +175,130 @@ fn bad_calls_are_one_line() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot connect to rpc socket"));
+}
+
+fn changed_ns_log(h: &mut Host) -> Vec<u32> {
+    let cid = h.cid();
+    let sqe = Sqe::get_log_page(
+        cid,
+        Nsid(0xffff_ffff),
+        4,
+        4096,
+        0,
+        SglDescriptor::tcp_transport(4096),
+    )
+    .expect("get log page sqe");
+    let (c, d) = h.cmd(sqe, &[], false);
+    assert!(
+        c.status.is_success(),
+        "changed namespace list: {:?}",
+        c.status
+    );
+    d.chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .take_while(|&n| n != 0)
+        .collect()
+}
+
+/// Waits (bounded by the host's read timeout) for the held AER's completion.
+fn expect_aen(h: &mut Host, cid: Cid) {
+    match h.recv_pdu() {
+        (PduHeader::CapsuleResp(c), _) => {
+            assert_eq!(c.cid, cid, "the held AER completes");
+            assert_eq!(c.status, Status::SUCCESS);
+            assert_eq!(
+                c.dw0, 0x0004_0002,
+                "notice: namespace attribute changed, log page 4"
+            );
+        }
+        (other, _) => panic!("expected the AER's completion, got {other:?}"),
+    }
+}
+
+fn io_on(h: &mut Host, nsid: u32, write: bool) -> Status {
+    let cid = h.cid();
+    let data = pattern(4096, 9);
+    if write {
+        let sqe = Sqe::write(cid, Nsid(nsid), 0, 8, SglDescriptor::in_capsule(0, 4096))
+            .expect("write sqe");
+        h.cmd(sqe, &data, true).0.status
+    } else {
+        let sqe =
+            Sqe::read(cid, Nsid(nsid), 0, 8, SglDescriptor::tcp_transport(4096)).expect("read sqe");
+        let (c, d) = h.cmd(sqe, &[], false);
+        if c.status.is_success() {
+            assert_eq!(d, data, "read back what was written on nsid {nsid}");
+        }
+        c.status
+    }
+}
+
+#[test]
+fn a_namespace_added_at_run_time_raises_the_aen_and_fills_the_changed_list() {
+    ringside_bin();
+    let t = TestTarget::start();
+    let (mut admin, mut io) = t.io_pair(false, false);
+    // Namespace attribute notices on (as Linux does), one AER held.
+    let cid = admin.cid();
+    let c = admin
+        .cmd(Sqe::set_features(cid, 0x0b, false, 0x100), &[], false)
+        .0;
+    assert!(c.status.is_success());
+    let aer = Cid(900);
+    admin.capsule(&Sqe::async_event_request(aer), &[]);
+    assert_eq!(
+        io_on(&mut io, 2, false),
+        Status::INVALID_NAMESPACE_OR_FORMAT
+    );
+
+    let p = json!({"nqn": NQN, "namespace": {"backend": "malloc", "size": "4MiB"}});
+    assert_eq!(
+        rpc(&t, &["nvmf_subsystem_add_ns", &p.to_string()]),
+        2,
+        "the lowest free nsid"
+    );
+    expect_aen(&mut admin, aer);
+    assert_eq!(changed_ns_log(&mut admin), vec![2]);
+    assert_eq!(
+        changed_ns_log(&mut admin),
+        Vec::<u32>::new(),
+        "the read cleared it"
+    );
+    let (c, list) = admin.identify(2, 0);
+    assert!(c.status.is_success());
+    assert_eq!(
+        &list[..12],
+        &[1, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0],
+        "active list 1, 2"
+    );
+    assert_eq!(
+        io_on(&mut io, 2, true),
+        Status::SUCCESS,
+        "i/o on the new namespace"
+    );
+    assert_eq!(io_on(&mut io, 2, false), Status::SUCCESS);
+    let subs = rpc(
+        &t,
+        &["nvmf_get_subsystems", &json!({"nqn": NQN}).to_string()],
+    );
+    assert_eq!(subs[0]["namespaces"][1]["nsid"], 2);
+
+    // Removal: the next AER reports it, the namespace stops answering.
+    let aer = Cid(901);
+    admin.capsule(&Sqe::async_event_request(aer), &[]);
+    let p = json!({"nqn": NQN, "nsid": 2}).to_string();
+    assert_eq!(rpc(&t, &["nvmf_subsystem_remove_ns", &p]), true);
+    expect_aen(&mut admin, aer);
+    assert_eq!(changed_ns_log(&mut admin), vec![2]);
+    assert_eq!(
+        io_on(&mut io, 2, false),
+        Status::INVALID_NAMESPACE_OR_FORMAT
+    );
+    assert!(rpc_err(&t, &["nvmf_subsystem_remove_ns", &p]).contains("no active namespace"));
+    let bad = json!({"nqn": NQN, "namespace": {"backend": "malloc", "size": "1000"}});
+    assert!(rpc_err(&t, &["nvmf_subsystem_add_ns", &bad.to_string()]).contains("multiple"));
+    let reused = json!({"nqn": NQN, "namespace": {"nsid": 2, "backend": "null", "size": "1MiB"}});
+    assert!(rpc_err(&t, &["nvmf_subsystem_add_ns", &reused.to_string()]).contains("nsid"));
+    // Namespace 1 was never disturbed.
+    assert!(io.read(0, 4096).0.status.is_success());
 }

@@ -1329,6 +1329,15 @@ impl ReactorRdma {
             }
             if fail {
                 self.fail_conn(slot, ctx);
+                continue;
+            }
+            // A namespace changed: complete a held AER with the notice.
+            let due = self.conns[usize::from(slot)].as_mut().and_then(|c| {
+                let ctrl = c.ctrl.clone()?;
+                crate::controller::due_event(c.admin.as_deref_mut()?, &ctrl)
+            });
+            if let Some((_, idx, dw0)) = due {
+                self.respond(idx, Status::SUCCESS, dw0, 0, ctx);
             }
         }
     }

@@ -967,6 +967,14 @@ impl Conn {
                 return;
             }
         }
+        // A namespace changed: complete a held AER with the notice.
+        if let (Some(a), Some(c)) = (self.admin.as_deref_mut(), self.ctrl.as_ref()) {
+            if let Some((cid, _, dw0)) = crate::controller::due_event(a, c) {
+                self.cid_mark(cid, false);
+                self.cur = (ctx.trace.tsc(), TraceClass::Admin, 0);
+                self.respond(cid, Status::SUCCESS, dw0, 0, ctx);
+            }
+        }
         let expired = self.admin.as_ref().is_some_and(|a| {
             a.keep_alive_expired(ctx.now, ctx.shared.config.keep_alive.check_interval_ms)
         });

@@ -404,3 +404,47 @@ pub fn assert_still_serving(t: &TestTarget) {
     assert!(c.status.is_success());
     assert_eq!(r, d, "read back after hostile input");
 }
+
+/// Starts the `ringside-tgt` binary listening on an ephemeral loopback port on the first online
+/// core, its RPC socket (`tgt.sock`) and trace file in `dir`, plus `args`; returns the child,
+/// the listening address and a channel of its later stderr lines.
+pub fn spawn_tgt(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    SocketAddr,
+    std::sync::mpsc::Receiver<String>,
+) {
+    use std::io::{BufRead, BufReader};
+    let core = nvmf_target::config::online_cores()[0].to_string();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringside-tgt"))
+        .args(["--listen", "127.0.0.1:0", "--cores", &core])
+        .args(args)
+        .arg("--rpc-socket")
+        .arg(dir.join("tgt.sock"))
+        .arg("--trace-dir")
+        .arg(dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn ringside-tgt");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let l = lines
+            .next()
+            .expect("target exited before listening")
+            .expect("stderr line");
+        if let Some(a) = l.strip_prefix("ringside-tgt: listening on tcp ") {
+            break a.parse::<SocketAddr>().expect("address");
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    (child, addr, rx)
+}
