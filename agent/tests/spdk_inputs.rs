@@ -285,3 +285,68 @@ fn diagnose_on_an_spdk_socket_says_how_to_enable_tracing() {
         "RPC-only analysis still comes"
     );
 }
+
+#[test]
+fn record_report_and_top_work_on_an_spdk_socket_with_its_trace_file() {
+    let Some(root) = recordings() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let sock = tmp.path().join("spdk.sock");
+    fake_spdk(&sock, recorded(&root, "healthy-qd32", "", |_| {}));
+    let trace = tmp.path().join("nvmf_trace.pid15771");
+    std::fs::write(&trace, trace_bytes(&root.join("healthy-qd32"))).unwrap();
+    let rec = tmp.path().join("spdk.rec");
+    let out = Command::new(env!("CARGO_BIN_EXE_ringside"))
+        .args(["record", "--duration", "2s", "--no-kernel", "-o"])
+        .arg(&rec)
+        .arg("--spdk-rpc")
+        .arg(&sock)
+        .arg("--spdk-trace")
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ringside"))
+        .args(["report", "--json"])
+        .arg(&rec)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["target"]["flavor"], "spdk");
+    let note = report["target"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "spdk")
+        .and_then(|c| c["note"].as_str())
+        .unwrap()
+        .to_string();
+    assert!(
+        note.contains("nvmf_trace.pid15771 (1 lcore ring(s) of 32768 entries"),
+        "{note}"
+    );
+
+    let out = Command::new(env!("CARGO_BIN_EXE_ringside"))
+        .args(["top", "--once", "--json", "--no-kernel", "--spdk-rpc"])
+        .arg(&sock)
+        .arg("--spdk-trace")
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snap["target"]["flavor"], "spdk");
+    assert_eq!(snap["target"]["reactors"][0]["tid"], 15771);
+}
