@@ -99,7 +99,7 @@ pub struct SpdkCollector {
     rpc: Box<dyn RpcTransport>,
     trace: Option<SpdkTrace>,
     trace_snapshot: bool,
-    trace_note: (bool, String),
+    trace_note: String,
     cursor: Cursor,
     builder: Option<ProfileBuilder>,
     latest: Option<(TraceProfile, HashMap<u16, QpairTrace>)>,
@@ -148,7 +148,7 @@ impl SpdkCollector {
             rpc,
             trace: None,
             trace_snapshot: opts.trace_is_snapshot,
-            trace_note: (false, String::new()),
+            trace_note: String::new(),
             cursor: Cursor::default(),
             builder: None,
             latest: None,
@@ -188,7 +188,7 @@ impl SpdkCollector {
                 self.builder = Some(ProfileBuilder::new(t.header()));
                 self.trace = Some(t);
             }
-            Err(e) => self.trace_note = (false, format!("{e}; RPC-only analysis")),
+            Err(e) => self.trace_note = format!("{e}; RPC-only analysis"),
         }
     }
 
@@ -300,7 +300,7 @@ impl Collector for SpdkCollector {
             );
         }
         note.push_str("; trace: ");
-        note.push_str(&self.trace_note.1);
+        note.push_str(&self.trace_note);
         Capability {
             name: "spdk".into(),
             available: true,
@@ -407,7 +407,7 @@ impl Collector for SpdkCollector {
                 .and_then(Value::as_str)
                 .is_none_or(|m| m == "0x0")
         });
-        if self.trace.is_none() && self.trace_note.1.is_empty() {
+        if self.trace.is_none() && self.trace_note.is_empty() {
             let named = trace_info
                 .as_ref()
                 .map(|t| s(t, "tpoint_shm_path").to_string())
@@ -415,19 +415,11 @@ impl Collector for SpdkCollector {
             match named {
                 Some(p) if std::path::Path::new(&p).exists() => self.open_trace(PathBuf::from(p)),
                 Some(p) => {
-                    self.trace_note = (
-                        false,
-                        format!(
-                            "{p} (named by trace_get_info) is not readable here; RPC-only analysis"
-                        ),
+                    self.trace_note = format!(
+                        "{p} (named by trace_get_info) is not readable here; RPC-only analysis"
                     )
                 }
-                None => {
-                    self.trace_note = (
-                        false,
-                        "no trace file given or named; RPC-only analysis".into(),
-                    )
-                }
+                None => self.trace_note = "no trace file given or named; RPC-only analysis".into(),
             }
         }
         if let Some(t) = &self.trace {
@@ -437,30 +429,27 @@ impl Collector for SpdkCollector {
             } else {
                 "read live, new entries each sample"
             };
-            self.trace_note = (
-                true,
-                format!(
-                    "{} ({} lcore ring(s) of {} entries, {} tracepoints; {basis})",
-                    t.path().display(),
-                    h.lcores.len(),
-                    h.lcores.first().map(|r| r.num_entries).unwrap_or(0),
-                    h.tpoints.len()
-                ),
+            self.trace_note = format!(
+                "{} ({} lcore ring(s) of {} entries, {} tracepoints; {basis})",
+                t.path().display(),
+                h.lcores.len(),
+                h.lcores.first().map(|r| r.num_entries).unwrap_or(0),
+                h.tpoints.len()
             );
-            if !self
-                .builder
-                .as_ref()
-                .is_some_and(ProfileBuilder::understands_requests)
-                || (!self.trace_snapshot && !h.tracing_enabled())
-            {
+            let tcp_traced = h
+                .tpoint_named("TCP_REQ_NEW")
+                .is_some_and(|tp| h.enabled(tp.id))
+                && self
+                    .builder
+                    .as_ref()
+                    .is_some_and(ProfileBuilder::understands_requests);
+            if !tcp_traced || tcp_off {
                 self.trace_note
-                    .1
                     .push_str(&format!("; the nvmf_tcp tracepoints are off: {TRACE_HINT}"));
             }
             self.read_trace();
         } else if tcp_off {
             self.trace_note
-                .1
                 .push_str(&format!("; tracing is off on the target: {TRACE_HINT}"));
         }
     }

@@ -666,6 +666,9 @@ impl SpdkTrace {
                 }
                 None => oldest,
             };
+            // Never more than one ring's worth, whatever the counters say (a corrupt or reset
+            // `next_entry` must not make us walk billions of sequence numbers).
+            let start = start.max(before.saturating_sub(n));
             cursor.next.insert(r.lcore, before);
             let ring = RingView {
                 bytes: &bytes,
@@ -912,6 +915,117 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(s.contains("not an SPDK v26.01 trace file"), "{s}");
+    }
+
+    /// A small valid file: one lcore ring of 8 entries (a 3-argument tracepoint whose arguments
+    /// continue into the next slot, and a 1-argument one), 4 owners.
+    fn small_file() -> Vec<u8> {
+        let n = 8u64;
+        let hist = HEADER_SIZE;
+        let owners = hist + HISTORY_HEADER + n * ENTRY_SIZE;
+        let desc = 16u16;
+        let size = owners + 4 * (9 + u64::from(desc));
+        let mut b = vec![0u8; size as usize];
+        let put = |b: &mut Vec<u8>, off: u64, v: &[u8]| {
+            b[off as usize..off as usize + v.len()].copy_from_slice(v)
+        };
+        put(&mut b, 0, &size.to_le_bytes());
+        put(&mut b, OFF_TSC_RATE, &2_600_000_000u64.to_le_bytes());
+        put(&mut b, OFF_TPOINT_MASK + 8 * 5, &u64::MAX.to_le_bytes());
+        put(&mut b, OFF_OWNER_TYPE + 2 * 48, &[48, b't']);
+        put(&mut b, OFF_OBJECT + 2 * 128, &[128, b'r']);
+        for (id, name, nargs) in [(320u16, "TCP_REQ_NEW", 1u8), (333, "TCP_REQ_COMPLETED", 3)] {
+            let o = OFF_TPOINT + TPOINT_SIZE * u64::from(id);
+            put(&mut b, o, name.as_bytes());
+            put(&mut b, o + 24, &id.to_le_bytes());
+            put(&mut b, o + 26, &[48, 128, u8::from(id == 320), nargs]);
+            for k in 0..u64::from(nargs) {
+                put(&mut b, o + 30 + 16 * k, b"qd");
+                put(&mut b, o + 44 + 16 * k, &[0, 8]);
+            }
+        }
+        put(&mut b, OFF_NUM_OWNERS, &4u16.to_le_bytes());
+        put(&mut b, OFF_NUM_OWNERS + 2, &desc.to_le_bytes());
+        put(&mut b, OFF_LCORE_OFFSETS, &hist.to_le_bytes());
+        put(&mut b, OFF_OWNER_OFFSET, &owners.to_le_bytes());
+        put(&mut b, hist + 8, &n.to_le_bytes());
+        put(&mut b, hist + OFF_NEXT_ENTRY, &6u64.to_le_bytes());
+        let e = hist + HISTORY_HEADER;
+        let mut slot = 0u64;
+        for (i, tp) in [320u16, 333, 320, 333].iter().enumerate() {
+            let tsc = 1000 + i as u64 * 10;
+            let o = e + slot * ENTRY_SIZE;
+            put(&mut b, o, &tsc.to_le_bytes());
+            put(&mut b, o + 8, &tp.to_le_bytes());
+            put(&mut b, o + 10, &1u16.to_le_bytes());
+            put(&mut b, o + 16, &(0x1000 + (i as u64 / 2)).to_le_bytes());
+            put(&mut b, o + 24, &(i as u64).to_le_bytes());
+            slot += 1;
+            if *tp == 333 {
+                // 24 bytes of arguments: 8 in the entry, 16 in the next slot.
+                let c = e + slot * ENTRY_SIZE;
+                put(&mut b, c, &tsc.to_le_bytes());
+                put(&mut b, c + 8, &(MAX_TPOINT_ID as u16).to_le_bytes());
+                slot += 1;
+            }
+        }
+        put(&mut b, owners, &5u64.to_le_bytes());
+        put(&mut b, owners + 8, &[48]);
+        put(&mut b, owners + 9, b"127.0.0.1:4 nqn");
+        b
+    }
+
+    #[test]
+    fn a_small_file_decodes_with_continuations_and_owners() {
+        let t = SpdkTrace::from_bytes("small", small_file()).unwrap();
+        let e = t.snapshot().unwrap();
+        assert_eq!(e.len(), 4);
+        assert_eq!(e[1].tpoint, 333);
+        assert_eq!(e[1].args.len(), 3);
+        assert_eq!(e[1].object_index, Some((0, 1000)));
+        assert_eq!(t.owners().unwrap()[0].description, "127.0.0.1:4 nqn");
+        let json = t.entry_json(&e[3]);
+        assert_eq!(json["object"]["id"], "r1");
+        assert_eq!(json["poller"], "t01");
+    }
+
+    #[test]
+    fn damaged_files_never_panic() {
+        let good = small_file();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Flip bytes in the interesting places: masks, descriptions, counts, offsets, rings.
+        let regions = [
+            (0u64, 24u64),
+            (OFF_TPOINT + TPOINT_SIZE * 320, TPOINT_SIZE),
+            (OFF_TPOINT + TPOINT_SIZE * 333, TPOINT_SIZE),
+            (OFF_NUM_OWNERS, 16),
+            (HEADER_SIZE, 16),
+            (HEADER_SIZE + OFF_NEXT_ENTRY, 8),
+            (HEADER_SIZE + HISTORY_HEADER, 8 * ENTRY_SIZE),
+        ];
+        for _ in 0..2000 {
+            let mut b = good.clone();
+            for _ in 0..1 + rnd() % 4 {
+                let (start, len) = regions[(rnd() % regions.len() as u64) as usize];
+                let at = (start + rnd() % len) as usize;
+                b[at] = rnd() as u8;
+            }
+            if let Ok(t) = SpdkTrace::from_bytes("damaged", b) {
+                if let Ok(entries) = t.snapshot() {
+                    for e in &entries {
+                        let _ = t.entry_json(e);
+                    }
+                }
+                let _ = t.poll(&mut Cursor::default());
+                let _ = t.owners();
+            }
+        }
     }
 
     #[test]
