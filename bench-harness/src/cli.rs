@@ -161,6 +161,39 @@ impl PerfArgs {
     }
 }
 
+/// `ringside-perf scenarios`: the fault-injection suite (see `scenario`). Runs as root for the
+/// network-namespace and kernel-probe scenarios; the whole suite takes about 3 minutes with the
+/// defaults (the estimate is printed before it starts).
+#[derive(Debug, Parser)]
+#[command(name = "ringside-perf scenarios")]
+pub struct ScenarioArgs {
+    /// Write the suite's JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// Run only these scenarios (comma-separated names; see --list).
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
+    /// List the scenarios and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Seconds the agent watches each scenario.
+    #[arg(long = "diagnose-time", default_value = "8", value_parser = parse_secs)]
+    pub diagnose_time: Duration,
+    /// Seconds per depth of the brute-force sweep (and of applying a recommended depth).
+    #[arg(long = "sweep-time", default_value = "4", value_parser = parse_secs)]
+    pub sweep_time: Duration,
+    /// Depths of the sweep.
+    #[arg(
+        long = "sweep-depths",
+        value_delimiter = ',',
+        default_value = "1,2,4,8,16,32,64,128"
+    )]
+    pub sweep_depths: Vec<u32>,
+    /// Directory of ringside-tgt and ringside (default: beside this executable).
+    #[arg(long = "bin-dir", value_name = "DIR")]
+    pub bin_dir: Option<std::path::PathBuf>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,7 @@ pub mod pattern;
 pub mod perf;
 pub mod report;
 pub mod rng;
+pub mod scenario;
 pub mod stats;
 pub mod transport;
 pub mod trid;

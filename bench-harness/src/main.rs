@@ -1,17 +1,23 @@
 //! `ringside-perf`: parses the arguments, runs, prints. Everything else lives in the library.
+//! `ringside-perf scenarios …` runs the fault-injection suite instead (`bench_harness::scenario`).
 //!
 //! Exit status: 0 success; 1 setup or connection failure; 2 I/O errors or a qpair lost to a
-//! transport failure; 3 `--verify` mismatches.
+//! transport failure; 3 `--verify` mismatches. For `scenarios`: 0 when it ran (whatever it
+//! found: the JSON and the table say), 1 when it could not run.
 #![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bench_harness::cli::PerfArgs;
+use bench_harness::cli::{PerfArgs, ScenarioArgs};
 use bench_harness::perf;
+use bench_harness::scenario::{self, procs::Bins, SuiteConfig};
 use clap::Parser;
 
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "scenarios") {
+        return scenarios(ScenarioArgs::parse_from(std::env::args_os().skip(1)));
+    }
     let args = PerfArgs::parse();
     let json = args.json;
     let cfg = args.into_config();
@@ -41,5 +47,46 @@ fn main() -> ExitCode {
         }
         return ExitCode::from(2);
     }
+    ExitCode::SUCCESS
+}
+
+fn scenarios(args: ScenarioArgs) -> ExitCode {
+    let bins = match &args.bin_dir {
+        Some(d) => Bins::in_dir(d),
+        None => match Bins::beside_self() {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {}", bench_harness::error_chain(&e));
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let mut cfg = SuiteConfig::new(bins);
+    cfg.only = args.only;
+    cfg.diagnose_secs = args.diagnose_time.as_secs_f64().max(1.0);
+    cfg.sweep_secs = args.sweep_time.as_secs_f64().max(0.5);
+    cfg.sweep_depths = args.sweep_depths;
+    if args.list {
+        for s in scenario::catalogue() {
+            println!("{:<16} {}", s.name, s.fault.describe());
+        }
+        return ExitCode::SUCCESS;
+    }
+    let result = match scenario::run_suite(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&result).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+        eprintln!("scenarios: JSON written to {}", path.display());
+    }
+    print!("{}", result.table());
     ExitCode::SUCCESS
 }

@@ -5,7 +5,6 @@
 //! and a loop device ([`LoopDevice`]).
 #![forbid(unsafe_code)]
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -48,37 +47,23 @@ pub fn cargo_bin(package: &str, bin: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("cargo build reported no {bin} executable"))
 }
 
+/// The workspace's `ringside-tgt`, `ringside-perf` and `ringside` built by this cargo, for the
+/// scenario pieces of bench-harness (`bench_harness::scenario`).
+pub fn scenario_bins() -> bench_harness::scenario::procs::Bins {
+    bench_harness::scenario::procs::Bins {
+        tgt: cargo_bin("nvmf-target", "ringside-tgt"),
+        perf: cargo_bin("bench-harness", "ringside-perf"),
+        agent: cargo_bin("agent", "ringside"),
+    }
+}
+
 /// Waits for a starting `ringside-tgt` (spawned with stderr piped) to print its
 /// `listening on tcp ADDR:PORT` line — and, when `until_rpc`, its `rpc socket` line — then keeps
 /// draining its stderr on a thread so it never blocks on a full pipe. Returns the port and the
 /// start-up lines; panics with them (after killing the child) if the target exits first.
 pub fn wait_listening(child: &mut Child, until_rpc: bool) -> (u16, String) {
-    let mut err = BufReader::new(child.stderr.take().expect("the target's stderr is piped"));
-    let mut port = None;
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        match err.read_line(&mut line) {
-            Ok(0) | Err(_) => {
-                let _ = child.kill();
-                panic!("ringside-tgt exited during start-up; its stderr:\n{seen}");
-            }
-            Ok(_) => {}
-        }
-        seen.push_str(&line);
-        if let Some(a) = line.trim().strip_prefix("ringside-tgt: listening on tcp ") {
-            port = a.rsplit(':').next().and_then(|p| p.parse().ok());
-        }
-        if (until_rpc && line.contains("rpc socket")) || (!until_rpc && port.is_some()) {
-            break;
-        }
-    }
-    std::thread::spawn(move || {
-        let mut sink = Vec::new();
-        let _ = err.read_to_end(&mut sink);
-    });
-    let port = port.unwrap_or_else(|| panic!("no listening line in:\n{seen}"));
-    (port, seen)
+    bench_harness::scenario::procs::wait_listening(child, until_rpc)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A loop device on a sparse file under /var/tmp (a real disk, where O_DIRECT works: /tmp may be

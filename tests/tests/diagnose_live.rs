@@ -15,13 +15,15 @@
 //! checked against generous bounds and printed.
 #![forbid(unsafe_code)]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use bench_harness::scenario::faults::{is_root, Hog, HogShape, NetnsPair};
+use bench_harness::scenario::procs::{self, Load, PerfResult, Prefix, Running, TargetProc};
 use serde_json::Value;
-use tests::{cargo_bin, workspace_root};
+use tests::{cargo_bin, scenario_bins, workspace_root};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -29,132 +31,33 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+/// Starts `ringside-tgt` on `ip` (ephemeral port), reactor on core 0, behind `prefix`.
+fn start(tag: &str, prefix: &Prefix, ip: &str) -> TargetProc {
+    TargetProc::start(&scenario_bins(), tag, prefix, ip, 0, &[])
+        .unwrap_or_else(|e| panic!("ringside-tgt: {}", bench_harness::error_chain(&e)))
 }
 
-/// A running target, killed on drop.
-struct Tgt {
-    child: Child,
-    port: u16,
-    trace_file: PathBuf,
-    dir: tempfile::TempDir,
-}
-
-impl Tgt {
-    /// Starts `ringside-tgt` on `addr` (port 0 = ephemeral), reactor on core 0, behind the
-    /// optional `prefix` command (`ip netns exec NS`).
-    fn start(tag: &str, prefix: &[&str], addr: &str) -> Tgt {
-        let tgt = cargo_bin("nvmf-target", "ringside-tgt");
-        let dir = tempfile::tempdir().expect("temporary directory");
-        // Readable by `nobody` for the capability test.
-        let _ = std::fs::set_permissions(
-            dir.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        );
-        let name = format!("d{tag}{}", std::process::id());
-        let mut cmd = if prefix.is_empty() {
-            Command::new(&tgt)
-        } else {
-            let mut c = Command::new(prefix[0]);
-            c.args(&prefix[1..]).arg(&tgt);
-            c
-        };
-        let mut child = cmd
-            .args([
-                "--name", &name, "--listen", addr, "--malloc", "64MiB", "--cores", "0",
-            ])
-            .arg("--trace-dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tgt.display()));
-        let (port, _) = tests::wait_listening(&mut child, false);
-        let trace_file = dir.path().join(format!("ringside.{name}"));
-        for _ in 0..50 {
-            if trace_file.is_file() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Tgt {
-            child,
-            port,
-            trace_file,
-            dir,
-        }
+/// `ringside-perf` 4 KiB random reads at `qd` for `secs` seconds on core 1, behind `prefix`.
+fn perf(prefix: &Prefix, t: &TargetProc, qd: u32, secs: u32) -> Running {
+    Load {
+        depth: qd,
+        qpairs: 1,
+        secs: f64::from(secs),
+        core: 1,
     }
+    .spawn(&scenario_bins(), prefix, t)
+    .unwrap_or_else(|e| panic!("ringside-perf: {}", bench_harness::error_chain(&e)))
 }
 
-impl Drop for Tgt {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn perf_json(load: Running) -> PerfResult {
+    load.finish()
+        .unwrap_or_else(|e| panic!("{}", bench_harness::error_chain(&e)))
 }
 
-/// `ringside-perf` against `traddr:port` for `secs` seconds, optionally behind a prefix command.
-fn perf(prefix: &[&str], traddr: &str, port: u16, qd: u32, secs: u32) -> Command {
-    let bin = cargo_bin("bench-harness", "ringside-perf");
-    let trid = format!("trtype:tcp adrfam:ipv4 traddr:{traddr} trsvcid:{port}");
-    let mut c = if prefix.is_empty() {
-        Command::new(&bin)
-    } else {
-        let mut c = Command::new(prefix[0]);
-        c.args(&prefix[1..]).arg(&bin);
-        c
-    };
-    c.args([
-        "-r", &trid, "--json", "-o", "4096", "-w", "randread", "--cores", "1",
-    ])
-    .args(["-q", &qd.to_string(), "-t", &secs.to_string()])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    c
-}
-
-fn perf_json(child: Child) -> Value {
-    let out = child.wait_with_output().expect("ringside-perf runs");
-    assert!(
-        out.status.success(),
-        "ringside-perf failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ringside-perf prints JSON")
-}
-
-/// `ringside --file TRACE diagnose --json …`; returns the report.
-fn diagnose(prefix: &[&str], trace: &Path, extra: &[&str]) -> Value {
-    let bin = cargo_bin("agent", "ringside");
-    let mut c = if prefix.is_empty() {
-        Command::new(&bin)
-    } else {
-        let mut c = Command::new(prefix[0]);
-        c.args(&prefix[1..]).arg(&bin);
-        c
-    };
-    let out = c
-        .arg("--file")
-        .arg(trace)
-        .args(["diagnose", "--duration", "7s", "--json"])
-        .args(extra)
-        .stdin(Stdio::null())
-        .output()
-        .expect("ringside runs");
-    assert!(
-        out.status.success(),
-        "ringside diagnose failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "diagnose printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
+/// `ringside --file TRACE diagnose --duration 7s --json …` behind `prefix`; returns the report.
+fn diagnose(prefix: &Prefix, trace: &Path, extra: &[&str]) -> Value {
+    procs::diagnose(&scenario_bins(), prefix, trace, 7.0, extra)
+        .unwrap_or_else(|e| panic!("{}", bench_harness::error_chain(&e)))
 }
 
 fn findings<'a>(report: &'a Value, kind: &str) -> Vec<&'a Value> {
@@ -185,12 +88,11 @@ fn recommendation<'a>(report: &'a Value, setting: &str) -> Option<&'a Value> {
 #[test]
 fn queue_depth_one_is_initiator_limited_and_the_recommended_depth_raises_iops() {
     let _g = serial();
-    let t = Tgt::start("qd", &[], "127.0.0.1:0");
-    let load = perf(&[], "127.0.0.1", t.port, 1, 11)
-        .spawn()
-        .expect("load starts");
+    let none = Prefix::default();
+    let t = start("qd", &none, "127.0.0.1");
+    let load = perf(&none, &t, 1, 11);
     std::thread::sleep(Duration::from_secs(1));
-    let report = diagnose(&[], &t.trace_file, &[]);
+    let report = diagnose(&none, &t.trace_file, &[]);
     let before = perf_json(load);
     let limited = findings(&report, "initiator_limited");
     assert!(
@@ -217,14 +119,9 @@ fn queue_depth_one_is_initiator_limited_and_the_recommended_depth_raises_iops() 
         "fragment carries the option: {rec}"
     );
     let expected = rec["expected_iops"].as_f64().expect("a predicted IOPS");
-    let b = before["total"]["iops"].as_f64().expect("perf IOPS");
+    let b = before.iops;
     // Apply it.
-    let after = perf_json(
-        perf(&[], "127.0.0.1", t.port, depth, 5)
-            .spawn()
-            .expect("second load"),
-    );
-    let a = after["total"]["iops"].as_f64().expect("perf IOPS");
+    let a = perf_json(perf(&none, &t, depth, 5)).iops;
     let predicted = expected / b;
     let measured = a / b;
     eprintln!(
@@ -245,18 +142,13 @@ fn queue_depth_one_is_initiator_limited_and_the_recommended_depth_raises_iops() 
 #[test]
 fn a_busy_process_on_the_reactor_core_is_reported_as_preemption() {
     let _g = serial();
-    let t = Tgt::start("hog", &[], "127.0.0.1:0");
-    let mut hog = Command::new("taskset")
-        .args(["-c", "0", "sh", "-c", "while :; do :; done"])
-        .spawn()
-        .expect("taskset runs");
-    let load = perf(&[], "127.0.0.1", t.port, 8, 10)
-        .spawn()
-        .expect("load starts");
+    let none = Prefix::default();
+    let t = start("hog", &none, "127.0.0.1");
+    let hog = Hog::start(0, HogShape::Steady).expect("a hog on core 0");
+    let load = perf(&none, &t, 8, 10);
     std::thread::sleep(Duration::from_secs(1));
-    let report = diagnose(&[], &t.trace_file, &[]);
-    let _ = hog.kill();
-    let _ = hog.wait();
+    let report = diagnose(&none, &t.trace_file, &[]);
+    drop(hog);
     let _ = perf_json(load);
     let pre = findings(&report, "reactor_preemption");
     assert!(
@@ -275,14 +167,13 @@ fn a_busy_process_on_the_reactor_core_is_reported_as_preemption() {
 #[test]
 fn numa_misplacement_on_a_recorded_two_socket_topology() {
     let _g = serial();
-    let t = Tgt::start("numa", &[], "127.0.0.1:0");
-    let load = perf(&[], "127.0.0.1", t.port, 4, 10)
-        .spawn()
-        .expect("load starts");
+    let none = Prefix::default();
+    let t = start("numa", &none, "127.0.0.1");
+    let load = perf(&none, &t, 4, 10);
     std::thread::sleep(Duration::from_secs(1));
     let topo = workspace_root().join("agent/tests/fixtures/topology/two-socket.xml");
     let report = diagnose(
-        &[],
+        &none,
         &t.trace_file,
         &[
             "--topology",
@@ -329,41 +220,13 @@ fn root_link_shaped_in_a_namespace_pair_is_reported_as_link_saturation() {
         return;
     }
     let _g = serial();
-    let id = std::process::id() % 10_000;
-    let (nt, ni) = (format!("rstgt{id}"), format!("rsini{id}"));
-    let (vt, vi) = (format!("rsvt{id}"), format!("rsvi{id}"));
-    let sh = |cmd: &str| {
-        let ok = Command::new("sh")
-            .args(["-c", cmd])
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
-        assert!(ok, "setup step failed: {cmd}");
-    };
-    struct Cleanup(String, String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
-            let _ = Command::new("ip").args(["netns", "del", &self.1]).status();
-        }
-    }
-    let _c = Cleanup(nt.clone(), ni.clone());
-    sh(&format!("ip netns add {nt} && ip netns add {ni}"));
-    sh(&format!(
-        "ip link add {vt} netns {nt} type veth peer name {vi} netns {ni}"
-    ));
-    sh(&format!("ip -n {nt} addr add 10.231.0.1/24 dev {vt} && ip -n {nt} link set {vt} up && ip -n {nt} link set lo up"));
-    sh(&format!("ip -n {ni} addr add 10.231.0.2/24 dev {vi} && ip -n {ni} link set {vi} up && ip -n {ni} link set lo up"));
-    // Reads flow target -> initiator: shape the target's egress.
-    sh(&format!(
-        "ip netns exec {nt} tc qdisc add dev {vt} root tbf rate 100mbit burst 64kb latency 100ms"
-    ));
-    let in_t = ["ip", "netns", "exec", nt.as_str()];
-    let in_i = ["ip", "netns", "exec", ni.as_str()];
-    let t = Tgt::start("link", &in_t, "10.231.0.1:0");
-    let load = perf(&in_i, "10.231.0.1", t.port, 32, 10)
-        .spawn()
-        .expect("load starts");
+    let pair = NetnsPair::create(std::process::id(), "100mbit")
+        .unwrap_or_else(|e| panic!("{}", bench_harness::error_chain(&e)));
+    let vt = pair.target_dev.clone();
+    let in_t = Prefix::netns(&pair.target_ns);
+    let in_i = Prefix::netns(&pair.initiator_ns);
+    let t = start("link", &in_t, &pair.target_ip);
+    let load = perf(&in_i, &t, 32, 10);
     std::thread::sleep(Duration::from_secs(1));
     let report = diagnose(&in_t, &t.trace_file, &[]);
     let _ = perf_json(load);
@@ -379,7 +242,6 @@ fn root_link_shaped_in_a_namespace_pair_is_reported_as_link_saturation() {
         "a full link is the link's fault, not the initiator's: {:?}",
         kinds(&report)
     );
-    let _ = &t.dir;
 }
 
 #[test]
@@ -389,14 +251,13 @@ fn root_missing_capabilities_give_one_line_each_and_the_report_still_comes() {
         return;
     }
     let _g = serial();
-    let t = Tgt::start("cap", &[], "127.0.0.1:0");
+    let none = Prefix::default();
+    let t = start("cap", &none, "127.0.0.1");
     let _ = std::fs::set_permissions(
         &t.trace_file,
         std::os::unix::fs::PermissionsExt::from_mode(0o644),
     );
-    let load = perf(&[], "127.0.0.1", t.port, 4, 6)
-        .spawn()
-        .expect("load starts");
+    let load = perf(&none, &t, 4, 6);
     let bin = cargo_bin("agent", "ringside");
     // The agent binary must be reachable by nobody: copy it out of the (root-only) target dir.
     let dir = tempfile::tempdir().expect("tempdir");

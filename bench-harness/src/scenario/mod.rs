@@ -1,0 +1,1016 @@
+//! The scenario suite (DESIGN §8): inject one fault at a time into a live `ringside-tgt` under
+//! `ringside-perf` load, let `ringside diagnose` watch, and check that the agent reports exactly
+//! that fault; for the initiator-depth faults, apply the recommended depth and compare it with a
+//! brute-force depth sweep of the same target. `ringside-perf scenarios` runs it and writes one
+//! JSON ([`SuiteResult`]) and a table.
+//!
+//! Threading and ownership: everything runs on the calling thread, one scenario after the other
+//! (a busy-polling reactor takes a whole core; two scenarios at once would measure each other).
+//! The only other threads are a hog's (its own, pinned) and the stderr drains of the children.
+//! Every process, thread and namespace a scenario starts is owned by a value that ends it when
+//! dropped, so an error in the middle of a scenario leaves nothing behind.
+//!
+//! The pieces ([`procs`], [`faults`]) are also what `tests/tests/diagnose_live.rs` uses.
+
+pub mod faults;
+pub mod procs;
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::Value;
+
+use faults::{is_root, Hog, HogShape, NetnsPair, HOG_NAME};
+use procs::{diagnose, Bins, Load, PerfResult, Prefix, TargetProc};
+
+/// Why a scenario could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot start {what}")]
+    Spawn {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what} failed: {stderr}")]
+    Failed { what: String, stderr: String },
+    #[error("setup step `{step}` failed: {stderr}")]
+    Setup { step: String, stderr: String },
+}
+
+/// A fault to inject.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum Fault {
+    /// The initiator keeps only `depth` commands in flight on a reactor with headroom.
+    InitiatorDepth { depth: u32 },
+    /// A CPU hog on the reactor's core.
+    Hog { hog: HogShape },
+    /// The link between initiator and target shaped with tbf, in a network-namespace pair.
+    ShapedLink { rate: String },
+    /// The target's buffers on another NUMA node than its reactor.
+    WrongNode,
+    /// Nothing wrong: a healthy initiator at `depth`.
+    Healthy { depth: u32 },
+}
+
+/// One scenario of the suite.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// Short name (`depth-1`, `hog-bursty`...), what `--only` selects.
+    pub name: &'static str,
+    /// What is injected.
+    pub fault: Fault,
+}
+
+/// The catalogue, in the order the suite runs it.
+pub fn catalogue() -> Vec<Scenario> {
+    let s = |name, fault| Scenario { name, fault };
+    vec![
+        s("depth-1", Fault::InitiatorDepth { depth: 1 }),
+        s("depth-2", Fault::InitiatorDepth { depth: 2 }),
+        s("depth-4", Fault::InitiatorDepth { depth: 4 }),
+        s(
+            "hog-steady",
+            Fault::Hog {
+                hog: HogShape::Steady,
+            },
+        ),
+        s(
+            "hog-bursty",
+            Fault::Hog {
+                hog: HogShape::Bursty {
+                    burst_ms: 5,
+                    period_ms: 100,
+                },
+            },
+        ),
+        s(
+            "link-tbf",
+            Fault::ShapedLink {
+                rate: "100mbit".into(),
+            },
+        ),
+        s("numa-wrong-node", Fault::WrongNode),
+        s("healthy-32", Fault::Healthy { depth: 32 }),
+        s("healthy-64", Fault::Healthy { depth: 64 }),
+    ]
+}
+
+impl Fault {
+    /// One line for the table and the JSON.
+    pub fn describe(&self) -> String {
+        match self {
+            Fault::InitiatorDepth { depth } => format!("initiator queue depth {depth}"),
+            Fault::Hog {
+                hog: HogShape::Steady,
+            } => "CPU hog on the reactor's core, steady".into(),
+            Fault::Hog {
+                hog:
+                    HogShape::Bursty {
+                        burst_ms,
+                        period_ms,
+                    },
+            } => format!("CPU hog on the reactor's core, {burst_ms} ms every {period_ms} ms"),
+            Fault::ShapedLink { rate } => format!("link shaped to {rate} (tbf, netns pair)"),
+            Fault::WrongNode => "buffers on the wrong NUMA node".into(),
+            Fault::Healthy { depth } => format!("none (healthy, depth {depth})"),
+        }
+    }
+
+    /// The initiator's depth under this fault.
+    fn load_depth(&self) -> u32 {
+        match self {
+            Fault::InitiatorDepth { depth } | Fault::Healthy { depth } => *depth,
+            Fault::Hog { .. } | Fault::ShapedLink { .. } | Fault::WrongNode => 32,
+        }
+    }
+}
+
+/// What the agent must report for a fault.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Expected {
+    /// The finding's kind.
+    pub kind: String,
+    /// Fields the finding's subject must have (`{"type": "reactor", "index": 0}`); empty: any.
+    pub subject: serde_json::Map<String, Value>,
+    /// A word the finding's summary or evidence must contain (the hog's name).
+    pub mentions: Option<String>,
+    /// Other kinds that may accompany it above info without counting as a wrong finding.
+    pub also_allowed: Vec<String>,
+}
+
+fn subject(pairs: &[(&str, Value)]) -> serde_json::Map<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), v.clone()))
+        .collect()
+}
+
+/// The expectation of `fault` (None for a healthy run: nothing above info). `netdev` is the
+/// shaped link's device.
+pub fn expected(fault: &Fault, reactor: u32, netdev: Option<&str>) -> Option<Expected> {
+    let reactor_subject = subject(&[("type", "reactor".into()), ("index", reactor.into())]);
+    let preempt = vec!["reactor_preemption".to_string(), "tail_latency".to_string()];
+    match fault {
+        Fault::InitiatorDepth { .. } => Some(Expected {
+            kind: "initiator_limited".into(),
+            subject: subject(&[("type", "qpair".into())]),
+            mentions: None,
+            also_allowed: vec![],
+        }),
+        Fault::Hog {
+            hog: HogShape::Steady,
+        } => Some(Expected {
+            kind: "reactor_preemption".into(),
+            subject: reactor_subject,
+            mentions: None,
+            also_allowed: preempt,
+        }),
+        Fault::Hog {
+            hog: HogShape::Bursty { .. },
+        } => Some(Expected {
+            kind: "tail_latency".into(),
+            subject: serde_json::Map::new(),
+            mentions: Some(HOG_NAME.into()),
+            also_allowed: preempt,
+        }),
+        Fault::ShapedLink { .. } => Some(Expected {
+            kind: "link_saturation".into(),
+            subject: match netdev {
+                Some(d) => subject(&[("type", "netdev".into()), ("name", d.into())]),
+                None => subject(&[("type", "netdev".into())]),
+            },
+            mentions: None,
+            also_allowed: vec!["tail_latency".into()],
+        }),
+        Fault::WrongNode => Some(Expected {
+            kind: "numa_misplacement".into(),
+            subject: reactor_subject,
+            mentions: None,
+            also_allowed: vec![],
+        }),
+        Fault::Healthy { .. } => None,
+    }
+}
+
+/// A finding as the suite keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FindingBrief {
+    pub kind: String,
+    pub subject: Value,
+    pub severity: String,
+    pub summary: String,
+}
+
+impl FindingBrief {
+    /// `reactor 0`, `qpair reactor=0 slot=1`, `netdev rsvt1`.
+    fn subject_text(&self) -> String {
+        let Value::Object(m) = &self.subject else {
+            return self.subject.to_string();
+        };
+        let kind = m.get("type").and_then(Value::as_str).unwrap_or("?");
+        let rest: Vec<(&String, String)> = m
+            .iter()
+            .filter(|(k, _)| k.as_str() != "type")
+            .map(|(k, v)| (k, v.as_str().map_or(v.to_string(), str::to_string)))
+            .collect();
+        match rest.as_slice() {
+            [(_, v)] => format!("{kind} {v}"),
+            many => many
+                .iter()
+                .fold(kind.to_string(), |a, (k, v)| format!("{a} {k}={v}")),
+        }
+    }
+}
+
+/// The findings of a `ringside diagnose --json` report, with the full text of each (summary
+/// and evidence) for the `mentions` check.
+pub fn findings_of(report: &Value) -> Vec<(FindingBrief, String)> {
+    report["findings"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|f| {
+                    (
+                        FindingBrief {
+                            kind: f["kind"].as_str().unwrap_or("?").into(),
+                            subject: f["subject"].clone(),
+                            severity: f["severity"].as_str().unwrap_or("?").into(),
+                            summary: f["summary"].as_str().unwrap_or("").into(),
+                        },
+                        f.to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How a report compares with what was expected.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Verdict {
+    /// The expected finding was raised (with the subject and the mention); for a healthy run:
+    /// nothing above info.
+    pub matched: bool,
+    /// The finding that matched.
+    pub found: Option<FindingBrief>,
+    /// Findings above info that are neither the expected one nor allowed beside it.
+    pub unexpected: Vec<FindingBrief>,
+}
+
+/// Judges `report` against `expected` (None: a healthy run).
+pub fn judge(report: &Value, expected: Option<&Expected>) -> Verdict {
+    let all = findings_of(report);
+    let above_info = |f: &FindingBrief| f.severity != "info";
+    let Some(e) = expected else {
+        let unexpected: Vec<FindingBrief> =
+            all.into_iter().map(|(f, _)| f).filter(above_info).collect();
+        return Verdict {
+            matched: unexpected.is_empty(),
+            found: None,
+            unexpected,
+        };
+    };
+    let fits = |f: &FindingBrief, text: &str| {
+        f.kind == e.kind
+            && e.subject.iter().all(|(k, v)| f.subject.get(k) == Some(v))
+            && e.mentions
+                .as_ref()
+                .is_none_or(|m| text.contains(m.as_str()))
+    };
+    let found = all
+        .iter()
+        .find(|(f, text)| fits(f, text))
+        .map(|(f, _)| f.clone());
+    let unexpected = all
+        .into_iter()
+        .map(|(f, _)| f)
+        .filter(|f| above_info(f) && f.kind != e.kind && !e.also_allowed.contains(&f.kind))
+        .collect();
+    Verdict {
+        matched: found.is_some(),
+        found,
+        unexpected,
+    }
+}
+
+/// A recommendation as the suite keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RecBrief {
+    pub setting: String,
+    pub current: String,
+    pub proposed: String,
+    pub applies_to: String,
+    pub expected_iops: Option<f64>,
+}
+
+fn recommendations_of(report: &Value) -> Vec<RecBrief> {
+    report["recommendations"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|r| RecBrief {
+                    setting: r["setting"].as_str().unwrap_or("?").into(),
+                    current: r["current"].as_str().unwrap_or("").into(),
+                    proposed: r["proposed"].as_str().unwrap_or("").into(),
+                    applies_to: r["applies_to"].as_str().unwrap_or("").into(),
+                    expected_iops: r["expected_iops"].as_f64(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// For a depth fault: the recommended depth applied, against the brute-force sweep.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DepthCheck {
+    /// The depth the agent recommended (None: it recommended none).
+    pub recommended: Option<u32>,
+    /// The IOPS it expected there.
+    pub expected_iops: Option<f64>,
+    /// What the recommended depth measured when applied.
+    pub measured_iops: Option<f64>,
+    /// measured / the sweep's best.
+    pub ratio_to_best: Option<f64>,
+    /// expected / measured - 1.
+    pub prediction_error: Option<f64>,
+}
+
+/// One point of the brute-force sweep.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SweepPoint {
+    pub depth: u32,
+    pub iops: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+/// What happened to one scenario.
+#[derive(Clone, Debug, Serialize)]
+pub struct ScenarioResult {
+    pub name: String,
+    /// What was injected, in words.
+    pub fault: String,
+    /// What was injected, as data.
+    pub injected: Fault,
+    /// `ran`, `skipped` or `error`.
+    pub status: String,
+    /// Why it was skipped or failed; notes on how it ran.
+    pub notes: Vec<String>,
+    pub expected: Option<Expected>,
+    /// Every finding of the report.
+    pub findings: Vec<FindingBrief>,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+    pub recommendations: Vec<RecBrief>,
+    /// The load while the agent watched.
+    pub load: Option<PerfResult>,
+    pub depth: Option<DepthCheck>,
+    pub seconds: f64,
+}
+
+impl ScenarioResult {
+    fn new(s: &Scenario) -> ScenarioResult {
+        ScenarioResult {
+            name: s.name.into(),
+            fault: s.fault.describe(),
+            injected: s.fault.clone(),
+            status: "ran".into(),
+            notes: Vec::new(),
+            expected: None,
+            findings: Vec::new(),
+            verdict: Verdict::default(),
+            recommendations: Vec::new(),
+            load: None,
+            depth: None,
+            seconds: 0.0,
+        }
+    }
+}
+
+/// How the suite runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct SuiteConfig {
+    #[serde(skip)]
+    pub bins: Bins,
+    /// Scenario names to run (empty: all).
+    pub only: Vec<String>,
+    /// How long the agent watches each scenario.
+    pub diagnose_secs: f64,
+    /// Load before the agent starts watching.
+    pub warmup_secs: f64,
+    /// Seconds per depth of the brute-force sweep (and of applying a recommendation).
+    pub sweep_secs: f64,
+    /// Depths of the sweep.
+    pub sweep_depths: Vec<u32>,
+    /// The reactor's core.
+    pub target_core: u32,
+    /// The initiator's core.
+    pub initiator_core: u32,
+}
+
+impl SuiteConfig {
+    /// The defaults: 8 s watched per scenario, 4 s per sweep depth, depths 1-128, reactor on
+    /// core 0, initiator on core 1 (core 0 on a one-core machine).
+    pub fn new(bins: Bins) -> SuiteConfig {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        SuiteConfig {
+            bins,
+            only: Vec::new(),
+            diagnose_secs: 8.0,
+            warmup_secs: 1.0,
+            sweep_secs: 4.0,
+            sweep_depths: vec![1, 2, 4, 8, 16, 32, 64, 128],
+            target_core: 0,
+            initiator_core: u32::from(cores > 1),
+        }
+    }
+
+    /// The scenarios selected by `only`, or one clear line naming an unknown one.
+    pub fn selected(&self) -> Result<Vec<Scenario>, String> {
+        let all = catalogue();
+        for n in &self.only {
+            if !all.iter().any(|s| s.name == n) {
+                let names: Vec<&str> = all.iter().map(|s| s.name).collect();
+                return Err(format!(
+                    "unknown scenario {n:?} (known: {})",
+                    names.join(", ")
+                ));
+            }
+        }
+        Ok(all
+            .into_iter()
+            .filter(|s| self.only.is_empty() || self.only.iter().any(|n| n == s.name))
+            .collect())
+    }
+
+    /// Upper bound of the suite's wall time in seconds for `scenarios` (for `--help`, and to say
+    /// so before starting).
+    pub fn estimate_secs(&self, scenarios: &[Scenario]) -> f64 {
+        let per = self.warmup_secs + self.diagnose_secs + 3.0;
+        let depth = scenarios
+            .iter()
+            .filter(|s| matches!(s.fault, Fault::InitiatorDepth { .. }))
+            .count();
+        let sweep = if depth > 0 {
+            (self.sweep_depths.len() + depth) as f64 * (self.sweep_secs + 1.0)
+        } else {
+            0.0
+        };
+        scenarios.len() as f64 * per + sweep
+    }
+}
+
+/// Where and what the suite ran.
+#[derive(Clone, Debug, Serialize)]
+pub struct Machine {
+    pub hostname: String,
+    pub kernel: String,
+    pub cpus: usize,
+    pub numa_nodes: usize,
+    pub root: bool,
+    pub git_rev: Option<String>,
+}
+
+impl Machine {
+    fn this() -> Machine {
+        let read = |p: &str| {
+            std::fs::read_to_string(p)
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default()
+        };
+        let git_rev = std::process::Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        Machine {
+            hostname: read("/proc/sys/kernel/hostname"),
+            kernel: read("/proc/sys/kernel/osrelease"),
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            numa_nodes: numa_nodes(),
+            root: is_root(),
+            git_rev,
+        }
+    }
+}
+
+fn numa_nodes() -> usize {
+    std::fs::read_dir("/sys/devices/system/node")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| {
+                    let n = e.file_name();
+                    let n = n.to_string_lossy();
+                    n.strip_prefix("node")
+                        .is_some_and(|r| r.chars().all(|c| c.is_ascii_digit()))
+                })
+                .count()
+        })
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The suite's figures, one line each in the table's footer.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Summary {
+    /// Fault scenarios that ran / whose fault was reported with the right subject.
+    pub faults_ran: usize,
+    pub faults_matched: usize,
+    /// Healthy runs that ran / with nothing above info.
+    pub healthy_ran: usize,
+    pub healthy_clean: usize,
+    /// Fault runs with a finding above info that is not theirs.
+    pub wrong_findings: usize,
+    /// Lowest recommended/best IOPS ratio over the depth scenarios.
+    pub worst_ratio_to_best: Option<f64>,
+    /// Largest |expected / measured - 1| over the depth scenarios.
+    pub worst_prediction_error: Option<f64>,
+    pub skipped: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// The suite's JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct SuiteResult {
+    pub machine: Machine,
+    pub started_unix: u64,
+    pub seconds: f64,
+    pub config: SuiteConfig,
+    /// The brute-force depth sweep (empty when no depth scenario ran).
+    pub sweep: Vec<SweepPoint>,
+    pub scenarios: Vec<ScenarioResult>,
+    pub summary: Summary,
+}
+
+/// Runs the selected scenarios one after the other, printing a line per step on stderr.
+pub fn run_suite(cfg: &SuiteConfig) -> Result<SuiteResult, String> {
+    let scenarios = cfg.selected()?;
+    if let Some(m) = cfg.bins.missing() {
+        return Err(format!(
+            "{} not found (build the workspace: cargo build --release)",
+            m.display()
+        ));
+    }
+    let started = Instant::now();
+    let started_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let machine = Machine::this();
+    eprintln!(
+        "scenarios: {} scenario(s), at most ~{:.0} s",
+        scenarios.len(),
+        cfg.estimate_secs(&scenarios)
+    );
+    let mut results = Vec::new();
+    for s in &scenarios {
+        eprintln!("scenarios: {} — {}", s.name, s.fault.describe());
+        let t0 = Instant::now();
+        let mut r = ScenarioResult::new(s);
+        if let Err(e) = run_one(cfg, &machine, s, &mut r) {
+            r.status = "error".into();
+            r.notes.push(crate::error_chain(&e));
+        }
+        r.seconds = t0.elapsed().as_secs_f64();
+        eprintln!(
+            "scenarios: {} {} ({:.0} s)",
+            s.name,
+            verdict_word(&r),
+            r.seconds
+        );
+        results.push(r);
+    }
+    let mut sweep = Vec::new();
+    if results
+        .iter()
+        .any(|r| r.status == "ran" && r.depth.is_some())
+    {
+        match depth_sweep(cfg, &mut results) {
+            Ok(s) => sweep = s,
+            Err(e) => {
+                for r in results.iter_mut().filter(|r| r.depth.is_some()) {
+                    r.notes
+                        .push(format!("depth sweep failed: {}", crate::error_chain(&e)));
+                }
+            }
+        }
+    }
+    let summary = summarize(&results);
+    Ok(SuiteResult {
+        machine,
+        started_unix,
+        seconds: started.elapsed().as_secs_f64(),
+        config: cfg.clone(),
+        sweep,
+        scenarios: results,
+        summary,
+    })
+}
+
+fn run_one(
+    cfg: &SuiteConfig,
+    machine: &Machine,
+    s: &Scenario,
+    r: &mut ScenarioResult,
+) -> Result<(), ScenarioError> {
+    let load = Load {
+        depth: s.fault.load_depth(),
+        qpairs: 1,
+        secs: cfg.warmup_secs + cfg.diagnose_secs + 2.0,
+        core: cfg.initiator_core,
+    };
+    if !machine.root {
+        r.notes.push(
+            "not root: the agent runs without its kernel probes (preemption and tail \
+             attribution need them)"
+                .into(),
+        );
+    }
+    let mut hog = None;
+    let mut pair = None;
+    let (prefix_t, prefix_i, ip) = match &s.fault {
+        Fault::WrongNode => {
+            r.status = "skipped".into();
+            r.notes.push(format!(
+                "needs buffers on another NUMA node than the reactor: this host has {} node(s); \
+                 the lab guest (two nodes) covers it: cargo test -p tests --test lab_numa",
+                machine.numa_nodes
+            ));
+            r.expected = expected(&s.fault, 0, None);
+            return Ok(());
+        }
+        Fault::ShapedLink { rate } => {
+            if !machine.root {
+                r.status = "skipped".into();
+                r.notes.push("needs root (network namespaces, tc)".into());
+                return Ok(());
+            }
+            let p = NetnsPair::create(std::process::id(), rate)?;
+            let out = (
+                Prefix::netns(&p.target_ns),
+                Prefix::netns(&p.initiator_ns),
+                p.target_ip.clone(),
+            );
+            pair = Some(p);
+            out
+        }
+        _ => (
+            Prefix::default(),
+            Prefix::default(),
+            "127.0.0.1".to_string(),
+        ),
+    };
+    r.expected = expected(
+        &s.fault,
+        0,
+        pair.as_ref().map(|p: &NetnsPair| p.target_dev.as_str()),
+    );
+    let target = TargetProc::start(&cfg.bins, "scn", &prefix_t, &ip, cfg.target_core, &[])?;
+    if let Fault::Hog { hog: shape } = &s.fault {
+        hog = Some(Hog::start(cfg.target_core, *shape)?);
+    }
+    let running = load.spawn(&cfg.bins, &prefix_i, &target)?;
+    std::thread::sleep(Duration::from_secs_f64(cfg.warmup_secs));
+    let report = diagnose(
+        &cfg.bins,
+        &prefix_t,
+        &target.trace_file,
+        cfg.diagnose_secs,
+        &[],
+    );
+    let perf = running.finish();
+    drop(hog);
+    let report = report?;
+    r.load = Some(perf?);
+    r.findings = findings_of(&report).into_iter().map(|(f, _)| f).collect();
+    r.verdict = judge(&report, r.expected.as_ref());
+    r.recommendations = recommendations_of(&report);
+    if let Fault::InitiatorDepth { .. } = s.fault {
+        let rec = r
+            .recommendations
+            .iter()
+            .find(|x| x.setting == "initiator_queue_depth");
+        r.depth = Some(DepthCheck {
+            recommended: rec.and_then(|x| x.proposed.parse().ok()),
+            expected_iops: rec.and_then(|x| x.expected_iops),
+            ..DepthCheck::default()
+        });
+    }
+    drop(target);
+    drop(pair);
+    Ok(())
+}
+
+/// The brute-force sweep on a fresh target, then each recommended depth applied on the same
+/// target; fills the depth checks.
+fn depth_sweep(
+    cfg: &SuiteConfig,
+    results: &mut [ScenarioResult],
+) -> Result<Vec<SweepPoint>, ScenarioError> {
+    let prefix = Prefix::default();
+    let target = TargetProc::start(
+        &cfg.bins,
+        "sweep",
+        &prefix,
+        "127.0.0.1",
+        cfg.target_core,
+        &[],
+    )?;
+    let mut sweep = Vec::new();
+    for &depth in &cfg.sweep_depths {
+        let p = measure(cfg, &target, depth)?;
+        eprintln!(
+            "scenarios: sweep depth {depth:>3}: {:>9.0} IOPS, p99 {:.0} µs",
+            p.iops, p.p99_us
+        );
+        sweep.push(SweepPoint {
+            depth,
+            iops: p.iops,
+            p50_us: p.p50_us,
+            p99_us: p.p99_us,
+        });
+    }
+    let best = sweep.iter().map(|p| p.iops).fold(0.0f64, f64::max);
+    for r in results.iter_mut() {
+        let Some(d) = r.depth.as_mut() else { continue };
+        let Some(depth) = d.recommended else {
+            continue;
+        };
+        let p = measure(cfg, &target, depth)?;
+        eprintln!(
+            "scenarios: {}: recommended depth {depth} applied: {:.0} IOPS (expected {})",
+            r.name,
+            p.iops,
+            d.expected_iops
+                .map_or("nothing".into(), |e| format!("{e:.0}"))
+        );
+        d.measured_iops = Some(p.iops);
+        if best > 0.0 {
+            d.ratio_to_best = Some(p.iops / best);
+        }
+        if p.iops > 0.0 {
+            d.prediction_error = d.expected_iops.map(|e| e / p.iops - 1.0);
+        }
+    }
+    Ok(sweep)
+}
+
+fn measure(
+    cfg: &SuiteConfig,
+    target: &TargetProc,
+    depth: u32,
+) -> Result<PerfResult, ScenarioError> {
+    Load {
+        depth,
+        qpairs: 1,
+        secs: cfg.sweep_secs,
+        core: cfg.initiator_core,
+    }
+    .run(&cfg.bins, &Prefix::default(), target)
+}
+
+fn summarize(results: &[ScenarioResult]) -> Summary {
+    let mut s = Summary::default();
+    for r in results {
+        match r.status.as_str() {
+            "skipped" => s.skipped.push(r.name.clone()),
+            "error" => s.errors.push(r.name.clone()),
+            _ => {
+                if r.expected.is_some() {
+                    s.faults_ran += 1;
+                    s.faults_matched += usize::from(r.verdict.matched);
+                    s.wrong_findings += usize::from(!r.verdict.unexpected.is_empty());
+                } else {
+                    s.healthy_ran += 1;
+                    s.healthy_clean += usize::from(r.verdict.matched);
+                }
+            }
+        }
+        if let Some(d) = &r.depth {
+            if let Some(x) = d.ratio_to_best {
+                s.worst_ratio_to_best = Some(s.worst_ratio_to_best.map_or(x, |w| w.min(x)));
+            }
+            if let Some(x) = d.prediction_error {
+                let x = x.abs();
+                s.worst_prediction_error = Some(s.worst_prediction_error.map_or(x, |w| w.max(x)));
+            }
+        }
+    }
+    s
+}
+
+fn verdict_word(r: &ScenarioResult) -> &'static str {
+    match r.status.as_str() {
+        "skipped" => "skipped",
+        "error" => "ERROR",
+        _ if r.verdict.matched && r.verdict.unexpected.is_empty() => "ok",
+        _ if r.verdict.matched => "ok+extra",
+        _ => "MISSED",
+    }
+}
+
+impl SuiteResult {
+    /// The summary table (plain text, fixed-width).
+    pub fn table(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "{:<16} {:<50} {:<26} {:<44} {:<8} notes",
+            "scenario", "fault", "expected", "reported", "verdict"
+        );
+        for r in &self.scenarios {
+            let exp = r
+                .expected
+                .as_ref()
+                .map_or("nothing above info".into(), |e| {
+                    let subj = e
+                        .subject
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or("any");
+                    format!("{} {subj}", e.kind)
+                });
+            let got = match (&r.verdict.found, r.expected.is_some()) {
+                (Some(f), _) => format!("{} {} ({})", f.kind, f.subject_text(), f.severity),
+                (None, false) if r.status == "ran" => {
+                    let info = r.findings.iter().filter(|f| f.severity == "info").count();
+                    format!("{info} info finding(s)")
+                }
+                _ => "-".into(),
+            };
+            let mut notes: Vec<String> = r
+                .verdict
+                .unexpected
+                .iter()
+                .map(|f| format!("also {} {} ({})", f.kind, f.subject_text(), f.severity))
+                .collect();
+            if let Some(d) = &r.depth {
+                notes.push(match (d.recommended, d.ratio_to_best, d.prediction_error) {
+                    (Some(q), Some(ratio), Some(err)) => format!(
+                        "rec QD{q}: {:.2} of best, predicted {:+.0} %",
+                        ratio,
+                        err * 100.0
+                    ),
+                    (Some(q), Some(ratio), None) => {
+                        format!("rec QD{q}: {ratio:.2} of best, no prediction")
+                    }
+                    (Some(q), None, _) => format!("rec QD{q}: not measured"),
+                    (None, _, _) => "no depth recommended".into(),
+                });
+            }
+            if r.status != "ran" {
+                notes.extend(r.notes.iter().cloned());
+            }
+            let _ = writeln!(
+                o,
+                "{:<16} {:<50} {:<26} {:<44} {:<8} {}",
+                r.name,
+                r.fault,
+                exp,
+                got,
+                verdict_word(r),
+                notes.join("; ")
+            );
+        }
+        if !self.sweep.is_empty() {
+            let pts: Vec<String> = self
+                .sweep
+                .iter()
+                .map(|p| format!("{}:{:.0}K", p.depth, p.iops / 1e3))
+                .collect();
+            let _ = writeln!(o, "sweep (depth:IOPS): {}", pts.join(" "));
+        }
+        let s = &self.summary;
+        let _ = writeln!(
+            o,
+            "faults reported: {}/{}; healthy runs with nothing above info: {}/{}; runs with a \
+             wrong finding: {}; worst recommended/best IOPS: {}; worst prediction error: {}",
+            s.faults_matched,
+            s.faults_ran,
+            s.healthy_clean,
+            s.healthy_ran,
+            s.wrong_findings,
+            s.worst_ratio_to_best
+                .map_or("-".into(), |x| format!("{x:.2}")),
+            s.worst_prediction_error
+                .map_or("-".into(), |x| format!("±{:.0} %", x * 100.0)),
+        );
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn report(findings: Value) -> Value {
+        json!({ "findings": findings, "recommendations": [] })
+    }
+
+    #[test]
+    fn a_fault_matches_on_kind_subject_and_mention_and_other_warnings_are_wrong() {
+        let e = expected(
+            &Fault::Hog {
+                hog: HogShape::Bursty {
+                    burst_ms: 5,
+                    period_ms: 100,
+                },
+            },
+            0,
+            None,
+        )
+        .expect("a fault");
+        let named = report(json!([
+            {"kind": "tail_latency", "subject": {"type": "qpair", "index": 0}, "severity": "warning",
+             "summary": "41 of 90 requests above p99 overlapped a preemption of reactor 0 by ringside-hog"},
+            {"kind": "reactor_preemption", "subject": {"type": "reactor", "index": 0}, "severity": "critical", "summary": ""},
+            {"kind": "idle_polling_burn", "subject": {"type": "reactor", "index": 0}, "severity": "warning", "summary": ""},
+        ]));
+        let v = judge(&named, Some(&e));
+        assert!(v.matched, "{v:?}");
+        assert_eq!(
+            v.found.as_ref().map(|f| f.kind.as_str()),
+            Some("tail_latency")
+        );
+        assert_eq!(v.unexpected.len(), 1, "{v:?}");
+        assert_eq!(v.unexpected[0].kind, "idle_polling_burn");
+        let unnamed = report(json!([
+            {"kind": "tail_latency", "subject": {"type": "qpair", "index": 0}, "severity": "warning",
+             "summary": "overlapped a preemption by kworker/0:1"},
+        ]));
+        assert!(!judge(&unnamed, Some(&e)).matched);
+    }
+
+    #[test]
+    fn a_subject_must_agree_field_by_field() {
+        let e = expected(
+            &Fault::ShapedLink {
+                rate: "1mbit".into(),
+            },
+            0,
+            Some("rsvt1"),
+        )
+        .expect("a fault");
+        let other = report(json!([
+            {"kind": "link_saturation", "subject": {"type": "netdev", "name": "lo"}, "severity": "warning", "summary": ""}
+        ]));
+        assert!(!judge(&other, Some(&e)).matched);
+        let right = report(json!([
+            {"kind": "link_saturation", "subject": {"type": "netdev", "name": "rsvt1"}, "severity": "warning", "summary": ""}
+        ]));
+        assert!(judge(&right, Some(&e)).matched);
+    }
+
+    #[test]
+    fn a_healthy_run_is_clean_with_info_notes_and_not_with_a_warning() {
+        let info = report(json!([
+            {"kind": "reactor_preemption", "subject": {"type": "reactor", "index": 0}, "severity": "info", "summary": ""}
+        ]));
+        assert!(judge(&info, None).matched);
+        let warn = report(json!([
+            {"kind": "reactor_preemption", "subject": {"type": "reactor", "index": 0}, "severity": "warning", "summary": ""}
+        ]));
+        let v = judge(&warn, None);
+        assert!(!v.matched);
+        assert_eq!(v.unexpected.len(), 1);
+    }
+
+    #[test]
+    fn selection_rejects_unknown_names_and_the_summary_counts_what_ran() {
+        let mut cfg = SuiteConfig::new(Bins::in_dir(std::path::Path::new("/nonexistent")));
+        cfg.only = vec!["depth-3".into()];
+        assert!(cfg
+            .selected()
+            .unwrap_err()
+            .contains("unknown scenario \"depth-3\""));
+        cfg.only = vec!["depth-1".into(), "healthy-32".into()];
+        let sel = cfg.selected().expect("known names");
+        assert_eq!(sel.len(), 2);
+        assert!(cfg.estimate_secs(&sel) > 2.0 * cfg.diagnose_secs);
+        let mut depth = ScenarioResult::new(&sel[0]);
+        depth.expected = expected(&sel[0].fault, 0, None);
+        depth.verdict.matched = true;
+        depth.depth = Some(DepthCheck {
+            recommended: Some(32),
+            expected_iops: Some(700e3),
+            measured_iops: Some(800e3),
+            ratio_to_best: Some(0.93),
+            prediction_error: Some(-0.125),
+        });
+        let mut healthy = ScenarioResult::new(&sel[1]);
+        healthy.verdict.matched = false;
+        let mut skipped = ScenarioResult::new(&catalogue()[6]);
+        skipped.status = "skipped".into();
+        let s = summarize(&[depth, healthy, skipped]);
+        assert_eq!((s.faults_ran, s.faults_matched), (1, 1));
+        assert_eq!((s.healthy_ran, s.healthy_clean), (1, 0));
+        assert_eq!(s.worst_ratio_to_best, Some(0.93));
+        assert_eq!(s.worst_prediction_error, Some(0.125));
+        assert_eq!(s.skipped, vec!["numa-wrong-node".to_string()]);
+    }
+}
