@@ -11,6 +11,7 @@ use crate::rpc::{self, RpcArgs};
 use crate::serve::{self, ServeArgs};
 use crate::top::{self, TopArgs};
 use crate::trace::{self, TraceArgs};
+use crate::tune::{self, TuneArgs};
 
 /// ringside: see inside a poll-mode NVMe-oF target.
 #[derive(Parser, Debug)]
@@ -41,6 +42,10 @@ pub enum Command {
     /// Call the target's JSON-RPC (like SPDK's rpc.py): `ringside rpc nvmf_get_subsystems`,
     /// `ringside rpc nvmf_subsystem_add_host '{"nqn": "...", "host": "..."}'`.
     Rpc(RpcArgs),
+    /// Commission a node: a bounded depth x qpairs sweep with ringside-perf finds the knee
+    /// (under --p99-max), compared with the passive recommendation; the target's own settings
+    /// are applied over RPC, measured, kept or rolled back. About 75 s at most with the defaults.
+    Tune(TuneArgs),
 }
 
 /// Runs a parsed command line.
@@ -55,5 +60,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve::run(&cli.attach, args),
         Command::Top(args) => top::run(&cli.attach, args),
         Command::Rpc(args) => rpc::run(cli.attach.name.as_deref(), args, &mut out),
+        Command::Tune(args) => tune::run(&cli.attach, args, &mut out),
     }
 }

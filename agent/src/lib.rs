@@ -19,6 +19,7 @@ pub mod spdk;
 pub mod top;
 pub mod topology;
 pub mod trace;
+pub mod tune;
 
 /// The topology picture for an HTML report: the machine with the reactors' CPUs marked.
 pub fn render_topology(report: &agent_core::report::Report) -> String {
