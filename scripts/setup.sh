@@ -8,7 +8,8 @@ SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
 
 PKGS=(build-essential pkg-config clang libelf-dev zlib1g-dev make hwloc libhwloc-dev libudev-dev
       numactl jq iproute2 nftables tmux prometheus
-      libibverbs-dev librdmacm-dev rdma-core ibverbs-providers ibverbs-utils libclang1-14)
+      libibverbs-dev librdmacm-dev rdma-core ibverbs-providers ibverbs-utils libclang1-14
+      chromium)  # chromium: the HTML report test (tests/tests/report_browser.rs, headless)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
