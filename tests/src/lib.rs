@@ -118,57 +118,47 @@ impl Drop for LoopDevice {
 
 /// A running `ringside-tgt` on an ephemeral loopback port, with its trace file and RPC socket in
 /// a temporary directory of its own (so tests may run in parallel and leave nothing in
-/// `/dev/shm`); killed (SIGKILL) when dropped unless [`Target::stop`]ped.
+/// `/dev/shm`); killed (SIGKILL) when dropped unless [`Target::stop`]ped. The starter is
+/// bench-harness's ([`bench_harness::scenario::procs::TargetProc`]), shared with the scenario
+/// suite.
 pub struct Target {
-    child: Option<Child>,
+    inner: bench_harness::scenario::procs::TargetProc,
     /// The TCP listener's port.
     pub port: u16,
     /// `ringside.<name>` in the temporary directory.
     pub trace_file: PathBuf,
     /// The RPC socket.
     pub rpc: PathBuf,
-    dir: tempfile::TempDir,
 }
 
 impl Target {
     /// Starts `ringside-tgt --name <tag><pid> --listen 127.0.0.1:0 <args>` (`args`: the backend,
     /// `--cores`...) and waits until it listens and serves RPC.
     pub fn start(tag: &str, args: &[&str]) -> Target {
-        let tgt = cargo_bin("nvmf-target", "ringside-tgt");
-        let dir = tempfile::tempdir().expect("cannot create a temporary directory");
-        let name = format!("{tag}{}", std::process::id());
-        let rpc = dir.path().join("rpc.sock");
-        let mut child = Command::new(&tgt)
-            .args(["--name", &name, "--listen", "127.0.0.1:0"])
-            .args(args)
-            .arg("--rpc-socket")
-            .arg(&rpc)
-            .arg("--trace-dir")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", tgt.display()));
-        let (port, seen) = wait_listening(&mut child, true);
-        let trace_file = dir.path().join(format!("ringside.{name}"));
-        assert!(
-            trace_file.is_file(),
-            "the target did not create its trace file {}; stderr:\n{seen}",
-            trace_file.display()
-        );
+        let bins = bench_harness::scenario::procs::Bins {
+            tgt: cargo_bin("nvmf-target", "ringside-tgt"),
+            perf: PathBuf::new(),
+            agent: PathBuf::new(),
+        };
+        let inner = bench_harness::scenario::procs::TargetProc::start(
+            &bins,
+            tag,
+            &bench_harness::scenario::procs::Prefix::default(),
+            "127.0.0.1",
+            args,
+        )
+        .unwrap_or_else(|e| panic!("{}", bench_harness::error_chain(&e)));
         Target {
-            child: Some(child),
-            port,
-            trace_file,
-            rpc,
-            dir,
+            port: inner.port,
+            trace_file: inner.trace_file.clone(),
+            rpc: inner.rpc.clone(),
+            inner,
         }
     }
 
     /// The temporary directory holding the trace file and the RPC socket.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        self.inner.dir()
     }
 
     /// `ringside-perf -r <this target's transport id>`, stdin closed; add the workload.
@@ -186,21 +176,11 @@ impl Target {
     /// SIGTERM, then waits; asserts the target exited with status 0. The temporary directory
     /// stays until the value is dropped (a caller may check what the exit left behind).
     pub fn stop(&mut self) {
-        let mut child = self.child.take().expect("the target is running");
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let st = child.wait().expect("cannot wait for ringside-tgt");
+        let st = self
+            .inner
+            .stop()
+            .unwrap_or_else(|e| panic!("{}", bench_harness::error_chain(&e)));
         assert!(st.success(), "ringside-tgt exited with {st} after SIGTERM");
-    }
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
     }
 }
 

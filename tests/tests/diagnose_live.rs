@@ -33,8 +33,14 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// Starts `ringside-tgt` on `ip` (ephemeral port), reactor on core 0, behind `prefix`.
 fn start(tag: &str, prefix: &Prefix, ip: &str) -> TargetProc {
-    TargetProc::start(&scenario_bins(), tag, prefix, ip, 0, &[])
-        .unwrap_or_else(|e| panic!("ringside-tgt: {}", bench_harness::error_chain(&e)))
+    TargetProc::start(
+        &scenario_bins(),
+        tag,
+        prefix,
+        ip,
+        &["--malloc", "64MiB", "--cores", "0"],
+    )
+    .unwrap_or_else(|e| panic!("ringside-tgt: {}", bench_harness::error_chain(&e)))
 }
 
 /// `ringside-perf` 4 KiB random reads at `qd` for `secs` seconds on core 1, behind `prefix`.

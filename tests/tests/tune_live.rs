@@ -28,7 +28,7 @@ fn tune(t: &Target, extra: &[&str]) -> (Value, String) {
         .arg(&t.rpc)
         .arg("--perf")
         .arg(cargo_bin("bench-harness", "ringside-perf"))
-        .args(["--step", "1s", "--passive", "2s", "--qpairs", "1"])
+        .args(["--step", "1s", "--passive", "5s", "--qpairs", "1"])
         .args(extra)
         .arg("--json")
         .arg(&json)

@@ -611,6 +611,11 @@ pub fn run_suite(cfg: &SuiteConfig) -> Result<SuiteResult, String> {
     })
 }
 
+/// The target's arguments: a 64 MiB RAM namespace, one reactor on `core`.
+fn target_args(core: &str) -> [&str; 4] {
+    ["--malloc", "64MiB", "--cores", core]
+}
+
 fn run_one(
     cfg: &SuiteConfig,
     machine: &Machine,
@@ -669,7 +674,8 @@ fn run_one(
         0,
         pair.as_ref().map(|p: &NetnsPair| p.target_dev.as_str()),
     );
-    let target = TargetProc::start(&cfg.bins, "scn", &prefix_t, &ip, cfg.target_core, &[])?;
+    let core = cfg.target_core.to_string();
+    let target = TargetProc::start(&cfg.bins, "scn", &prefix_t, &ip, &target_args(&core))?;
     if let Fault::Hog { hog: shape } = &s.fault {
         hog = Some(Hog::start(cfg.target_core, *shape)?);
     }
@@ -712,13 +718,13 @@ fn depth_sweep(
     results: &mut [ScenarioResult],
 ) -> Result<Vec<SweepPoint>, ScenarioError> {
     let prefix = Prefix::default();
+    let core = cfg.target_core.to_string();
     let target = TargetProc::start(
         &cfg.bins,
         "sweep",
         &prefix,
         "127.0.0.1",
-        cfg.target_core,
-        &[],
+        &target_args(&core),
     )?;
     let mut sweep = Vec::new();
     for &depth in &cfg.sweep_depths {

@@ -150,13 +150,14 @@ impl Drop for ScratchDir {
     }
 }
 
-/// A running `ringside-tgt` with a RAM namespace, its trace file and RPC socket in a scratch
-/// directory of its own; killed when dropped.
+/// A running `ringside-tgt`, its trace file and RPC socket in a scratch directory of its own (so
+/// several may run at once and nothing is left in `/dev/shm`); killed when dropped unless
+/// [`TargetProc::stop`]ped.
 pub struct TargetProc {
-    child: Child,
-    /// The TCP listener's address (as given) and port (as bound).
+    child: Option<Child>,
+    /// The TCP listener's address (as given).
     pub addr: String,
-    /// The listener's port.
+    /// The listener's port (as bound).
     pub port: u16,
     /// `ringside.<name>`.
     pub trace_file: PathBuf,
@@ -166,24 +167,22 @@ pub struct TargetProc {
 }
 
 impl TargetProc {
-    /// Starts `ringside-tgt --name <tag><pid> --listen <ip>:0 --malloc 64MiB --cores <core>`
-    /// behind `prefix`, and waits until it listens and serves RPC.
+    /// Starts `ringside-tgt --name <tag><pid> --listen <ip>:0 <args>` (`args`: the backend,
+    /// `--cores`...) behind `prefix`, and waits until it listens and serves RPC.
     pub fn start(
         bins: &Bins,
         tag: &str,
         prefix: &Prefix,
         ip: &str,
-        core: u32,
-        extra: &[&str],
+        args: &[&str],
     ) -> Result<TargetProc, ScenarioError> {
-        let dir = ScratchDir::new("ringside-scn")?;
+        let dir = ScratchDir::new("ringside-tgt")?;
         let name = format!("{tag}{}", std::process::id());
         let rpc = dir.path().join("rpc.sock");
         let mut child = prefix
             .command(&bins.tgt)
             .args(["--name", &name, "--listen", &format!("{ip}:0")])
-            .args(["--malloc", "64MiB", "--cores", &core.to_string()])
-            .args(extra)
+            .args(args)
             .arg("--rpc-socket")
             .arg(&rpc)
             .arg("--trace-dir")
@@ -211,7 +210,7 @@ impl TargetProc {
             });
         }
         Ok(TargetProc {
-            child,
+            child: Some(child),
             addr: ip.to_string(),
             port,
             trace_file,
@@ -220,21 +219,35 @@ impl TargetProc {
         })
     }
 
-    /// The scratch directory (trace file, RPC socket).
+    /// The scratch directory (trace file, RPC socket); it stays until the value is dropped.
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
 
-    /// The target's pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// SIGTERM, then waits; returns how it exited.
+    pub fn stop(&mut self) -> Result<std::process::ExitStatus, ScenarioError> {
+        let Some(mut child) = self.child.take() else {
+            return Err(ScenarioError::Failed {
+                what: "ringside-tgt".into(),
+                stderr: "already stopped".into(),
+            });
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        child.wait().map_err(|source| ScenarioError::Spawn {
+            what: "wait for ringside-tgt".into(),
+            source,
+        })
     }
 }
 
 impl Drop for TargetProc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 }
 
