@@ -18,7 +18,7 @@ fn the_suite_runs_a_depth_fault_and_a_healthy_run_and_writes_its_json() {
     let json = out_dir.path().join("suite.json");
     let out = Command::new(&bins.perf)
         .args(["scenarios", "--only", "depth-1,healthy-32"])
-        .args(["--diagnose-time", "5", "--sweep-time", "1"])
+        .args(["--diagnose-time", "7", "--sweep-time", "1"])
         .args(["--sweep-depths", "1,4,16"])
         .arg("--bin-dir")
         .arg(dir)
