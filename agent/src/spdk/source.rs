@@ -411,7 +411,13 @@ impl Collector for SpdkCollector {
             let named = trace_info
                 .as_ref()
                 .map(|t| s(t, "tpoint_shm_path").to_string())
-                .filter(|p| !p.is_empty());
+                .filter(|p| !p.is_empty())
+                .or_else(|| {
+                    // No trace_get_info: nvmf_tgt's default name for this pid.
+                    super::trace::find_for_pid(std::path::Path::new("/dev/shm"), self.pid)
+                        .map(|p| p.display().to_string())
+                        .filter(|_| self.pid > 0)
+                });
             match named {
                 Some(p) if std::path::Path::new(&p).exists() => self.open_trace(PathBuf::from(p)),
                 Some(p) => {

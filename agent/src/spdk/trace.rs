@@ -1029,6 +1029,24 @@ mod tests {
     }
 
     #[test]
+    fn the_trace_file_of_a_pid_is_found_by_spdks_name() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("nvmf_trace.pid42"), b"").unwrap();
+        std::fs::write(d.path().join("nvmf_trace.pid421"), b"").unwrap();
+        assert_eq!(
+            find_for_pid(d.path(), 42),
+            Some(d.path().join("nvmf_trace.pid42"))
+        );
+        assert_eq!(find_for_pid(d.path(), 7), None);
+        std::fs::write(d.path().join("spdk_tgt_trace.pid42"), b"").unwrap();
+        assert_eq!(
+            find_for_pid(d.path(), 42),
+            None,
+            "two candidates: none chosen"
+        );
+    }
+
+    #[test]
     fn live_ring_views_cover_only_the_valid_sequences() {
         let bytes = vec![0u8; 4 * ENTRY_SIZE as usize];
         let v = RingView {
