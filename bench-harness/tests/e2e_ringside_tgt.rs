@@ -6,15 +6,14 @@
 //! honoured), brought up to date with `cargo build -p nvmf-target`; `RINGSIDE_TGT=<path>`
 //! overrides it.
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bench_harness::config::{PerfConfig, Workload};
 use bench_harness::perf;
+use bench_harness::scenario::procs::{Bins, Prefix, TargetProc};
 use bench_harness::units::CoreId;
 
 const NQN: &str = "nqn.2026-11.io.ringside:e2e";
@@ -70,67 +69,31 @@ fn target_binary() -> PathBuf {
     .clone()
 }
 
-struct Tgt {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
+type Tgt = TargetProc;
 
-impl Drop for Tgt {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// `ringside-tgt` on an ephemeral loopback port with a 64 MiB RAM namespace on core 0, its trace
+/// file and RPC socket in a scratch directory of its own (a killed target leaves nothing in
+/// /dev/shm, and parallel tests never contend for one name); killed when dropped.
 fn start_target() -> Tgt {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let name = format!("e2e-perf-{}", std::process::id());
-    let mut child = Command::new(target_binary())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--malloc",
-            "64MiB",
-            "--cores",
-            "0",
-        ])
-        .args(["--nqn", NQN, "--name", &name])
-        .arg("--rpc-socket")
-        .arg(dir.path().join("rpc.sock"))
-        // The trace file lives and dies with the temporary directory: a killed target leaves
-        // nothing in /dev/shm, and parallel tests never contend for one name.
-        .arg("--trace-dir")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringside-tgt");
-    let stderr = child.stderr.take().expect("stderr pipe");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("ringside-tgt: listening on tcp ") {
-                let _ = tx.send(a.trim().to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("ringside-tgt did not report its listen address within 20 s");
-    Tgt {
-        child,
-        addr: addr.parse().expect("listen address"),
-        _dir: dir,
-    }
+    let bins = Bins {
+        tgt: target_binary(),
+        perf: PathBuf::new(),
+        agent: PathBuf::new(),
+    };
+    TargetProc::start(
+        &bins,
+        "e2e-perf-",
+        &Prefix::default(),
+        "127.0.0.1",
+        &["--malloc", "64MiB", "--cores", "0", "--nqn", NQN],
+    )
+    .unwrap_or_else(|e| panic!("{}", bench_harness::error_chain(&e)))
 }
 
 fn config(t: &Tgt, subnqn: Option<&str>) -> PerfConfig {
     let mut trid = format!(
         "trtype:tcp adrfam:ipv4 traddr:{} trsvcid:{}",
-        t.addr.ip(),
-        t.addr.port()
+        t.addr, t.port
     );
     if let Some(n) = subnqn {
         trid.push_str(" subnqn:");
@@ -208,10 +171,7 @@ fn perf_cli(args: &[&str]) -> std::process::Output {
 fn cli_json_run_and_discovery_without_subnqn() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let t = start_target();
-    let trid = format!(
-        "trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:{}",
-        t.addr.port()
-    );
+    let trid = format!("trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:{}", t.port);
     let start = Instant::now();
     let out = perf_cli(&[
         "-r",
@@ -256,7 +216,7 @@ fn wrong_subnqn_fails_clearly_with_nonzero_exit() {
     let t = start_target();
     let trid = format!(
         "trtype:tcp traddr:127.0.0.1 trsvcid:{} subnqn:nqn.2026-11.io.ringside:missing",
-        t.addr.port()
+        t.port
     );
     let out = perf_cli(&["-r", &trid, "--io-limit", "10", "--no-pin"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
