@@ -695,6 +695,17 @@ fn run_one(
     r.findings = findings_of(&report).into_iter().map(|(f, _)| f).collect();
     r.verdict = judge(&report, r.expected.as_ref());
     r.recommendations = recommendations_of(&report);
+    // Preemption nobody injected means the figures are not this scenario's: say so.
+    if !matches!(s.fault, Fault::Hog { .. }) {
+        for f in r
+            .findings
+            .iter()
+            .filter(|f| f.kind == "reactor_preemption" && f.severity != "info")
+        {
+            r.notes
+                .push(format!("the machine is not quiet: {}", f.summary));
+        }
+    }
     if let Fault::InitiatorDepth { .. } = s.fault {
         let rec = r
             .recommendations
@@ -889,6 +900,17 @@ impl SuiteResult {
                 .map(|p| format!("{}:{:.0}K", p.depth, p.iops / 1e3))
                 .collect();
             let _ = writeln!(o, "sweep (depth:IOPS): {}", pts.join(" "));
+        }
+        if self.scenarios.iter().any(|r| {
+            r.notes
+                .iter()
+                .any(|n| n.starts_with("the machine is not quiet"))
+        }) {
+            let _ = writeln!(
+                o,
+                "warning: the reactor was preempted in scenarios that injected no hog (see their \
+                 notes): the machine is not quiet, and the verdicts and figures are not the agent's"
+            );
         }
         let s = &self.summary;
         let _ = writeln!(
