@@ -524,6 +524,10 @@ pub struct Summary {
     /// Healthy runs that ran / with nothing above info.
     pub healthy_ran: usize,
     pub healthy_clean: usize,
+    /// Healthy runs with a `tail_latency` finding of any severity (there should be none).
+    pub healthy_tail_latency: usize,
+    /// Bursty-hog runs whose `tail_latency` finding names the hog.
+    pub bursty_hog_named: usize,
     /// Fault runs with a finding above info that is not theirs.
     pub wrong_findings: usize,
     /// Lowest recommended/best IOPS ratio over the depth scenarios.
@@ -804,6 +808,16 @@ fn summarize(results: &[ScenarioResult]) -> Summary {
                 } else {
                     s.healthy_ran += 1;
                     s.healthy_clean += usize::from(r.verdict.matched);
+                    s.healthy_tail_latency +=
+                        usize::from(r.findings.iter().any(|f| f.kind == "tail_latency"));
+                }
+                if matches!(
+                    r.injected,
+                    Fault::Hog {
+                        hog: HogShape::Bursty { .. }
+                    }
+                ) {
+                    s.bursty_hog_named += usize::from(r.verdict.matched);
                 }
             }
         }
@@ -915,12 +929,15 @@ impl SuiteResult {
         let s = &self.summary;
         let _ = writeln!(
             o,
-            "faults reported: {}/{}; healthy runs with nothing above info: {}/{}; runs with a \
-             wrong finding: {}; worst recommended/best IOPS: {}; worst prediction error: {}",
+            "faults reported: {}/{}; healthy runs with nothing above info: {}/{} (with a \
+             tail_latency: {}); bursty hog named by tail_latency: {}; runs with a wrong finding: \
+             {}; worst recommended/best IOPS: {}; worst prediction error: {}",
             s.faults_matched,
             s.faults_ran,
             s.healthy_clean,
             s.healthy_ran,
+            s.healthy_tail_latency,
+            s.bursty_hog_named,
             s.wrong_findings,
             s.worst_ratio_to_best
                 .map_or("-".into(), |x| format!("{x:.2}")),
@@ -1032,11 +1049,19 @@ mod tests {
         });
         let mut healthy = ScenarioResult::new(&sel[1]);
         healthy.verdict.matched = false;
+        healthy.findings.push(FindingBrief {
+            kind: "tail_latency".into(),
+            subject: json!({"type": "reactor", "index": 0}),
+            severity: "info".into(),
+            summary: String::new(),
+        });
         let mut skipped = ScenarioResult::new(&catalogue()[6]);
         skipped.status = "skipped".into();
         let s = summarize(&[depth, healthy, skipped]);
         assert_eq!((s.faults_ran, s.faults_matched), (1, 1));
         assert_eq!((s.healthy_ran, s.healthy_clean), (1, 0));
+        assert_eq!(s.healthy_tail_latency, 1);
+        assert_eq!(s.bursty_hog_named, 0);
         assert_eq!(s.worst_ratio_to_best, Some(0.93));
         assert_eq!(s.worst_prediction_error, Some(0.125));
         assert_eq!(s.skipped, vec!["numa-wrong-node".to_string()]);
