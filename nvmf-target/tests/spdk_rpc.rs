@@ -302,3 +302,42 @@ fn a_namespace_added_at_run_time_raises_the_aen_and_fills_the_changed_list() {
     // Namespace 1 was never disturbed.
     assert!(io.read(0, 4096).0.status.is_success());
 }
+
+#[test]
+fn the_keep_alive_timeout_frees_a_controller_whose_host_vanished() {
+    ringside_bin();
+    let t = TestTarget::start();
+    // An admin queue with a 500 ms keep-alive timeout and an I/O queue, then silence.
+    let mut admin = t.host();
+    admin.icreq(false, false);
+    let c = admin.connect(NQN, 0, 31, 500, 0xffff);
+    assert!(c.status.is_success());
+    admin.enable();
+    let mut io = t.host();
+    io.icreq(false, false);
+    assert!(io.connect(NQN, 1, 31, 0, c.dw0 as u16).status.is_success());
+    let q = json!({"nqn": NQN}).to_string();
+    assert_eq!(
+        rpc(&t, &["nvmf_subsystem_get_qpairs", &q])
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    // The target tears the association down by itself: both sockets close (the host's read
+    // timeout bounds the wait) and the subsystem has no qpair left.
+    admin.expect_closed();
+    io.expect_closed();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let left = rpc(&t, &["nvmf_subsystem_get_qpairs", &q]);
+        if left.as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the controller is still there 20 s after its host went silent: {left}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_still_serving(&t);
+}

@@ -93,6 +93,13 @@ fn lab_kernel_nvme_tcp_initiator_against_ringside_tgt() {
     let t_all = Instant::now();
     let root = workspace_root();
     let tgt = lab::bin("RINGSIDE_TGT", "nvmf-target", "ringside-tgt");
+    // The guest script calls `ringside rpc` from the same directory.
+    let agent = lab::bin("RINGSIDE_AGENT", "agent", "ringside");
+    assert_eq!(
+        agent.parent(),
+        tgt.parent(),
+        "the guest finds ringside next to ringside-tgt"
+    );
     let (nqn, model, serial) = expected_identity(&tgt);
     println!(
         "ringside-tgt: {} (nqn {nqn}, model {model:?}, serial {serial:?})",
@@ -170,6 +177,24 @@ fn lab_kernel_nvme_tcp_initiator_against_ringside_tgt() {
                 .push(format!("{job}: no reads, so nothing was verified"));
         }
     }
+    // nvme-cli, and a namespace added through `ringside rpc` seen without a rescan
+    c.expect("cli.connect", "ok");
+    c.expect("cli.list_subsys", "ok");
+    c.expect("cli.list_subsys.nqn", &nqn);
+    c.expect("cli.id_ctrl", "ok");
+    c.expect("cli.id_ctrl.oaes", "0x100");
+    c.expect("cli.smart_log", "ok");
+    c.expect("cli.error_log", "ok");
+    c.expect("cli.get_feature7", "ok");
+    c.expect_prefix("cli.get_feature7.value", "0x");
+    c.expect("cli.add_ns", "ok");
+    c.expect("cli.add_ns.nsid", "2");
+    c.expect("cli.new_ns", "ok");
+    c.expect("cli.new_ns.bytes", &(16u64 << 20).to_string());
+    c.expect("cli.disconnect", "ok");
+    c.expect("cli.reconnect", "ok");
+    c.expect("cli.reconnect.namespaces", "1 2");
+    c.expect("cli.redisconnect", "ok");
     // the kernel logged no controller reset, I/O timeout, digest error... (fio would not notice a recovered one)
     c.expect("dmesg.nvme_problems", "0");
     c.expect("all", "ok");

@@ -3,7 +3,9 @@
 # against ringside-tgt. Two target runs on 127.0.0.1:4420 with one 256 MiB malloc namespace and the default NQN:
 #   1. 512-byte blocks: discover, connect, id-ctrl, id-ns, fio crc32c verify (4k randwrite, mixed sizes, randrw),
 #      disconnect; then a connect with header and data digests and a shorter verify; SIGTERM, exit status 0.
-#   2. 4096-byte blocks: the same without the longer fio jobs and the digests.
+#   2. 4096-byte blocks: the same without the longer fio jobs and the digests; then nvme-cli (list-subsys, id-ctrl,
+#      smart-log, error-log, get-feature -f 7), a namespace added through `ringside rpc` (the agent binary next to
+#      ringside-tgt) appearing without a rescan, disconnect and reconnect.
 # Results: LAB_RESULT lines (see lib-nvmf.sh), target.* keys for the target process itself.
 # Usage (host): bench-harness/lab/run.sh -- bench-harness/lab/guest/nvmf-tcp-kernel-initiator.sh \
 #                 <path to ringside-tgt> [extra ringside-tgt args...]
@@ -69,9 +71,59 @@ if start_target target.start512 512 "$@"; then
   stop_target target.stop512 512
 fi
 
-# --- 2. 4096-byte blocks ------------------------------------------------------------------------------------------
+# nsid_dev <nsid>: the block device of namespace <nsid> of $NQN (empty when there is none).
+nsid_dev() {
+  local b
+  for b in /sys/block/nvme*n*; do
+    [ -e "$b/device/subsysnqn" ] && [ "$(cat "$b/device/subsysnqn")" = "$NQN" ] || continue
+    # (with native multipath the per-path disks nvmeXcYnZ have no /dev node: skip them)
+    [ "$(cat "$b/nsid" 2>/dev/null)" = "$1" ] && [ -b "/dev/$(basename "$b")" ] && { echo "/dev/$(basename "$b")"; return; }
+  done
+}
+
+# cli_run <key> <file> <cmd...>: runs an nvme-cli command, keeps its output, ok when it exits 0.
+cli_run() {
+  local key=$1 out=$2; shift 2
+  if timeout 60 "$@" >"$out" 2>&1; then res "$key" ok; else fail "$key" "$* failed" "$out"; return 1; fi
+}
+
+# --- nvme-cli: list-subsys, id-ctrl, smart-log, error-log, get-feature -f 7 (number of queues), a namespace
+# added through `ringside rpc` appearing on the host without a rescan, disconnect and reconnect.
+nvme_cli_suite() {
+  local rpc p=cli i d
+  rpc=$(dirname "$TGT")/ringside
+  [ -x "$rpc" ] || { fail $p.rpc "ringside (the agent) not found next to $TGT"; return 1; }
+  connect $p.connect $ADDR $PORT "$NQN" || return 1
+  cli_run $p.list_subsys "$WORK/ls.txt" nvme list-subsys && cat "$WORK/ls.txt" \
+    && res $p.list_subsys.nqn "$(grep -o "$NQN" "$WORK/ls.txt" | head -n 1)"
+  cli_run $p.id_ctrl "$WORK/idc.txt" nvme id-ctrl "/dev/$CTRL" \
+    && res $p.id_ctrl.oaes "$(sed -n 's/^oaes *: *//p' "$WORK/idc.txt")"
+  cli_run $p.smart_log "$WORK/smart.txt" nvme smart-log "/dev/$CTRL" && cat "$WORK/smart.txt"
+  cli_run $p.error_log "$WORK/elog.txt" nvme error-log "/dev/$CTRL" -e 1
+  cli_run $p.get_feature7 "$WORK/f7.txt" nvme get-feature "/dev/$CTRL" -f 7 && cat "$WORK/f7.txt" \
+    && res $p.get_feature7.value "$(sed -n 's/.*Current value:[ ]*\(0x[0-9a-fA-F]*\).*/\1/p' "$WORK/f7.txt" | head -n 1)"
+  # a namespace added at run time: the AEN makes the kernel rescan by itself
+  cli_run $p.add_ns "$WORK/addns.txt" "$rpc" rpc nvmf_subsystem_add_ns \
+    "{\"nqn\": \"$NQN\", \"namespace\": {\"backend\": \"malloc\", \"size\": \"16MiB\", \"block_size\": 4096}}" \
+    && res $p.add_ns.nsid "$(tr -d ' \n' <"$WORK/addns.txt")"
+  d=""
+  for i in $(seq 1 300); do d=$(nsid_dev 2); [ -n "$d" ] && [ -b "$d" ] && break; d=""; sleep 0.1; done
+  if [ -n "$d" ]; then
+    res $p.new_ns ok
+    res $p.new_ns.bytes "$(blockdev --getsize64 "$d")"
+  else
+    fail $p.new_ns "namespace 2 did not appear within 30 s of nvmf_subsystem_add_ns (no rescan was run)"
+  fi
+  disconnect $p.disconnect "$NQN"
+  connect $p.reconnect $ADDR $PORT "$NQN" || return 1
+  res $p.reconnect.namespaces "$(for b in /sys/block/nvme*n*; do cat "$b/nsid"; done | sort -un | tr '\n' ' ' | sed 's/ $//')"
+  disconnect $p.redisconnect "$NQN"
+}
+
+# --- 2. 4096-byte blocks, then nvme-cli ---------------------------------------------------------------------------
 if start_target target.start4096 4096 "$@"; then
   verify_suite lba4096 $ADDR $PORT "$NQN" $SZ 4096 short
+  nvme_cli_suite
   stop_target target.stop4096 4096
 fi
 lab_finish
