@@ -250,7 +250,18 @@ fn counters(reader: &TraceReader, json: bool, out: &mut dyn Write) -> Result<()>
                 })
                 .collect();
             let totals = fields(ReactorCounters::FIELD_NAMES, &t.to_words());
-            let v = json!({"reactor": r, "totals": totals, "qpairs": qpairs});
+            // Requests recorded per stage histogram, by the stage's ABI name.
+            let stages: serde_json::Map<String, Value> = reader
+                .description()
+                .stages
+                .iter()
+                .enumerate()
+                .filter_map(|(i, s)| {
+                    let h = reader.stage_histogram(r, i as u32)?;
+                    Some((s.to_string(), json!({"count": h.count()})))
+                })
+                .collect();
+            let v = json!({"reactor": r, "totals": totals, "qpairs": qpairs, "stages": stages});
             writeln!(out, "{v}")?;
         } else {
             writeln!(out, "reactor {r}: {t:?}")?;

@@ -129,6 +129,10 @@ pub struct PerfArgs {
     /// Keep SQ flow control on I/O queues (then every command gets a CapsuleResp).
     #[arg(long = "sq-flow-control")]
     pub sq_flow_control: bool,
+    /// Fault injection: send I/Os above the controller's MDTS anyway (the target must refuse
+    /// each with INVALID_FIELD).
+    #[arg(long = "over-mdts")]
+    pub over_mdts: bool,
 }
 
 impl PerfArgs {
@@ -157,6 +161,7 @@ impl PerfArgs {
         c.pin = !self.no_pin;
         c.socket_buffer = self.socket_buffer;
         c.sq_flow_control = self.sq_flow_control;
+        c.over_mdts = self.over_mdts;
         c
     }
 }

@@ -134,6 +134,9 @@ pub struct PerfConfig {
     /// Keep SQ flow control on I/O queues (default off, as Linux: the target may then end
     /// successful reads with a SUCCESS-flagged C2HData instead of a CapsuleResp).
     pub sq_flow_control: bool,
+    /// Send I/Os larger than the controller's MDTS anyway (fault injection: the target must
+    /// refuse each with Invalid Field in Command).
+    pub over_mdts: bool,
 }
 
 fn ser_secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -165,6 +168,7 @@ impl PerfConfig {
             pin: true,
             socket_buffer: None,
             sq_flow_control: false,
+            over_mdts: false,
         }
     }
 

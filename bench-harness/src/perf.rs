@@ -173,7 +173,7 @@ fn run_with_admin(
     // Data transfer limits.
     let mdts_bytes = idc.max_transfer_bytes(admin.cap.mpsmin);
     if let Some(m) = mdts_bytes {
-        if cfg.io_size > m {
+        if cfg.io_size > m && !cfg.over_mdts {
             return Err(setup(format!(
                 "i/o size {} exceeds the controller's maximum data transfer size {m} (MDTS {})",
                 cfg.io_size, idc.mdts

@@ -72,6 +72,18 @@ fn lab_rdma_perf_kernel_initiator_faults_and_trace() {
     );
     c.expect("fault.bad_private_data.target_saw", "ok");
     c.expect("fault.unknown_nqn", "ok");
+    // MDTS holds on RDMA: 256 KiB against MDTS 128 KiB, refused with Invalid Field, the
+    // connection and the target unharmed
+    for w in ["randread", "randwrite"] {
+        c.expect(&format!("mdts.{w}.invalid_field"), "4");
+        c.expect(&format!("mdts.{w}.ios"), "4");
+        c.expect(&format!("mdts.{w}.fatal"), "0");
+    }
+    c.expect("mdts.target_alive", "ok");
+    // the NVM command set's stage histograms are recorded on RDMA too
+    for st in ["to_backend", "backend", "to_wire"] {
+        c.expect_positive(&format!("counters.stage.{st}"));
+    }
     // ringside trace rebuilds RDMA requests with their stages
     c.expect("trace", "ok");
     c.expect("trace.status", "0");

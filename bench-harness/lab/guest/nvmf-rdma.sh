@@ -105,6 +105,16 @@ perf_verify perf.4096 4096 512KiB
 perf_verify perf.65536 65536 2MiB
 perf_verify perf.131072 131072 4MiB
 
+# --- 1b. MDTS: a read and a write above it are refused with Invalid Field before any data moves ------------------
+for w in randread randwrite; do
+  timeout 120 "$PERF" -r "$TRID" -q 1 -o 262144 -w $w -t 2 --io-limit 4 --over-mdts --cores "$PCORES" --io-timeout 20 \
+    --json >"$WORK/mdts.$w.json" 2>"$WORK/mdts.$w.err"
+  res "mdts.$w.invalid_field" "$(jq -r '.errors.INVALID_FIELD // 0' "$WORK/mdts.$w.json" 2>/dev/null)"
+  res "mdts.$w.ios" "$(jq -r '.total.ios // 0' "$WORK/mdts.$w.json" 2>/dev/null)"
+  res "mdts.$w.fatal" "$(jq -r '.fatal | length' "$WORK/mdts.$w.json" 2>/dev/null)"
+done
+alive && res mdts.target_alive ok || fail mdts.target_alive "ringside-tgt died on an I/O above MDTS" "$TLOG"
+
 # --- 2. faults -----------------------------------------------------------------------------------------------------
 # An initiator killed mid-transfer (64 KiB: RDMA READs and WRITEs in flight).
 "$PERF" -r "$TRID" -q 16 -o 65536 -w randrw -t 60 --cores "$PCORES" >"$WORK/kill.out" 2>&1 &
@@ -163,6 +173,10 @@ if [ -f "$TFILE" ]; then
     res "counters.$k" "$(jq -s "map(.totals.$k) | add" "$WORK/counters.json" 2>/dev/null)"
   done
   jq -c '.totals' "$WORK/counters.json" | cut -c1-1500
+  # the stage histograms of the NVM command set, recorded on RDMA as on TCP
+  for st in to_backend backend to_wire; do
+    res "counters.stage.$st" "$(jq -s "map(.stages.$st.count // 0) | add" "$WORK/counters.json" 2>/dev/null)"
+  done
 fi
 
 # --- 3c. ringside diagnose under RDMA load: the reactor's RDMA figures and the rxe port ----------------------------
