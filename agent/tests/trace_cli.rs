@@ -154,14 +154,13 @@ fn dump_merges_reactors_in_time_order_with_names() {
 #[test]
 fn counters_json_names_every_word_including_the_rdma_ones() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let tf = TraceFile::create(
-        dir.path(),
-        "ctrs",
-        std::process::id(),
-        &desc(1),
-        &layout(1, 64),
-    )
-    .expect("create");
+    let mut d = desc(1);
+    d.stages = vec![
+        trace_ring::description::Stage::ToBackend,
+        trace_ring::description::Stage::Backend,
+    ];
+    let tf = TraceFile::create(dir.path(), "ctrs", std::process::id(), &d, &layout(1, 64))
+        .expect("create");
     let mut w = tf.take_reactor(0).expect("writer");
     w.counters.poll(10, true, 5);
     w.counters.qpair_bind(1, 0x0001_0001);
@@ -171,6 +170,8 @@ fn counters_json_names_every_word_including_the_rdma_ones() {
     w.counters.rdma_cq_poll(3);
     w.counters.rdma_recv_consumed();
     w.counters.rdma_post_send(2);
+    w.counters.stage_latency_ticks(1, 100);
+    w.counters.stage_latency_ticks(1, 200);
     let o = ringside(dir.path(), &["trace", "--counters", "--json"]);
     assert!(
         o.status.success(),
@@ -188,6 +189,15 @@ fn counters_json_names_every_word_including_the_rdma_ones() {
         (64.into(), 63.into())
     );
     assert_eq!(t["rdma_pending_wrs"], 2);
+    let st = &lines[0]["stages"];
+    assert_eq!(
+        (
+            st["to_backend"]["count"].clone(),
+            st["backend"]["count"].clone()
+        ),
+        (0.into(), 2.into()),
+        "stage histograms by their ABI names: {st}"
+    );
     let q = &lines[0]["qpairs"][0];
     assert_eq!(
         (q["slot"].clone(), q["outstanding"].clone()),

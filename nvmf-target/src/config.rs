@@ -672,7 +672,7 @@ impl Config {
         if t.qpair_slots > 65536 {
             return Err(invalid("trace.qpair_slots must be at most 65536"));
         }
-        if let Err(e) = crate::trace::mask_of(&t.groups) {
+        if let Err(e) = crate::tracepoints::mask_of(&t.groups) {
             return Err(ConfigError::Invalid(format!("trace.groups: {e}")));
         }
         if self.keep_alive.check_interval_ms == 0 || self.keep_alive.check_interval_ms > 60_000 {
@@ -1003,8 +1003,8 @@ mod tests {
         assert!(!t.trace.enabled);
         assert_eq!(t.trace.ring_records, 64);
         assert_eq!(
-            crate::trace::mask_of(&t.trace.groups),
-            Ok(1 << crate::trace::GROUP_QPAIR)
+            crate::tracepoints::mask_of(&t.trace.groups),
+            Ok(1 << crate::tracepoints::GROUP_QPAIR)
         );
         assert!(Config::from_toml("[trace]\nsize = 1\n", std::path::Path::new("t.toml")).is_err());
     }

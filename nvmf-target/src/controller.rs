@@ -295,7 +295,7 @@ fn connect_fields(data: &[u8]) -> Result<ConnectFields, Refusal> {
 /// An admin Connect creates a controller; an I/O Connect claims its queue id on one.
 pub fn accept_connect<H>(cmd: &ConnectCmd, data: &[u8], ctx: &Ctx) -> Result<Accepted<H>, Refusal> {
     let cd = connect_fields(data)?;
-    let Some(subsys) = ctx.shared.subsystem(&cd.subnqn).cloned() else {
+    let Some(subsys) = ctx.subsystem(&cd.subnqn).cloned() else {
         return Err(invalid_param(
             true,
             data_off::SUBNQN,
@@ -317,7 +317,7 @@ pub fn accept_connect<H>(cmd: &ConnectCmd, data: &[u8], ctx: &Ctx) -> Result<Acc
     if subsys.kind == SubsystemKind::Nvm && !subsys.host_allowed(&cd.hostnqn) {
         return Err(not_allowed());
     }
-    let limits = &ctx.shared.config.limits;
+    let limits = ctx.limits();
     let entries = cmd.queue_entries();
     let max = if cmd.qid == 0 {
         limits.max_admin_queue_depth
@@ -356,7 +356,7 @@ pub fn accept_connect<H>(cmd: &ConnectCmd, data: &[u8], ctx: &Ctx) -> Result<Acc
                 ),
             })?;
         let kato = if cmd.kato == 0 && subsys.kind == SubsystemKind::Nvm {
-            ctx.shared.config.keep_alive.default_timeout_ms
+            ctx.keep_alive().default_timeout_ms
         } else {
             cmd.kato
         };
@@ -435,7 +435,7 @@ pub fn accept_connect<H>(cmd: &ConnectCmd, data: &[u8], ctx: &Ctx) -> Result<Acc
 /// and warns when a discovery controller reports less than its default of 128; the admin
 /// queue's own limit is enforced at Connect).
 fn cap(ctx: &Ctx) -> u64 {
-    let depth = ctx.shared.config.limits.max_queue_depth;
+    let depth = ctx.limits().max_queue_depth;
     Cap {
         mqes: (depth - 1) as u16,
         cqr: true,
@@ -580,7 +580,7 @@ fn identify<H>(
     let nn = subsys.max_nsid;
     match sqe.identify_cns() {
         id::cns::CONTROLLER => {
-            let l = &ctx.shared.config.limits;
+            let l = ctx.limits();
             let ctrl = IdentifyController {
                 vid: 0x1d1d,
                 ssvid: 0x1d1d,
@@ -606,7 +606,7 @@ fn identify<H>(
                 aerl: (AER_LIMIT - 1) as u8,
                 lpa: id::lpa::EXTENDED_DATA,
                 elpe: 0,
-                kas: (ctx.shared.config.keep_alive.check_interval_ms / 100).max(1) as u16,
+                kas: (ctx.keep_alive().check_interval_ms / 100).max(1) as u16,
                 maxcmd: l.max_queue_depth as u16,
                 nn: if discovery { 0 } else { nn },
                 oncs: if discovery {
@@ -735,16 +735,11 @@ fn get_log_page<H>(
 /// the host asked on.
 fn discovery_log(ctrl: Option<&Arc<Controller>>, out: &mut Vec<u8>, ctx: &Ctx) {
     let hostnqn = ctrl.map(|c| c.hostnqn.clone()).unwrap_or_default();
-    let asqsz = ctx.shared.config.limits.max_admin_queue_depth as u16;
-    let tcp = ctx.shared.listen_addrs.iter();
-    let rdma = ctx.shared.rdma_listen_addrs();
+    let asqsz = ctx.limits().max_admin_queue_depth as u16;
+    let tcp = ctx.tcp_listen_addrs().iter();
+    let rdma = ctx.rdma_listen_addrs();
     let mut entries = Vec::new();
-    for s in ctx
-        .shared
-        .subsystems
-        .iter()
-        .filter(|s| s.host_allowed(&hostnqn))
-    {
+    for s in ctx.subsystems().iter().filter(|s| s.host_allowed(&hostnqn)) {
         let Ok(nqn) = Nqn::new(&s.nqn) else { continue };
         let ports = tcp
             .clone()
@@ -784,7 +779,7 @@ fn discovery_log(ctrl: Option<&Arc<Controller>>, out: &mut Vec<u8>, ctx: &Ctx) {
 /// I/O queues granted to a controller (Set Features Number of Queues, else the limit).
 pub fn granted_queues(ctrl: Option<&Arc<Controller>>, ctx: &Ctx) -> u32 {
     match ctrl.map_or(0, |c| c.io_queues_granted.load(Ordering::Relaxed)) {
-        0 => ctx.shared.config.limits.max_io_queues,
+        0 => ctx.limits().max_io_queues,
         g => g,
     }
 }
@@ -817,7 +812,7 @@ fn set_features<H>(
     if sqe.feature_save() {
         return Err(Status::FEATURE_NOT_SAVEABLE);
     }
-    let max_q = ctx.shared.config.limits.max_io_queues;
+    let max_q = ctx.limits().max_io_queues;
     let a = q.admin.ok_or(Status::COMMAND_SEQUENCE_ERROR)?;
     match sqe.feature_id() {
         feature::KEEP_ALIVE_TIMER => {

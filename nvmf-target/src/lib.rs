@@ -24,6 +24,7 @@ pub mod subsystem;
 pub mod target;
 pub mod tcp;
 pub mod trace;
+pub mod tracepoints;
 
 pub use config::Config;
 pub use target::{StartError, Target};

@@ -27,8 +27,9 @@ use rustix::event::{epoll, Timespec};
 use rustix::fd::OwnedFd;
 
 use crate::backend::BdevQueue;
-use crate::config::{IdlePolicy, SocketPoll};
+use crate::config::{IdlePolicy, KeepAlive, Limits, SocketPoll};
 use crate::stats::ReactorStats;
+use crate::subsystem::Subsystem;
 use crate::target::Shared;
 use crate::tcp::Conn;
 use crate::trace::{Tracer, TP_POLL_BUSY, TP_QPAIR_DESTROY};
@@ -69,9 +70,11 @@ const DIRECT_RECV_MAX: usize = 8;
 /// epoll user data of the wake eventfd (connection slots are < 65536).
 const WAKE_TOKEN: u64 = u64::MAX;
 
-/// Everything a connection may use besides itself, borrowed from the reactor.
+/// Everything a connection may use besides itself, borrowed from the reactor. The target-wide
+/// state is reached through named accessors (limits, keep-alive, subsystems, listeners), never
+/// as a whole.
 pub struct Ctx {
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
     pub stats: Arc<ReactorStats>,
     /// One queue per bdev, indexed like `Shared::bdevs`.
     pub bdevs: Vec<Box<dyn BdevQueue>>,
@@ -88,6 +91,38 @@ impl Ctx {
     #[inline]
     pub fn mdts(&self) -> u64 {
         self.shared.config.limits.max_io_size.0
+    }
+
+    /// Queue and transfer limits.
+    #[inline]
+    pub fn limits(&self) -> &Limits {
+        &self.shared.config.limits
+    }
+
+    /// Keep-alive settings.
+    #[inline]
+    pub fn keep_alive(&self) -> &KeepAlive {
+        &self.shared.config.keep_alive
+    }
+
+    /// The NVM subsystem (or the discovery subsystem) named `nqn`.
+    pub fn subsystem(&self, nqn: &str) -> Option<&Arc<Subsystem>> {
+        self.shared.subsystem(nqn)
+    }
+
+    /// The NVM subsystems.
+    pub fn subsystems(&self) -> &[Arc<Subsystem>] {
+        &self.shared.subsystems
+    }
+
+    /// The bound NVMe/TCP listener addresses.
+    pub fn tcp_listen_addrs(&self) -> &[SocketAddr] {
+        &self.shared.listen_addrs
+    }
+
+    /// The bound NVMe/RDMA listener addresses (empty without RDMA).
+    pub fn rdma_listen_addrs(&self) -> &[SocketAddr] {
+        self.shared.rdma_listen_addrs()
     }
 }
 

@@ -17,174 +17,14 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use trace_ring::description::{
-    ArgDesc, ArgKind, Description, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc,
-    SettingsDesc, Stage, SubsystemDesc, TpRole, TracepointDesc, Transport,
+    Description, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc, SettingsDesc, SubsystemDesc,
+    Transport,
 };
-use trace_ring::layout::tpoint_id;
 use trace_ring::{CountersWriter, Layout, ReactorWriters, TraceFile};
 
 use crate::config::Config;
 use crate::subsystem::Subsystem;
-
-/// Group bit of the NVMe/TCP request stages.
-pub const GROUP_TCP: u8 = 1;
-/// Group bit of the qpair lifecycle events.
-pub const GROUP_QPAIR: u8 = 2;
-/// Group bit of the poll accounting events.
-pub const GROUP_POLL: u8 = 3;
-/// Group names by bit, as `trace_set_groups` and `[trace] enabled` spell them.
-pub const GROUPS: &[(u8, &str)] = &[
-    (GROUP_TCP, "tcp"),
-    (GROUP_QPAIR, "qpair"),
-    (GROUP_POLL, "poll"),
-    #[cfg(feature = "rdma")]
-    (crate::rdma::GROUP_RDMA, "rdma"),
-];
-
-pub const TP_CAPSULE_RECEIVED: u16 = tpoint_id(GROUP_TCP, 0);
-pub const TP_R2T_SENT: u16 = tpoint_id(GROUP_TCP, 1);
-pub const TP_H2C_DONE: u16 = tpoint_id(GROUP_TCP, 2);
-pub const TP_BACKEND_SUBMITTED: u16 = tpoint_id(GROUP_TCP, 3);
-pub const TP_BACKEND_COMPLETED: u16 = tpoint_id(GROUP_TCP, 4);
-pub const TP_RESPONSE_QUEUED: u16 = tpoint_id(GROUP_TCP, 5);
-pub const TP_RESPONSE_SENT: u16 = tpoint_id(GROUP_TCP, 6);
-pub const TP_QPAIR_CONNECT: u16 = tpoint_id(GROUP_QPAIR, 0);
-pub const TP_QPAIR_DISCONNECT: u16 = tpoint_id(GROUP_QPAIR, 1);
-pub const TP_QPAIR_DESTROY: u16 = tpoint_id(GROUP_QPAIR, 2);
-pub const TP_POLL_BUSY: u16 = tpoint_id(GROUP_POLL, 0);
-
-/// Per-stage latency histograms in the counters page (named in the description, index order):
-/// capsule received -> submitted to the backend (includes the host's data for writes), backend
-/// submit -> complete, response queued -> on the wire. Both transports record all three.
-pub const STAGES: [Stage; 3] = [Stage::ToBackend, Stage::Backend, Stage::ToWire];
-/// Stage index: capsule received -> backend submit.
-pub const STAGE_TO_BACKEND: u32 = 0;
-/// Stage index: backend submit -> backend complete.
-pub const STAGE_BACKEND: u32 = 1;
-/// Stage index: response queued -> socket write returned.
-pub const STAGE_TO_WIRE: u32 = 2;
-
-/// Bit mask of the named groups; an unknown name is an error naming it.
-pub fn mask_of(names: &[String]) -> Result<u64, String> {
-    let mut m = 0u64;
-    for n in names {
-        let Some((bit, _)) = GROUPS.iter().find(|(_, g)| g == n) else {
-            return Err(format!(
-                "unknown trace group {n:?} (known: tcp, qpair, poll)"
-            ));
-        };
-        m |= 1 << bit;
-    }
-    Ok(m)
-}
-
-/// Names of the groups enabled in `mask`.
-pub fn names_of(mask: u64) -> Vec<&'static str> {
-    GROUPS
-        .iter()
-        .filter(|(b, _)| mask & (1 << b) != 0)
-        .map(|(_, n)| *n)
-        .collect()
-}
-
-fn tp(id: u16, name: &str, group: &str, role: TpRole, args: &[(&str, ArgKind)]) -> TracepointDesc {
-    TracepointDesc {
-        id,
-        name: name.into(),
-        group: group.into(),
-        args: args
-            .iter()
-            .map(|(n, k)| ArgDesc {
-                name: (*n).into(),
-                kind: *k,
-            })
-            .collect(),
-        role,
-    }
-}
-
-/// The tracepoint catalog.
-pub fn catalog() -> Vec<TracepointDesc> {
-    use ArgKind as K;
-    use TpRole as R;
-    #[cfg_attr(not(feature = "rdma"), allow(unused_mut))]
-    let mut v = vec![
-        tp(
-            TP_CAPSULE_RECEIVED,
-            "tcp.capsule_received",
-            "tcp",
-            R::Begin,
-            &[("opcode", K::Opcode), ("bytes", K::Bytes)],
-        ),
-        tp(
-            TP_R2T_SENT,
-            "tcp.r2t_sent",
-            "tcp",
-            R::Stage,
-            &[("bytes", K::Bytes)],
-        ),
-        tp(
-            TP_H2C_DONE,
-            "tcp.h2c_done",
-            "tcp",
-            R::Stage,
-            &[("bytes", K::Bytes)],
-        ),
-        tp(
-            TP_BACKEND_SUBMITTED,
-            "tcp.backend_submitted",
-            "tcp",
-            R::Stage,
-            &[("lba", K::Lba), ("bytes", K::Bytes)],
-        ),
-        tp(
-            TP_BACKEND_COMPLETED,
-            "tcp.backend_completed",
-            "tcp",
-            R::Stage,
-            &[("status", K::Status)],
-        ),
-        tp(
-            TP_RESPONSE_QUEUED,
-            "tcp.response_queued",
-            "tcp",
-            R::Stage,
-            &[("status", K::Status), ("bytes", K::Bytes)],
-        ),
-        tp(TP_RESPONSE_SENT, "tcp.response_sent", "tcp", R::End, &[]),
-        tp(
-            TP_QPAIR_CONNECT,
-            "qpair.connect",
-            "qpair",
-            R::Event,
-            &[("qid", K::U64), ("cntlid", K::U64)],
-        ),
-        tp(
-            TP_QPAIR_DISCONNECT,
-            "qpair.disconnect",
-            "qpair",
-            R::Event,
-            &[("qid", K::U64)],
-        ),
-        tp(
-            TP_QPAIR_DESTROY,
-            "qpair.destroy",
-            "qpair",
-            R::Event,
-            &[("ident", K::U64)],
-        ),
-        tp(
-            TP_POLL_BUSY,
-            "poll.busy",
-            "poll",
-            R::Event,
-            &[("ticks", K::Ticks)],
-        ),
-    ];
-    #[cfg(feature = "rdma")]
-    v.extend(crate::rdma::rdma_catalog());
-    v
-}
+pub use crate::tracepoints::*;
 
 use crate::placement::{netdev_of, numa_node_of_cpu, numa_node_of_netdev};
 
@@ -406,8 +246,18 @@ mod tests {
         };
         d.validate().expect("the catalog should validate");
         let tcp: Vec<_> = d.tracepoints.iter().filter(|t| t.group == "tcp").collect();
-        assert_eq!(tcp.iter().filter(|t| t.role == TpRole::Begin).count(), 1);
-        assert_eq!(tcp.iter().filter(|t| t.role == TpRole::End).count(), 1);
+        assert_eq!(
+            tcp.iter()
+                .filter(|t| t.role == trace_ring::description::TpRole::Begin)
+                .count(),
+            1
+        );
+        assert_eq!(
+            tcp.iter()
+                .filter(|t| t.role == trace_ring::description::TpRole::End)
+                .count(),
+            1
+        );
         for t in &d.tracepoints {
             assert_eq!(d.group_name(t.id), Some(t.group.as_str()), "{}", t.name);
             assert!(t.name.starts_with(&format!("{}.", t.group)), "{}", t.name);

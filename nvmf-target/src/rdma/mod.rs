@@ -37,8 +37,6 @@ use std::time::{Duration, Instant};
 
 use nvme_proto::nvme::{Cqe, Sqe, Status};
 use nvme_proto::rdma::{reject_status, CmAccept, CmReject, CmRequest, CM_PRIVATE_DATA_SIZE};
-use trace_ring::description::{ArgKind, TpRole, TracepointDesc};
-use trace_ring::layout::tpoint_id;
 use trace_ring::ErrorClass;
 
 use crate::backend::BdevError;
@@ -72,72 +70,11 @@ fn post_recv_event(n: usize) -> RdmaEvent {
     }
 }
 
-/// Group bit of the NVMe/RDMA request stages.
-pub const GROUP_RDMA: u8 = 4;
-pub const TP_RDMA_NEW: u16 = tpoint_id(GROUP_RDMA, 0);
-pub const TP_RDMA_NEED_BUFFER: u16 = tpoint_id(GROUP_RDMA, 1);
-pub const TP_RDMA_HAVE_BUFFER: u16 = tpoint_id(GROUP_RDMA, 2);
-pub const TP_RDMA_READ_POSTED: u16 = tpoint_id(GROUP_RDMA, 3);
-pub const TP_RDMA_READ_COMPLETED: u16 = tpoint_id(GROUP_RDMA, 4);
-pub const TP_RDMA_EXECUTING: u16 = tpoint_id(GROUP_RDMA, 5);
-pub const TP_RDMA_EXECUTED: u16 = tpoint_id(GROUP_RDMA, 6);
-pub const TP_RDMA_RESPONSE_POSTED: u16 = tpoint_id(GROUP_RDMA, 7);
-pub const TP_RDMA_COMPLETED: u16 = tpoint_id(GROUP_RDMA, 8);
-
-/// The RDMA request stages, appended to the target's catalog by `trace::catalog`.
-pub fn rdma_catalog() -> Vec<TracepointDesc> {
-    use ArgKind as K;
-    use TpRole as R;
-    let tp = |id: u16, name: &str, role: TpRole, args: &[(&str, ArgKind)]| TracepointDesc {
-        id,
-        name: name.into(),
-        group: "rdma".into(),
-        args: args
-            .iter()
-            .map(|(n, k)| trace_ring::description::ArgDesc {
-                name: (*n).into(),
-                kind: *k,
-            })
-            .collect(),
-        role,
-    };
-    vec![
-        tp(
-            TP_RDMA_NEW,
-            "rdma.new",
-            R::Begin,
-            &[("opcode", K::Opcode), ("bytes", K::Bytes)],
-        ),
-        tp(TP_RDMA_NEED_BUFFER, "rdma.need_buffer", R::Stage, &[]),
-        tp(TP_RDMA_HAVE_BUFFER, "rdma.have_buffer", R::Stage, &[]),
-        tp(
-            TP_RDMA_READ_POSTED,
-            "rdma.read_posted",
-            R::Stage,
-            &[("bytes", K::Bytes)],
-        ),
-        tp(TP_RDMA_READ_COMPLETED, "rdma.read_completed", R::Stage, &[]),
-        tp(
-            TP_RDMA_EXECUTING,
-            "rdma.executing",
-            R::Stage,
-            &[("lba", K::Lba), ("bytes", K::Bytes)],
-        ),
-        tp(
-            TP_RDMA_EXECUTED,
-            "rdma.executed",
-            R::Stage,
-            &[("status", K::Status)],
-        ),
-        tp(
-            TP_RDMA_RESPONSE_POSTED,
-            "rdma.response_posted",
-            R::Stage,
-            &[("status", K::Status), ("bytes", K::Bytes)],
-        ),
-        tp(TP_RDMA_COMPLETED, "rdma.completed", R::End, &[]),
-    ]
-}
+pub use crate::tracepoints::{
+    rdma_catalog, GROUP_RDMA, TP_RDMA_COMPLETED, TP_RDMA_EXECUTED, TP_RDMA_EXECUTING,
+    TP_RDMA_HAVE_BUFFER, TP_RDMA_NEED_BUFFER, TP_RDMA_NEW, TP_RDMA_READ_COMPLETED,
+    TP_RDMA_READ_POSTED, TP_RDMA_RESPONSE_POSTED,
+};
 
 /// Request objects per reactor (every command in flight on any of its RDMA connections).
 const REQS_PER_REACTOR: usize = 1024;
@@ -514,7 +451,7 @@ impl ReactorRdma {
     }
 
     fn setup(&mut self, device: Device, ctx: &Ctx) -> Result<(), verbs::VerbsError> {
-        let l = &ctx.shared.config.limits;
+        let l = ctx.limits();
         let (max_qp_wr, max_rd, max_srq_wr, max_cqe) = device.limits()?;
         let recv_len = 64 + l.in_capsule_data_size.0 as usize;
         let buf_len = (l.max_io_size.0 as usize).max(8192);
@@ -1309,14 +1246,14 @@ impl ReactorRdma {
             if c.state == RConnState::Closing {
                 continue;
             }
-            let handshake =
-                Duration::from_millis(u64::from(ctx.shared.config.limits.handshake_timeout_ms));
+            let handshake = Duration::from_millis(u64::from(ctx.limits().handshake_timeout_ms));
             let mut fail = c.state == RConnState::AwaitingConnect
                 && ctx.now.saturating_duration_since(c.created) > handshake;
             fail |= c.ctrl.as_ref().is_some_and(|x| x.is_failed());
-            let expired = c.admin.as_ref().is_some_and(|a| {
-                a.keep_alive_expired(ctx.now, ctx.shared.config.keep_alive.check_interval_ms)
-            });
+            let expired = c
+                .admin
+                .as_ref()
+                .is_some_and(|a| a.keep_alive_expired(ctx.now, ctx.keep_alive().check_interval_ms));
             if expired {
                 if let (Some(s), Some(x)) = (&c.subsys, &c.ctrl) {
                     eprintln!(
@@ -1433,8 +1370,18 @@ mod tests {
     #[test]
     fn rdma_catalog_has_one_begin_one_end_and_its_own_group() {
         let c = rdma_catalog();
-        assert_eq!(c.iter().filter(|t| t.role == TpRole::Begin).count(), 1);
-        assert_eq!(c.iter().filter(|t| t.role == TpRole::End).count(), 1);
+        assert_eq!(
+            c.iter()
+                .filter(|t| t.role == trace_ring::description::TpRole::Begin)
+                .count(),
+            1
+        );
+        assert_eq!(
+            c.iter()
+                .filter(|t| t.role == trace_ring::description::TpRole::End)
+                .count(),
+            1
+        );
         for t in &c {
             assert_eq!(t.group, "rdma");
             assert!(t.name.starts_with("rdma."), "{}", t.name);

@@ -29,8 +29,7 @@ impl Conn {
             }
             let a = ctl::accept_connect(&cmd, data, ctx)?;
             if cmd.qid != 0 {
-                self.cfg.max_in_capsule_data =
-                    ctx.shared.config.limits.in_capsule_data_size.0 as u32;
+                self.cfg.max_in_capsule_data = ctx.limits().in_capsule_data_size.0 as u32;
             }
             self.admin = a.admin;
             self.qid = cmd.qid;
@@ -90,7 +89,7 @@ impl Conn {
             Some(
                 nvme_proto::nvme::AdminOpcode::Identify | nvme_proto::nvme::AdminOpcode::GetLogPage,
             ) => match self.c2h_len(&sqe, data) {
-                Ok(l) if l <= ctx.shared.config.limits.max_io_size.0 as usize => l,
+                Ok(l) if l <= ctx.limits().max_io_size.0 as usize => l,
                 Ok(_) => return self.respond(sqe.cid, Status::INVALID_FIELD, 0, 0, ctx),
                 Err(s) => return self.respond(sqe.cid, s, 0, 0, ctx),
             },

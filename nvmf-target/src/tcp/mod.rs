@@ -174,7 +174,7 @@ impl Conn {
         gen: u32,
         ctx: &Ctx,
     ) -> Conn {
-        let l = &ctx.shared.config.limits;
+        let l = ctx.limits();
         let icd = (l.in_capsule_data_size.0 as usize).max(ptcp::DEFAULT_ADMIN_IN_CAPSULE as usize);
         let h2c = l.max_h2c_data.0 as usize;
         let max_pdu = (ptcp::CAPSULE_CMD_HLEN + 8 + icd).max(ptcp::DATA_HLEN + 8 + 128 + h2c);
@@ -408,15 +408,15 @@ impl Conn {
                     cpda: 0,
                     hdgst: req.hdgst,
                     ddgst: req.ddgst,
-                    maxh2cdata: ctx.shared.config.limits.max_h2c_data.0 as u32,
+                    maxh2cdata: ctx.limits().max_h2c_data.0 as u32,
                 };
                 let n = ptcp::encode_icresp(&resp, self.out.reserve(ptcp::IC_LEN)).unwrap_or(0);
                 self.out.commit(ptcp::IC_LEN, n);
                 ctx.stats.pdus_sent.add(1);
                 let mut cfg = PduConfig::negotiated(Role::Controller, &req, &resp);
-                cfg.max_in_capsule_data = (ctx.shared.config.limits.in_capsule_data_size.0 as u32)
+                cfg.max_in_capsule_data = (ctx.limits().in_capsule_data_size.0 as u32)
                     .max(ptcp::DEFAULT_ADMIN_IN_CAPSULE);
-                cfg.max_c2h_data = ctx.shared.config.limits.max_c2h_data.0 as u32;
+                cfg.max_c2h_data = ctx.limits().max_c2h_data.0 as u32;
                 self.cfg = cfg;
                 self.transition(ConnEvent::IcReqAccepted, ctx);
             }
@@ -955,7 +955,7 @@ impl Conn {
             self.state,
             ConnState::AwaitingICReq | ConnState::AwaitingConnect
         ) && ctx.now.saturating_duration_since(self.created)
-            > Duration::from_millis(u64::from(ctx.shared.config.limits.handshake_timeout_ms))
+            > Duration::from_millis(u64::from(ctx.limits().handshake_timeout_ms))
         {
             ctx.stats.connection_errors.add(1);
             self.transition(ConnEvent::Terminate, ctx);
@@ -975,9 +975,10 @@ impl Conn {
                 self.respond(cid, Status::SUCCESS, dw0, 0, ctx);
             }
         }
-        let expired = self.admin.as_ref().is_some_and(|a| {
-            a.keep_alive_expired(ctx.now, ctx.shared.config.keep_alive.check_interval_ms)
-        });
+        let expired = self
+            .admin
+            .as_ref()
+            .is_some_and(|a| a.keep_alive_expired(ctx.now, ctx.keep_alive().check_interval_ms));
         if expired {
             if let (Some(s), Some(c)) = (&self.subsys, &self.ctrl) {
                 eprintln!(
