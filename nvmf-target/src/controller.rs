@@ -189,6 +189,30 @@ impl<H> AdminState<H> {
     }
 }
 
+/// The keep-alive check of a connection's timer tick, for every transport: `true` when the host
+/// of this admin queue missed its keep-alive; the controller is then torn down (one line naming
+/// it, its host and `peer`) and the caller terminates the connection.
+pub fn keep_alive_tick<T>(
+    admin: Option<&AdminState<T>>,
+    subsys: Option<&Arc<Subsystem>>,
+    ctrl: Option<&Arc<Controller>>,
+    peer: impl std::fmt::Display,
+    ctx: &Ctx,
+) -> bool {
+    let expired =
+        admin.is_some_and(|a| a.keep_alive_expired(ctx.now, ctx.keep_alive().check_interval_ms));
+    if expired {
+        if let (Some(s), Some(c)) = (subsys, ctrl) {
+            eprintln!(
+                "ringside-tgt: keep-alive expired for controller {} of {} (host {}, {peer}); tearing it down",
+                c.cntlid, s.nqn, c.hostnqn
+            );
+            s.remove_controller(c.cntlid);
+        }
+    }
+    expired
+}
+
 /// Completion dword 0 of an AER reporting Namespace Attribute Changed: event type Notice (2),
 /// information 0, log page Changed Namespace List (4).
 pub const AEN_NS_ATTRIBUTE_CHANGED: u32 = 0x0004_0002;

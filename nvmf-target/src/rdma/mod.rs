@@ -1250,20 +1250,14 @@ impl ReactorRdma {
             let mut fail = c.state == RConnState::AwaitingConnect
                 && ctx.now.saturating_duration_since(c.created) > handshake;
             fail |= c.ctrl.as_ref().is_some_and(|x| x.is_failed());
-            let expired = c
-                .admin
-                .as_ref()
-                .is_some_and(|a| a.keep_alive_expired(ctx.now, ctx.keep_alive().check_interval_ms));
-            if expired {
-                if let (Some(s), Some(x)) = (&c.subsys, &c.ctrl) {
-                    eprintln!(
-                        "ringside-tgt: keep-alive expired for controller {} of {} (host {}, rdma {}); tearing it down",
-                        x.cntlid, s.nqn, x.hostnqn, c.peer
-                    );
-                    s.remove_controller(x.cntlid);
-                }
-                fail = true;
-            }
+            let peer = format_args!("rdma {}", c.peer);
+            fail |= crate::controller::keep_alive_tick(
+                c.admin.as_deref(),
+                c.subsys.as_ref(),
+                c.ctrl.as_ref(),
+                peer,
+                ctx,
+            );
             if fail {
                 self.fail_conn(slot, ctx);
                 continue;

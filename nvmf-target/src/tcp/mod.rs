@@ -975,18 +975,13 @@ impl Conn {
                 self.respond(cid, Status::SUCCESS, dw0, 0, ctx);
             }
         }
-        let expired = self
-            .admin
-            .as_ref()
-            .is_some_and(|a| a.keep_alive_expired(ctx.now, ctx.keep_alive().check_interval_ms));
-        if expired {
-            if let (Some(s), Some(c)) = (&self.subsys, &self.ctrl) {
-                eprintln!(
-                    "ringside-tgt: keep-alive expired for controller {} of {} (host {}, {}); tearing it down",
-                    c.cntlid, s.nqn, c.hostnqn, self.peer
-                );
-                s.remove_controller(c.cntlid);
-            }
+        if crate::controller::keep_alive_tick(
+            self.admin.as_deref(),
+            self.subsys.as_ref(),
+            self.ctrl.as_ref(),
+            self.peer,
+            ctx,
+        ) {
             self.transition(ConnEvent::Terminate, ctx);
         }
         if self.state == ConnState::Disconnecting
