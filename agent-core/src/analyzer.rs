@@ -311,6 +311,7 @@ mod tests {
                     since_ns: w.start_ns,
                     until_ns: w.end_ns,
                     confidence: 0.9,
+                    cost: None,
                 });
             }
         }

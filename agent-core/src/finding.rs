@@ -33,6 +33,9 @@ pub enum FindingKind {
     IdlePollingBurn,
     /// A reactor stopped polling (its last-poll age grows).
     ReactorStalled,
+    /// The slowest requests (above p99) share a cause: a stage that took their time and the
+    /// kernel events (preemption, interrupts, block I/O, retransmits) that overlapped them.
+    TailLatency,
 }
 
 impl FindingKind {
@@ -51,11 +54,12 @@ impl FindingKind {
             FindingKind::FastPathSyscalls => "fast_path_syscalls",
             FindingKind::IdlePollingBurn => "idle_polling_burn",
             FindingKind::ReactorStalled => "reactor_stalled",
+            FindingKind::TailLatency => "tail_latency",
         }
     }
 
     /// Every kind, for catalogs (metrics, docs).
-    pub const ALL: [FindingKind; 12] = [
+    pub const ALL: [FindingKind; 13] = [
         FindingKind::NumaMisplacement,
         FindingKind::InitiatorLimited,
         FindingKind::BufferStarvation,
@@ -68,6 +72,7 @@ impl FindingKind {
         FindingKind::FastPathSyscalls,
         FindingKind::IdlePollingBurn,
         FindingKind::ReactorStalled,
+        FindingKind::TailLatency,
     ];
 }
 
@@ -83,7 +88,31 @@ pub enum Severity {
     Critical,
 }
 
+/// Cost share (of IOPS or of latency) under which a finding is only worth knowing: the
+/// background of a non-isolated core (kernel workers, RCU, timers) takes 0.5-1 % of a reactor's
+/// time; anything under 2 % is within run-to-run noise of a throughput measurement.
+pub const INFO_BELOW: f64 = 0.02;
+
+/// Cost share from which a finding is critical: a quarter of the throughput (or of the latency)
+/// is gone.
+pub const CRITICAL_FROM: f64 = 0.25;
+
 impl Severity {
+    /// The severity a measured cost earns (DESIGN §6: severity follows from the cost): under
+    /// [`INFO_BELOW`] info, from [`CRITICAL_FROM`] critical, warning between. A cost that is not
+    /// a number is a warning (something is wrong, how much is unknown).
+    pub fn from_cost(share: f64) -> Severity {
+        if !share.is_finite() {
+            Severity::Warning
+        } else if share < INFO_BELOW {
+            Severity::Info
+        } else if share < CRITICAL_FROM {
+            Severity::Warning
+        } else {
+            Severity::Critical
+        }
+    }
+
     /// Lowercase name.
     pub fn name(self) -> &'static str {
         match self {
@@ -188,6 +217,58 @@ pub struct Finding {
     pub until_ns: u64,
     /// 0..1: how sure (grows with the streak and the margin over the threshold).
     pub confidence: f64,
+    /// What it costs, measured: the severity follows from it (absent from findings recorded
+    /// before costs existed, and from detectors that cannot measure one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<Cost>,
+}
+
+/// The measured cost of a finding. Shares are 0..1.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// Share of the IOPS the fault takes: (what the target would serve without it − what it
+    /// serves) / what it would serve.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iops_share: Option<f64>,
+    /// Share of the request latency the fault explains (of the affected requests' time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_share: Option<f64>,
+    /// Mean latency the fault adds to the requests it touches (ns).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_latency_ns: Option<f64>,
+    /// How it was computed, one line.
+    pub basis: String,
+}
+
+impl Cost {
+    /// The larger of the two shares (0 when neither is known).
+    pub fn share(&self) -> f64 {
+        self.iops_share
+            .into_iter()
+            .chain(self.latency_share)
+            .filter(|v| v.is_finite())
+            .fold(0.0, f64::max)
+    }
+
+    /// The severity this cost earns ([`Severity::from_cost`]).
+    pub fn severity(&self) -> Severity {
+        Severity::from_cost(self.share())
+    }
+
+    /// The cost as evidence lines (so every sink that shows evidence shows it).
+    pub fn evidence(&self) -> Vec<Evidence> {
+        let mut v = Vec::new();
+        if let Some(s) = self.iops_share {
+            v.push(Evidence::new("cost: IOPS lost", s * 100.0, "%"));
+        }
+        if let Some(s) = self.latency_share {
+            v.push(Evidence::new("cost: latency explained", s * 100.0, "%"));
+        }
+        if let Some(ns) = self.added_latency_ns {
+            v.push(Evidence::new("cost: latency added", ns / 1e3, "us"));
+        }
+        v
+    }
 }
 
 /// A setting the recommender can change.

@@ -683,6 +683,7 @@ mod tests {
                 since_ns: 0,
                 until_ns: 5,
                 confidence: 0.8,
+                cost: None,
             }],
             recommendations: vec![Recommendation {
                 setting: Setting::InitiatorQueueDepth,

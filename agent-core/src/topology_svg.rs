@@ -1021,6 +1021,7 @@ mod tests {
             since_ns: 0,
             until_ns: 0,
             confidence: 0.9,
+            cost: None,
         };
         let marks = marks_for(&info, Some(&memory), &[finding]);
         assert_eq!(

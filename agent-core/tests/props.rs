@@ -414,6 +414,7 @@ fn any_finding(kind: FindingKind) -> Finding {
         since_ns: 0,
         until_ns: 1,
         confidence: 0.9,
+        cost: None,
     }
 }
 

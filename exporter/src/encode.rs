@@ -953,6 +953,7 @@ mod tests {
             since_ns: 0,
             until_ns: 0,
             confidence: 0.8,
+            cost: None,
         };
         let mut acc = Accumulator::new();
         let mut s = snapshot(10, 1, &[]);
@@ -1001,6 +1002,7 @@ mod tests {
                 since_ns: 0,
                 until_ns: 0,
                 confidence: 0.5,
+                cost: None,
             })
             .collect();
         acc.fold(&s);

@@ -161,6 +161,7 @@ fn finding() -> Finding {
         since_ns: SEC,
         until_ns: 6 * SEC,
         confidence: 0.8,
+        cost: None,
     }
 }
 

@@ -18,7 +18,7 @@
 // must fail a condition, never pass it.
 #![allow(clippy::neg_cmp_op_on_partial_ord)]
 
-use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use crate::finding::{Cost, Evidence, Finding, FindingKind, Severity, Subject};
 use crate::sample::TargetInfo;
 use crate::topology::Topology;
 use crate::window::{QpairWindow, ReactorWindow, Window};
@@ -103,7 +103,28 @@ pub(crate) fn candidate(
         } else {
             0.5
         },
+        cost: None,
     }
+}
+
+/// A candidate whose severity follows from its measured cost (DESIGN §6): the cost is kept on
+/// the finding and shown first among its evidence.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn costed(
+    kind: FindingKind,
+    cost: Cost,
+    subject: Subject,
+    summary: String,
+    evidence: Vec<Evidence>,
+    w: &Window,
+    confidence: f64,
+) -> Finding {
+    let severity = cost.severity();
+    let mut all = cost.evidence();
+    all.extend(evidence);
+    let mut f = candidate(kind, severity, subject, summary, all, w, confidence);
+    f.cost = Some(cost);
+    f
 }
 
 /// Confidence from the margin over a threshold: 0.5 at `threshold`, rising linearly to 1.0 at

@@ -4,10 +4,17 @@
 //!
 //! Sources, best first: the eBPF `sched_switch` aggregate (`preempted_ratio`, with the intruder's
 //! name), procfs schedstat run-queue wait (`runqueue_wait_ratio`), involuntary context switches.
+//!
+//! Severity follows from the cost (DESIGN §6): the share of the core's time others took is the
+//! share of IOPS a saturated reactor loses (and, on a reactor with idle time, the latency its
+//! requests waited while it was off the core). A non-isolated core's background (kdamond,
+//! rcu_preempt, kworkers: 0.5-1 % of the time, a few hundred switches a second) costs under 2 %:
+//! an info note with the remedy (isolcpus/nohz_full, IRQ affinity), never a warning. A hog that
+//! takes a quarter of the core stays critical.
 //! Stateless; pure.
 
-use super::{candidate, margin, pct, Context, Detector};
-use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use super::{costed, margin, pct, Context, Detector};
+use crate::finding::{Cost, Evidence, Finding, FindingKind, Subject};
 use crate::window::Window;
 
 /// Share of the window the reactor was runnable but not running: 5 % is 50 ms per second in
@@ -15,8 +22,13 @@ use crate::window::Window;
 /// stays well under 1 %.
 pub const STOLEN_RATIO: f64 = 0.05;
 
-/// Stolen share at which it is critical: a quarter of the core gone.
+/// Stolen share at which the confidence is full: a quarter of the core gone (critical by cost).
 pub const STOLEN_CRITICAL: f64 = 0.25;
+
+/// Time one involuntary switch costs the reactor when no stolen-time measure exists: a kernel
+/// worker's or timer's slice on a busy core (tens of µs); used only to size the cost of a
+/// switches-only observation.
+pub const SLICE_NS_ESTIMATE: f64 = 30_000.0;
 
 /// Involuntary switches per second: a sole runnable thread on its core is switched out only by
 /// kernel workers and timers (a few per second); 100/s means something else gets time slices
@@ -75,10 +87,26 @@ impl Detector for Preemption {
                 (_, Some(v)) => format!("is switched out {v:.0} times/s"),
                 _ => "is preempted".into(),
             };
-            let severity = if stolen.is_some_and(|s| s >= STOLEN_CRITICAL) {
-                Severity::Critical
-            } else {
-                Severity::Warning
+            // The cost: the share of the window others ran on the reactor's core. Without a
+            // stolen-time measure, the switches at a typical background slice each.
+            let share = stolen.unwrap_or_else(|| inv.unwrap_or(0.0) * SLICE_NS_ESTIMATE / 1e9);
+            let saturated = r.busy_ratio >= 0.9;
+            let cost = Cost {
+                iops_share: Some(if saturated {
+                    share
+                } else {
+                    share * r.busy_ratio
+                }),
+                latency_share: None,
+                added_latency_ns: None,
+                basis: if stolen.is_some() {
+                    "time others ran on the reactor's core; a saturated reactor loses that share \
+                     of its IOPS, one with idle time the busy part of it"
+                        .into()
+                } else {
+                    "involuntary switches × a typical background slice (no stolen-time measure)"
+                        .into()
+                },
             };
             let confidence = stolen
                 .map(|s| margin(s, STOLEN_RATIO, STOLEN_CRITICAL))
@@ -87,15 +115,32 @@ impl Detector for Preemption {
                     inv.map(|v| margin(v, INVOLUNTARY_PER_S, 5.0 * INVOLUNTARY_PER_S) - 0.1)
                         .unwrap_or(0.0),
                 );
-            out.push(candidate(
-                FindingKind::ReactorPreemption,
-                severity,
-                Subject::Reactor { index: r.index },
+            let background = cost.severity() == crate::finding::Severity::Info;
+            let summary = if background {
                 format!(
-                    "reactor {} {how_much} on core {} to {who}: move that work off the core \
-                     (isolate it, or give the reactor another core)",
-                    r.index, r.core
-                ),
+                    "reactor {} {how_much} on core {} to {who}: the background of a core the \
+                     kernel also uses, costing about {:.1} % of its time; to remove it, isolate \
+                     the core (isolcpus=, nohz_full=) and steer interrupts away from it (IRQ \
+                     affinity)",
+                    r.index,
+                    r.core,
+                    share * 100.0
+                )
+            } else {
+                format!(
+                    "reactor {} {how_much} on core {} to {who}, costing ~{:.0} % of its \
+                     throughput: move that work off the core (isolate it, or give the reactor \
+                     another core)",
+                    r.index,
+                    r.core,
+                    cost.share() * 100.0
+                )
+            };
+            out.push(costed(
+                FindingKind::ReactorPreemption,
+                cost,
+                Subject::Reactor { index: r.index },
+                summary,
                 evidence,
                 w,
                 confidence,

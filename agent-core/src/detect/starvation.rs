@@ -1,9 +1,12 @@
 //! Queue starvation: work that could flow but does not, and where it waits.
 //!
-//! - **Initiator-limited qpairs** ([`FindingKind::InitiatorLimited`]): a qpair keeps fewer than
-//!   [`LOW_OUTSTANDING`] requests at the target (and under [`LOW_OUTSTANDING_SHARE`] of its queue
-//!   size) while its reactor is under [`HEADROOM_BUSY`] busy: throughput is depth / latency and
-//!   the initiator holds the depth down. A qpair with traffic but almost nothing in flight
+//! - **Initiator-limited qpairs** ([`FindingKind::InitiatorLimited`]), at any depth: the reactor
+//!   model ([`crate::model`], Little's law against the reactor's measured cost per I/O) expects
+//!   [`STARVED_GAIN`] more IOPS at its knee than the reactor serves at the depth the initiator
+//!   keeps, and the target holds the qpair's requests under [`TARGET_SHARE_MAX`] of their round
+//!   trip: the initiator holds the depth down. A saturated reactor at depth has no knee beyond
+//!   its depth and is not flagged; the busy share alone says nothing at low depth, where each
+//!   I/O pays the receive and send that batching would share. A qpair with traffic but almost nothing in flight
 //!   (under [`BACK_TO_BACK_OUTSTANDING`]) is an application with little to do, not a depth limit;
 //!   and while a link is saturated the requests wait in the network, not at the initiator.
 //! - **Buffer starvation** ([`FindingKind::BufferStarvation`]): requests waiting for a data
@@ -21,41 +24,41 @@
 //!
 //! Stateless (the history comes in the context); pure.
 
-use super::{candidate, io_qpairs, link, margin, pct, si, us, Context, Detector};
-use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use super::{candidate, costed, io_qpairs, link, margin, pct, si, us, Context, Detector};
+use crate::finding::{Cost, Evidence, Finding, FindingKind, Severity, Subject};
 use crate::hist::Hist;
+use crate::model;
 use crate::sample::{BackendKind, Stage};
 use crate::window::{RdmaReactorWindow, ReactorWindow, Window};
 
-/// Outstanding requests (time-weighted, at the target) under which a qpair is shallow: NVMe/TCP
-/// amortises its per-batch syscalls only with several commands per receive; this target's knee
-/// is near 32, and under 4 one reactor serves a small fraction of what it can.
-pub const LOW_OUTSTANDING: f64 = 4.0;
+/// IOPS the reactor model ([`crate::model`]) must expect at its knee, over what the reactor
+/// serves now, for the initiator to be the limit: 25 % is beyond what a window's noise or the
+/// model's range (±20 %) explains.
+pub const STARVED_GAIN: f64 = 0.25;
 
-/// ...and under this share of the queue size the host was granted (when known): a host that asked
-/// for a 16-deep queue and keeps 3.5 in flight is using most of what it said it would.
-pub const LOW_OUTSTANDING_SHARE: f64 = 0.25;
+/// Share of the round trip the target may hold a request for a starved initiator: the rest is
+/// time in which the reactor could serve more requests if the initiator sent them. Requests held
+/// at the target most of the loop wait for the target instead (measured over loopback: 20 % at
+/// QD1, ~10 % at QD32).
+pub const TARGET_SHARE_MAX: f64 = 0.8;
+
+/// Initiator depth per qpair from which a single window's model is not enough: a deep initiator
+/// whose requests spend the round trip outside the target is more often an initiator or a wire
+/// at its own limit (a queue) than a delay more depth would fill, and one window cannot tell the
+/// two apart; windows at two depths can (the model is then fitted, not calibrated).
+pub const DEEP_DEPTH: u32 = 8;
+
+/// Outstanding requests (time-weighted, at the target) under which a reactor's backend is not
+/// judged starved (few requests in flight need not queue before it).
+pub const LOW_OUTSTANDING: f64 = 4.0;
 
 /// Outstanding at the target above which the qpair is fed back to back (closed loop): at QD1 the
 /// target holds the request for 20-50 % of the round trip (the rest is wire and initiator), so a
 /// depth-bound initiator shows 0.2-1; an application issuing occasional I/O shows ~0.01.
 pub const BACK_TO_BACK_OUTSTANDING: f64 = 0.1;
 
-/// Reactor busy share under which a *shallow* reactor has headroom. At low depth every I/O pays
-/// its own receive and send, which batching at depth shares: ringside-tgt spends 11.3 µs of
-/// reactor time per I/O at QD1 (67 % busy at 59K IOPS, recorded on a quiet machine) against
-/// 2.2-2.4 µs at QD32. So a shallow reactor short of saturation still has several times its
-/// throughput available at depth; only a (nearly) saturated one does not.
-pub const HEADROOM_BUSY: f64 = 0.85;
-
 /// Completions per window under which a qpair's figures are too thin to judge.
 pub const MIN_COMPLETIONS: u64 = 500;
-/// A qpair whose outstanding count ever reached this many at the target has an initiator that
-/// queues deeply: a low time-weighted depth then means its requests spend their round trip in
-/// the network and the host (the target's latency window is capsule in → response queued), not
-/// that the initiator holds back. Measured: QD32 over loopback shows ~3 average outstanding at
-/// the target with a high-water of 30+, QD1 a high-water of 1.
-pub const DEEP_HIGH_WATER: u64 = 8;
 
 /// Buffer waits per I/O above which buffers are short: each wait costs at least one poll round.
 pub const BUFFER_WAITS_PER_IO: f64 = 0.01;
@@ -116,7 +119,7 @@ impl Detector for Starvation {
     }
 
     fn observe(&mut self, w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
-        initiator_limited(w, out);
+        initiator_limited(w, ctx, out);
         buffers(w, out);
         imbalance(w, out);
         backend_stages(w, ctx, out);
@@ -124,76 +127,113 @@ impl Detector for Starvation {
     }
 }
 
-fn initiator_limited(w: &Window, out: &mut Vec<Finding>) {
+fn initiator_limited(w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
     // A full link holds the initiator's requests in the network, not the initiator: the target
     // then sees few in flight too. The link detector owns that case.
     if w.netdevs.iter().any(link::limits) || w.rdma_ports.iter().any(link::port_limits) {
         return;
     }
-    for q in &w.qpairs {
-        let Some(r) = w.reactor(q.reactor) else {
+    let limit = ctx.info.settings.max_queue_depth;
+    for r in &w.reactors {
+        if r.stalled {
+            continue;
+        }
+        let Some(m) = model::reactor_model(ctx.history, w, r.index) else {
             continue;
         };
-        if r.stalled || q.completions < MIN_COMPLETIONS || q.high_water >= DEEP_HIGH_WATER {
+        let qpairs: Vec<_> = w
+            .qpairs
+            .iter()
+            .filter(|q| q.reactor == r.index && q.completions >= MIN_COMPLETIONS)
+            .collect();
+        if qpairs.is_empty() {
             continue;
         }
-        let depth = q.avg_outstanding;
-        let share_ok = q
-            .queue_size
-            .filter(|s| *s > 0)
-            .is_none_or(|s| depth < LOW_OUTSTANDING_SHARE * f64::from(s));
-        if !((BACK_TO_BACK_OUTSTANDING..LOW_OUTSTANDING).contains(&depth) && share_ok) {
+        let depth_now = m.anchor.depth;
+        let knee = m.knee(limit.map(|l| l.saturating_mul(qpairs.len() as u32)));
+        if !(f64::from(knee) > depth_now) {
             continue;
         }
-        if !(r.busy_ratio < HEADROOM_BUSY) {
+        let at_knee = m.predict(knee);
+        let gain = at_knee.iops / r.iops;
+        if !(gain >= 1.0 + STARVED_GAIN) {
             continue;
         }
-        let capacity = r.ns_per_io.filter(|n| *n > 0.0).map(|n| 1e9 / n);
-        let p50 = q.latency.quantile(0.5).map(|v| v as f64);
-        let mut evidence = vec![
-            Evidence::new("avg outstanding", depth, ""),
-            Evidence::new("high-water outstanding", q.high_water as f64, ""),
-            Evidence::new("qpair IOPS", q.iops, "IOPS"),
-            Evidence::new("reactor busy", r.busy_ratio * 100.0, "%"),
-        ];
-        if let Some(s) = q.queue_size {
-            evidence.push(Evidence::new("queue size", f64::from(s), ""));
-        }
-        if let Some(p) = p50 {
-            evidence.push(Evidence::new("p50 latency at the target", p / 1e3, "us"));
-        }
-        if let Some(c) = capacity {
-            evidence.push(Evidence::new(
-                "reactor capacity at this depth (1e9 / ns per I/O)",
-                c,
-                "IOPS",
+        for q in qpairs {
+            let depth = q.avg_outstanding;
+            if !(depth >= BACK_TO_BACK_OUTSTANDING) {
+                continue; // an application with little to do, not a depth limit
+            }
+            let rtt = f64::from(model::initiator_depth(q)) / q.iops * 1e9;
+            let at_target = q.latency.mean().unwrap_or(0.0);
+            // Requests held at the target most of their round trip wait for the target, not
+            // for the initiator: more depth would queue them there.
+            if !(at_target < TARGET_SHARE_MAX * rtt) {
+                continue;
+            }
+            if model::initiator_depth(q) >= DEEP_DEPTH && !m.fitted {
+                continue;
+            }
+            let p50 = q.latency.quantile(0.5).map(|v| v as f64);
+            let lost = 1.0 - r.iops / at_knee.iops;
+            let cost = Cost {
+                iops_share: Some(lost),
+                latency_share: None,
+                added_latency_ns: None,
+                basis: format!(
+                    "reactor model: {} IOPS at {} in flight vs ~{} expected at {knee} (the knee)",
+                    si(r.iops),
+                    depth_now,
+                    si(at_knee.iops)
+                ),
+            };
+            let mut evidence = vec![
+                Evidence::new(
+                    "in flight at the initiator",
+                    f64::from(model::initiator_depth(q)),
+                    "",
+                ),
+                Evidence::new("avg outstanding at the target", depth, ""),
+                Evidence::new("qpair IOPS", q.iops, "IOPS"),
+                Evidence::new("round trip (depth / IOPS)", rtt / 1e3, "us"),
+                Evidence::new("time at the target", at_target / 1e3, "us"),
+                Evidence::new("reactor busy", r.busy_ratio * 100.0, "%"),
+                Evidence::new("reactor busy ns per I/O", m.anchor.cost_ns, "ns"),
+                Evidence::new("modelled plateau", m.plateau(), "IOPS"),
+                Evidence::new("modelled IOPS at the knee", at_knee.iops, "IOPS"),
+            ];
+            if let Some(s) = q.queue_size {
+                evidence.push(Evidence::new("queue size", f64::from(s), ""));
+            }
+            if let Some(p) = p50 {
+                evidence.push(Evidence::new("p50 latency at the target", p / 1e3, "us"));
+            }
+            out.push(costed(
+                FindingKind::InitiatorLimited,
+                cost,
+                Subject::Qpair {
+                    reactor: q.reactor,
+                    slot: q.slot,
+                },
+                format!(
+                    "qpair {}.{} keeps only {} request(s) in flight ({} IOPS; the target holds \
+                     them {} of their {} round trip) while reactor {} could serve ~{} IOPS at \
+                     {knee} in flight: the initiator's queue depth, not the target, limits \
+                     throughput",
+                    q.reactor,
+                    q.slot,
+                    model::initiator_depth(q),
+                    si(q.iops),
+                    us(at_target),
+                    us(rtt),
+                    r.index,
+                    si(at_knee.iops),
+                ),
+                evidence,
+                w,
+                margin(gain, 1.0 + STARVED_GAIN, 3.0),
             ));
         }
-        let queue = q
-            .queue_size
-            .map(|s| format!(" of a {s}-deep queue"))
-            .unwrap_or_default();
-        out.push(candidate(
-            FindingKind::InitiatorLimited,
-            Severity::Warning,
-            Subject::Qpair {
-                reactor: q.reactor,
-                slot: q.slot,
-            },
-            format!(
-                "qpair {}.{} keeps only {depth:.1} request(s) in flight{queue} ({} IOPS) while \
-                 reactor {} is {} busy: the initiator's queue depth, not the target, limits \
-                 throughput",
-                q.reactor,
-                q.slot,
-                si(q.iops),
-                r.index,
-                pct(r.busy_ratio)
-            ),
-            evidence,
-            w,
-            margin(depth, LOW_OUTSTANDING, 1.0).min(margin(r.busy_ratio, HEADROOM_BUSY, 0.2)),
-        ));
     }
 }
 
