@@ -36,6 +36,9 @@
 //!
 //! Pure: a function of the windows.
 
+// `!(x >= y)` on purpose: a NaN must fail the condition.
+#![allow(clippy::neg_cmp_op_on_partial_ord)]
+
 use crate::window::{QpairWindow, ReactorWindow, Window};
 
 /// Per-batch cost over the per-I/O floor (`s / a`), calibrated as the module doc says.
