@@ -322,6 +322,12 @@ pub struct Recommendation {
     pub expected_effect: String,
     /// Expected IOPS after the change, when the model predicts one.
     pub expected_iops: Option<f64>,
+    /// The range of the expected IOPS (low, high), from the model's uncertainty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_iops_range: Option<(f64, f64)>,
+    /// Expected mean latency (round trip, µs) after the change, when the model predicts one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expected_latency_us: Option<f64>,
     /// Why: the measurements and the reasoning (Little's law, knee, node of the NIC).
     pub evidence: Vec<String>,
     /// The findings it answers.

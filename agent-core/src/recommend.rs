@@ -7,16 +7,13 @@
 //!   reactor showed over the kept windows. A reactor that only ever ran shallow (under
 //!   [`BATCHED_DEPTH`] outstanding per qpair) paid one receive and one send per I/O; batching at
 //!   depth shares those, so its cost is divided by [`UNBATCHED_COST_FACTOR`].
-//! - **Round trip** of a qpair = the initiator's depth / the qpair's IOPS (Little's law over the
-//!   whole loop: initiator, wire and target). The initiator's depth is at least the qpair's
-//!   outstanding high-water and its time-weighted outstanding at the target; the target's own
-//!   p50 is only part of the round trip, so it is a floor.
-//! - **Depth per qpair** (Little's law) = target IOPS × round trip, target IOPS = per-core
-//!   capacity / qpairs sharing the reactor, rounded up to a power of two, capped by the **knee**
-//!   (when windows at several depths exist: the smallest depth reaching [`KNEE_SHARE`] of the best
-//!   IOPS, beyond which IOPS stops growing while latency rises) and by the target's
-//!   `max_queue_depth`.
-//! - **Expected IOPS** = min(capacity, depth / round trip) per reactor.
+//! - **Depth per qpair** for an initiator-limited qpair: the knee of the reactor model
+//!   ([`crate::model`]: busy cost per I/O `a + s/D` fitted over the windows' depths, or calibrated
+//!   from one; closed loop `X(D) = D / (Z + D·a)` anchored on the measured round trip, Little's
+//!   law), split over the reactor's qpairs, capped by the knee of a measured depth sweep (when the
+//!   windows hold one: the smallest depth reaching [`KNEE_SHARE`] of the best IOPS) and by the
+//!   target's `max_queue_depth`. The expected IOPS carry the model's range and the expected
+//!   round trip.
 //! - **Reactors** = demand / (capacity × [`TARGET_BUSY`]), on the NIC's NUMA node.
 //!
 //! `applies_to` is `"ringside-tgt"` (the fragment is TOML for its config file), `"initiator"`
@@ -32,6 +29,7 @@ use std::collections::BTreeMap;
 
 use crate::detect::{cpu_list, IO_QPAIR_COMPLETIONS};
 use crate::finding::{Finding, FindingKind, Recommendation, Setting, Subject};
+use crate::model;
 use crate::sample::{IdlePolicy, PlacementPolicy, TargetInfo};
 use crate::topology::Topology;
 use crate::window::{QpairWindow, Window};
@@ -495,6 +493,8 @@ fn reactor_count(
             )
         },
         expected_iops: (proposed > n).then_some(expected),
+        expected_iops_range: None,
+        expected_latency_us: None,
         evidence,
         addresses,
         applies_to: "ringside-tgt".into(),
@@ -561,6 +561,8 @@ fn numa(
                 cores.len()
             ),
             expected_iops: None,
+            expected_iops_range: None,
+            expected_latency_us: None,
             evidence,
             addresses: vec![FindingKind::NumaMisplacement],
             applies_to: "ringside-tgt".into(),
@@ -589,6 +591,8 @@ fn numa(
                      access per I/O"
                 ),
                 expected_iops: None,
+                expected_iops_range: None,
+                expected_latency_us: None,
                 evidence: vec![format!(
                     "{:.0} % of {} MiB of buffers are on node(s) other than {home}",
                     100.0 * (1.0 - local as f64 / total as f64),
@@ -605,22 +609,12 @@ fn numa(
     out
 }
 
-/// The initiator's depth on a qpair: it had at least this many in flight.
-fn initiator_depth(q: &QpairWindow) -> u32 {
-    let avg = if q.avg_outstanding.is_finite() {
-        q.avg_outstanding.round().clamp(0.0, 65_536.0) as u32
-    } else {
-        0
-    };
-    (q.high_water.min(65_536) as u32).max(avg).max(1)
-}
-
 /// The round trip the initiator sees on a qpair (ns): its depth / IOPS, at least the target's p50.
 fn round_trip_ns(q: &QpairWindow) -> Option<f64> {
     if !(q.iops > 0.0) {
         return None;
     }
-    let little = f64::from(initiator_depth(q)) / q.iops * 1e9;
+    let little = f64::from(model::initiator_depth(q)) / q.iops * 1e9;
     let p50 = q.latency.quantile(0.5).map_or(0.0, |v| v as f64);
     Some(little.max(p50)).filter(|v| v.is_finite() && *v > 0.0)
 }
@@ -646,10 +640,9 @@ fn queue_depth(
     m: &Model,
     findings: &[Finding],
 ) -> Vec<Recommendation> {
-    let Some(cap) = m.capacity() else {
+    let Some(latest) = windows.last() else {
         return Vec::new();
     };
-    let latest = windows.last();
     // The flagged qpairs, from the newest window that has them.
     let mut flagged: Vec<(&Window, &QpairWindow)> = Vec::new();
     for f in findings
@@ -670,43 +663,85 @@ fn queue_depth(
     if flagged.is_empty() {
         return Vec::new();
     }
-    let mut current: Vec<u32> = flagged.iter().map(|(_, q)| initiator_depth(q)).collect();
+    let mut current: Vec<u32> = flagged
+        .iter()
+        .map(|(_, q)| model::initiator_depth(q))
+        .collect();
     current.sort_unstable();
     let current = current[current.len() / 2];
-    // Little's law per flagged qpair: its share of the reactor's capacity × its round trip.
-    let mut depth_raw: f64 = 0.0;
-    let mut rtt_min = f64::INFINITY;
-    for (w, q) in &flagged {
-        let Some(rtt) = round_trip_ns(q) else {
-            continue;
-        };
-        let sharing = io_qpairs(w, q.reactor).max(1);
-        depth_raw = depth_raw.max(cap / sharing as f64 * rtt / 1e9);
-        rtt_min = rtt_min.min(rtt);
-    }
-    if !(depth_raw > 0.0) || !rtt_min.is_finite() {
-        return Vec::new();
-    }
-    let little = next_pow2(depth_raw);
-    let mut proposed = little;
+    // The reactor model of each reactor with a flagged qpair (anchored on the newest window
+    // that carries it), the per-qpair depth at its knee.
+    let mut reactors: Vec<u32> = flagged.iter().map(|(_, q)| q.reactor).collect();
+    reactors.sort_unstable();
+    reactors.dedup();
+    let limit = info.settings.max_queue_depth.filter(|v| *v > 0);
     let mut evidence = Vec::new();
     for (_, q) in flagged.iter().take(4) {
         evidence.push(format!(
             "qpair {}.{}: {} in flight at the initiator (high-water {}, {:.2} avg at the target), \
-             {} IOPS -> round trip {:.1} µs (depth / IOPS)",
+             {} IOPS -> round trip {:.1} µs (Little's law: depth / IOPS)",
             q.reactor,
             q.slot,
-            initiator_depth(q),
+            model::initiator_depth(q),
             q.high_water,
             q.avg_outstanding,
             k(q.iops),
             round_trip_ns(q).unwrap_or(0.0) / 1e3
         ));
     }
-    evidence.extend(m.capacity_evidence());
+    let mut models = Vec::new();
+    for &ri in &reactors {
+        let Some((w, qn)) = windows.iter().rev().find_map(|w| {
+            let qn = io_qpairs(w, ri);
+            (qn > 0 && w.reactor(ri).is_some()).then_some((w, qn))
+        }) else {
+            continue;
+        };
+        let idx = windows
+            .iter()
+            .position(|x| std::ptr::eq(x, w))
+            .unwrap_or(windows.len() - 1);
+        let Some(rm) = model::reactor_model(&windows[..idx], w, ri) else {
+            continue;
+        };
+        models.push((ri, qn, rm));
+    }
+    if models.is_empty() {
+        return Vec::new();
+    }
+    // Per-qpair depth: the knee of the total depth, split over the reactor's qpairs.
+    let mut proposed = 1u32;
+    for (_, qn, rm) in &models {
+        // Uncapped here: the target's limit caps it below, and says so.
+        let total = rm.knee(None);
+        proposed = proposed.max(next_pow2(f64::from(total) / *qn as f64));
+    }
+    for (ri, qn, rm) in &models {
+        evidence.push(format!(
+            "reactor {ri}: {:.2} µs busy per I/O at {} in flight ({} qpair(s)) -> per-I/O floor \
+             {:.2} µs ({}), plateau ~{} IOPS; round trip {:.1} µs at that depth",
+            rm.anchor.cost_ns / 1e3,
+            rm.anchor.depth,
+            qn,
+            rm.floor_ns / 1e3,
+            if rm.fitted {
+                "fitted over windows at several depths".to_string()
+            } else {
+                format!(
+                    "one depth seen: per-batch cost taken as {}x the floor, {}-{}x for the range",
+                    model::BATCH_RATIO,
+                    model::BATCH_RATIO_RANGE.0,
+                    model::BATCH_RATIO_RANGE.1
+                )
+            },
+            k(rm.plateau()),
+            rm.round_trip_ns / 1e3,
+        ));
+    }
     evidence.push(format!(
-        "Little's law: depth = target IOPS × round trip ≈ {depth_raw:.1} -> {little} (next power \
-         of two)"
+        "model: X(D) = D / (Z + D·a); knee = the smallest depth from which doubling adds under \
+         {:.0} % IOPS -> {proposed} per qpair",
+        model::KNEE_GAIN * 100.0
     ));
     if let Some(Knee {
         depth: knee,
@@ -731,15 +766,15 @@ fn queue_depth(
         if proposed > *knee {
             proposed = (*knee).max(1);
             evidence.push(format!(
-                "capped at the knee ({knee}): deeper only adds latency"
+                "capped at the measured knee ({knee}): deeper only adds latency"
             ));
         }
     }
     let mut target_limit = None;
-    if let Some(max) = info.settings.max_queue_depth.filter(|m| *m > 0) {
+    if let Some(max) = limit {
         if proposed > max {
             evidence.push(format!(
-                "capped by the target's max_queue_depth = {max} (Little's law asks for {proposed})"
+                "capped by the target's max_queue_depth = {max} (the model asks for {proposed})"
             ));
             target_limit = Some(proposed);
             proposed = max;
@@ -748,45 +783,42 @@ fn queue_depth(
     if proposed <= current {
         return Vec::new();
     }
-    // Expected IOPS: per reactor, min(capacity, flagged depth / round trip + the rest).
-    let Some(w) = latest else {
-        return Vec::new();
-    };
-    let mut expected = 0.0;
-    for r in &w.reactors {
-        let mine: Vec<&QpairWindow> = flagged
-            .iter()
-            .filter(|(_, q)| q.reactor == r.index)
-            .map(|(_, q)| *q)
-            .collect();
-        if mine.is_empty() {
-            expected += r.iops;
-            continue;
+    // Expected: the modelled reactors at the proposed depth, the others as they are.
+    let (mut expected, mut lo, mut hi, mut latency) = (0.0, 0.0, 0.0, 0.0f64);
+    for r in &latest.reactors {
+        match models.iter().find(|(ri, _, _)| *ri == r.index) {
+            Some((_, qn, rm)) => {
+                let p = rm.predict(proposed.saturating_mul(*qn as u32));
+                expected += p.iops;
+                lo += p.iops_range.0;
+                hi += p.iops_range.1;
+                latency = latency.max(p.latency_ns);
+            }
+            None => {
+                expected += r.iops;
+                lo += r.iops;
+                hi += r.iops;
+            }
         }
-        let gain: f64 = mine
-            .iter()
-            .filter_map(|q| round_trip_ns(q).map(|rtt| f64::from(proposed) / (rtt / 1e9)))
-            .sum();
-        let rest: f64 = w
-            .qpairs
-            .iter()
-            .filter(|q| q.reactor == r.index && !mine.iter().any(|m| m.slot == q.slot))
-            .map(|q| q.iops)
-            .sum();
-        expected += cap.min(gain + rest);
     }
-    let now = w.total.iops;
+    let now = latest.total.iops;
     let mut out = vec![Recommendation {
         setting: Setting::InitiatorQueueDepth,
         current: current.to_string(),
         proposed: proposed.to_string(),
         expected_effect: format!(
-            "{}: {} -> ~{} (reactor capacity bound; latency rises towards depth / capacity)",
+            "{}: {} -> ~{} ({}-{}), round trip ~{:.0} µs (the reactor model's knee; deeper \
+             only adds latency)",
             ratio_text(expected, now),
             k(now),
-            k(expected)
+            k(expected),
+            k(lo),
+            k(hi),
+            latency / 1e3
         ),
         expected_iops: (expected > 0.0).then_some(expected),
+        expected_iops_range: (lo > 0.0 && hi >= lo).then_some((lo, hi)),
+        expected_latency_us: (latency > 0.0).then_some(latency / 1e3),
         evidence: evidence.clone(),
         addresses: vec![FindingKind::InitiatorLimited],
         applies_to: "initiator".into(),
@@ -801,9 +833,11 @@ fn queue_depth(
             current: max.to_string(),
             proposed: want.to_string(),
             expected_effect: format!(
-                "lets initiators reach the depth Little's law asks for ({want})"
+                "lets initiators reach the depth the reactor model asks for ({want})"
             ),
             expected_iops: None,
+            expected_iops_range: None,
+            expected_latency_us: None,
             evidence,
             addresses: vec![FindingKind::InitiatorLimited],
             applies_to: "ringside-tgt".into(),
@@ -850,6 +884,8 @@ fn spread(info: &TargetInfo, w: &Window, m: &Model) -> Vec<Recommendation> {
                 k((n as f64 * hot).min(n as f64 * cap))
             ),
             expected_iops: Some((n as f64 * hot).min(n as f64 * cap)),
+            expected_iops_range: None,
+            expected_latency_us: None,
             evidence,
             addresses: vec![FindingKind::ReactorImbalance],
             applies_to: "initiator".into(),
@@ -876,6 +912,8 @@ fn spread(info: &TargetInfo, w: &Window, m: &Model) -> Vec<Recommendation> {
             k(expected)
         ),
         expected_iops: Some(expected),
+        expected_iops_range: None,
+        expected_latency_us: None,
         evidence,
         addresses: vec![FindingKind::ReactorImbalance],
         applies_to: "ringside-tgt".into(),
@@ -934,6 +972,8 @@ fn idle(info: &TargetInfo, w: &Window, findings: &[Finding]) -> Vec<Recommendati
             burning.len().max(1)
         ),
         expected_iops: None,
+        expected_iops_range: None,
+        expected_latency_us: None,
         evidence,
         addresses: vec![FindingKind::IdlePollingBurn],
         applies_to: "ringside-tgt".into(),

@@ -691,6 +691,8 @@ mod tests {
                 proposed: "16".into(),
                 expected_effect: "~8x IOPS".into(),
                 expected_iops: Some(380_000.0),
+                expected_iops_range: None,
+                expected_latency_us: None,
                 evidence: vec!["Little's law".into()],
                 addresses: vec![FindingKind::InitiatorLimited],
                 applies_to: "initiator".into(),

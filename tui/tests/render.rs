@@ -172,6 +172,8 @@ fn recommendation() -> Recommendation {
         proposed: "32".into(),
         expected_effect: "~6x IOPS: 2.0K -> ~12K".into(),
         expected_iops: Some(12_000.0),
+        expected_iops_range: None,
+        expected_latency_us: None,
         evidence: vec!["Little's law: 12K IOPS x 25us = 0.3 in flight per qpair".into()],
         addresses: vec![FindingKind::InitiatorLimited],
         applies_to: "initiator".into(),
