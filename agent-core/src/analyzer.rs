@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, VecDeque};
 use crate::detect::{default_detectors, Context, Detector};
 use crate::finding::{Finding, FindingKind, Recommendation, Subject};
 use crate::recommend::recommend;
+use crate::requests::{self, KernelSpan, RequestBatch};
 use crate::sample::{Sample, TargetInfo};
 use crate::snapshot::{Snapshot, WindowSummary};
 use crate::topology::Topology;
@@ -70,6 +71,10 @@ pub struct Analyzer {
     findings: Vec<Finding>,
     recommendations: Vec<Recommendation>,
     windows_seen: u64,
+    /// Records and kernel events of samples that did not close a window yet (they are not
+    /// cumulative like counters: the window that closes takes them all).
+    pending_batches: Vec<RequestBatch>,
+    pending_spans: Vec<KernelSpan>,
 }
 
 impl Analyzer {
@@ -98,6 +103,8 @@ impl Analyzer {
             findings: Vec::new(),
             recommendations: Vec::new(),
             windows_seen: 0,
+            pending_batches: Vec::new(),
+            pending_spans: Vec::new(),
         }
     }
 
@@ -118,7 +125,7 @@ impl Analyzer {
 
     /// Pushes a sample; returns the window it closed, if any. A sample older than the previous
     /// one (clock confusion, replay out of order) is ignored.
-    pub fn push(&mut self, sample: Sample) -> Option<&Window> {
+    pub fn push(&mut self, mut sample: Sample) -> Option<&Window> {
         let Some(prev) = &self.prev else {
             self.prev = Some(sample);
             return None;
@@ -126,11 +133,23 @@ impl Analyzer {
         if sample.t_ns < prev.t_ns {
             return None;
         }
+        self.pending_batches.extend(sample.requests.take());
+        self.pending_spans.append(&mut sample.kernel_events);
         let due = self.cfg.window_ns - self.cfg.window_ns / 10;
         if sample.t_ns - prev.t_ns < due {
             return None;
         }
-        let w = window::build(&self.info, &self.topology, prev, &sample);
+        let mut w = window::build(&self.info, &self.topology, prev, &sample);
+        let batches: Vec<&RequestBatch> = self.pending_batches.iter().collect();
+        let spans: Vec<&KernelSpan> = self.pending_spans.iter().collect();
+        let lat = &w.total.latency;
+        let counters = match (lat.quantile(0.5), lat.quantile(0.99)) {
+            (Some(p50), Some(p99)) => Some((p50, p99, lat.count(), lat.sum() as f64)),
+            _ => None,
+        };
+        w.requests = requests::build(&batches, &spans, counters, &self.info);
+        self.pending_batches.clear();
+        self.pending_spans.clear();
         self.prev = Some(sample);
         self.push_window(w);
         self.windows.back()

@@ -18,6 +18,7 @@ pub mod model;
 pub mod recommend;
 pub mod recording;
 pub mod report;
+pub mod requests;
 pub mod sample;
 pub mod snapshot;
 pub mod spdk;

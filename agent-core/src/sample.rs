@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::hist::Hist;
+use crate::requests::{KernelSpan, RequestBatch};
 
 pub use trace_ring::description::{BackendKind, IdlePolicy, PlacementPolicy, Stage, Transport};
 
@@ -133,6 +134,14 @@ pub struct Sample {
     /// profile); `None` for ringside-tgt and in older recordings.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spdk: Option<crate::spdk::SpdkSample>,
+    /// Request records rebuilt from the rings since the previous sample (bounded; the batch says
+    /// how), when the ring collector reads records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<RequestBatch>,
+    /// Kernel events streamed since the previous sample (preemptions of reactors, interrupts on
+    /// their cores, slow block requests, retransmits), on the same clock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kernel_events: Vec<KernelSpan>,
 }
 
 /// A reactor's counters at one instant (a copy of the counters page, converted to ns).

@@ -53,6 +53,10 @@ pub struct Window {
     pub memory: Option<MemorySample>,
     /// TCP retransmits in the window (kernel probes), when known.
     pub tcp_retransmits: Option<u64>,
+    /// Request records and kernel events joined (per-stage latency per qpair, tail attribution),
+    /// when the collectors read records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<crate::requests::RequestWindow>,
     /// All reactors together.
     pub total: TotalWindow,
     /// What an SPDK target adds (`None` for ringside-tgt).

@@ -25,6 +25,7 @@ use std::path::PathBuf;
 
 use agent_core::hist::{Hist, Histogram};
 use agent_core::recording::Recording;
+use agent_core::requests::{KernelCause, KernelSpan, RequestBatch, RequestRecord};
 use agent_core::sample::{
     DeviceSample, KernelReactorSample, KernelSample, ListenerInfo, MemorySample, NamespaceInfo,
     NetdevSample, QpairSample, RdmaPortSample, RdmaReactorSample, ReactorInfo, ReactorSample,
@@ -168,6 +169,10 @@ struct Tick {
     rdma_ports: Vec<P>,
     devices: Vec<D>,
     buffers: Vec<(u32, u64)>,
+    /// Request records of this second, times relative to its start.
+    requests: Option<RequestBatch>,
+    /// Kernel events of this second, times relative to its start.
+    spans: Vec<KernelSpan>,
 }
 
 /// Deterministic jitter.
@@ -221,7 +226,25 @@ impl Gen {
     fn tick(&mut self, t: &Tick) {
         self.state.t_ns += 1_000_000_000;
         self.apply(t, 1.0);
-        let s = self.state.clone();
+        let mut s = self.state.clone();
+        // Records and events are not cumulative: this second's only, on the sample's clock.
+        let base = s.t_ns - 1_000_000_000;
+        s.requests = t.requests.clone().map(|mut b| {
+            for r in &mut b.records {
+                r.start_ns += base;
+            }
+            b
+        });
+        s.kernel_events = t
+            .spans
+            .iter()
+            .cloned()
+            .map(|mut k| {
+                k.start_ns += base;
+                k.end_ns += base;
+                k
+            })
+            .collect();
         self.lines.push(Recording::sample_line(&s));
     }
 
@@ -1285,6 +1308,215 @@ fn generate_rdma_srq_dried_once() {
                     ..P::default()
                 }],
                 buffers: vec![(0, 1 << 30)],
+                ..Tick::default()
+            }
+        },
+    );
+}
+
+/// A request of `total` ns starting at `start` (relative), split over the target's stages as a
+/// malloc read is (parse and submit, the copy, waiting for the batched send).
+fn request(cid: u32, start: u64, total: u64, stuck_in_backend: u64) -> RequestRecord {
+    let to_backend = total.saturating_sub(stuck_in_backend) / 5;
+    let backend = 1_100.min(total / 10) + stuck_in_backend;
+    RequestRecord {
+        reactor: 0,
+        qpair: 0,
+        cid,
+        start_ns: start,
+        total_ns: total,
+        stages: vec![
+            ("capsule".into(), 0),
+            ("to_backend".into(), to_backend),
+            ("backend".into(), backend),
+            ("to_wire".into(), total.saturating_sub(to_backend + backend)),
+        ],
+    }
+}
+
+/// One second of records as the ring collector keeps them: every `every`-th request of `iops`
+/// (latency shaped around `p50_ns`) plus the slowest ones: `ordinary_slow` just past the
+/// distribution's top bucket, and `delayed` (start, total, delay) held by a kernel event.
+fn batch(
+    iops: f64,
+    p50_ns: f64,
+    every: u64,
+    ordinary_slow: u64,
+    delayed: &[(u64, u64, u64)],
+) -> RequestBatch {
+    let n = (iops / every as f64) as u64;
+    let mut records = Vec::new();
+    for i in 0..n {
+        // The generator's latency shape: 55 % at the median, 30 % ×1.15, 12 % ×1.5, 3 % ×3.
+        let u = (i * 7919 % 100) as f64 / 100.0;
+        let mult = if u < 0.55 {
+            1.0
+        } else if u < 0.85 {
+            1.15
+        } else if u < 0.97 {
+            1.5
+        } else {
+            3.0
+        };
+        let start = i * 1_000_000_000 / n.max(1);
+        records.push(request(i as u32 % 128, start, (p50_ns * mult) as u64, 0));
+    }
+    for i in 0..ordinary_slow {
+        let start = 3_000 + i * 1_000_000_000 / ordinary_slow.max(1);
+        let total = (p50_ns * (3.1 + (i % 10) as f64 * 0.1)) as u64;
+        records.push(request(1000 + i as u32 % 128, start, total, 0));
+    }
+    for (i, &(start, total, delay)) in delayed.iter().enumerate() {
+        records.push(request(2000 + i as u32 % 128, start, total, delay));
+    }
+    let kept = records.len() as u64;
+    RequestBatch {
+        completed: iops as u64,
+        dropped: (iops as u64).saturating_sub(kept),
+        lost_records: 0,
+        policy: format!(
+            "slowest {} + every {every}th",
+            ordinary_slow + delayed.len() as u64
+        ),
+        records,
+    }
+}
+
+#[test]
+#[ignore = "writes tests/fixtures/issue12_*.jsonl; run on purpose"]
+fn generate_issue12_fixtures() {
+    // Healthy: QD32 at the transport ceiling on a core the kernel also uses: 0.8 % of the time
+    // runnable-not-running, ~300 involuntary switches/s by kdamond.0, rcu_preempt and kworkers
+    // (slices of ~27 µs), as issue 12 measured on a quiet machine. Records and events (a third
+    // of the preemptions, to keep the file small): each holds a request in flight for its 27 µs.
+    run(
+        "issue12_healthy_qd32_background",
+        info(&[0], "lo", "poll", "malloc", None),
+        one_node(2),
+        9,
+        |_| {
+            let mut r = loaded(0, &[(0, 430_000.0, 8.0, 32)], 2_300.0);
+            r.thread = Some(Th {
+                cpu: 0.99,
+                rq_wait: 0.008,
+                involuntary: 300.0,
+                migrations: Some(0.0),
+                allowed: vec![0],
+                last_cpu: Some(0),
+            });
+            let mut k = tcp_syscalls(&r);
+            k.preempted = 0.008;
+            k.preemptions = 300.0;
+            k.intruder = Some((97, "kdamond.0".into()));
+            r.kernel = Some(k);
+            let who = [(97, "kdamond.0"), (16, "rcu_preempt"), (812, "kworker/0:1")];
+            let spans: Vec<KernelSpan> = (0..100u64)
+                .map(|i| {
+                    let (pid, comm) = who[(i % 3) as usize];
+                    let start = 1_000_000 + i * 9_900_000;
+                    KernelSpan {
+                        cause: KernelCause::Preemption {
+                            pid,
+                            comm: comm.into(),
+                        },
+                        reactor: Some(0),
+                        start_ns: start,
+                        end_ns: start + 27_000,
+                    }
+                })
+                .collect();
+            // Each preemption holds the ~3 requests in flight at the target for its 27 µs.
+            let delayed: Vec<(u64, u64, u64)> = spans
+                .iter()
+                .map(|s| (s.start_ns - 2_000, 37_000, 27_000))
+                .collect();
+            Tick {
+                reactors: vec![r],
+                netdevs: vec![lo()],
+                buffers: vec![(0, 1 << 30)],
+                requests: Some(batch(430_000.0, 8_000.0, 4_000, 100, &delayed)),
+                spans,
+                ..Tick::default()
+            }
+        },
+    );
+    // Faults: initiators at QD2 and QD4 on a reactor that looks busy (each I/O pays its own
+    // receive and send) but has headroom: issue 12's sweep figures, 195K and 308K IOPS.
+    for (name, depth, iops, busy, p50_us) in [
+        ("issue12_qd2_headroom", 2u64, 195_000.0, 0.88, 3.0),
+        ("issue12_qd4_headroom", 4, 308_000.0, 0.95, 3.5),
+    ] {
+        run(
+            name,
+            info(&[0], "lo", "poll", "malloc", None),
+            one_node(2),
+            9,
+            move |_| {
+                let mut r = loaded(0, &[(0, iops, p50_us, depth)], busy * 1e9 / iops);
+                r.kernel = Some(tcp_syscalls(&r));
+                Tick {
+                    reactors: vec![r],
+                    netdevs: vec![lo()],
+                    buffers: vec![(0, 1 << 30)],
+                    ..Tick::default()
+                }
+            },
+        );
+    }
+    // Fault: a CPU hog on the reactor's core in bursts of 3 ms every 100 ms (its CFS slice):
+    // 3 % of the core, and every request the reactor holds when a burst starts waits it out.
+    run(
+        "issue12_bursty_hog",
+        info(&[0], "lo", "poll", "malloc", None),
+        one_node(2),
+        9,
+        |_| {
+            let mut r = loaded(0, &[(0, 400_000.0, 8.0, 32)], 2_450.0);
+            r.thread = Some(Th {
+                cpu: 0.97,
+                rq_wait: 0.03,
+                involuntary: 20.0,
+                migrations: Some(0.0),
+                allowed: vec![0],
+                last_cpu: Some(0),
+            });
+            let mut k = tcp_syscalls(&r);
+            k.preempted = 0.03;
+            k.preemptions = 10.0;
+            k.intruder = Some((31_337, "stress-ng-cpu".into()));
+            r.kernel = Some(k);
+            let spans: Vec<KernelSpan> = (0..10u64)
+                .map(|i| {
+                    let start = 50_000_000 + i * 100_000_000;
+                    KernelSpan {
+                        cause: KernelCause::Preemption {
+                            pid: 31_337,
+                            comm: "stress-ng-cpu".into(),
+                        },
+                        reactor: Some(0),
+                        start_ns: start,
+                        end_ns: start + 3_000_000,
+                    }
+                })
+                .collect();
+            let delayed: Vec<(u64, u64, u64)> = spans
+                .iter()
+                .flat_map(|s| {
+                    (0..4).map(move |j| {
+                        (
+                            s.start_ns - 2_000 - j * 1_500,
+                            3_008_000 + j * 1_500,
+                            3_000_000,
+                        )
+                    })
+                })
+                .collect();
+            Tick {
+                reactors: vec![r],
+                netdevs: vec![lo()],
+                buffers: vec![(0, 1 << 30)],
+                requests: Some(batch(400_000.0, 8_000.0, 4_000, 100, &delayed)),
+                spans,
                 ..Tick::default()
             }
         },

@@ -317,6 +317,7 @@ fn window() -> impl Strategy<Value = Window> {
                     ..MemorySample::default()
                 }),
                 tcp_retransmits: retx,
+                requests: None,
                 total: TotalWindow {
                     iops: ti,
                     avg_outstanding: ta,

@@ -35,6 +35,7 @@ pub mod spdk_poll_groups;
 pub mod stall;
 pub mod starvation;
 pub mod syscalls;
+pub mod tail;
 
 /// What a detector sees besides the current window.
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +73,7 @@ pub fn default_detectors() -> Vec<Box<dyn Detector>> {
         Box::new(spdk_buffers::SpdkBuffers),
         Box::new(spdk_idle::SpdkIdle),
         Box::new(spdk_cpu::SpdkCpu),
+        Box::new(tail::Tail),
     ]
 }
 
