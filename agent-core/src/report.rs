@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::finding::{Finding, Recommendation};
 use crate::hist::Hist;
+use crate::requests::TailAttribution;
 use crate::sample::TargetInfo;
 use crate::snapshot::WindowSummary;
 use crate::topology::Topology;
@@ -58,6 +59,10 @@ pub struct Report {
     pub agent_cost: Option<AgentCost>,
     /// Where the data came from: "live" or the recording's path.
     pub source: String,
+    /// Tail attribution (the slow requests' stages and the kernel events that overlapped them),
+    /// from the window where a cause explained the most, when request records were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tail: Option<TailAttribution>,
 }
 
 fn us(ns: u64) -> String {
@@ -383,6 +388,9 @@ impl Report {
             }
         }
 
+        if let Some(t) = &self.tail {
+            o.push_str(&tail_markdown(t));
+        }
         let _ = writeln!(o, "\n## Data sources\n");
         for c in &t.capabilities {
             let _ = writeln!(
@@ -438,14 +446,15 @@ svg text{{font-size:11px;font-family:sans-serif}}</style></head><body><h1>{title
                 w.seconds()
             );
         }
-        let _ = write!(o, "<h2>Findings</h2>");
+        let _ = write!(o, "<section id=\"findings\"><h2>Findings</h2>");
         if self.findings.is_empty() {
             let _ = write!(o, "<p>No fault held for long enough to be reported.</p>");
         }
         for f in &self.findings {
             let _ = write!(
                 o,
-                "<h3 class=\"{sev}\">[{sev}] {} — {}</h3><p>{}</p><table><tr><th>evidence</th><th>value</th></tr>",
+                "<div class=\"finding {sev}\" data-kind=\"{}\"><h3 class=\"{sev}\">[{sev}] {} — {}</h3><p>{}</p><table><tr><th>evidence</th><th>value</th></tr>",
+                f.kind.name(),
                 f.kind.name(),
                 esc(&f.subject.to_string()),
                 esc(&f.summary),
@@ -462,12 +471,15 @@ svg text{{font-size:11px;font-family:sans-serif}}</style></head><body><h1>{title
             }
             let _ = write!(
                 o,
-                "</table><p>Held for {} window(s); confidence {:.0} %.</p>",
+                "</table><p>Held for {} window(s); confidence {:.0} %.</p></div>",
                 f.windows,
                 f.confidence * 100.0
             );
         }
-        let _ = write!(o, "<h2>Recommendations</h2>");
+        let _ = write!(
+            o,
+            "</section><section id=\"recommendations\"><h2>Recommendations</h2>"
+        );
         for r in &self.recommendations {
             let _ = write!(
                 o,
@@ -483,7 +495,11 @@ svg text{{font-size:11px;font-family:sans-serif}}</style></head><body><h1>{title
             }
             let _ = write!(o, "</ul><pre>{}</pre>", esc(&r.fragment));
         }
-        let _ = write!(o, "<h2>IOPS over time</h2>");
+        let _ = write!(o, "</section>");
+        if let Some(t) = &self.tail {
+            o.push_str(&tail_html(t));
+        }
+        let _ = write!(o, "<section id=\"charts\"><h2>IOPS over time</h2>");
         o.push_str(&self.series_chart(|s| {
             s.reactors
                 .iter()
@@ -506,8 +522,12 @@ svg text{{font-size:11px;font-family:sans-serif}}</style></head><body><h1>{title
                 }
             }
         }
+        let _ = write!(o, "</section>");
         if !topology_svg.is_empty() {
-            let _ = write!(o, "<h2>Topology</h2>{topology_svg}");
+            let _ = write!(
+                o,
+                "<section id=\"topology\"><h2>Topology</h2>{topology_svg}</section>"
+            );
         }
         let _ = write!(
             o,
@@ -582,6 +602,213 @@ svg text{{font-size:11px;font-family:sans-serif}}</style></head><body><h1>{title
 }
 
 /// A bar chart of a latency histogram's non-empty buckets (log-linear, so bars are buckets).
+fn cause_line(c: &crate::requests::TailCause) -> String {
+    format!(
+        "{} {}{}",
+        c.cause.kind(),
+        c.cause.who(),
+        c.reactor
+            .map(|r| format!(" on reactor {r}"))
+            .unwrap_or_default()
+    )
+}
+
+/// The tail attribution as Markdown.
+fn tail_markdown(t: &TailAttribution) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\n## Tail attribution\n\n{} request record(s) above p99 ({}; median {}) of {} requests in the window.\n",
+        t.slow,
+        us(t.threshold_ns),
+        us(t.median_ns),
+        t.requests
+    );
+    let _ = writeln!(
+        o,
+        "| stage | mean above p99 | mean at or under p99 |\n|---|---|---|"
+    );
+    for s in &t.stages {
+        let _ = writeln!(
+            o,
+            "| {} | {} | {} |",
+            s.name,
+            us(s.slow_mean_ns as u64),
+            us(s.typical_mean_ns as u64)
+        );
+    }
+    if !t.causes.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n| kernel cause | slow requests overlapped | events | added delay (mean) | share of the tail |\n|---|---|---|---|---|"
+        );
+        for c in &t.causes {
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} |",
+                cause_line(c),
+                c.requests,
+                c.events,
+                us(c.added_ns as u64),
+                pct(if t.excess_ns > 0.0 {
+                    c.explained_ns / t.excess_ns
+                } else {
+                    0.0
+                })
+            );
+        }
+    }
+    if let Some(m) = &t.max {
+        let stages: Vec<String> = m
+            .request
+            .stages
+            .iter()
+            .map(|(n, ns)| format!("{n} {}", us(*ns)))
+            .collect();
+        let _ = writeln!(
+            o,
+            "\nSlowest: qpair {}.{} cid {}, {} ({}){}",
+            m.request.reactor,
+            m.request.qpair,
+            m.request.cid,
+            us(m.request.total_ns),
+            stages.join(", "),
+            if m.overlapped.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; overlapped by {}",
+                    m.overlapped
+                        .iter()
+                        .map(|s| format!(
+                            "{} {} ({})",
+                            s.cause.kind(),
+                            s.cause.who(),
+                            us(s.end_ns.saturating_sub(s.start_ns))
+                        ))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+    }
+    o
+}
+
+/// Colours of stacked stages, in order.
+const STAGE_COLOURS: [&str; 6] = [
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#edc948",
+];
+
+/// The tail attribution as an HTML section: a stacked bar per group (requests above p99, the
+/// others) split by stage, and the kernel causes.
+fn tail_html(t: &TailAttribution) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<section id=\"tail-attribution\"><h2>Tail attribution</h2><p>{} request record(s) above p99 ({}; median {}) of {} requests.</p>",
+        t.slow,
+        esc(&us(t.threshold_ns)),
+        esc(&us(t.median_ns)),
+        t.requests
+    );
+    let (w, bar_h, left) = (720.0, 26.0, 150.0);
+    let rows = [
+        (
+            "above p99",
+            t.stages.iter().map(|s| s.slow_mean_ns).collect::<Vec<_>>(),
+        ),
+        (
+            "at or under p99",
+            t.stages
+                .iter()
+                .map(|s| s.typical_mean_ns)
+                .collect::<Vec<_>>(),
+        ),
+    ];
+    let _ = write!(
+        o,
+        "<svg class=\"chart stage-breakdown\" width=\"{w}\" height=\"{}\" viewBox=\"0 0 {w} {}\">",
+        3.0 * bar_h + 40.0,
+        3.0 * bar_h + 40.0
+    );
+    for (i, (label, vals)) in rows.iter().enumerate() {
+        let total: f64 = vals.iter().sum();
+        let y = 10.0 + i as f64 * (bar_h + 10.0);
+        let _ = write!(
+            o,
+            "<text x=\"0\" y=\"{}\">{label} ({})</text>",
+            y + bar_h * 0.65,
+            esc(&us(total as u64))
+        );
+        let mut x = left;
+        for (j, v) in vals.iter().enumerate() {
+            let width = if total > 0.0 {
+                v / total * (w - left - 10.0)
+            } else {
+                0.0
+            };
+            let _ = write!(
+                o,
+                "<rect class=\"stage\" data-stage=\"{}\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{bar_h}\" fill=\"{}\"><title>{}: {}</title></rect>",
+                esc(&t.stages[j].name),
+                STAGE_COLOURS[j % STAGE_COLOURS.len()],
+                esc(&t.stages[j].name),
+                esc(&us(*v as u64))
+            );
+            x += width;
+        }
+    }
+    let ly = 2.0 * (bar_h + 10.0) + 25.0;
+    let mut lx = left;
+    for (j, s) in t.stages.iter().enumerate() {
+        let _ = write!(
+            o,
+            "<rect x=\"{lx:.0}\" y=\"{:.0}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{:.0}\" y=\"{:.0}\">{}</text>",
+            ly - 9.0,
+            STAGE_COLOURS[j % STAGE_COLOURS.len()],
+            lx + 14.0,
+            ly,
+            esc(&s.name)
+        );
+        lx += 110.0;
+    }
+    let _ = write!(o, "</svg>");
+    let _ = write!(
+        o,
+        "<table class=\"tail-causes\"><tr><th>kernel cause</th><th>slow requests overlapped</th><th>events</th><th>added delay (mean)</th><th>share of the tail</th></tr>"
+    );
+    for c in &t.causes {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&cause_line(c)),
+            c.requests,
+            c.events,
+            esc(&us(c.added_ns as u64)),
+            esc(&pct(if t.excess_ns > 0.0 {
+                c.explained_ns / t.excess_ns
+            } else {
+                0.0
+            }))
+        );
+    }
+    let _ = write!(o, "</table>");
+    if let Some(m) = &t.max {
+        let _ = write!(
+            o,
+            "<p class=\"slowest\">Slowest: qpair {}.{} cid {}, {}; {} kernel event(s) overlapped it.</p>",
+            m.request.reactor,
+            m.request.qpair,
+            m.request.cid,
+            esc(&us(m.request.total_ns)),
+            m.overlapped.len()
+        );
+    }
+    let _ = write!(o, "</section>");
+    o
+}
+
 fn histogram_chart(h: &Hist) -> String {
     let buckets = h.buckets();
     let (w, hh, pad) = (900.0, 200.0, 40.0);
@@ -704,8 +931,58 @@ mod tests {
                 max_rss_bytes: 8 << 20,
             }),
             source: "live".into(),
+            tail: Some(crate::requests::TailAttribution {
+                threshold_ns: 30_000,
+                median_ns: 8_000,
+                requests: 400_000,
+                slow: 50,
+                total_latency_ns: 3.2e9,
+                excess_ns: 1.2e8,
+                stages: vec![crate::requests::StageShare {
+                    name: "backend".into(),
+                    slow_mean_ns: 2_400_000.0,
+                    typical_mean_ns: 1_100.0,
+                }],
+                causes: vec![crate::requests::TailCause {
+                    cause: crate::requests::KernelCause::Preemption {
+                        pid: 31_337,
+                        comm: "hog<1>".into(),
+                    },
+                    reactor: Some(0),
+                    requests: 40,
+                    events: 10,
+                    added_ns: 2_400_000.0,
+                    explained_ns: 9.6e7,
+                }],
+                ..Default::default()
+            }),
             ..Report::default()
         }
+    }
+
+    #[test]
+    fn html_sections_have_stable_ids_and_the_tail_is_a_stacked_chart() {
+        let html = report().to_html("<svg id=\"topo\"></svg>");
+        for id in [
+            "id=\"findings\"",
+            "id=\"recommendations\"",
+            "id=\"tail-attribution\"",
+            "id=\"charts\"",
+            "id=\"topology\"",
+            "class=\"chart stage-breakdown\"",
+            "data-stage=\"backend\"",
+            "class=\"tail-causes\"",
+            "data-kind=\"initiator_limited\"",
+        ] {
+            assert!(html.contains(id), "{id} missing");
+        }
+        assert!(html.contains("hog&lt;1&gt;"), "cause names are escaped");
+        let md = report().to_markdown();
+        assert!(
+            md.contains("## Tail attribution")
+                && md.contains("preemption hog<1> (pid 31337) on reactor 0 | 40 | 10"),
+            "{md}"
+        );
     }
 
     #[test]

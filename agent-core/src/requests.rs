@@ -431,6 +431,25 @@ pub fn build(
     Some(w)
 }
 
+/// The tail a report shows: of the windows', the one whose strongest cause explains the most
+/// latency; without any cause, the newest tail.
+pub fn worst_tail<'a>(
+    windows: impl Iterator<Item = &'a crate::window::Window>,
+) -> Option<TailAttribution> {
+    let tails: Vec<&TailAttribution> = windows
+        .filter_map(|w| w.requests.as_ref().and_then(|r| r.tail.as_ref()))
+        .collect();
+    let strongest =
+        |t: &TailAttribution| t.causes.iter().map(|c| c.explained_ns).fold(0.0, f64::max);
+    tails
+        .iter()
+        .copied()
+        .filter(|t| strongest(t) > 0.0)
+        .max_by(|a, b| strongest(a).total_cmp(&strongest(b)))
+        .or(tails.last().copied())
+        .cloned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,6 +247,7 @@ fn build_report(
         recommendations: final_recommendations(analyzer),
         agent_cost: cost,
         source,
+        tail: agent_core::requests::worst_tail(analyzer.windows()),
     }
 }
 

@@ -79,7 +79,9 @@ impl Session {
     pub fn open(attach: &AttachArgs, opts: &SessionOptions) -> Result<Session> {
         let reader = attach.open()?;
         let pid = reader.header().pid;
-        let mut collectors: Vec<Box<dyn Collector>> = vec![Box::new(RingCollector::new(reader))];
+        // Counters and request records (bounded per tick: see collect::ring).
+        let mut collectors: Vec<Box<dyn Collector>> =
+            vec![Box::new(RingCollector::with_records(reader))];
         collectors.extend(crate::collect::standard::standard(pid));
         // After procfs, which resolves the reactor tids the probes filter on.
         if opts.kernel {

@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use agent_core::requests::{KernelCause, KernelSpan};
 use agent_core::sample::{
     Capability, KernelDeviceSample, KernelReactorSample, KernelSample, Sample, TargetInfo,
 };
@@ -148,6 +149,116 @@ pub fn summarize(statuses: &[ProbeStatus]) -> (bool, String) {
     (any, parts.join("; "))
 }
 
+/// Interrupt runs on a reactor core streamed for tail attribution: 20 µs is several times a
+/// request's time at the target, shorter runs are the per-packet work every request pays.
+pub const STREAM_IRQ_MIN_NS: u64 = 20_000;
+
+/// Block requests streamed for tail attribution: 1 ms is slow for any flash device.
+pub const STREAM_BLOCK_MIN_NS: u64 = 1_000_000;
+
+/// Kernel events kept per sample: a bound on what a storm (a hog preempting thousands of times a
+/// second) can put into one sample; the rest are counted by the aggregates anyway.
+pub const MAX_EVENTS_PER_SAMPLE: usize = 4096;
+
+/// Softirq vector names (`include/linux/interrupt.h`).
+const SOFTIRQS: [&str; 10] = [
+    "HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU",
+];
+
+/// The kernel events that explain a slow request, as spans on the one clock: preemptions of a
+/// reactor thread (by the task that ran), long interrupts on a reactor's core, slow block
+/// requests of a namespace's device, retransmits. Others (wake-ups, syscalls, samples) are left
+/// out.
+pub fn spans_of(
+    info: &TargetInfo,
+    devices: &[(BlockDev, String)],
+    events: &[probes::KernelEvent],
+) -> Vec<KernelSpan> {
+    use probes::KernelEvent as K;
+    let by_tid = |tid: u32| {
+        info.reactors
+            .iter()
+            .find(|r| r.tid == Some(tid))
+            .map(|r| r.index)
+    };
+    let by_cpu = |cpu: u32| {
+        info.reactors
+            .iter()
+            .find(|r| r.core == cpu)
+            .map(|r| r.index)
+    };
+    let mut out = Vec::new();
+    for ev in events {
+        let span = match ev {
+            K::Preempted {
+                tid,
+                start_ns,
+                end_ns,
+                by_pid,
+                by_comm,
+                ..
+            } => by_tid(*tid).map(|r| KernelSpan {
+                cause: KernelCause::Preemption {
+                    pid: *by_pid,
+                    comm: by_comm.clone(),
+                },
+                reactor: Some(r),
+                start_ns: *start_ns,
+                end_ns: *end_ns,
+            }),
+            K::IrqTime {
+                cpu,
+                kind,
+                vector,
+                start_ns,
+                duration_ns,
+            } => by_cpu(*cpu).map(|r| KernelSpan {
+                cause: match kind {
+                    IrqKind::Hard => KernelCause::Irq {
+                        name: format!("irq {vector}"),
+                    },
+                    IrqKind::Soft => KernelCause::Softirq {
+                        name: SOFTIRQS
+                            .get(*vector as usize)
+                            .map_or_else(|| format!("softirq {vector}"), |n| (*n).to_string()),
+                    },
+                },
+                reactor: Some(r),
+                start_ns: *start_ns,
+                end_ns: start_ns.saturating_add(*duration_ns),
+            }),
+            K::BlockRq {
+                dev,
+                issue_ns,
+                latency_ns,
+                ..
+            } => devices
+                .iter()
+                .find(|(d, _)| d == dev)
+                .map(|(_, name)| KernelSpan {
+                    cause: KernelCause::Block {
+                        device: name.clone(),
+                    },
+                    reactor: None,
+                    start_ns: *issue_ns,
+                    end_ns: issue_ns.saturating_add(*latency_ns),
+                }),
+            K::TcpRetransmit { ts_ns, .. } => Some(KernelSpan {
+                cause: KernelCause::Retransmit,
+                reactor: None,
+                start_ns: *ts_ns,
+                end_ns: *ts_ns,
+            }),
+            _ => None,
+        };
+        out.extend(span);
+        if out.len() >= MAX_EVENTS_PER_SAMPLE {
+            break;
+        }
+    }
+    out
+}
+
 /// Kernel probes for one target process.
 pub struct KernelCollector {
     pid: u32,
@@ -179,11 +290,13 @@ impl KernelCollector {
         if filter.pid.is_none() && self.pid != 0 {
             filter.pid = Some(self.pid);
         }
-        // The collector reads the aggregates only: stream nothing optional.
+        // Stream what explains a slow request (tail attribution): interrupts on reactor cores and
+        // block requests long enough to matter; preemptions and retransmits always stream. No
+        // per-connection TCP samples, no wake-ups.
         filter.stream = StreamThresholds {
-            irq_min_ns: None,
+            irq_min_ns: Some(STREAM_IRQ_MIN_NS),
             syscall_min_ns: None,
-            block_min_ns: None,
+            block_min_ns: Some(STREAM_BLOCK_MIN_NS),
             tcp_sample_interval_ns: None,
             wakeup_latency_min_ns: None,
         };
@@ -347,10 +460,14 @@ impl Collector for KernelCollector {
         if set.running().is_empty() {
             return;
         }
-        // Events are for `ringside trace --kernel`; drain them so the ring never fills.
-        let _ = set.poll(Duration::ZERO);
+        // The events that explain slow requests join the sample (bounded); the ring is drained
+        // every tick so it never fills.
+        let devices = namespace_devices(info);
+        if let Ok(events) = set.poll(Duration::ZERO) {
+            sample.kernel_events = spans_of(info, &devices, &events);
+        }
         if let Ok(agg) = set.read_aggregates() {
-            sample.kernel = Some(kernel_sample(info, &agg));
+            sample.kernel = Some(kernel_sample_with(info, &agg, &devices));
         }
     }
 }
@@ -390,6 +507,56 @@ mod tests {
             }],
             ..TargetInfo::default()
         }
+    }
+
+    #[test]
+    fn preemptions_and_long_interrupts_become_spans_of_their_reactor() {
+        let events = vec![
+            probes::KernelEvent::Preempted {
+                tid: 101,
+                cpu: 1,
+                start_ns: 1_000,
+                end_ns: 3_001_000,
+                resumed_cpu: 1,
+                by_pid: 77,
+                by_comm: "hog".into(),
+            },
+            probes::KernelEvent::IrqTime {
+                cpu: 0,
+                kind: IrqKind::Soft,
+                vector: 3,
+                start_ns: 5_000,
+                duration_ns: 40_000,
+            },
+            // Another process's thread: not a reactor, not kept.
+            probes::KernelEvent::Preempted {
+                tid: 999,
+                cpu: 1,
+                start_ns: 1,
+                end_ns: 2,
+                resumed_cpu: 1,
+                by_pid: 1,
+                by_comm: "x".into(),
+            },
+        ];
+        let spans = spans_of(&info(), &[], &events);
+        assert_eq!(spans.len(), 2, "{spans:?}");
+        assert_eq!(spans[0].reactor, Some(0));
+        assert_eq!(
+            spans[0].cause,
+            KernelCause::Preemption {
+                pid: 77,
+                comm: "hog".into()
+            }
+        );
+        assert_eq!(spans[0].end_ns - spans[0].start_ns, 3_000_000);
+        assert_eq!(spans[1].reactor, Some(1), "cpu 0 is reactor 1's core");
+        assert_eq!(
+            spans[1].cause,
+            KernelCause::Softirq {
+                name: "NET_RX".into()
+            }
+        );
     }
 
     #[test]

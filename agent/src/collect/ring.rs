@@ -4,18 +4,44 @@
 //!
 //! This collector also describes the target (reactors, listeners, namespaces, stages, settings)
 //! from the file's description section.
+//!
+//! With records on ([`RingCollector::with_records`]) it also reads each reactor's ring once per
+//! tick and rebuilds the requests it holds ([`crate::requests::RequestBuilder`]): bounded by the
+//! ring's size (a tick reads at most one ring's worth per reactor, the newest; what the writer
+//! overwrote since the previous tick is counted as lost, not read), and of the requests rebuilt
+//! it keeps the [`KEEP_SLOWEST`] slowest and every [`KEEP_EVERY`]-th of the rest, and says so in
+//! the sample's [`RequestBatch`]. At full load a 64K-record ring holds a few ms: the records are a
+//! slice of each second, the counters' histograms still count every request.
 
 use agent_core::hist::Hist;
+use agent_core::requests::{RequestBatch, RequestRecord};
 use agent_core::sample::{
     Capability, ListenerInfo, NamespaceInfo, QpairSample, RdmaReactorSample, ReactorInfo,
     ReactorSample, Sample, TargetInfo,
 };
-use trace_ring::TraceReader;
+use trace_ring::{Event, Record, RingCursor, Start, TraceReader};
+
+use crate::requests::{Request, RequestBuilder};
+
+/// Slowest requests kept per tick (the tail attribution's material).
+pub const KEEP_SLOWEST: usize = 512;
+
+/// Of the other requests, every this-many-th is kept (the per-stage latency's material).
+pub const KEEP_EVERY: u64 = 64;
+
+/// Reads the rings' request records.
+struct Records {
+    cursors: Vec<RingCursor>,
+    builder: RequestBuilder,
+    buf: Vec<Record>,
+    seen: u64,
+}
 
 /// Reads the counters pages of one trace file.
 pub struct RingCollector {
     reader: TraceReader,
     gone_noted: bool,
+    records: Option<Records>,
 }
 
 impl RingCollector {
@@ -24,7 +50,83 @@ impl RingCollector {
         RingCollector {
             reader,
             gone_noted: false,
+            records: None,
         }
+    }
+
+    /// Also reads request records from the rings (see the module doc for the bounds).
+    pub fn with_records(reader: TraceReader) -> RingCollector {
+        let cursors = (0..reader.reactors())
+            .filter_map(|r| reader.cursor(r, Start::Now).ok())
+            .collect();
+        let builder = RequestBuilder::new(reader.description());
+        RingCollector {
+            records: Some(Records {
+                cursors,
+                builder,
+                buf: Vec::new(),
+                seen: 0,
+            }),
+            ..RingCollector::new(reader)
+        }
+    }
+
+    /// Reads new records, rebuilds requests, keeps a bounded set.
+    fn read_records(&mut self) -> Option<RequestBatch> {
+        let clock = self.reader.clock();
+        let rec = self.records.as_mut()?;
+        let mut batch = RequestBatch {
+            policy: format!("slowest {KEEP_SLOWEST} + every {KEEP_EVERY}th of the rest"),
+            ..RequestBatch::default()
+        };
+        let mut done: Vec<Request> = Vec::new();
+        for c in &mut rec.cursors {
+            rec.buf.clear();
+            let st = c.poll(&mut rec.buf);
+            batch.lost_records += st.lost;
+            for r in &rec.buf {
+                let ev = Event {
+                    reactor: c.reactor(),
+                    record: *r,
+                };
+                if let Some(req) = rec.builder.push(&ev, |t| clock.to_mono_ns(t)) {
+                    done.push(req);
+                }
+            }
+        }
+        batch.completed = done.len() as u64;
+        // The slowest first; then every KEEP_EVERY-th of the rest (by arrival).
+        let mut order: Vec<usize> = (0..done.len()).collect();
+        order.sort_unstable_by_key(|&i| std::cmp::Reverse(done[i].total_ns));
+        let mut keep = vec![false; done.len()];
+        for &i in order.iter().take(KEEP_SLOWEST) {
+            keep[i] = true;
+        }
+        for k in keep.iter_mut() {
+            rec.seen += 1;
+            if !*k && rec.seen % KEEP_EVERY == 0 {
+                *k = true;
+            }
+        }
+        for (req, k) in done.into_iter().zip(keep) {
+            if k {
+                batch.records.push(RequestRecord {
+                    reactor: req.reactor,
+                    qpair: req.qpair,
+                    cid: req.cid,
+                    start_ns: req.start_ns,
+                    total_ns: req.total_ns,
+                    stages: req
+                        .stages
+                        .into_iter()
+                        .skip(1)
+                        .map(|s| (s.name, s.delta_ns))
+                        .collect(),
+                });
+            }
+        }
+        batch.dropped = batch.completed - batch.records.len() as u64;
+        Some(batch)
     }
 
     /// The reader (for `ringside trace --kernel` and tests).
@@ -200,6 +302,7 @@ impl super::Collector for RingCollector {
                 .collect();
             sample.reactors.push(rs);
         }
+        sample.requests = self.read_records();
     }
 }
 
@@ -229,6 +332,87 @@ mod tests {
         };
         TraceFile::create(dir, "rdma-ring", std::process::id(), &desc, &layout)
             .expect("create a trace file")
+    }
+
+    #[test]
+    fn records_become_requests_the_slowest_kept_and_lost_ones_counted() {
+        use trace_ring::description::{TpRole, TracepointDesc};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tp = |id: u16, name: &str, role| TracepointDesc {
+            id,
+            name: name.into(),
+            group: "tcp".into(),
+            args: Vec::new(),
+            role,
+        };
+        let desc = Description {
+            reactors: vec![ReactorDesc::default()],
+            tracepoints: vec![
+                tp(0x100, "tcp.capsule", TpRole::Begin),
+                tp(0x101, "tcp.backend", TpRole::Stage),
+                tp(0x102, "tcp.sent", TpRole::End),
+            ],
+            ..Description::default()
+        };
+        let layout = Layout {
+            reactors: 1,
+            ring_records: 4096,
+            qpair_slots: 4,
+            stages: 0,
+        };
+        let tf = TraceFile::create(dir.path(), "records", std::process::id(), &desc, &layout)
+            .expect("create a trace file");
+        let mut w = tf.take_reactor(0).expect("reactor 0");
+        let reader = TraceReader::open(tf.path()).expect("open");
+        let mut rc = RingCollector::with_records(reader);
+        let mut info = TargetInfo::default();
+        rc.describe(&mut info);
+        let base = trace_ring::tsc::now();
+        let per_us = tf.clock().ns_to_ticks(1_000).max(1);
+        let tsc = |us: u64| base + us * per_us;
+        // 1000 requests, every 10th ten times slower in its backend stage.
+        for i in 0..1000u64 {
+            let cid = (i % 64) as u32;
+            let slow = if i % 10 == 0 { 10 } else { 1 };
+            w.ring.record_at(tsc(i * 100), 0x100, 1, cid, 0, 0);
+            w.ring.record_at(tsc(i * 100 + 2), 0x101, 1, cid, 0, 0);
+            w.ring
+                .record_at(tsc(i * 100 + 2 + 5 * slow), 0x102, 1, cid, 0, 0);
+        }
+        let mut s = Sample::default();
+        rc.collect(&info, &mut s);
+        let b = s.requests.expect("records read");
+        assert_eq!(b.completed, 1000);
+        assert_eq!(b.lost_records, 0);
+        assert_eq!(
+            b.records.len() as u64 + b.dropped,
+            1000,
+            "kept and dropped add up"
+        );
+        assert!(b.records.len() <= KEEP_SLOWEST + 1000 / KEEP_EVERY as usize + 1);
+        let max = b.records.iter().map(|r| r.total_ns).max().unwrap_or(0);
+        assert!(max > 0);
+        let slow = b
+            .records
+            .iter()
+            .filter(|r| r.stages.iter().any(|(n, _)| n == "tcp.sent"))
+            .filter(|r| r.total_ns > max / 2)
+            .count();
+        assert_eq!(slow, 100, "every slow request is among the kept");
+        // A second tick after the ring lapped: what was overwritten is counted, not read.
+        for i in 0..3000u64 {
+            let cid = (i % 64) as u32;
+            w.ring
+                .record_at(tsc(200_000 + i * 100), 0x100, 1, cid, 0, 0);
+            w.ring
+                .record_at(tsc(200_000 + i * 100 + 2), 0x102, 1, cid, 0, 0);
+        }
+        let mut s = Sample::default();
+        rc.collect(&info, &mut s);
+        let b = s.requests.expect("records read");
+        // A lapped ring yields its newest 4095 records (the oldest slot may be mid-overwrite).
+        assert_eq!(b.lost_records, 6000 - 4095);
+        assert!(b.completed > 1000 && b.completed <= 2048, "{}", b.completed);
     }
 
     #[test]
