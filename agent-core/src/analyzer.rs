@@ -133,7 +133,8 @@ impl Analyzer {
         if sample.t_ns < prev.t_ns {
             return None;
         }
-        self.pending_batches.extend(sample.requests.take());
+        self.pending_batches
+            .extend(sample.requests.take().map(|b| *b));
         self.pending_spans.append(&mut sample.kernel_events);
         let due = self.cfg.window_ns - self.cfg.window_ns / 10;
         if sample.t_ns - prev.t_ns < due {

@@ -137,7 +137,7 @@ pub struct Sample {
     /// Request records rebuilt from the rings since the previous sample (bounded; the batch says
     /// how), when the ring collector reads records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests: Option<RequestBatch>,
+    pub requests: Option<Box<RequestBatch>>,
     /// Kernel events streamed since the previous sample (preemptions of reactors, interrupts on
     /// their cores, slow block requests, retransmits), on the same clock.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

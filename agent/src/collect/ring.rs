@@ -302,7 +302,7 @@ impl super::Collector for RingCollector {
                 .collect();
             sample.reactors.push(rs);
         }
-        sample.requests = self.read_records();
+        sample.requests = self.read_records().map(Box::new);
     }
 }
 
