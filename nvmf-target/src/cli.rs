@@ -22,7 +22,7 @@ use crate::config::{
 #[derive(Debug, Parser)]
 #[command(name = "ringside-tgt", version, verbatim_doc_comment)]
 pub struct Args {
-    /// TOML configuration file; --name, --cores, --rpc-socket, --listen, --listen-rdma, --placement, --idle, --no-trace, --trace-ring-records and --trace-dir override it.
+    /// TOML configuration file; --name, --cores, --rpc-socket, --listen, --listen-rdma, --placement, --idle, --no-trace, --trace-ring-records, --trace-dir and --trace-group override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
@@ -101,6 +101,11 @@ pub struct Args {
     /// Directory of the trace file ringside.<name> (default /dev/shm; overrides [trace] dir).
     #[arg(long, value_name = "DIR")]
     pub trace_dir: Option<PathBuf>,
+
+    /// Group (name or gid) that may read the trace file and use the RPC socket; sets the mode
+    /// to 0640 unless [trace] mode says otherwise (overrides [trace] group).
+    #[arg(long, value_name = "GROUP")]
+    pub trace_group: Option<String>,
 }
 
 impl Args {
@@ -161,6 +166,12 @@ impl Args {
         }
         if let Some(d) = &self.trace_dir {
             cfg.trace.dir = Some(d.clone());
+        }
+        if let Some(g) = &self.trace_group {
+            cfg.trace.group = Some(g.clone());
+            if cfg.trace.mode == crate::config::TraceConfig::default().mode {
+                cfg.trace.mode = "0640".into();
+            }
         }
         if let Some(p) = self.placement {
             cfg.placement = p;

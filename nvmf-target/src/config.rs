@@ -511,6 +511,12 @@ pub struct TraceConfig {
     /// Tracepoint groups enabled at start: any of "tcp", "qpair", "poll", "rdma" (the default
     /// set gains "rdma" when an rdma listener is configured).
     pub groups: Vec<String>,
+    /// Permission bits of the trace file, octal (`"0600"`: owner only, like SPDK; `"0640"` with
+    /// `group` lets an unprivileged agent in that group read it). The RPC socket gets the same
+    /// bits with write added wherever read is given (connecting needs write).
+    pub mode: String,
+    /// Group (name or number) given to the trace file and the RPC socket (`--trace-group`).
+    pub group: Option<String>,
 }
 
 impl Default for TraceConfig {
@@ -521,8 +527,48 @@ impl Default for TraceConfig {
             ring_records: 16384,
             qpair_slots: 64,
             groups: vec!["tcp".into(), "qpair".into(), "poll".into()],
+            mode: "0600".into(),
+            group: None,
         }
     }
+}
+
+impl TraceConfig {
+    /// The mode bits and group id of the trace file and the RPC socket.
+    pub fn access(&self) -> Result<(u32, Option<u32>), ConfigError> {
+        let m = self.mode.trim();
+        let mode = u32::from_str_radix(m.strip_prefix("0o").unwrap_or(m), 8)
+            .ok()
+            .filter(|m| *m <= 0o777)
+            .ok_or_else(|| {
+                invalid(format!(
+                    "trace.mode {:?} is not octal permission bits such as \"0640\"",
+                    self.mode
+                ))
+            })?;
+        let gid = match &self.group {
+            None => None,
+            Some(g) => Some(group_id(g).ok_or_else(|| {
+                invalid(format!(
+                    "trace.group {g:?}: no such group in /etc/group (create it or use a gid)"
+                ))
+            })?),
+        };
+        Ok((mode, gid))
+    }
+}
+
+/// A group's id from its name (looked up in `/etc/group`) or its number.
+pub fn group_id(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse::<u32>() {
+        return Some(gid);
+    }
+    let table = std::fs::read_to_string("/etc/group").ok()?;
+    table.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == group).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
 }
 
 fn default_name() -> String {
@@ -669,6 +715,7 @@ impl Config {
                 "trace.ring_records must be a power of two in 2..=4194304",
             ));
         }
+        t.access()?;
         if t.qpair_slots > 65536 {
             return Err(invalid("trace.qpair_slots must be at most 65536"));
         }

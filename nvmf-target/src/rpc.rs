@@ -65,6 +65,21 @@ pub fn bind(path: &Path) -> Result<UnixListener, RpcError> {
     Ok(l)
 }
 
+/// Gives the bound socket file `mode` (read bits also granting write: connecting needs write)
+/// and group `gid` (`[trace] mode` and `group`).
+pub fn restrict(path: &Path, mode: u32, gid: Option<u32>) -> Result<(), RpcError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |source| RpcError::Bind {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(g) = gid {
+        std::os::unix::fs::chown(path, None, Some(g)).map_err(err)?;
+    }
+    let mode = (mode | ((mode & 0o444) >> 1)) & 0o777;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(err)
+}
+
 /// Starts the server thread. It exits (and removes the socket file) once the target's shutdown
 /// flag is set.
 pub fn spawn(

@@ -280,7 +280,10 @@ impl Target {
             subsystems.push(Arc::new(Subsystem::nvm(s, &mine, first)));
         }
 
-        let mut listeners = Vec::new();
+        // Bound (so the trace file can name the real ports) but not listening yet: connections
+        // are refused until the trace file is published below, so "port open" means
+        // "observable" to an agent started with the target.
+        let mut bound = Vec::new();
         let mut listen_addrs = Vec::new();
         for l in config
             .listeners
@@ -288,16 +291,12 @@ impl Target {
             .filter(|l| l.kind() == Transport::Tcp)
         {
             let addr = SocketAddr::new(l.addr, l.port);
-            let tl =
-                TcpListener::bind(addr).map_err(|source| StartError::Listen { addr, source })?;
-            tl.set_nonblocking(true)
-                .map_err(|source| StartError::Listen { addr, source })?;
-            listen_addrs.push(tl.local_addr().unwrap_or(addr));
-            listeners.push(tl);
+            let (fd, local) =
+                bind_tcp(addr).map_err(|source| StartError::Listen { addr, source })?;
+            listen_addrs.push(local);
+            bound.push((fd, local));
         }
-
-        let rpc_path = config.rpc_socket_path();
-        let rpc_listener = crate::rpc::bind(&rpc_path)?;
+        let (mode, gid) = config.trace.access()?;
 
         let max_conns = config.limits.max_connections_per_reactor as usize;
         let stats: Vec<Arc<ReactorStats>> = config
@@ -337,6 +336,20 @@ impl Target {
             (None, Vec::new())
         };
         writers.resize_with(config.cores.len(), || None);
+        let mut listeners = Vec::new();
+        for (fd, addr) in bound {
+            rustix::net::listen(&fd, 1024).map_err(|e| StartError::Listen {
+                addr,
+                source: e.into(),
+            })?;
+            let tl = TcpListener::from(fd);
+            tl.set_nonblocking(true)
+                .map_err(|source| StartError::Listen { addr, source })?;
+            listeners.push(tl);
+        }
+        let rpc_path = config.rpc_socket_path();
+        let rpc_listener = crate::rpc::bind(&rpc_path)?;
+        crate::rpc::restrict(&rpc_path, mode, gid)?;
         let trace = trace_file
             .as_ref()
             .map(|f| (f.path().to_path_buf(), f.control()));
@@ -548,4 +561,21 @@ fn place(s: TcpStream, peer: SocketAddr, shared: &Shared, nic_node: Option<u32>)
         peer,
         id,
     });
+}
+
+/// A TCP socket bound to `addr` (address reuse as `TcpListener::bind` sets it) but not yet
+/// listening, and the address it got (the real port for port 0).
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<(std::os::fd::OwnedFd, SocketAddr)> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let family = if addr.is_ipv4() {
+        AddressFamily::INET
+    } else {
+        AddressFamily::INET6
+    };
+    let fd = rustix::net::socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
+    rustix::net::bind(&fd, &addr)?;
+    let local = rustix::net::getsockname(&fd)?;
+    let local = SocketAddr::try_from(local).unwrap_or(addr);
+    Ok((fd, local))
 }

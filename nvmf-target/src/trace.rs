@@ -126,12 +126,15 @@ pub fn create(
     };
     let mask = mask_of(&t.groups)?;
     let path = trace_ring::instance_path(&dir, &config.name);
-    let tf = TraceFile::create(
+    let (mode, gid) = t.access().map_err(|e| e.to_string())?;
+    let tf = TraceFile::create_with_access(
         Path::new(&dir),
         &config.name,
         std::process::id(),
         &desc,
         &layout,
+        trace_ring::Clock::calibrated(),
+        trace_ring::Access { mode, gid },
     )
     .map_err(|e| format!("cannot create trace file {}: {e}", path.display()))?;
     if let Some(pid) = tf.reclaimed_stale_pid() {

@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{fence, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -305,6 +305,48 @@ pub struct TraceReader {
     header: Header,
     geometry: Geometry,
     description: Description,
+    /// The open file, for `fstat` before reads (truncation) and its identity (replacement).
+    file: File,
+    /// (device, inode) of the file mapped.
+    identity: (u64, u64),
+    /// Set once the file was seen shorter than the mapping: no mapped page is touched again.
+    truncated: std::sync::atomic::AtomicBool,
+}
+
+/// What became of the instance behind a [`TraceReader`] ([`TraceReader::liveness`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Liveness {
+    /// The producer runs and the file at the instance's path is the one mapped.
+    Live,
+    /// The producer marked the file exited (clean shutdown).
+    Exited,
+    /// The producer process no longer exists (killed, crashed).
+    Dead,
+    /// The file shrank below its declared size after it was mapped (it is no longer read).
+    Truncated {
+        /// Its length now.
+        len: u64,
+    },
+    /// Another file now sits at the instance's path (a new instance of the same name).
+    Replaced,
+    /// Nothing is at the instance's path any more.
+    Removed,
+}
+
+impl Liveness {
+    /// Why the instance is not live, in a few lowercase words (`None` when live).
+    pub fn reason(&self, pid: u32) -> Option<String> {
+        match self {
+            Liveness::Live => None,
+            Liveness::Exited => Some(format!("process {pid} exited")),
+            Liveness::Dead => Some(format!("process {pid} is gone")),
+            Liveness::Truncated { len } => {
+                Some(format!("the trace file was truncated to {len} bytes"))
+            }
+            Liveness::Replaced => Some("the trace file was replaced by another instance".into()),
+            Liveness::Removed => Some("the trace file was removed".into()),
+        }
+    }
 }
 
 impl std::fmt::Debug for TraceReader {
@@ -339,13 +381,60 @@ impl TraceReader {
         let description: Description =
             serde_json::from_slice(&blob).map_err(|e| bad_desc(e.to_string()))?;
         let map = Mapping::map(&file, geometry.file_size, false).map_err(io_err("map", path))?;
+        let meta = file.metadata().map_err(io_err("stat", path))?;
         Ok(TraceReader {
             path: path.to_path_buf(),
             map: Arc::new(map),
             header,
             geometry,
             description,
+            file,
+            identity: (meta.dev(), meta.ino()),
+            truncated: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// The mapped file's (device, inode): with the header's pid and start time it tells two
+    /// instances of the same name apart.
+    pub fn identity(&self) -> (u64, u64) {
+        self.identity
+    }
+
+    /// False once the file was seen shorter than its declared size; from then on no mapped
+    /// page is read (counters and histograms read as `None`).
+    fn intact(&self) -> bool {
+        if self.truncated.load(Ordering::Relaxed) {
+            return false;
+        }
+        match self.file.metadata() {
+            Ok(m) if m.len() >= self.geometry.file_size => true,
+            _ => {
+                self.truncated.store(true, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// What became of the instance: checks, in this order, that the file still holds every
+    /// mapped page (`fstat` on the open file: a shrunken file would raise SIGBUS on the next
+    /// read), that the producer has not exited and its process exists, and that the file at the
+    /// instance's path is still this one. A sink calls it before each read of the counters.
+    pub fn liveness(&self) -> Liveness {
+        if !self.intact() {
+            let len = self.file.metadata().map_or(0, |m| m.len());
+            return Liveness::Truncated { len };
+        }
+        if self.producer_exited() {
+            return Liveness::Exited;
+        }
+        if !pid_alive(self.header.pid) {
+            return Liveness::Dead;
+        }
+        match std::fs::metadata(&self.path) {
+            Ok(m) if (m.dev(), m.ino()) == self.identity => Liveness::Live,
+            Ok(_) => Liveness::Replaced,
+            Err(_) => Liveness::Removed,
+        }
     }
 
     /// Opens instance `name` in `/dev/shm`.
@@ -482,6 +571,9 @@ impl TraceReader {
     }
 
     fn word(&self, index: usize) -> u64 {
+        if self.truncated.load(Ordering::Relaxed) {
+            return 0;
+        }
         self.map
             .words()
             .get(index)
@@ -583,6 +675,9 @@ impl TraceReader {
     /// A snapshot of a reactor's counters. Each value is read atomically and is monotonic across
     /// snapshots (gauges excepted); values are not mutually consistent to the instant.
     pub fn counters(&self, reactor: u32) -> Option<CountersSnapshot> {
+        if !self.intact() {
+            return None;
+        }
         let words = self.counters_words(reactor)?;
         let load = |range: std::ops::Range<usize>| -> Vec<u64> {
             words
@@ -608,6 +703,9 @@ impl TraceReader {
     }
 
     fn histogram_at(&self, reactor: u32, byte_offset: u64) -> Option<Histogram> {
+        if self.truncated.load(Ordering::Relaxed) {
+            return None;
+        }
         let words = self.counters_words(reactor)?;
         let at = (byte_offset / 8) as usize;
         let block = words.get(at..at + HIST_WORDS)?;

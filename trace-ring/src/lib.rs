@@ -52,8 +52,8 @@ pub use layout::{
 pub use clock::Clock;
 #[cfg(feature = "std")]
 pub use consumer::{
-    validate_header, CountersSnapshot, Event, Geometry, Instance, MergedCursor, MergedStats,
-    PollStats, RingCursor, Start, TraceReader,
+    validate_header, CountersSnapshot, Event, Geometry, Instance, Liveness, MergedCursor,
+    MergedStats, PollStats, RingCursor, Start, TraceReader,
 };
 #[cfg(feature = "std")]
 pub use description::Description;
@@ -61,6 +61,6 @@ pub use description::Description;
 pub use error::{Error, Result};
 #[cfg(feature = "std")]
 pub use producer::{
-    instance_path, pid_alive, validate_name, CountersWriter, ErrorClass, OpClass, ReactorWriters,
-    RingWriter, TraceControl, TraceFile, DEFAULT_DIR, FILE_PREFIX,
+    instance_path, pid_alive, validate_name, Access, CountersWriter, ErrorClass, OpClass,
+    ReactorWriters, RingWriter, TraceControl, TraceFile, DEFAULT_DIR, FILE_PREFIX,
 };

@@ -77,6 +77,26 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
+/// Who may read a published trace file (DESIGN §3): its permission bits and group. The default
+/// is owner-only (0600), like SPDK's trace files; `0640` with a group lets an unprivileged agent
+/// in that group read it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// Permission bits (`0o600`, `0o640`...).
+    pub mode: u32,
+    /// Group id to give the file; `None` keeps the creating process's group.
+    pub gid: Option<u32>,
+}
+
+impl Default for Access {
+    fn default() -> Access {
+        Access {
+            mode: 0o600,
+            gid: None,
+        }
+    }
+}
+
 /// A created, published trace file. Dropping it marks the file exited and removes it.
 pub struct TraceFile {
     path: PathBuf,
@@ -167,6 +187,21 @@ impl TraceFile {
         layout: &Layout,
         clock: Clock,
     ) -> Result<TraceFile> {
+        Self::create_with_access(dir, name, pid, desc, layout, clock, Access::default())
+    }
+
+    /// [`TraceFile::create_with_clock`] with the file's mode and group: they are set on the
+    /// private temporary file before it is published, so no reader ever sees it with wider
+    /// access than asked.
+    pub fn create_with_access(
+        dir: &Path,
+        name: &str,
+        pid: u32,
+        desc: &Description,
+        layout: &Layout,
+        clock: Clock,
+        access: Access,
+    ) -> Result<TraceFile> {
         validate_name(name)?;
         desc.validate()
             .map_err(|reason| Error::InvalidDescription { reason })?;
@@ -243,9 +278,16 @@ impl TraceFile {
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(0o644)
+            .mode(0o600)
             .open(&tmp_path)
             .map_err(io_err("create", &tmp_path))?;
+        // The group first, then the mode (fchmod is not subject to the umask).
+        if let Some(gid) = access.gid {
+            rustix::fs::fchown(&file, None, Some(rustix::fs::Gid::from_raw(gid)))
+                .map_err(|e| io_err("set the group of", &tmp_path)(e.into()))?;
+        }
+        rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(access.mode & 0o7777))
+            .map_err(|e| io_err("set the mode of", &tmp_path)(e.into()))?;
         file.set_len(sections.file_size)
             .map_err(io_err("size", &tmp_path))?;
         // Reserve the pages now: on a full tmpfs a sparse file would SIGBUS the first reactor
