@@ -304,6 +304,7 @@ impl Analyzer {
             findings: self.findings.clone(),
             recommendations: self.recommendations.clone(),
             windows_seen: self.windows_seen,
+            lifecycle: None,
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod analyzer;
 pub mod detect;
 pub mod finding;
 pub mod hist;
+pub mod lifecycle;
 pub mod model;
 pub mod recommend;
 pub mod recording;

@@ -27,6 +27,9 @@ pub struct Snapshot {
     pub recommendations: Vec<Recommendation>,
     /// Windows analysed since attach.
     pub windows_seen: u64,
+    /// The target's lifecycle (waiting, attached, gone, reattached), in a live session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle: Option<crate::lifecycle::TargetStatus>,
 }
 
 /// The figures of one window that sparklines and time charts need.

@@ -177,11 +177,15 @@ fn own_usage() -> (u64, u64) {
     (cpu_ns, hwm)
 }
 
+/// The process's Ctrl-C flag (one handler per process: installed on first use).
 fn stop_flag() -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = Arc::clone(&stop);
-    let _ = ctrlc::set_handler(move || s.store(true, Ordering::Relaxed));
-    stop
+    static STOP: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    Arc::clone(STOP.get_or_init(|| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let _ = ctrlc::set_handler(move || s.store(true, Ordering::Relaxed));
+        stop
+    }))
 }
 
 /// Samples a live session for `duration`, calling `each` with every sample. Returns the first
@@ -197,8 +201,20 @@ fn watch(
     let interval = session.interval();
     let mut first = None;
     let mut k: u32 = 0;
+    let attachments = session.status().map(|s| s.attachments);
     loop {
         session.tick();
+        // The findings and the recording cover one instance: stop at its end.
+        if session.status().map(|s| s.attachments) != attachments || !session.is_live() {
+            let why = session
+                .status()
+                .map(|s| format!("{} ({})", s.state.as_str(), s.reason))
+                .unwrap_or_default();
+            eprintln!(
+                "ringside: the target {why}; the report covers the instance watched until then"
+            );
+            break;
+        }
         if let Some(s) = session.last_sample() {
             each(s)?;
             if first.is_none() {
@@ -310,6 +326,9 @@ pub fn diagnose(attach: &AttachArgs, args: &DiagnoseArgs, out: &mut dyn Write) -
         &args.analysis,
         &session_options(args.interval, &args.analysis),
     )?;
+    if !session.wait_live(&stop_flag()) {
+        bail!("stopped while waiting for the target");
+    }
     let mut rec = match &args.record {
         Some(p) => Some(open_recording(
             p,
@@ -357,6 +376,9 @@ pub fn record(attach: &AttachArgs, args: &RecordArgs, out: &mut dyn Write) -> Re
         &args.analysis,
         &session_options(args.interval, &args.analysis),
     )?;
+    if !session.wait_live(&stop_flag()) {
+        bail!("stopped while waiting for the target");
+    }
     let mut w = open_recording(
         &args.output,
         session.analyzer().info(),

@@ -10,6 +10,7 @@ pub mod attach;
 pub mod cli;
 pub mod collect;
 pub mod diagnose;
+pub mod lifecycle;
 pub mod placement;
 pub mod requests;
 pub mod rpc;

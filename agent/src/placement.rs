@@ -3,9 +3,11 @@
 //! A poll-mode reactor owns its core: any other thread that runs there preempts it, and the
 //! agent would then report itself as the intruder it was asked to find. When a session opens,
 //! every thread of the agent (and every thread it starts later, which inherits the mask) is
-//! narrowed to the CPUs it may already use minus the reactors' cores. The mask is only ever
-//! narrowed, never widened (a `taskset` given by the operator stands), and when no other CPU is
-//! left the agent stays where it is and says that it shares the reactors' cores.
+//! narrowed to the CPUs it may already use minus the reactors' cores. The mask never grows beyond
+//! the one the agent started with (a `taskset` given by the operator stands); when a new instance
+//! of the target is attached the plan is made again from that starting mask, so the agent leaves
+//! the new reactors' cores and may return to the old ones. When no other CPU is left the agent
+//! stays where it is and says that it shares the reactors' cores.
 
 use agent_core::sample::Capability;
 use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
@@ -55,8 +57,15 @@ pub fn keep_off_reactor_cores(reactor_cores: &[u32]) -> Capability {
         available,
         note,
     };
-    let allowed = match sched_getaffinity(None) {
-        Ok(s) => cpus(&s),
+    // The operator's mask, read once: a later instance whose reactors moved is planned against
+    // it (so the agent may return to CPUs the previous instance's reactors held, never beyond).
+    static OPERATOR: std::sync::OnceLock<Result<Vec<u32>, String>> = std::sync::OnceLock::new();
+    let allowed = match OPERATOR.get_or_init(|| {
+        sched_getaffinity(None)
+            .map(|s| cpus(&s))
+            .map_err(|e| e.to_string())
+    }) {
+        Ok(a) => a.clone(),
         Err(e) => {
             return line(
                 false,
@@ -65,7 +74,14 @@ pub fn keep_off_reactor_cores(reactor_cores: &[u32]) -> Capability {
         }
     };
     let reactors = list(reactor_cores);
-    let Some(keep) = plan(&allowed, reactor_cores) else {
+    let narrowed = sched_getaffinity(None).is_ok_and(|s| cpus(&s) != allowed);
+    let keep = match plan(&allowed, reactor_cores) {
+        Some(keep) => Some(keep),
+        // Narrowed for an earlier instance: back to the operator's mask.
+        None if narrowed => Some(allowed.clone()),
+        None => None,
+    };
+    let Some(keep) = keep.filter(|k| k.iter().all(|c| !reactor_cores.contains(c))) else {
         let shares = allowed.iter().any(|c| reactor_cores.contains(c));
         return line(
             !shares,

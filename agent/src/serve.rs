@@ -17,6 +17,8 @@ use exporter::{Exporter, ServeOptions};
 
 use crate::attach::AttachArgs;
 use crate::diagnose::AnalysisArgs;
+use crate::lifecycle::Fleet;
+use crate::session::Session;
 
 /// Options of `ringside serve`.
 #[derive(Args, Clone, Debug)]
@@ -30,6 +32,13 @@ pub struct ServeArgs {
     /// Topology and NIC to analyse against (as for `diagnose` and `top`).
     #[command(flatten)]
     pub analysis: AnalysisArgs,
+    /// Follow every target instance in the trace directory, appearing and disappearing; every
+    /// series gets a `target` label.
+    #[arg(long, conflicts_with_all = ["name", "pid", "file"])]
+    pub all: bool,
+    /// With --all: most targets followed at once (bounds the `target` label).
+    #[arg(long, default_value_t = 16)]
+    pub max_targets: usize,
     /// Most HTTP connections open at once.
     #[arg(long, default_value_t = 64, hide = true)]
     pub max_connections: usize,
@@ -69,9 +78,17 @@ pub fn run(attach: &AttachArgs, args: &ServeArgs) -> Result<()> {
 /// Runs `ringside serve` until `stop` is set (tests set it themselves).
 pub fn run_until(attach: &AttachArgs, args: &ServeArgs, stop: &AtomicBool) -> Result<()> {
     let opts = crate::diagnose::session_options(args.interval, &args.analysis);
-    let mut session = crate::diagnose::open_session(attach, &args.analysis, &opts)?;
+    let mut live = if args.all {
+        Live::Fleet(Fleet::new(&attach.shm_dir, &opts, args.max_targets.max(1)))
+    } else {
+        Live::One(Box::new(crate::diagnose::open_session(
+            attach,
+            &args.analysis,
+            &opts,
+        )?))
+    };
     let shared = Arc::new(Exporter::new());
-    shared.update(&session.snapshot());
+    live.publish(&shared);
     let server = exporter::serve(
         args.listen,
         Arc::clone(&shared),
@@ -100,11 +117,35 @@ pub fn run_until(attach: &AttachArgs, args: &ServeArgs, stop: &AtomicBool) -> Re
         if next < now {
             next = now + args.interval;
         }
-        session.tick();
-        shared.update(&session.snapshot());
+        live.tick();
+        live.publish(&shared);
     }
     server.shutdown();
     Ok(())
+}
+
+/// One followed target, or every one in the directory (`--all`).
+enum Live {
+    One(Box<Session>),
+    Fleet(Fleet),
+}
+
+impl Live {
+    fn tick(&mut self) {
+        match self {
+            Live::One(s) => {
+                s.tick();
+            }
+            Live::Fleet(f) => f.tick(),
+        }
+    }
+
+    fn publish(&self, exporter: &Exporter) {
+        match self {
+            Live::One(s) => exporter.update(&s.snapshot()),
+            Live::Fleet(f) => exporter.update_all(&f.snapshots()),
+        }
+    }
 }
 
 #[cfg(test)]

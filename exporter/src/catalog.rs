@@ -96,7 +96,11 @@ pub const SUBSYSTEMS: &[&str] = &[
 /// Every label name a series may carry, with what bounds its values.
 pub const LABELS: &[(&str, &str)] = &[
     ("name", "the target instance name (one per exporter)"),
-    ("target", "the kind of target: ringside or spdk"),
+    (
+        "target",
+        "on ringside_target_info the kind of target (ringside or spdk); on the lifecycle series, and on every other series with `serve --all` (at most --max-targets), the target instance name",
+    ),
+    ("state", "waiting, attached, gone or reattached"),
     ("transport", "tcp or rdma"),
     ("address", "a listener address of the target (few)"),
     (
@@ -203,6 +207,30 @@ pub const TARGET_INFO: MetricDef = def(
     Unit::None,
     "Constant 1: the target instance this exporter is attached to, and its kind (ringside-tgt or SPDK's nvmf_tgt).",
     &["name", "target"],
+);
+/// The target's lifecycle: up.
+pub const TARGET_UP: MetricDef = def(
+    "ringside_target_up",
+    Gauge,
+    Unit::None,
+    "1 while the target instance is attached and read; 0 while the agent waits for it or after it went away (its other series are then not served).",
+    &["target"],
+);
+/// The target's lifecycle: the state.
+pub const TARGET_STATE: MetricDef = def(
+    "ringside_target_state",
+    Gauge,
+    Unit::None,
+    "1 for the agent's current state with the target: waiting, attached, gone or reattached.",
+    &["target", "state"],
+);
+/// The attached instance's start time.
+pub const TARGET_START_TIME: MetricDef = def(
+    "ringside_target_start_time_seconds",
+    Gauge,
+    Unit::Seconds,
+    "Unix time the attached target instance started; a new value marks a new instance, whose counters start again from zero (a counter reset).",
+    &["target"],
 );
 /// Listeners.
 pub const TARGET_LISTENER_INFO: MetricDef = def(
@@ -955,6 +983,9 @@ pub const EXPORTER_CONNECTIONS_OPEN: MetricDef = def(
 /// Every series, in exposition order.
 pub const CATALOG: &[MetricDef] = &[
     TARGET_INFO,
+    TARGET_UP,
+    TARGET_STATE,
+    TARGET_START_TIME,
     TARGET_LISTENER_INFO,
     TARGET_TCP_RETRANSMITS,
     REACTOR_INFO,

@@ -12,6 +12,7 @@
 //! Owned by one thread at a time (the exporter's mutex); no I/O.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
 
 use agent_core::finding::FindingKind;
 use agent_core::window::Window;
@@ -495,6 +496,86 @@ impl Families {
         prometheus::TextEncoder::new()
             .encode_to_string(&families)
             .unwrap_or_default()
+    }
+}
+
+/// Merges the expositions of several targets into one: each family's `# HELP`/`# TYPE` once,
+/// then every target's samples of it, each sample labelled `target="<name>"` first (samples
+/// that already carry a `target` label keep theirs: the lifecycle series, which name the
+/// instance, and `ringside_target_info`, whose `name` does). Names are instance
+/// names (`[A-Za-z0-9_.-]`), so they need no escaping.
+pub fn merge_with_target_label(parts: &[(String, String)]) -> String {
+    let mut order: Vec<String> = Vec::new();
+    let mut heads: BTreeMap<String, String> = BTreeMap::new();
+    let mut samples: BTreeMap<String, String> = BTreeMap::new();
+    for (name, text) in parts {
+        let mut family = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "))
+            {
+                family = rest.split(' ').next().unwrap_or("").to_string();
+                if !heads.contains_key(&family) {
+                    order.push(family.clone());
+                }
+                let h = heads.entry(family.clone()).or_default();
+                if !h.contains(line) {
+                    h.push_str(line);
+                    h.push('\n');
+                }
+                continue;
+            }
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let end = line.find(['{', ' ']).unwrap_or(line.len());
+            let (metric, rest) = line.split_at(end);
+            let out = samples.entry(family.clone()).or_default();
+            if rest.starts_with("{target=") || rest.contains(",target=\"") {
+                out.push_str(line);
+            } else if let Some(labels) = rest.strip_prefix('{') {
+                let _ = write!(out, "{metric}{{target=\"{name}\",{labels}");
+            } else {
+                let _ = write!(out, "{metric}{{target=\"{name}\"}}{rest}");
+            }
+            out.push('\n');
+        }
+    }
+    let mut out = String::new();
+    for family in order {
+        if let Some(h) = heads.get(&family) {
+            out.push_str(h);
+        }
+        if let Some(s) = samples.get(&family) {
+            out.push_str(s);
+        }
+    }
+    out
+}
+
+/// Renders the target's lifecycle (up, state, start time), when the snapshot carries one.
+pub fn render_lifecycle(snap: &Snapshot, f: &mut Families) {
+    use agent_core::lifecycle::TargetState;
+    use catalog as c;
+    let Some(l) = &snap.lifecycle else { return };
+    let up = if l.state.is_live() { 1.0 } else { 0.0 };
+    f.gauge(&c::TARGET_UP, &[&l.name], up);
+    for s in [
+        TargetState::Waiting,
+        TargetState::Attached,
+        TargetState::Gone,
+        TargetState::Reattached,
+    ] {
+        let v = if s == l.state { 1.0 } else { 0.0 };
+        f.gauge(&c::TARGET_STATE, &[&l.name, s.as_str()], v);
+    }
+    if let (true, Some(i)) = (l.state.is_live(), &l.instance) {
+        f.gauge(
+            &c::TARGET_START_TIME,
+            &[&l.name],
+            i.start_realtime_ns as f64 / 1e9,
+        );
     }
 }
 
@@ -1194,5 +1275,36 @@ mod tests {
         let s = snapshot(10, 100, &[20_000]);
         acc.fold(&s);
         assert!(!render(&s, &acc).contains("ringside_rdma_"));
+    }
+
+    #[test]
+    fn merged_targets_carry_a_target_label_and_one_help_per_family() {
+        let a = "# HELP m_total x\n# TYPE m_total counter\nm_total{op=\"read\"} 1\n\
+                 # HELP ringside_target_up u\n# TYPE ringside_target_up gauge\n\
+                 ringside_target_up{target=\"a\"} 1\n";
+        let b = "# HELP m_total x\n# TYPE m_total counter\nm_total{op=\"read\"} 2\n\
+                 # HELP g g\n# TYPE g gauge\ng 3\n";
+        let out = merge_with_target_label(&[("a".into(), a.into()), ("b".into(), b.into())]);
+        assert_eq!(out.matches("# HELP m_total").count(), 1, "{out}");
+        assert!(
+            out.contains("m_total{target=\"a\",op=\"read\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("m_total{target=\"b\",op=\"read\"} 2\n"),
+            "{out}"
+        );
+        assert!(out.contains("g{target=\"b\"} 3\n"), "{out}");
+        assert!(
+            out.contains("ringside_target_up{target=\"a\"} 1\n"),
+            "an existing target label is kept, not doubled: {out}"
+        );
+        let help = out.find("# HELP m_total").expect("help");
+        let second = out.find("m_total{target=\"b\"").expect("b's sample");
+        let g = out.find("# HELP g").expect("g");
+        assert!(
+            help < second && second < g,
+            "samples grouped under their family: {out}"
+        );
     }
 }

@@ -489,7 +489,7 @@ fn simple(code: u16, body: &str) -> Response {
 }
 
 const INDEX: &str = "ringside exporter\n\n/metrics        Prometheus text exposition\n\
-/healthz        liveness\n/snapshot.json  the agent's latest snapshot\n";
+/healthz        200 while the target is attached, 503 and why otherwise\n/snapshot.json  the agent's latest snapshot\n";
 
 /// Builds the response to one request head.
 fn respond(head: &[u8], exporter: &Exporter) -> Response {
@@ -548,8 +548,14 @@ fn respond(head: &[u8], exporter: &Exporter) -> Response {
             );
         }
     };
-    exporter.http.count(class, 200);
     let plain = "text/plain; charset=utf-8";
+    if class == "healthz" {
+        if let Some(why) = exporter.unhealthy() {
+            exporter.http.count(class, 503);
+            return response(503, plain, "", text(&format!("{why}\n")), head_only);
+        }
+    }
+    exporter.http.count(class, 200);
     match path {
         "/metrics" => {
             let (agent, own) = exporter.metrics_parts();

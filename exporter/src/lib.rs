@@ -55,11 +55,51 @@ impl HttpStats {
 
 #[derive(Default)]
 struct State {
-    acc: encode::Accumulator,
+    /// The totals of each target (one, unnamed, without `--all`).
+    targets: BTreeMap<String, Target>,
     agent_text: Arc<str>,
     json: Option<Arc<str>>,
     last_update: Option<Instant>,
     updates: u64,
+    /// Why `/healthz` fails (no target is attached), `None` when healthy.
+    unhealthy: Option<String>,
+}
+
+/// One target's running totals.
+#[derive(Default)]
+struct Target {
+    acc: encode::Accumulator,
+    /// The instance the totals belong to: a new one starts them again from zero.
+    instance: Option<agent_core::lifecycle::InstanceId>,
+}
+
+impl Target {
+    /// Folds and renders one snapshot; returns the text and, when the target is not attached,
+    /// why (then only the lifecycle series are rendered).
+    fn render(&mut self, snap: &Snapshot) -> (String, Option<String>) {
+        if let Some(l) = snap.lifecycle.as_ref().filter(|l| l.state.is_live()) {
+            if self.instance != l.instance {
+                self.acc = encode::Accumulator::default();
+                self.instance.clone_from(&l.instance);
+            }
+        }
+        let mut f = encode::Families::new();
+        encode::render_lifecycle(snap, &mut f);
+        let down = match &snap.lifecycle {
+            Some(l) if !l.state.is_live() => Some(format!(
+                "target {} {}: {}",
+                l.name,
+                l.state.as_str(),
+                l.reason
+            )),
+            _ => None,
+        };
+        if down.is_none() {
+            self.acc.fold(snap);
+            encode::render_snapshot(snap, &self.acc, &mut f);
+        }
+        (f.encode(), down)
+    }
 }
 
 /// The shared state between the sampling thread and the HTTP server.
@@ -92,13 +132,49 @@ impl Exporter {
 
     /// Takes the latest snapshot: folds its window into the totals (each window once) and
     /// renders what `/metrics` and `/snapshot.json` serve until the next update.
+    ///
+    /// With a lifecycle in the snapshot: while the target is not attached (waiting or gone)
+    /// only the lifecycle series are served and `/healthz` fails with the reason; a new
+    /// instance starts every total again from zero (a counter reset, marked by
+    /// `ringside_target_start_time_seconds`).
     pub fn update(&self, snap: &Snapshot) {
         let json = serde_json::to_string(snap).ok().map(Arc::<str>::from);
         let mut st = self.lock();
-        st.acc.fold(snap);
-        let mut f = encode::Families::new();
-        encode::render_snapshot(snap, &st.acc, &mut f);
-        st.agent_text = Arc::from(f.encode());
+        st.targets.retain(|k, _| k.is_empty());
+        let (text, down) = st.targets.entry(String::new()).or_default().render(snap);
+        st.unhealthy = down;
+        st.agent_text = Arc::from(text);
+        st.json = json;
+        st.last_update = Some(Instant::now());
+        st.updates += 1;
+    }
+
+    /// Takes the latest snapshot of every target followed (`ringside serve --all`): each
+    /// target's series carry a `target` label (its instance name), each target's totals are its
+    /// own, a target no longer in `snaps` loses its series, and `/healthz` fails only while no
+    /// target is attached. `/snapshot.json` is the array of snapshots.
+    pub fn update_all(&self, snaps: &[Snapshot]) {
+        let json = serde_json::to_string(snaps).ok().map(Arc::<str>::from);
+        let mut st = self.lock();
+        let names: std::collections::BTreeSet<&str> =
+            snaps.iter().map(|s| s.target.name.as_str()).collect();
+        st.targets.retain(|k, _| names.contains(k.as_str()));
+        let mut parts = Vec::with_capacity(snaps.len());
+        let mut downs = Vec::new();
+        for snap in snaps {
+            let name = snap.target.name.clone();
+            let (text, down) = st.targets.entry(name.clone()).or_default().render(snap);
+            downs.extend(down);
+            parts.push((name, text));
+        }
+        st.unhealthy = if snaps.is_empty() {
+            Some("no target instance found yet".into())
+        } else if downs.len() == snaps.len() {
+            Some(downs.join("; "))
+        } else {
+            None
+        };
+        st.agent_text = Arc::from(encode::merge_with_target_label(&parts));
         st.json = json;
         st.last_update = Some(Instant::now());
         st.updates += 1;
@@ -158,6 +234,11 @@ impl Exporter {
     /// The latest snapshot as JSON, once there is one.
     pub fn snapshot_json(&self) -> Option<Arc<str>> {
         self.lock().json.clone()
+    }
+
+    /// Why `/healthz` fails (the target is waiting or gone), `None` while healthy.
+    pub fn unhealthy(&self) -> Option<String> {
+        self.lock().unhealthy.clone()
     }
 
     /// Snapshots received so far.

@@ -721,6 +721,19 @@ pub fn history_seconds(h: &[WindowSummary]) -> f64 {
     h.iter().map(|s| s.seconds).sum()
 }
 
+/// The target's lifecycle as the header says it: `attached`, `reattached (instance 2)`,
+/// `GONE: why`, `WAITING: why`; `None` for a snapshot without one (recordings, tests).
+pub fn lifecycle_label(snap: &Snapshot) -> Option<String> {
+    use agent_core::lifecycle::TargetState;
+    let l = snap.lifecycle.as_ref()?;
+    Some(match l.state {
+        TargetState::Attached => "attached".to_string(),
+        TargetState::Reattached => format!("reattached (instance {})", l.attachments),
+        TargetState::Gone => format!("GONE: {}", l.reason),
+        TargetState::Waiting => format!("WAITING: {}", l.reason),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

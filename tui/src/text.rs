@@ -21,6 +21,9 @@ pub fn header(snap: &Snapshot) -> String {
         snap.target.pid,
         snap.target.reactors.len()
     );
+    if let Some(l) = model::lifecycle_label(snap) {
+        let _ = write!(s, " │ {l}");
+    }
     if let Some(w) = &snap.window {
         let _ = write!(
             s,

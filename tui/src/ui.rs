@@ -99,6 +99,14 @@ fn draw_header(frame: &mut Frame<'_>, app: &App, area: Rect) {
         " │ {} reactors",
         snap.target.reactors.len()
     )));
+    if let Some(l) = crate::model::lifecycle_label(snap) {
+        let style = match snap.lifecycle.as_ref().map(|l| l.state) {
+            Some(s) if s.is_live() => Style::new().fg(Color::Green),
+            _ => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        };
+        spans.push(Span::raw(" │ "));
+        spans.push(Span::styled(l, style));
+    }
     if let Some(w) = &snap.window {
         spans.push(Span::raw(format!(
             " │ window #{} {:.1}s │ {} IOPS {:.1} MB/s p50 {} p99 {}",

@@ -19,6 +19,8 @@ use agent_core::sample::{
     Capability, ListenerInfo, NamespaceInfo, QpairSample, RdmaReactorSample, ReactorInfo,
     ReactorSample, Sample, TargetInfo,
 };
+use std::sync::Arc;
+
 use trace_ring::{Event, Record, RingCursor, Start, TraceReader};
 
 use crate::requests::{Request, RequestBuilder};
@@ -39,7 +41,7 @@ struct Records {
 
 /// Reads the counters pages of one trace file.
 pub struct RingCollector {
-    reader: TraceReader,
+    reader: Arc<TraceReader>,
     gone_noted: bool,
     records: Option<Records>,
 }
@@ -47,6 +49,11 @@ pub struct RingCollector {
 impl RingCollector {
     /// Wraps an opened trace file.
     pub fn new(reader: TraceReader) -> RingCollector {
+        RingCollector::shared(Arc::new(reader))
+    }
+
+    /// Wraps a trace file shared with the session (which checks its liveness each tick).
+    pub fn shared(reader: Arc<TraceReader>) -> RingCollector {
         RingCollector {
             reader,
             gone_noted: false,
@@ -56,6 +63,11 @@ impl RingCollector {
 
     /// Also reads request records from the rings (see the module doc for the bounds).
     pub fn with_records(reader: TraceReader) -> RingCollector {
+        RingCollector::shared_with_records(Arc::new(reader))
+    }
+
+    /// [`RingCollector::with_records`] over a trace file shared with the session.
+    pub fn shared_with_records(reader: Arc<TraceReader>) -> RingCollector {
         let cursors = (0..reader.reactors())
             .filter_map(|r| reader.cursor(r, Start::Now).ok())
             .collect();
@@ -67,7 +79,7 @@ impl RingCollector {
                 buf: Vec::new(),
                 seen: 0,
             }),
-            ..RingCollector::new(reader)
+            ..RingCollector::shared(reader)
         }
     }
 
