@@ -156,9 +156,45 @@ impl Target {
         }
     }
 
+    /// Starts `ringside-tgt --name <name>` with its trace file and RPC socket in `dir` (which
+    /// the caller keeps: a later instance of the same name may start there), and waits until it
+    /// listens and serves RPC.
+    pub fn start_in(dir: &Path, name: &str, args: &[&str]) -> Target {
+        let bins = bench_harness::scenario::procs::Bins {
+            tgt: cargo_bin("nvmf-target", "ringside-tgt"),
+            perf: PathBuf::new(),
+            agent: PathBuf::new(),
+        };
+        let inner = bench_harness::scenario::procs::TargetProc::start_in(
+            &bins,
+            dir,
+            name,
+            &bench_harness::scenario::procs::Prefix::default(),
+            "127.0.0.1",
+            args,
+        )
+        .unwrap_or_else(|e| panic!("{}", bench_harness::error_chain(&e)));
+        Target {
+            port: inner.port,
+            trace_file: inner.trace_file.clone(),
+            rpc: inner.rpc.clone(),
+            inner,
+        }
+    }
+
     /// The temporary directory holding the trace file and the RPC socket.
     pub fn dir(&self) -> &Path {
         self.inner.dir()
+    }
+
+    /// The target's process id.
+    pub fn pid(&self) -> u32 {
+        self.inner.pid()
+    }
+
+    /// SIGKILL, then waits: the target dies without cleaning up (its trace file stays).
+    pub fn kill(&mut self) {
+        self.inner.kill();
     }
 
     /// `ringside-perf -r <this target's transport id>`, stdin closed; add the workload.
@@ -380,6 +416,229 @@ pub mod lab {
                     "{key}: got {:?}, want a count above 0",
                     self.get(key)
                 ));
+            }
+        }
+    }
+}
+
+/// A Prometheus server of our own and the small HTTP client the tests query it (and
+/// `ringside serve`) with.
+pub mod prom {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    use std::path::PathBuf;
+    use std::process::{Child, Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use serde_json::Value;
+    // ---------------------------------------------------------------------------------------------
+    // Prometheus availability
+
+    pub struct Tools {
+        /// `prometheus`.
+        pub prometheus: PathBuf,
+        /// `promtool`.
+        pub promtool: PathBuf,
+    }
+
+    pub fn which(name: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/bin")])
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    }
+
+    /// The Prometheus binaries, or `None` after printing why the test skips (fails under `CI`).
+    pub fn tools(test: &str) -> Option<Tools> {
+        match (which("prometheus"), which("promtool")) {
+            (Some(prometheus), Some(promtool)) => Some(Tools {
+                prometheus,
+                promtool,
+            }),
+            _ => {
+                let why =
+                    "prometheus/promtool not installed (scripts/setup.sh installs the Debian \
+                           package `prometheus`)";
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{test}: {why}, and CI is set"
+                );
+                eprintln!("skipping {test}: {why}");
+                None
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------------
+    // A tiny HTTP client (HTTP/1.0: the server closes after the response, no chunking).
+
+    pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: */*\r\n\r\n"
+        )
+        .map_err(|e| format!("send to {addr}: {e}"))?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)
+            .map_err(|e| format!("read from {addr}: {e}"))?;
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .ok_or_else(|| format!("no HTTP head from {addr}{path}"))?;
+        let code = head
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("bad status line from {addr}{path}: {head}"))?;
+        Ok((code, body.to_string()))
+    }
+
+    pub fn urlencode(s: &str) -> String {
+        s.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    }
+
+    /// Polls `f` every 250 ms until it returns `Some`, for at most `secs` seconds.
+    pub fn wait_for<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T {
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(v) = f() {
+                return v;
+            }
+            assert!(
+                Instant::now() < until,
+                "gave up after {secs} s waiting for {what}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    pub fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("cannot find a free loopback port")
+    }
+
+    pub struct Prom {
+        child: Child,
+        /// Its HTTP address.
+        pub addr: SocketAddr,
+        dir: tempfile::TempDir,
+    }
+
+    impl Prom {
+        pub fn start(tools: &Tools, scrape: SocketAddr) -> Prom {
+            let dir = tempfile::tempdir().expect("temporary directory for prometheus");
+            let config = dir.path().join("prometheus.yml");
+            std::fs::write(
+                &config,
+                format!(
+                    "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                     scrape_configs:\n  - job_name: ringside\n    static_configs:\n      \
+                     - targets: ['{scrape}']\n"
+                ),
+            )
+            .expect("write prometheus.yml");
+            // A free port can be taken between the probe and Prometheus' bind: retry a few times.
+            for _ in 0..3 {
+                let addr: SocketAddr = format!("127.0.0.1:{}", free_port())
+                    .parse()
+                    .expect("address");
+                let log =
+                    std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
+                let mut child = Command::new(&tools.prometheus)
+                    .arg(format!("--config.file={}", config.display()))
+                    .arg(format!(
+                        "--storage.tsdb.path={}",
+                        dir.path().join("data").display()
+                    ))
+                    .arg(format!("--web.listen-address={addr}"))
+                    .arg("--log.level=warn")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::from(log))
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("cannot start {}: {e}", tools.prometheus.display()));
+                let ready = wait_for("prometheus to start", 60, || {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        return Some(false);
+                    }
+                    match http_get(addr, "/-/ready") {
+                        Ok((200, _)) => Some(true),
+                        _ => None,
+                    }
+                });
+                if ready {
+                    return Prom { child, addr, dir };
+                }
+                let _ = child.wait();
+            }
+            let log =
+                std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
+            panic!("prometheus did not start; its log:\n{log}");
+        }
+
+        /// `/api/v1/query` at now: `Ok(result array)` or `Err(Prometheus' error)`.
+        pub fn query(&self, expr: &str) -> Result<Vec<Value>, String> {
+            self.query_path(&format!("/api/v1/query?query={}", urlencode(expr)))
+        }
+
+        /// `/api/v1/query` at Unix time `t` (seconds).
+        pub fn query_at(&self, expr: &str, t: f64) -> Result<Vec<Value>, String> {
+            self.query_path(&format!(
+                "/api/v1/query?query={}&time={t:.3}",
+                urlencode(expr)
+            ))
+        }
+
+        fn query_path(&self, path: &str) -> Result<Vec<Value>, String> {
+            let (code, body) = http_get(self.addr, path)?;
+            let v: Value =
+                serde_json::from_str(&body).map_err(|e| format!("HTTP {code}, not JSON ({e})"))?;
+            if v["status"] != "success" {
+                return Err(format!(
+                    "HTTP {code}: {} {}",
+                    v["errorType"].as_str().unwrap_or("?"),
+                    v["error"].as_str().unwrap_or("?")
+                ));
+            }
+            Ok(v["data"]["result"].as_array().cloned().unwrap_or_default())
+        }
+
+        /// The single value of a query returning one series (or a scalar), if any.
+        pub fn value(&self, expr: &str) -> Option<f64> {
+            let r = self
+                .query(expr)
+                .unwrap_or_else(|e| panic!("query {expr}: {e}"));
+            let first = r.first()?;
+            first["value"][1].as_str()?.parse().ok()
+        }
+
+        /// Prometheus' own log (warnings and errors).
+        pub fn log(&self) -> String {
+            std::fs::read_to_string(self.dir.path().join("prometheus.log")).unwrap_or_default()
+        }
+    }
+
+    impl Drop for Prom {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.child.id().to_string()])
+                .status();
+            if self.child.wait().is_err() {
+                let _ = self.child.kill();
             }
         }
     }

@@ -378,3 +378,53 @@ fn top_without_a_terminal_says_so_instead_of_garbling_the_output() {
     );
     assert!(out.stdout.is_empty(), "nothing written to the pipe");
 }
+
+#[test]
+fn live_view_in_tmux_shows_the_target_waiting_attached_gone_and_reattached() {
+    if !Tmux::available() {
+        println!("skipped: tmux is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    let ringside_bin = cargo_bin("agent", "ringside");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("toplc{}", std::process::id());
+    let tmux = Tmux::start("lifecycle");
+    tmux.wait_for("the shell prompt", |s| {
+        s.lines().any(|l| l.trim_end() == "$")
+    });
+    // Started before its target: the header says it waits.
+    tmux.send_line(&format!(
+        "{} --name {name} --shm-dir {} top --interval 250ms --no-kernel",
+        sh_quote(&ringside_bin),
+        sh_quote(dir.path())
+    ));
+    let header = |s: &str| {
+        s.lines()
+            .find(|l| l.contains("ringside top"))
+            .map(str::to_string)
+    };
+    let waiting = tmux.wait_for("WAITING in the header", |s| {
+        header(s).is_some_and(|h| h.contains("WAITING"))
+    });
+    let mut tgt = Target::start_in(dir.path(), &name, &["--malloc", "16MiB"]);
+    let attached = tmux.wait_for("attached in the header", |s| {
+        header(s).is_some_and(|h| h.contains("attached") && !h.contains("reattached"))
+    });
+    tgt.kill();
+    let gone = tmux.wait_for("GONE in the header", |s| {
+        header(s).is_some_and(|h| h.contains("GONE"))
+    });
+    let _again = Target::start_in(dir.path(), &name, &["--malloc", "16MiB"]);
+    let back = tmux.wait_for("reattached in the header", |s| {
+        header(s).is_some_and(|h| h.contains("reattached (instance 2)"))
+    });
+    for (what, screen) in [
+        ("waiting", &waiting),
+        ("attached", &attached),
+        ("gone", &gone),
+        ("reattached", &back),
+    ] {
+        eprintln!("--- {what}:\n{}", header(screen).unwrap_or_default());
+    }
+    tmux.send_key("q");
+}

@@ -163,7 +163,8 @@ pub struct TargetProc {
     pub trace_file: PathBuf,
     /// The JSON-RPC socket.
     pub rpc: PathBuf,
-    dir: ScratchDir,
+    path: PathBuf,
+    _dir: Option<ScratchDir>,
 }
 
 impl TargetProc {
@@ -178,15 +179,30 @@ impl TargetProc {
     ) -> Result<TargetProc, ScenarioError> {
         let dir = ScratchDir::new("ringside-tgt")?;
         let name = format!("{tag}{}", std::process::id());
-        let rpc = dir.path().join("rpc.sock");
+        let mut t = TargetProc::start_in(bins, dir.path(), &name, prefix, ip, args)?;
+        t._dir = Some(dir);
+        Ok(t)
+    }
+
+    /// Starts `ringside-tgt --name <name>` with its trace file and RPC socket in `dir`, which
+    /// the caller keeps (a later instance of the same name may start there).
+    pub fn start_in(
+        bins: &Bins,
+        dir: &Path,
+        name: &str,
+        prefix: &Prefix,
+        ip: &str,
+        args: &[&str],
+    ) -> Result<TargetProc, ScenarioError> {
+        let rpc = dir.join(format!("rpc.{name}.sock"));
         let mut child = prefix
             .command(&bins.tgt)
-            .args(["--name", &name, "--listen", &format!("{ip}:0")])
+            .args(["--name", name, "--listen", &format!("{ip}:0")])
             .args(args)
             .arg("--rpc-socket")
             .arg(&rpc)
             .arg("--trace-dir")
-            .arg(dir.path())
+            .arg(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -200,7 +216,7 @@ impl TargetProc {
                 what: "ringside-tgt".into(),
                 stderr,
             })?;
-        let trace_file = dir.path().join(format!("ringside.{name}"));
+        let trace_file = dir.join(format!("ringside.{name}"));
         if !trace_file.is_file() {
             let _ = child.kill();
             let _ = child.wait();
@@ -215,13 +231,27 @@ impl TargetProc {
             port,
             trace_file,
             rpc,
-            dir,
+            path: dir.to_path_buf(),
+            _dir: None,
         })
     }
 
     /// The scratch directory (trace file, RPC socket); it stays until the value is dropped.
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        &self.path
+    }
+
+    /// The process id (0 once stopped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
+    /// SIGKILL, then waits: the target dies without cleaning up (its trace file stays).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// SIGTERM, then waits; returns how it exited.
