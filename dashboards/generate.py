@@ -14,8 +14,10 @@ import sys
 DS = {"type": "prometheus", "uid": "${datasource}"}
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-I = 'instance=~"$instance"'
-IR = 'instance=~"$instance", reactor=~"$reactor"'
+# `target` is empty (absent) on the series of a `ringside serve` following one target, and the
+# instance name with `serve --all`: "$target|" selects both.
+I = 'instance=~"$instance", target=~"$target|"'
+IR = 'instance=~"$instance", target=~"$target|", reactor=~"$reactor"'
 RI = "$__rate_interval"
 
 
@@ -273,6 +275,8 @@ def node_overview():
         stat("Active findings", "Subjects with a raised finding, all kinds.",
              f"sum(ringside_finding_active_subjects{{{I}}})", "short",
              thresholds=[{"color": "green", "value": None}, {"color": "red", "value": 1}]),
+        stat("Targets up", "Targets attached and read (ringside_target_up); a gone target counts 0 and serves nothing else.",
+             f"sum(ringside_target_up{{{I}}})", "short"),
         stat("Snapshot age", "Time since the exporter last got a snapshot from the agent.",
              f"max(ringside_exporter_snapshot_age_seconds{{{I}}})", "s",
              thresholds=[{"color": "green", "value": None}, {"color": "red", "value": 5}]),
@@ -437,6 +441,7 @@ def node_overview():
     variables = [
         variable_ds(),
         variable_query("instance", "Instance", "label_values(ringside_target_info, instance)", False, False),
+        variable_query("target", "Target", 'label_values(ringside_target_up{instance=~"$instance"}, target)', True, True),
         variable_query("reactor", "Reactor", 'label_values(ringside_reactor_info{instance=~"$instance"}, reactor)', True, True),
     ]
     return dashboard("ringside-node", "ringside / node overview",
@@ -448,6 +453,12 @@ def fleet():
     panels = [
         row("Fleet"),
         stat("Instances", "Targets reporting.", f"count(ringside_target_info{{{I}}})", w=6),
+        stat("Targets up", "Targets attached and read by their agents.",
+             f"sum(ringside_target_up{{{I}}})", w=6,
+             thresholds=[{"color": "red", "value": None}, {"color": "green", "value": 1}]),
+        stat("Targets down", "Targets an agent waits for or saw go (killed, exited, file truncated or replaced).",
+             f"count(ringside_target_up{{{I}}} == 0) or vector(0)", w=6,
+             thresholds=[{"color": "green", "value": None}, {"color": "red", "value": 1}]),
         stat("Fleet IOPS", "All instances together.",
              f"sum(rate(ringside_reactor_completions_total{{{I}}}[{RI}]))", "iops", w=6),
         stat("Fleet throughput", "All instances together.",
@@ -488,6 +499,7 @@ def fleet():
     variables = [
         variable_ds(),
         variable_query("instance", "Instance", "label_values(ringside_target_info, instance)", True, True),
+        variable_query("target", "Target", 'label_values(ringside_target_up{instance=~"$instance"}, target)', True, True),
     ]
     return dashboard("ringside-fleet", "ringside / fleet",
                      "Every ringside-tgt instance scraped: aggregates per instance and per NUMA node.",

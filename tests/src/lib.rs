@@ -220,6 +220,23 @@ impl Target {
     }
 }
 
+/// Waits for a `ringside-perf --json` run; asserts it succeeded and returns its JSON report.
+pub fn perf_report(child: Child) -> serde_json::Value {
+    let out = child.wait_with_output().expect("wait for ringside-perf");
+    assert!(
+        out.status.success(),
+        "ringside-perf failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "ringside-perf printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
 /// The QEMU lab guest (`bench-harness/lab/`): running a script in it and checking the
 /// `LAB_RESULT key=value` facts it prints.
 pub mod lab {

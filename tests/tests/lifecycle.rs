@@ -31,7 +31,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tests::prom::{http_get, tools, wait_for, Prom};
-use tests::{cargo_bin, Target};
+use tests::{cargo_bin, perf_report, Target};
 
 /// One test at a time: each runs targets under load, and the rate comparison needs a machine
 /// not shared with the other tests' loads.
@@ -102,6 +102,14 @@ impl Serve {
         http_get(self.addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
+    /// Waits (bounded) for `/healthz` to answer 503; returns its body.
+    fn wait_unhealthy(&self, when: &str) -> String {
+        wait_for(&format!("healthz 503 {when}"), 30, || {
+            let (code, body) = self.get("/healthz");
+            (code == 503).then_some(body)
+        })
+    }
+
     fn stderr(&self) -> String {
         self.stderr
             .lock()
@@ -152,17 +160,6 @@ fn perf(t: &Target, secs: u32) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot start ringside-perf")
-}
-
-fn perf_report(child: Child) -> Value {
-    let out = child.wait_with_output().expect("wait for ringside-perf");
-    assert!(
-        out.status.success(),
-        "ringside-perf failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("ringside-perf JSON")
 }
 
 /// The sum over series of a raw range-vector query's samples, by timestamp, in time order.
@@ -234,10 +231,7 @@ fn prometheus_sees_serve_follow_a_sigkill_and_restart_under_load() {
 
     // SIGKILL: gone.
     first.kill();
-    let body = wait_for("healthz 503 after SIGKILL", 30, || {
-        let (code, body) = serve.get("/healthz");
-        (code == 503).then_some(body)
-    });
+    let body = serve.wait_unhealthy("after SIGKILL");
     assert!(body.contains("gone"), "healthz says gone: {body}");
     let (_, metrics) = serve.get("/metrics");
     assert_eq!(
@@ -352,10 +346,7 @@ fn a_truncated_trace_file_ends_the_instance_without_crashing_the_agent() {
         .open(&path)
         .expect("open the trace file");
     f.set_len(4096).expect("truncate");
-    let body = wait_for("healthz 503 after the truncation", 30, || {
-        let (code, body) = serve.get("/healthz");
-        (code == 503).then_some(body)
-    });
+    let body = serve.wait_unhealthy("after the truncation");
     assert!(
         body.contains("truncated") || body.contains("gone"),
         "healthz says why: {body}"

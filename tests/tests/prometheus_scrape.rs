@@ -28,7 +28,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
 use tests::prom::{http_get, tools, wait_for, Prom};
-use tests::{cargo_bin, workspace_root, Target};
+use tests::{cargo_bin, perf_report, workspace_root, Target};
 
 /// One stack at a time: the two live tests each run a target, the agent, Prometheus and load.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -134,23 +134,6 @@ fn perf(t: &Target, secs: u32) -> Child {
         .expect("cannot start ringside-perf")
 }
 
-/// Waits for a `ringside-perf` run; returns its JSON report.
-fn perf_report(child: Child) -> Value {
-    let out = child.wait_with_output().expect("wait for ringside-perf");
-    assert!(
-        out.status.success(),
-        "ringside-perf failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "ringside-perf printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
-}
-
 /// A running `ringside serve` on an ephemeral port.
 struct Serve {
     child: Option<Child>,
@@ -158,11 +141,18 @@ struct Serve {
 }
 
 impl Serve {
+    /// Follows the instance of `trace_file` by name (so the lifecycle series are there too).
     fn start(trace_file: &Path) -> Serve {
         let bin = cargo_bin("agent", "ringside");
+        let name = trace_file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("ringside."))
+            .expect("a ringside.<name> trace file");
+        let dir = trace_file.parent().expect("the trace directory");
         let mut child = Command::new(&bin)
-            .arg("--file")
-            .arg(trace_file)
+            .args(["--name", name, "--shm-dir"])
+            .arg(dir)
             .args(["serve", "--listen", "127.0.0.1:0", "--interval", "1s"])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -171,7 +161,12 @@ impl Serve {
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let mut err = BufReader::new(child.stderr.take().expect("piped stderr"));
         let mut line = String::new();
-        let n = err.read_line(&mut line).unwrap_or(0);
+        // The agent says it attached first; the address line follows.
+        let mut n = err.read_line(&mut line).unwrap_or(0);
+        while n > 0 && line.starts_with("ringside: ") {
+            line.clear();
+            n = err.read_line(&mut line).unwrap_or(0);
+        }
         let addr = line
             .trim()
             .strip_prefix("ringside serve: http://")
@@ -288,6 +283,7 @@ fn substitute(expr: &str) -> Result<String, String> {
         ("__interval", "2s"),
         ("__range", "1m"),
         ("instance", ".*"),
+        ("target", ".*"),
         ("reactor", ".*"),
     ];
     let mut out = String::new();
