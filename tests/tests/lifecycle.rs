@@ -292,8 +292,7 @@ fn prometheus_sees_serve_follow_a_sigkill_and_restart_under_load() {
         ),
     );
     let reset = (1..all.len())
-        .filter(|&i| all[i].1 < all[i - 1].1)
-        .last()
+        .rfind(|&i| all[i].1 < all[i - 1].1)
         .unwrap_or(0);
     let samples = &all[reset..];
     let t_final = samples
