@@ -448,6 +448,13 @@ fn shutdown_stops_the_thread_and_frees_the_port() {
     assert_eq!(http_threads(), 1, "one server thread");
     let before = threads();
     server.shutdown();
+    // shutdown() joins the thread, but the kernel lists an exited thread in /proc/self/task a
+    // little longer than the join takes (the join wakes on the thread's tid clear, before the
+    // task is released): wait for it to go, bounded.
+    let until = Instant::now() + Duration::from_secs(10);
+    while http_threads() != 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(http_threads(), 0, "the server thread is gone");
     assert!(threads() < before, "no other thread took its place");
     assert!(
