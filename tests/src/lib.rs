@@ -135,19 +135,32 @@ impl Target {
     /// Starts `ringside-tgt --name <tag><pid> --listen 127.0.0.1:0 <args>` (`args`: the backend,
     /// `--cores`...) and waits until it listens and serves RPC.
     pub fn start(tag: &str, args: &[&str]) -> Target {
-        let bins = bench_harness::scenario::procs::Bins {
-            tgt: cargo_bin("nvmf-target", "ringside-tgt"),
-            perf: PathBuf::new(),
-            agent: PathBuf::new(),
-        };
-        let inner = bench_harness::scenario::procs::TargetProc::start(
-            &bins,
+        Target::wrap(bench_harness::scenario::procs::TargetProc::start(
+            &Target::bins(),
             tag,
             &bench_harness::scenario::procs::Prefix::default(),
             "127.0.0.1",
             args,
-        )
-        .unwrap_or_else(|e| panic!("{}", bench_harness::error_chain(&e)));
+        ))
+    }
+
+    /// The target binary built by the cargo running the test (no perf or agent needed).
+    fn bins() -> bench_harness::scenario::procs::Bins {
+        bench_harness::scenario::procs::Bins {
+            tgt: cargo_bin("nvmf-target", "ringside-tgt"),
+            perf: PathBuf::new(),
+            agent: PathBuf::new(),
+        }
+    }
+
+    /// A started target, or a panic with the start-up error chain.
+    fn wrap(
+        started: Result<
+            bench_harness::scenario::procs::TargetProc,
+            bench_harness::scenario::ScenarioError,
+        >,
+    ) -> Target {
+        let inner = started.unwrap_or_else(|e| panic!("{}", bench_harness::error_chain(&e)));
         Target {
             port: inner.port,
             trace_file: inner.trace_file.clone(),
@@ -160,26 +173,14 @@ impl Target {
     /// the caller keeps: a later instance of the same name may start there), and waits until it
     /// listens and serves RPC.
     pub fn start_in(dir: &Path, name: &str, args: &[&str]) -> Target {
-        let bins = bench_harness::scenario::procs::Bins {
-            tgt: cargo_bin("nvmf-target", "ringside-tgt"),
-            perf: PathBuf::new(),
-            agent: PathBuf::new(),
-        };
-        let inner = bench_harness::scenario::procs::TargetProc::start_in(
-            &bins,
+        Target::wrap(bench_harness::scenario::procs::TargetProc::start_in(
+            &Target::bins(),
             dir,
             name,
             &bench_harness::scenario::procs::Prefix::default(),
             "127.0.0.1",
             args,
-        )
-        .unwrap_or_else(|e| panic!("{}", bench_harness::error_chain(&e)));
-        Target {
-            port: inner.port,
-            trace_file: inner.trace_file.clone(),
-            rpc: inner.rpc.clone(),
-            inner,
-        }
+        ))
     }
 
     /// The temporary directory holding the trace file and the RPC socket.

@@ -14,7 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
-use tests::{cargo_bin, Target};
+use tests::{cargo_bin, perf_report, Target};
 
 fn root_with_btf() -> bool {
     let root = std::fs::metadata("/proc/self")
@@ -65,23 +65,6 @@ fn perf(t: &Target, secs: u32) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("cannot run ringside-perf")
-}
-
-/// perf's report of a finished run.
-fn perf_report(child: Child) -> Value {
-    let out = child.wait_with_output().expect("wait for ringside-perf");
-    assert!(
-        out.status.success(),
-        "ringside-perf failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "ringside-perf printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&out.stdout)
-        )
-    })
 }
 
 /// `taskset -c <core> sh -c 'while :; do :; done'` at nice -10 (so it, not a passing build job,
