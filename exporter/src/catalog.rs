@@ -98,8 +98,9 @@ pub const LABELS: &[(&str, &str)] = &[
     ("name", "the target instance name (one per exporter)"),
     (
         "target",
-        "on ringside_target_info the kind of target (ringside or spdk); on the lifecycle series, and on every other series with `serve --all` (at most --max-targets), the target instance name",
+        "the target instance name: on the lifecycle series always, and on every other series with `serve --all` (at most --max-targets)",
     ),
+    ("kind", "the kind of target: ringside or spdk"),
     ("state", "waiting, attached, gone or reattached"),
     ("transport", "tcp or rdma"),
     ("address", "a listener address of the target (few)"),
@@ -206,7 +207,7 @@ pub const TARGET_INFO: MetricDef = def(
     Gauge,
     Unit::None,
     "Constant 1: the target instance this exporter is attached to, and its kind (ringside-tgt or SPDK's nvmf_tgt).",
-    &["name", "target"],
+    &["name", "kind"],
 );
 /// The target's lifecycle: up.
 pub const TARGET_UP: MetricDef = def(

@@ -502,7 +502,8 @@ impl Families {
 /// Merges the expositions of several targets into one: each family's `# HELP`/`# TYPE` once,
 /// then every target's samples of it, each sample labelled `target="<name>"` first (samples
 /// that already carry a `target` label keep theirs: the lifecycle series, which name the
-/// instance, and `ringside_target_info`, whose `name` does). Names are instance
+/// instance; `target` means the instance on every series, the kind of target is
+/// `ringside_target_info`'s `kind`). Names are instance
 /// names (`[A-Za-z0-9_.-]`), so they need no escaping.
 pub fn merge_with_target_label(parts: &[(String, String)]) -> String {
     let mut order: Vec<String> = Vec::new();
@@ -1109,7 +1110,7 @@ mod tests {
         assert!(!text.contains("ringside_reactor_cpu_ratio"), "{text}");
         assert!(!text.contains("ringside_netdev_"), "{text}");
         assert!(
-            text.contains("ringside_target_info{name=\"t1\",target=\"ringside\"} 1"),
+            text.contains("ringside_target_info{name=\"t1\",kind=\"ringside\"} 1"),
             "{text}"
         );
     }
@@ -1122,7 +1123,7 @@ mod tests {
         acc.fold(&s);
         let text = render(&s, &acc);
         assert!(
-            text.contains("ringside_target_info{name=\"t1\",target=\"spdk\"} 1"),
+            text.contains("ringside_target_info{name=\"t1\",kind=\"spdk\"} 1"),
             "{text}"
         );
     }

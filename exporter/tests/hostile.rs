@@ -152,7 +152,7 @@ fn assert_healthy(addr: SocketAddr, context: &str) {
     assert_eq!(code, 200, "/metrics {context}");
     let text = String::from_utf8_lossy(&body);
     assert!(
-        text.contains("ringside_target_info{name=\"hostile\",target=\"ringside\"} 1")
+        text.contains("ringside_target_info{name=\"hostile\",kind=\"ringside\"} 1")
             && text.contains("ringside_exporter_connections_open "),
         "/metrics {context} is incomplete ({} bytes)",
         body.len()

@@ -16,7 +16,8 @@
 //!
 //! - `serve_all_follows_targets_appearing_and_vanishing`: `ringside serve --all` with two
 //!   targets started and stopped at different times: each target's series (labelled `target`)
-//!   appear within two intervals of its start and vanish within two intervals of its stop.
+//!   appear within two intervals of its start and vanish within two intervals of its stop;
+//!   `target` names an instance on every series (`ringside_target_info`'s kind is `kind`).
 //!
 //! Every wait is a bounded poll of a condition (a hang guard, not a speed assertion).
 #![forbid(unsafe_code)]
@@ -549,6 +550,24 @@ fn serve_all_follows_targets_appearing_and_vanishing() {
         up.len() == 2 && up.contains(&b) && r.contains(&b)
     });
     assert_eq!(serve.get("/healthz").0, 200);
+    // One meaning per label name: `target` is the instance on every series (the kind of target
+    // is `kind`), so every `target` value is one of the two instances.
+    let (_, metrics) = serve.get("/metrics");
+    for t in [&a, &b] {
+        let info =
+            format!("ringside_target_info{{target=\"{t}\",name=\"{t}\",kind=\"ringside\"}} 1");
+        assert!(metrics.contains(&info), "{info} in:\n{metrics}");
+    }
+    for l in metrics.lines().filter(|l| l.contains("target=\"")) {
+        let v = l
+            .split("target=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next());
+        assert!(
+            v == Some(a.as_str()) || v == Some(b.as_str()),
+            "target names an instance: {l}"
+        );
+    }
     ta.stop();
     wait_seen("a vanishes", &|(up, r)| {
         up == std::slice::from_ref(&b) && r == std::slice::from_ref(&b)
