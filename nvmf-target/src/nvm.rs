@@ -230,6 +230,8 @@ pub fn status_of(class: OpClass, r: Result<(), BdevError>) -> Status {
             OpClass::Read => Status::UNRECOVERED_READ_ERROR,
             _ => Status::WRITE_FAULT,
         },
+        // The device's own answer, bit for bit.
+        Err(BdevError::Nvme(s)) => s,
     }
 }
 

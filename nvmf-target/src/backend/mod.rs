@@ -14,6 +14,7 @@
 
 mod malloc;
 mod null;
+pub mod nvme_dev;
 mod uring;
 
 use std::collections::VecDeque;
@@ -128,6 +129,10 @@ pub enum BdevError {
     BadLength,
     #[error("device error")]
     Media,
+    /// The NVMe device completed the command with this status (`uring-cmd`, `nvme-vfio`): the
+    /// host receives it unchanged, SCT, SC, More and DNR included.
+    #[error("device status {0}")]
+    Nvme(nvme_proto::Status),
 }
 
 /// A shared block device.
