@@ -124,6 +124,23 @@ pub fn connect_refused(
     ctx.trace.counters(|c| c.connect_refused());
 }
 
+/// A Fabrics Connect succeeded on the qpair in counters slot `slot`: names it in the counters
+/// page (`cntlid << 16 | qid` and the queue size granted) and records the connect tracepoint.
+/// Both transports call it.
+pub fn connected(ctx: &Ctx, slot: u16, cid: u16, qid: u16, cntlid: u16, queue_size: u32) {
+    ctx.trace.counters(|c| {
+        c.qpair_ident(slot, (u64::from(cntlid) << 16) | u64::from(qid));
+        c.qpair_queue_size(slot, queue_size);
+    });
+    ctx.trace.tp(
+        crate::trace::TP_QPAIR_CONNECT,
+        slot,
+        cid,
+        u64::from(qid),
+        u64::from(cntlid),
+    );
+}
+
 /// Prints the one line a connection closed on a protocol error gets and counts it in the
 /// counters page. `subsys`/`ctrl`: what the queue belonged to, if it got that far.
 pub fn protocol_close(
@@ -723,14 +740,14 @@ fn get_log_page<H>(
         plog::lid::ERROR_INFORMATION if !discovery => log.resize(plog::ERROR_ENTRY_SIZE, 0), // no errors logged
         plog::lid::SMART_HEALTH if !discovery => {
             log.resize(plog::SMART_SIZE, 0);
-            let st = &ctx.stats;
+            let st = ctx.trace.totals();
             let smart = SmartLog {
                 composite_temperature: 310,
                 available_spare: 100,
                 available_spare_threshold: 10,
                 // This reactor's share only: the log is a courtesy, not an account.
-                data_units_read: SmartLog::data_units(u128::from(st.bytes_read.get())),
-                data_units_written: SmartLog::data_units(u128::from(st.bytes_written.get())),
+                data_units_read: SmartLog::data_units(u128::from(st.bytes_read)),
+                data_units_written: SmartLog::data_units(u128::from(st.bytes_write)),
                 ..SmartLog::default()
             };
             let _ = smart.encode(&mut log);

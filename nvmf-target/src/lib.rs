@@ -19,7 +19,6 @@ pub mod rdma;
 pub mod reactor;
 pub mod rpc;
 pub mod spdk_rpc;
-pub mod stats;
 pub mod subsystem;
 pub mod target;
 pub mod tcp;

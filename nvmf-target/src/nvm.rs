@@ -236,12 +236,11 @@ pub fn status_of(class: OpClass, r: Result<(), BdevError>) -> Status {
 }
 
 /// A backend operation finished: records the `to_backend` (capsule `t0` -> submit `t_submit`)
-/// and `backend` (submit -> now) stages, counts a backend error and the bytes moved, and returns
-/// the response's status.
+/// and `backend` (submit -> now) stages, counts a backend error and returns the response's
+/// status (the transport counts the command and its bytes when the response goes out).
 pub fn completed(
     ctx: &mut Ctx,
     class: OpClass,
-    len: u32,
     t0: u64,
     t_submit: u64,
     r: Result<(), BdevError>,
@@ -257,15 +256,7 @@ pub fn completed(
         ctx.trace
             .counters(|c| c.error(trace_ring::ErrorClass::Backend));
     }
-    let status = status_of(class, r);
-    if status.is_success() {
-        match class {
-            OpClass::Read => ctx.stats.bytes_read.add(u64::from(len)),
-            OpClass::Write => ctx.stats.bytes_written.add(u64::from(len)),
-            _ => {}
-        }
-    }
-    status
+    status_of(class, r)
 }
 
 /// A response queued at `queued_at` is on the wire now (the transport refreshed the clock when

@@ -28,7 +28,6 @@ use rustix::fd::OwnedFd;
 
 use crate::backend::BdevQueue;
 use crate::config::{IdlePolicy, KeepAlive, Limits, SocketPoll};
-use crate::stats::ReactorStats;
 use crate::subsystem::Subsystem;
 use crate::target::Shared;
 use crate::tcp::Conn;
@@ -75,7 +74,8 @@ const WAKE_TOKEN: u64 = u64::MAX;
 /// as a whole.
 pub struct Ctx {
     shared: Arc<Shared>,
-    pub stats: Arc<ReactorStats>,
+    /// The core this reactor runs on.
+    core: usize,
     /// One queue per bdev, indexed like `Shared::bdevs`.
     pub bdevs: Vec<Box<dyn BdevQueue>>,
     /// Time at the start of this iteration.
@@ -87,6 +87,12 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The core this reactor runs on.
+    #[inline]
+    pub fn core(&self) -> usize {
+        self.core
+    }
+
     /// MDTS in bytes: the largest transfer of one command.
     #[inline]
     pub fn mdts(&self) -> u64 {
@@ -182,7 +188,7 @@ impl Reactor {
             .map(|b| b.clone().open_queue(depth))
             .collect();
         let max = shared.config.limits.max_connections_per_reactor as usize;
-        let stats = shared.stats[index].clone();
+        let core = shared.config.cores.get(index).map_or(0, |c| c.0);
         Ok(Reactor {
             index,
             rx,
@@ -194,7 +200,7 @@ impl Reactor {
             active: Vec::with_capacity(max),
             ctx: Ctx {
                 shared,
-                stats,
+                core,
                 bdevs,
                 now: Instant::now(),
                 dsm: Vec::with_capacity(256),
@@ -305,15 +311,9 @@ impl Reactor {
                     .tp(TP_POLL_BUSY, trace_ring::NO_QPAIR, 0, ticks, 0);
             }
             last_tsc = tsc;
-            let st = &self.ctx.stats;
-            st.polls.add(1);
-            let ns = now.saturating_duration_since(last).as_nanos() as u64;
             if work {
-                st.busy_polls.add(1);
-                st.busy_ns.add(ns);
                 idle_polls = 0;
             } else {
-                st.idle_ns.add(ns);
                 idle_polls = idle_polls.saturating_add(1);
             }
             last = now;
@@ -390,7 +390,6 @@ impl Reactor {
     fn adopt(&mut self, stream: TcpStream, peer: SocketAddr, id: u64) {
         let Some(slot) = self.free.pop() else {
             // Full: refuse by closing; the host sees a reset and may retry elsewhere.
-            self.ctx.stats.connection_errors.add(1);
             self.ctx
                 .trace
                 .counters(|c| c.error(trace_ring::ErrorClass::Transport));
@@ -410,13 +409,11 @@ impl Reactor {
         }
         self.gens[slot] = self.gens[slot].wrapping_add(1);
         let conn = Conn::new(stream, peer, id, slot as u16, self.gens[slot], &self.ctx);
-        self.ctx.stats.open_qpair(slot, id);
         self.ctx.trace.counters(|c| {
             c.connection_opened();
-            c.qpair_bind(slot as u16, id);
+            // Identity 0 until the Fabrics Connect names the controller and queue.
+            c.qpair_bind(slot as u16, 0);
         });
-        self.ctx.stats.connections.add(1);
-        self.ctx.stats.connections_total.add(1);
         self.conns[slot] = Some(conn);
         self.active.push(slot);
     }
@@ -428,12 +425,13 @@ impl Reactor {
         if let Some(mut c) = self.conns[slot].take() {
             c.release(&mut self.ctx);
             let _ = epoll::delete(&self.epoll, c.stream());
-            self.ctx.stats.close_qpair(slot);
-            self.ctx.trace.counters(|c| c.connection_closed());
+            self.ctx.trace.counters(|c| {
+                c.qpair_unbind(slot as u16);
+                c.connection_closed();
+            });
             self.ctx
                 .trace
                 .tp(TP_QPAIR_DESTROY, slot as u16, 0, c.ident(), 0);
-            self.ctx.stats.connections.sub(1);
             self.gens[slot] = self.gens[slot].wrapping_add(1);
             self.free.push(slot);
         }

@@ -4,7 +4,8 @@
 //! Threads: one reactor per configured core (pinned, named `reactor-<core>`), one `acceptor`
 //! (blocking-ish accept on the listeners, then hands each connection to a reactor through that
 //! reactor's message queue and eventfd), one `rpc`. Shared state lives in [`Shared`]: immutable
-//! configuration and subsystems, per-reactor statistics (single writer each), and the shutdown
+//! configuration and subsystems, a reader of the counters page (each reactor is the single writer
+//! of its section), and the shutdown
 //! flag. Shutdown: set the flag, wake every reactor; each closes its connections and exits; the
 //! acceptor and RPC threads notice the flag within a few tens of milliseconds.
 
@@ -25,7 +26,6 @@ use trace_ring::description::Transport;
 
 use crate::config::{online_cores, Config, ConfigError};
 use crate::reactor::{Msg, Reactor};
-use crate::stats::ReactorStats;
 use crate::subsystem::{Subsystem, SubsystemKind};
 
 /// Errors starting the target.
@@ -48,6 +48,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Rpc(#[from] crate::rpc::RpcError),
+    #[error("{0}")]
+    Counters(String),
     #[error("cannot start thread {name}")]
     Thread {
         name: String,
@@ -79,7 +81,9 @@ pub struct Shared {
     pub subsystems: Vec<Arc<Subsystem>>,
     pub discovery: Arc<Subsystem>,
     pub bdevs: Vec<Arc<dyn Bdev>>,
-    pub stats: Vec<Arc<ReactorStats>>,
+    /// The counters page (the trace file, published or anonymous), read by `get_stats` and
+    /// placement; the reactors are its only writers.
+    counters: trace_ring::TraceReader,
     pub listen_addrs: Vec<SocketAddr>,
     /// The bound NVMe/RDMA listener addresses, once the rdma-cm thread has bound them (empty
     /// when RDMA is unavailable).
@@ -108,7 +112,11 @@ impl Shared {
     /// The reactor for a new connection on a listener whose NIC is on `nic_node`.
     pub(crate) fn pick_reactor(&self, nic_node: Option<u32>) -> usize {
         self.placer.pick(nic_node, |i| {
-            self.stats.get(i).map_or(0, |s| s.connections.get())
+            self.counters.counters(i as u32).map_or(0, |c| {
+                c.totals
+                    .connections_opened
+                    .saturating_sub(c.totals.connections_closed)
+            })
         })
     }
 
@@ -189,7 +197,22 @@ impl Shared {
         json!({
             "name": self.config.name,
             "uptime_ns": self.started.elapsed().as_nanos() as u64,
-            "reactors": self.stats.iter().map(|s| s.to_json()).collect::<Vec<_>>(),
+            "reactors": self
+                .config
+                .cores
+                .iter()
+                .enumerate()
+                .map(|(i, core)| {
+                    let c = self.counters.counters(i as u32).unwrap_or_else(|| {
+                        trace_ring::CountersSnapshot {
+                            reactor: i as u32,
+                            totals: Default::default(),
+                            qpairs: Vec::new(),
+                        }
+                    });
+                    crate::trace::reactor_json(core.0, &c, self.counters.clock())
+                })
+                .collect::<Vec<_>>(),
         })
     }
 
@@ -241,7 +264,8 @@ pub struct Target {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     rpc_path: PathBuf,
-    /// Dropped after the threads have stopped: marks the file exited and removes it.
+    /// The counters page and trace rings (published or anonymous). Dropped after the threads
+    /// have stopped: a published file is marked exited and removed.
     trace_file: Option<trace_ring::TraceFile>,
 }
 
@@ -298,12 +322,6 @@ impl Target {
         }
         let (mode, gid) = config.trace.access()?;
 
-        let max_conns = config.limits.max_connections_per_reactor as usize;
-        let stats: Vec<Arc<ReactorStats>> = config
-            .cores
-            .iter()
-            .map(|c| Arc::new(ReactorStats::new(c.0, max_conns)))
-            .collect();
         let mut links = Vec::new();
         let mut rxs = Vec::new();
         for _ in &config.cores {
@@ -324,18 +342,11 @@ impl Target {
         }
 
         let discovery = Arc::new(Subsystem::discovery());
-        let (trace_file, mut writers) = if config.trace.enabled {
-            match crate::trace::create(&config, &listen_addrs, &subsystems) {
-                Ok((f, w)) => (Some(f), w.into_iter().map(Some).collect()),
-                Err(e) => {
-                    eprintln!("ringside-tgt: tracing off: {e}");
-                    (None, Vec::new())
-                }
-            }
-        } else {
-            (None, Vec::new())
-        };
-        writers.resize_with(config.cores.len(), || None);
+        let (trace_file, writers) = crate::trace::create(&config, &listen_addrs, &subsystems)
+            .map_err(StartError::Counters)?;
+        let counters = trace_file
+            .reader()
+            .map_err(|e| StartError::Counters(format!("cannot read the counters page: {e}")))?;
         let mut listeners = Vec::new();
         for (fd, addr) in bound {
             rustix::net::listen(&fd, 1024).map_err(|e| StartError::Listen {
@@ -351,15 +362,15 @@ impl Target {
         let rpc_listener = crate::rpc::bind(&rpc_path)?;
         crate::rpc::restrict(&rpc_path, mode, gid)?;
         let trace = trace_file
-            .as_ref()
-            .map(|f| (f.path().to_path_buf(), f.control()));
+            .is_published()
+            .then(|| (trace_file.path().to_path_buf(), trace_file.control()));
 
         let shared = Arc::new(Shared {
             config: config.clone(),
             subsystems,
             discovery,
             bdevs,
-            stats,
+            counters,
             listen_addrs,
             rdma_addrs: std::sync::OnceLock::new(),
             shutdown: AtomicBool::new(false),
@@ -383,11 +394,15 @@ impl Target {
             shared: shared.clone(),
             threads: Vec::new(),
             rpc_path: rpc_path.clone(),
-            trace_file,
+            trace_file: Some(trace_file),
         };
         let threads = &mut started.threads;
         let spawn_err = |name: String| move |source| StartError::Thread { name, source };
-        for (i, (rx, tw)) in rxs.into_iter().zip(writers).enumerate() {
+        for (i, (rx, tw)) in rxs
+            .into_iter()
+            .zip(writers.into_iter().map(Some))
+            .enumerate()
+        {
             let core = config.cores[i];
             let name = format!("reactor-{core}");
             let sh = shared.clone();
@@ -482,9 +497,12 @@ impl Target {
         self.trace_file = None;
     }
 
-    /// The trace file's path, when tracing.
+    /// The trace file's path, when tracing (the anonymous counters page has none).
     pub fn trace_path(&self) -> Option<&std::path::Path> {
-        self.trace_file.as_ref().map(|f| f.path())
+        self.trace_file
+            .as_ref()
+            .filter(|f| f.is_published())
+            .map(|f| f.path())
     }
 
     /// Requests shutdown and waits.

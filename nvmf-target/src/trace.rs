@@ -16,6 +16,7 @@ use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use serde_json::{json, Value};
 use trace_ring::description::{
     Description, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc, SettingsDesc, SubsystemDesc,
     Transport,
@@ -105,25 +106,79 @@ pub fn describe(
     }
 }
 
-/// Creates the trace file and one writer set per reactor. On failure returns one lowercase line
-/// saying why (the caller prints it and runs without tracing).
+/// Creates the counters page (and trace rings) and one writer set per reactor: the published
+/// trace file when tracing is on; when it is off, or the file cannot be published (one line
+/// says why), an anonymous one (a memfd nobody else finds: rings of 2 records, every group
+/// off), so the counters — which `get_stats` reads — exist all the same. `Err` (one lowercase
+/// line) only when not even the anonymous file can be made.
 pub fn create(
     config: &Config,
     listeners: &[SocketAddr],
     subsystems: &[std::sync::Arc<Subsystem>],
 ) -> Result<(TraceFile, Vec<ReactorWriters>), String> {
+    let desc = describe(config, listeners, subsystems);
+    let published = if config.trace.enabled {
+        match publish(config, &desc) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!("ringside-tgt: tracing off: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let tf = match published {
+        Some(f) => f,
+        None => {
+            let layout = Layout {
+                ring_records: 2,
+                ..layout(config)
+            };
+            let tf = TraceFile::create_anonymous(
+                &config.name,
+                std::process::id(),
+                &desc,
+                &layout,
+                trace_ring::Clock::calibrated(),
+            )
+            .map_err(|e| format!("cannot create the counters page: {e}"))?;
+            tf.control().set_enabled_mask(0);
+            tf
+        }
+    };
+    let mut writers = Vec::with_capacity(config.cores.len());
+    for i in 0..config.cores.len() {
+        writers.push(
+            tf.take_reactor(i as u32)
+                .map_err(|e| format!("cannot set up trace ring {i}: {e}"))?,
+        );
+    }
+    Ok((tf, writers))
+}
+
+/// The file's sizing: one ring and counters section per reactor, and a qpair slot for every
+/// connection a reactor may hold (so `get_stats` lists each), at least `trace.qpair_slots`.
+fn layout(config: &Config) -> Layout {
+    let t = &config.trace;
+    Layout {
+        reactors: config.cores.len() as u32,
+        ring_records: t.ring_records,
+        qpair_slots: t
+            .qpair_slots
+            .max(config.limits.max_connections_per_reactor)
+            .min(trace_ring::layout::MAX_QPAIR_SLOTS),
+        stages: STAGES.len() as u32,
+    }
+}
+
+/// Creates and publishes the trace file (`[trace]` dir, mode, group and enabled groups).
+fn publish(config: &Config, desc: &Description) -> Result<TraceFile, String> {
     let t = &config.trace;
     let dir: PathBuf = t
         .dir
         .clone()
         .unwrap_or_else(|| PathBuf::from(trace_ring::DEFAULT_DIR));
-    let desc = describe(config, listeners, subsystems);
-    let layout = Layout {
-        reactors: config.cores.len() as u32,
-        ring_records: t.ring_records,
-        qpair_slots: t.qpair_slots,
-        stages: STAGES.len() as u32,
-    };
     let mask = mask_of(&t.groups)?;
     let path = trace_ring::instance_path(&dir, &config.name);
     let (mode, gid) = t.access().map_err(|e| e.to_string())?;
@@ -131,8 +186,8 @@ pub fn create(
         Path::new(&dir),
         &config.name,
         std::process::id(),
-        &desc,
-        &layout,
+        desc,
+        &layout(config),
         trace_ring::Clock::calibrated(),
         trace_ring::Access { mode, gid },
     )
@@ -144,14 +199,79 @@ pub fn create(
         );
     }
     tf.control().set_enabled_mask(mask);
-    let mut writers = Vec::with_capacity(config.cores.len());
-    for i in 0..config.cores.len() {
-        writers.push(
-            tf.take_reactor(i as u32)
-                .map_err(|e| format!("cannot set up trace ring {i}: {e}"))?,
-        );
-    }
-    Ok((tf, writers))
+    Ok(tf)
+}
+
+/// One reactor's entry of `get_stats`, read from its counters page: the totals, the connected
+/// qpairs (identity `cntlid << 16 | qid`; slots not yet connected or closed have identity 0 and
+/// are left out) and the RDMA transport work with the ratios an engineer reads first. Times are
+/// converted from TSC ticks with the file's clock.
+pub fn reactor_json(
+    core: usize,
+    c: &trace_ring::CountersSnapshot,
+    clock: trace_ring::Clock,
+) -> Value {
+    let t = &c.totals;
+    let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let qpairs: Vec<Value> = c
+        .qpairs
+        .iter()
+        .enumerate()
+        .filter(|(_, q)| q.ident != 0)
+        .map(|(slot, q)| {
+            json!({
+                "slot": slot,
+                "generation": q.generation,
+                "cntlid": q.ident >> 16,
+                "qid": q.ident & 0xffff,
+                "queue_size": q.queue_size,
+                "submitted": q.submitted,
+                "completed": q.completed,
+                "outstanding": q.outstanding,
+                "high_water": q.high_water,
+                "bytes": q.bytes,
+                "errors": q.errors,
+            })
+        })
+        .collect();
+    json!({
+        "core": core,
+        "polls": t.polls,
+        "busy_polls": t.busy_polls,
+        "busy_ns": clock.ticks_to_ns(t.busy_tsc),
+        "idle_ns": clock.ticks_to_ns(t.idle_tsc),
+        "commands": {
+            "read": t.cmds_read,
+            "write": t.cmds_write,
+            "other": t.cmds_other,
+            "admin": t.cmds_admin,
+        },
+        "command_errors": t.errors_status,
+        "bytes_read": t.bytes_read,
+        "bytes_written": t.bytes_write,
+        "connections": t.connections_opened.saturating_sub(t.connections_closed),
+        "connections_total": t.connections_opened,
+        "connection_errors": t.errors_transport + t.errors_protocol,
+        "connects_refused": t.connects_refused,
+        "protocol_closes": t.protocol_closes,
+        "qpairs": qpairs,
+        "rdma": {
+            "cq_polls": t.rdma_cq_polls,
+            "cq_polls_nonempty": t.rdma_cq_polls_nonempty,
+            "completions": t.rdma_completions,
+            "completions_per_nonempty_poll": ratio(t.rdma_completions, t.rdma_cq_polls_nonempty),
+            "doorbells": t.rdma_doorbells,
+            "send_wrs": t.rdma_send_wrs,
+            "recv_wrs": t.rdma_recv_wrs,
+            "wrs_per_doorbell": ratio(t.rdma_send_wrs + t.rdma_recv_wrs, t.rdma_doorbells),
+            "pending_wrs": t.rdma_pending_wrs,
+            "pending_wrs_high_water": t.rdma_pending_wrs_high_water,
+            "srq_depth": t.rdma_srq_depth,
+            "srq_low_water": t.rdma_srq_low_water,
+            "srq_size": t.rdma_srq_size,
+            "srq_empty": t.rdma_srq_empty,
+        },
+    })
 }
 
 /// One reactor's trace handle (see the module doc). Without a trace file every call is a
@@ -210,6 +330,14 @@ impl Tracer {
                 f(&mut w.counters);
             }
         }
+    }
+
+    /// This reactor's totals in the counters page (all zero without one).
+    pub fn totals(&self) -> trace_ring::ReactorCounters {
+        self.w
+            .as_ref()
+            .and_then(|w| w.try_borrow().ok().map(|w| w.counters.totals()))
+            .unwrap_or_default()
     }
 
     /// Publishes the reactor thread's tid and core in its ring.

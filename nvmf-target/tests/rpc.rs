@@ -30,6 +30,30 @@ fn call(path: &std::path::Path, method: &str) -> Value {
 #[test]
 fn stats_move_with_io() {
     let t = TestTarget::start();
+    assert!(t.target.as_ref().unwrap().trace_path().is_some());
+    stats_follow_io(&t);
+}
+
+/// With tracing off the counters page still exists (an anonymous file nobody else finds) and
+/// `get_stats` reads the same counts from it.
+#[test]
+fn stats_move_with_io_without_tracing() {
+    let t = TestTarget::start_with(|c| c.trace.enabled = false);
+    assert_eq!(t.target.as_ref().unwrap().trace_path(), None);
+    let published: Vec<_> = std::fs::read_dir(t.dir.path())
+        .expect("read the trace dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("ringside."))
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        published.is_empty(),
+        "no trace file published: {published:?}"
+    );
+    stats_follow_io(&t);
+}
+
+fn stats_follow_io(t: &TestTarget) {
     let before = call(&t.rpc, "get_stats");
     let r0 = &before["reactors"][0];
     assert_eq!(r0["commands"]["read"], 0);
@@ -69,6 +93,22 @@ fn stats_move_with_io() {
     assert_eq!(nvm["controllers"].as_array().unwrap().len(), 1);
     let cfg = call(&t.rpc, "get_config");
     assert_eq!(cfg["name"], "test");
+
+    // Closed connections leave the listing and the live count; the totals stay.
+    drop((_a, io));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let s = call(&t.rpc, "get_stats");
+        let r = s["reactors"][0].clone();
+        if r["connections"] == 0 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(r["connections"], 0, "{r}");
+    assert_eq!(r["connections_total"], 2, "{r}");
+    assert_eq!(r["qpairs"].as_array().map(Vec::len), Some(0), "{r}");
+    assert_eq!(r["commands"]["read"], 5);
 }
 
 #[test]

@@ -256,6 +256,11 @@ pub fn validate_header(path: &Path, h: &Header, file_len: u64) -> Result<Geometr
 /// Opens `path`, reads (with `pread`, not the mapping) and validates its header.
 fn read_header(path: &Path) -> Result<(File, Header, Geometry)> {
     let file = File::open(path).map_err(io_err("open", path))?;
+    read_header_of(path, file)
+}
+
+/// [`read_header`] of a file already open (`path` names it in errors).
+fn read_header_of(path: &Path, file: File) -> Result<(File, Header, Geometry)> {
     let len = file.metadata().map_err(io_err("stat", path))?.len();
     if len < HEADER_SECTION {
         return Err(Error::TooSmall {
@@ -362,7 +367,15 @@ impl TraceReader {
     /// Opens and validates a trace file.
     pub fn open(path: impl AsRef<Path>) -> Result<TraceReader> {
         let path = path.as_ref();
-        let (file, header, geometry) = read_header(path)?;
+        let file = File::open(path).map_err(io_err("open", path))?;
+        Self::from_file(path, file)
+    }
+
+    /// Validates and maps a trace file already open (`path` names it in errors and
+    /// [`TraceReader::liveness`]); see `TraceFile::reader` for the producer's own reader.
+    pub fn from_file(path: impl AsRef<Path>, file: File) -> Result<TraceReader> {
+        let path = path.as_ref();
+        let (file, header, geometry) = read_header_of(path, file)?;
         let desc_len = header.desc_len as usize;
         let mut blob = vec![0u8; desc_len];
         file.read_exact_at(&mut blob, header.desc_offset)

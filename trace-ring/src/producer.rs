@@ -109,6 +109,10 @@ pub struct TraceFile {
     reclaimed: Option<u32>,
     identity: (u64, u64),
     remove_on_drop: bool,
+    /// The open file (published or anonymous), for [`TraceFile::reader`].
+    file: File,
+    /// Whether the file has a name in a directory (false for [`TraceFile::create_anonymous`]).
+    published: bool,
 }
 
 impl std::fmt::Debug for TraceFile {
@@ -203,74 +207,7 @@ impl TraceFile {
         access: Access,
     ) -> Result<TraceFile> {
         validate_name(name)?;
-        desc.validate()
-            .map_err(|reason| Error::InvalidDescription { reason })?;
-        if !desc.reactors.is_empty() && desc.reactors.len() != layout.reactors as usize {
-            return Err(Error::InvalidDescription {
-                reason: format!(
-                    "{} reactors described but the layout has {}",
-                    desc.reactors.len(),
-                    layout.reactors
-                ),
-            });
-        }
-        if desc.stages.len() > layout.stages as usize {
-            return Err(Error::InvalidDescription {
-                reason: format!(
-                    "{} stages named but the layout has {}",
-                    desc.stages.len(),
-                    layout.stages
-                ),
-            });
-        }
-        let blob = serde_json::to_vec(desc).map_err(|e| Error::InvalidDescription {
-            reason: e.to_string(),
-        })?;
-        let sections = Sections::compute(layout, blob.len() as u64)
-            .map_err(|e| Error::InvalidLayout { reason: e.reason() })?;
-
-        let mut name_field = [0u8; NAME_LEN];
-        name_field[..name.len()].copy_from_slice(name.as_bytes());
-        let header = Header {
-            magic: MAGIC,
-            abi_major: ABI_MAJOR,
-            abi_minor: ABI_MINOR,
-            endian_tag: ENDIAN_TAG,
-            pid,
-            header_size: std::mem::size_of::<Header>() as u32,
-            state: STATE_RUNNING,
-            file_size: sections.file_size,
-            name: name_field,
-            flags: clock.flags,
-            tsc_hz: clock.tsc_hz,
-            calib_tsc: clock.calib_tsc,
-            calib_mono_ns: clock.calib_mono_ns,
-            start_realtime_ns: tsc::realtime_ns(),
-            start_mono_ns: tsc::mono_ns(),
-            enabled_mask: u64::MAX,
-            reactors: layout.reactors,
-            record_size: RECORD_SIZE as u32,
-            ring_records: layout.ring_records,
-            rings_offset: sections.rings_offset,
-            ring_stride: sections.ring_stride,
-            ring_control_size: RING_CONTROL_SIZE as u32,
-            reactor_counters_size: REACTOR_COUNTERS_SIZE as u32,
-            counters_offset: sections.counters_offset,
-            counters_stride: sections.counters_stride,
-            qpair_slots: layout.qpair_slots,
-            qpair_counters_size: QPAIR_COUNTERS_SIZE as u32,
-            stages: layout.stages,
-            hist_size: HIST_BLOCK_SIZE as u32,
-            hist_buckets: HIST_BUCKETS as u32,
-            hist_sub_bits: HIST_SUB_BITS,
-            hist_max_exp: HIST_MAX_EXP,
-            desc_format: DESC_FORMAT_JSON,
-            desc_offset: sections.desc_offset,
-            desc_len: blob.len() as u64,
-            desc_crc32c: crc32c::crc32c(&blob),
-            reserved0: 0,
-        };
-
+        let (header, sections, blob) = prepare(name, pid, desc, layout, clock)?;
         let final_path = instance_path(dir, name);
         let tmp_path = dir.join(format!(".{FILE_PREFIX}{name}.{pid}.{}.tmp", tsc::mono_ns()));
         let mut guard = TempGuard(Some(tmp_path.clone()));
@@ -288,35 +225,7 @@ impl TraceFile {
         }
         rustix::fs::fchmod(&file, rustix::fs::Mode::from_raw_mode(access.mode & 0o7777))
             .map_err(|e| io_err("set the mode of", &tmp_path)(e.into()))?;
-        file.set_len(sections.file_size)
-            .map_err(io_err("size", &tmp_path))?;
-        // Reserve the pages now: on a full tmpfs a sparse file would SIGBUS the first reactor
-        // that touches a missing page; this turns that into an error here.
-        match rustix::fs::fallocate(
-            &file,
-            rustix::fs::FallocateFlags::empty(),
-            0,
-            sections.file_size,
-        ) {
-            Ok(()) => {}
-            Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {}
-            Err(e) => {
-                return Err(Error::Io {
-                    op: "reserve space for",
-                    path: tmp_path,
-                    source: e.into(),
-                })
-            }
-        }
-        let map =
-            Mapping::map(&file, sections.file_size, true).map_err(io_err("map", &tmp_path))?;
-        let mut page = [0u8; HEADER_SECTION as usize];
-        encode_header(&header, &mut page);
-        store_bytes(map.words(), 0, &page);
-        store_bytes(map.words(), (sections.desc_offset / 8) as usize, &blob);
-        let meta = file.metadata().map_err(io_err("stat", &tmp_path))?;
-        let identity = (meta.dev(), meta.ino());
-        drop(file);
+        let (map, identity) = initialize(&file, &tmp_path, &header, &sections, &blob)?;
 
         let mut reclaimed = None;
         let mut attempts = 0;
@@ -372,7 +281,60 @@ impl TraceFile {
             reclaimed,
             identity,
             remove_on_drop: true,
+            file,
+            published: true,
         })
+    }
+
+    /// A trace file with no name in any directory (a `memfd`): the same layout, writers and
+    /// counters as a published one, but no other process finds it. The target uses it when
+    /// tracing is off, so its counters page (which its RPC reads) exists all the same.
+    pub fn create_anonymous(
+        name: &str,
+        pid: u32,
+        desc: &Description,
+        layout: &Layout,
+        clock: Clock,
+    ) -> Result<TraceFile> {
+        validate_name(name)?;
+        let (header, sections, blob) = prepare(name, pid, desc, layout, clock)?;
+        let path = PathBuf::from(format!("memfd:{FILE_PREFIX}{name}"));
+        let fd = rustix::fs::memfd_create(
+            format!("{FILE_PREFIX}{name}"),
+            rustix::fs::MemfdFlags::CLOEXEC,
+        )
+        .map_err(|e| io_err("create", &path)(e.into()))?;
+        let file = File::from(fd);
+        let (map, identity) = initialize(&file, &path, &header, &sections, &blob)?;
+        Ok(TraceFile {
+            path,
+            map: Arc::new(map),
+            header,
+            sections,
+            layout: *layout,
+            clock,
+            taken: Mutex::new(vec![false; layout.reactors as usize]),
+            reclaimed: None,
+            identity,
+            remove_on_drop: false,
+            file,
+            published: false,
+        })
+    }
+
+    /// Whether the file is published in a directory (readers can find it by name).
+    pub fn is_published(&self) -> bool {
+        self.published
+    }
+
+    /// A reader of this very file (through its open descriptor, so it works for an anonymous
+    /// file too): the producer's own process reads its counters through it.
+    pub fn reader(&self) -> Result<crate::consumer::TraceReader> {
+        let file = self
+            .file
+            .try_clone()
+            .map_err(io_err("reopen", &self.path))?;
+        crate::consumer::TraceReader::from_file(&self.path, file)
     }
 
     /// The published path.
@@ -504,6 +466,126 @@ impl Drop for TraceFile {
             }
         }
     }
+}
+
+/// Checks the description against the layout and builds the header, the sections and the
+/// description blob of a new file.
+fn prepare(
+    name: &str,
+    pid: u32,
+    desc: &Description,
+    layout: &Layout,
+    clock: Clock,
+) -> Result<(Header, Sections, Vec<u8>)> {
+    desc.validate()
+        .map_err(|reason| Error::InvalidDescription { reason })?;
+    if !desc.reactors.is_empty() && desc.reactors.len() != layout.reactors as usize {
+        return Err(Error::InvalidDescription {
+            reason: format!(
+                "{} reactors described but the layout has {}",
+                desc.reactors.len(),
+                layout.reactors
+            ),
+        });
+    }
+    if desc.stages.len() > layout.stages as usize {
+        return Err(Error::InvalidDescription {
+            reason: format!(
+                "{} stages named but the layout has {}",
+                desc.stages.len(),
+                layout.stages
+            ),
+        });
+    }
+    let blob = serde_json::to_vec(desc).map_err(|e| Error::InvalidDescription {
+        reason: e.to_string(),
+    })?;
+    let sections = Sections::compute(layout, blob.len() as u64)
+        .map_err(|e| Error::InvalidLayout { reason: e.reason() })?;
+
+    let mut name_field = [0u8; NAME_LEN];
+    name_field[..name.len()].copy_from_slice(name.as_bytes());
+    let header = Header {
+        magic: MAGIC,
+        abi_major: ABI_MAJOR,
+        abi_minor: ABI_MINOR,
+        endian_tag: ENDIAN_TAG,
+        pid,
+        header_size: std::mem::size_of::<Header>() as u32,
+        state: STATE_RUNNING,
+        file_size: sections.file_size,
+        name: name_field,
+        flags: clock.flags,
+        tsc_hz: clock.tsc_hz,
+        calib_tsc: clock.calib_tsc,
+        calib_mono_ns: clock.calib_mono_ns,
+        start_realtime_ns: tsc::realtime_ns(),
+        start_mono_ns: tsc::mono_ns(),
+        enabled_mask: u64::MAX,
+        reactors: layout.reactors,
+        record_size: RECORD_SIZE as u32,
+        ring_records: layout.ring_records,
+        rings_offset: sections.rings_offset,
+        ring_stride: sections.ring_stride,
+        ring_control_size: RING_CONTROL_SIZE as u32,
+        reactor_counters_size: REACTOR_COUNTERS_SIZE as u32,
+        counters_offset: sections.counters_offset,
+        counters_stride: sections.counters_stride,
+        qpair_slots: layout.qpair_slots,
+        qpair_counters_size: QPAIR_COUNTERS_SIZE as u32,
+        stages: layout.stages,
+        hist_size: HIST_BLOCK_SIZE as u32,
+        hist_buckets: HIST_BUCKETS as u32,
+        hist_sub_bits: HIST_SUB_BITS,
+        hist_max_exp: HIST_MAX_EXP,
+        desc_format: DESC_FORMAT_JSON,
+        desc_offset: sections.desc_offset,
+        desc_len: blob.len() as u64,
+        desc_crc32c: crc32c::crc32c(&blob),
+        reserved0: 0,
+    };
+
+    Ok((header, sections, blob))
+}
+
+/// Sizes `file`, reserves its pages, maps it and writes the header and description; returns
+/// the mapping and the file's (device, inode).
+fn initialize(
+    file: &File,
+    tmp_path: &Path,
+    header: &Header,
+    sections: &Sections,
+    blob: &[u8],
+) -> Result<(Mapping, (u64, u64))> {
+    let tmp_path = tmp_path.to_path_buf();
+    file.set_len(sections.file_size)
+        .map_err(io_err("size", &tmp_path))?;
+    // Reserve the pages now: on a full tmpfs a sparse file would SIGBUS the first reactor
+    // that touches a missing page; this turns that into an error here.
+    match rustix::fs::fallocate(
+        file,
+        rustix::fs::FallocateFlags::empty(),
+        0,
+        sections.file_size,
+    ) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::OPNOTSUPP || e == rustix::io::Errno::NOSYS => {}
+        Err(e) => {
+            return Err(Error::Io {
+                op: "reserve space for",
+                path: tmp_path,
+                source: e.into(),
+            })
+        }
+    }
+    let map = Mapping::map(file, sections.file_size, true).map_err(io_err("map", &tmp_path))?;
+    let mut page = [0u8; HEADER_SECTION as usize];
+    encode_header(header, &mut page);
+    store_bytes(map.words(), 0, &page);
+    store_bytes(map.words(), (sections.desc_offset / 8) as usize, blob);
+    let meta = file.metadata().map_err(io_err("stat", &tmp_path))?;
+    let identity = (meta.dev(), meta.ino());
+    Ok((map, identity))
 }
 
 /// Writes `bytes` (zero-padded to whole words, little-endian) at word `at`.
@@ -760,6 +842,16 @@ impl CountersWriter {
         }
     }
 
+    /// The reactor's totals as this writer last wrote them (for the producer's own reports, e.g.
+    /// the bytes of a SMART log).
+    pub fn totals(&self) -> ReactorCounters {
+        let mut words = [0u64; ReactorCounters::WORDS];
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = self.get(i);
+        }
+        ReactorCounters::from_words(&words)
+    }
+
     /// Accounts one poll-loop iteration of `ticks` ending at `now_tsc`.
     #[inline]
     pub fn poll(&mut self, now_tsc: u64, busy: bool, ticks: u64) {
@@ -919,6 +1011,23 @@ impl CountersWriter {
             self.set(b + qc!(outstanding), 0);
             self.set(b + qc!(high_water), 0);
             self.add(b + qc!(generation), 1);
+        }
+    }
+
+    /// Sets the identity of the qpair bound to a slot once it is known (the target binds a slot
+    /// at accept with identity 0 and sets `cntlid << 16 | qid` at Fabrics Connect).
+    pub fn qpair_ident(&mut self, slot: u16, ident: u64) {
+        if let Some(b) = self.qpair_base(slot) {
+            self.set(b + qc!(ident), ident);
+        }
+    }
+
+    /// The qpair bound to a slot is gone: identity 0 and nothing outstanding (the generation
+    /// and the monotonic totals stay).
+    pub fn qpair_unbind(&mut self, slot: u16) {
+        if let Some(b) = self.qpair_base(slot) {
+            self.set(b + qc!(ident), 0);
+            self.set(b + qc!(outstanding), 0);
         }
     }
 

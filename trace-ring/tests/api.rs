@@ -448,3 +448,54 @@ fn writers_are_send_readers_are_send_and_sync() {
     send_sync::<trace_ring::TraceControl>();
     send_sync::<TraceFile>();
 }
+
+#[test]
+fn anonymous_file_has_counters_its_own_reader_sees_and_no_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf = TraceFile::create_anonymous(
+        "anon",
+        pid(),
+        &description(1),
+        &layout(1, 2),
+        trace_ring::Clock::calibrated(),
+    )
+    .expect("create anonymous");
+    assert!(!tf.is_published());
+    assert!(
+        TraceReader::find_in(dir.path(), "anon").is_err(),
+        "nothing to find by name"
+    );
+    let mut w = tf.take_reactor(0).expect("reactor 0");
+    w.counters.connection_opened();
+    w.counters.qpair_bind(3, 0);
+    w.counters.qpair_ident(3, (7 << 16) | 1);
+    w.counters.qpair_submit(3);
+    let r = tf.reader().expect("own reader");
+    let c = r.counters(0).expect("counters");
+    assert_eq!(c.totals.connections_opened, 1);
+    let q = &c.qpairs[3];
+    assert_eq!(
+        (q.generation, q.ident, q.outstanding),
+        (1, (7 << 16) | 1, 1)
+    );
+    w.counters.qpair_unbind(3);
+    let q = r.counters(0).expect("counters").qpairs[3];
+    assert_eq!(
+        (q.generation, q.ident, q.outstanding, q.submitted),
+        (1, 0, 0, 1),
+        "unbind clears the identity and the gauge, keeps the totals"
+    );
+}
+
+#[test]
+fn a_published_file_reads_itself_through_its_descriptor() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf = TraceFile::create(dir.path(), "own", pid(), &description(1), &layout(1, 16))
+        .expect("create");
+    assert!(tf.is_published());
+    let mut w = tf.take_reactor(0).expect("reactor 0");
+    w.counters.poll(10, true, 5);
+    let r = tf.reader().expect("own reader");
+    assert_eq!(r.path(), tf.path());
+    assert_eq!(r.counters(0).map(|c| c.totals.busy_tsc), Some(5));
+}

@@ -15,7 +15,6 @@ use super::{RConn, RConnState, RState, ReactorRdma, TP_RDMA_EXECUTING};
 use crate::controller::{self as ctl, AdminQueue, Reply, Transport};
 use crate::nvm::{self, OpClass, Payload};
 use crate::reactor::Ctx;
-use crate::trace::TP_QPAIR_CONNECT;
 
 /// What became of a command.
 enum Outcome {
@@ -48,7 +47,6 @@ pub(super) fn execute(rd: &mut ReactorRdma, idx: u32, ctx: &mut Ctx) {
         },
         u64::from(len),
     );
-    ctx.stats.cmds[class as usize].add(1);
     let tag = rd.backend_tag(idx);
     let Some(res) = rd.res.as_mut() else { return };
     let Some(conn) = rd.conns[usize::from(slot)].as_mut() else {
@@ -149,13 +147,7 @@ fn connect(c: &mut RConn, slot: u16, sqe: &Sqe, data: &[u8], ctx: &mut Ctx) -> O
         Ok(()) => {
             let cntlid = c.ctrl.as_ref().map_or(0, |x| x.cntlid);
             c.state = RConnState::Enabled;
-            ctx.trace.tp(
-                TP_QPAIR_CONNECT,
-                slot,
-                sqe.cid.0,
-                u64::from(c.qid),
-                u64::from(cntlid),
-            );
+            ctl::connected(ctx, slot, sqe.cid.0, c.qid, cntlid, u32::from(c.sqsize));
             Outcome::Respond(Status::SUCCESS, u32::from(cntlid), 0, 0)
         }
         Err(r) => {

@@ -42,16 +42,32 @@ use trace_ring::ErrorClass;
 use crate::backend::BdevError;
 use crate::nvm::OpClass;
 use crate::reactor::{Ctx, Msg};
-use crate::stats::RdmaEvent;
 use crate::subsystem::{Controller, Subsystem};
 use crate::target::Shared;
 use crate::trace::{TP_QPAIR_DESTROY, TP_QPAIR_DISCONNECT};
 use verbs::{CmId, Device, EventChannel, Qp, Region, SendWr, Wc, POLL_BATCH, RECV_BATCH};
 
-/// Counts RDMA work where the reactor reports it: `get_stats` and the counters page.
+/// One unit of RDMA transport work, counted in the counters page by [`count`] (see
+/// `trace_ring::CountersWriter::rdma_*` for each meaning).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RdmaEvent {
+    /// One `ibv_poll_cq` call that returned this many completions.
+    CqPoll(u64),
+    /// One doorbell (`ibv_post_send`) posting a chain of this many send-queue work requests.
+    PostSend(u64),
+    /// Send-queue work requests completed (or flushed).
+    SendDone(u64),
+    /// Receive work requests posted to the SRQ, in this many doorbells.
+    PostRecv { wrs: u64, doorbells: u64 },
+    /// A receive buffer was consumed (a capsule arrived, or the receive was flushed).
+    RecvConsumed,
+    /// The SRQ was created and filled with this many buffers.
+    SrqReady(u64),
+}
+
+/// Counts RDMA work in the reactor's counters page (`get_stats` reads it there).
 #[inline]
 fn count(ctx: &Ctx, e: RdmaEvent) {
-    ctx.stats.rdma.apply(e);
     ctx.trace.counters(|x| match e {
         RdmaEvent::CqPoll(n) => x.rdma_cq_poll(n),
         RdmaEvent::PostSend(n) => x.rdma_post_send(n),
@@ -112,6 +128,8 @@ pub enum RdmaMsg {
     },
     /// The connection `ident` is gone (DISCONNECTED, TIMEWAIT_EXIT, error events).
     Gone { ident: u64 },
+    /// The rdma-cm thread rejected a connection request (counted as a transport error).
+    Rejected,
 }
 
 impl std::fmt::Debug for RdmaMsg {
@@ -119,6 +137,7 @@ impl std::fmt::Debug for RdmaMsg {
         match self {
             RdmaMsg::Connect { ident, req, .. } => write!(f, "Connect({ident}, {req:?})"),
             RdmaMsg::Gone { ident } => write!(f, "Gone({ident})"),
+            RdmaMsg::Rejected => write!(f, "Rejected"),
         }
     }
 }
@@ -208,9 +227,10 @@ fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device, Option<u32>)>, shar
                                 "ringside-tgt: rdma: rejected a connection from {} (status {status:#x})",
                                 id.peer()
                             );
-                            // Counted on the first reactor: no reactor owns it.
-                            if let Some(s) = shared.stats.first() {
-                                s.connection_errors.add(1);
+                            // Counted by the first reactor (the counters page has one
+                            // writer per reactor; no reactor owns this connection).
+                            if let Some(l) = shared.links.first() {
+                                l.send(Msg::Rdma(RdmaMsg::Rejected));
                             }
                             drop(ev); // ack before destroying the id
                             drop(id);
@@ -518,6 +538,7 @@ impl ReactorRdma {
                     self.fail_conn(slot, ctx);
                 }
             }
+            RdmaMsg::Rejected => ctx.trace.counters(|c| c.error(ErrorClass::Transport)),
         }
     }
 
@@ -541,22 +562,21 @@ impl ReactorRdma {
             if let Err(e) = self.setup(device, ctx) {
                 eprintln!(
                     "ringside-tgt: rdma: reactor {} cannot set up {}: {e}",
-                    ctx.stats.core,
+                    ctx.core(),
                     device.name()
                 );
                 self.failed_setup = true;
             }
         }
         let Some(res) = self.res.as_ref() else {
-            ctx.stats.connection_errors.add(1);
+            ctx.trace.counters(|c| c.error(ErrorClass::Transport));
             return reject(&id, reject_status::NO_RESOURCES);
         };
         if !res.device.same(&device) {
-            ctx.stats.connection_errors.add(1);
+            ctx.trace.counters(|c| c.error(ErrorClass::Transport));
             return reject(&id, reject_status::NO_RESOURCES);
         }
         let Some(slot) = free.pop() else {
-            ctx.stats.connection_errors.add(1);
             ctx.trace.counters(|c| c.error(ErrorClass::Transport));
             return reject(&id, reject_status::NO_RESOURCES);
         };
@@ -568,7 +588,7 @@ impl ReactorRdma {
             Err(e) => {
                 eprintln!("ringside-tgt: rdma: {e}");
                 free.push(slot);
-                ctx.stats.connection_errors.add(1);
+                ctx.trace.counters(|c| c.error(ErrorClass::Transport));
                 return reject(&id, reject_status::NO_RESOURCES);
             }
         };
@@ -582,7 +602,7 @@ impl ReactorRdma {
         if let Err(e) = id.accept(&private, rd) {
             eprintln!("ringside-tgt: rdma: {e}");
             free.push(slot);
-            ctx.stats.connection_errors.add(1);
+            ctx.trace.counters(|c| c.error(ErrorClass::Transport));
             let _ = qp;
             return; // dropping the id destroys its QP and itself
         }
@@ -610,13 +630,11 @@ impl ReactorRdma {
         });
         self.active.push(slot as u16);
         self.qpns.push((qpn, slot as u16));
-        ctx.stats.open_qpair(slot, ident);
         ctx.trace.counters(|c| {
             c.connection_opened();
-            c.qpair_bind(slot as u16, ident);
+            // Identity 0 until the Fabrics Connect names the controller and queue.
+            c.qpair_bind(slot as u16, 0);
         });
-        ctx.stats.connections.add(1);
-        ctx.stats.connections_total.add(1);
     }
 
     /// Disconnects a connection and moves its QP to the error state; it is destroyed once
@@ -651,7 +669,6 @@ impl ReactorRdma {
     }
 
     fn conn_error(&mut self, slot: u16, class: ErrorClass, ctx: &Ctx) {
-        ctx.stats.connection_errors.add(1);
         ctx.trace.counters(|c| c.error(class));
         self.fail_conn(slot, ctx);
     }
@@ -768,10 +785,11 @@ impl ReactorRdma {
         self.active.retain(|&a| a != slot);
         self.qpns.retain(|&(_, a)| a != slot);
         self.gens[s] = self.gens[s].wrapping_add(1);
-        ctx.stats.close_qpair(s);
-        ctx.trace.counters(|x| x.connection_closed());
+        ctx.trace.counters(|x| {
+            x.qpair_unbind(slot);
+            x.connection_closed();
+        });
         ctx.trace.tp(TP_QPAIR_DESTROY, slot, 0, c.ident, 0);
-        ctx.stats.connections.sub(1);
         let _ = (&c.peer, c.created, c.max_send_wr);
         drop(c); // destroys the QP and the cm id
         free.push(s);
@@ -913,9 +931,6 @@ impl ReactorRdma {
             u64::from(bytes),
         );
         ctx.trace.counters(|x| x.qpair_submit(slot));
-        if let Some(q) = ctx.stats.qpairs.get(usize::from(slot)) {
-            q.on_submit();
-        }
         let cgen = c.gen;
         if c.sqsize > 0 {
             c.sqhd = (c.sqhd + 1) % c.sqsize;
@@ -1122,7 +1137,7 @@ impl ReactorRdma {
         let (t0, t_submit) = (r.t0, r.t_submit);
         let code = u64::from(result.is_err());
         ctx.trace.tp(TP_RDMA_EXECUTED, slot, cid, code, 0);
-        let status = crate::nvm::completed(ctx, class, len, t0, t_submit, result);
+        let status = crate::nvm::completed(ctx, class, t0, t_submit, result);
         if class == OpClass::Read && status.is_success() {
             self.reqs[idx as usize].c2h = len;
         }
@@ -1215,12 +1230,6 @@ impl ReactorRdma {
                     x.error(ErrorClass::Status);
                 }
             });
-        }
-        if !status.is_success() {
-            ctx.stats.cmd_errors.add(1);
-        }
-        if let Some(q) = ctx.stats.qpairs.get(usize::from(slot)) {
-            q.on_complete();
         }
         match posted {
             Ok(n) => {

@@ -39,10 +39,6 @@ impl Conn {
             let prealloc = if cmd.qid == 0 { 0 } else { 4096 };
             self.reqs = (0..a.entries).map(|_| Req::new(prealloc)).collect();
             self.free = (0..a.entries as u16).rev().collect();
-            if let Some(q) = ctx.stats.qpairs.get(usize::from(self.slot)) {
-                q.ctrl_qid
-                    .set((u64::from(a.ctrl.cntlid) << 16) | u64::from(cmd.qid));
-            }
             self.ctrl = Some(a.ctrl);
             self.subsys = Some(a.subsys);
             Ok(())
@@ -51,15 +47,8 @@ impl Conn {
             Ok(()) => {
                 let cntlid = self.ctrl.as_ref().map_or(0, |c| c.cntlid);
                 self.transition(ConnEvent::Connected, ctx);
-                let (slot, size) = (self.slot, u32::from(self.sqsize));
-                ctx.trace.counters(|c| c.qpair_queue_size(slot, size));
-                ctx.trace.tp(
-                    crate::trace::TP_QPAIR_CONNECT,
-                    self.slot,
-                    cid.0,
-                    u64::from(self.qid),
-                    u64::from(cntlid),
-                );
+                let size = u32::from(self.sqsize);
+                ctl::connected(ctx, self.slot, cid.0, self.qid, cntlid, size);
                 self.respond(cid, Status::SUCCESS, u32::from(cntlid), 0, ctx);
             }
             Err(r) => {

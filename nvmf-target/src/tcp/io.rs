@@ -12,7 +12,6 @@ use crate::trace::TP_BACKEND_SUBMITTED;
 
 impl Conn {
     pub(super) fn on_io(&mut self, sqe: Sqe, data: &[u8], ctx: &mut Ctx) {
-        ctx.stats.cmds[OpClass::of_io(&sqe) as usize].add(1);
         if let Err(st) = self.start_io(sqe, data, ctx) {
             self.respond(sqe.cid, st, 0, 0, ctx);
         }

@@ -320,7 +320,6 @@ impl Conn {
             match ptcp::parse_pdu(avail, &self.cfg) {
                 Ok(None) => break,
                 Ok(Some(v)) => {
-                    ctx.stats.pdus_received.add(1);
                     self.rhead += v.len;
                     self.on_pdu(v.header, v.data, ctx);
                 }
@@ -330,7 +329,6 @@ impl Conn {
                     pdu_len,
                     ..
                 }) => {
-                    ctx.stats.pdus_received.add(1);
                     let pdu = &avail[..pdu_len.min(avail.len())];
                     self.rhead += pdu_len;
                     self.on_data_digest_error(pdu_type, cccid, pdu, ctx);
@@ -346,7 +344,6 @@ impl Conn {
 
     /// Answers a framing error with a C2HTermReq (when the error calls for one) and closes.
     fn fatal(&mut self, e: &PduError, offending: &[u8], ctx: &mut Ctx) {
-        ctx.stats.connection_errors.add(1);
         ctx.trace.counters(|c| c.error(ErrorClass::Transport));
         let (field, reason) = match e {
             PduError::Fatal {
@@ -362,15 +359,11 @@ impl Conn {
         let n = ptcp::encode_term_req_for(e, Role::Controller, offending, self.out.reserve(max))
             .unwrap_or(0);
         self.out.commit(max, n);
-        if n > 0 {
-            ctx.stats.pdus_sent.add(1);
-        }
         self.transition(ConnEvent::Terminate, ctx);
     }
 
     /// A TermReq for a protocol error found above the framer (sequence, ttag, offsets).
     fn fatal_fes(&mut self, fes: Fes, fei: u32, offending_hdr: &[u8], ctx: &mut Ctx) {
-        ctx.stats.connection_errors.add(1);
         ctx.trace.counters(|c| c.error(ErrorClass::Protocol));
         let ty = offending_hdr.first().map_or(0, |&b| b);
         self.log_protocol_close(
@@ -383,7 +376,6 @@ impl Conn {
         let n = ptcp::encode_term_req(Role::Controller, fes, fei, data, self.out.reserve(max))
             .unwrap_or(0);
         self.out.commit(max, n);
-        ctx.stats.pdus_sent.add(1);
         self.transition(ConnEvent::Terminate, ctx);
     }
 
@@ -412,7 +404,6 @@ impl Conn {
                 };
                 let n = ptcp::encode_icresp(&resp, self.out.reserve(ptcp::IC_LEN)).unwrap_or(0);
                 self.out.commit(ptcp::IC_LEN, n);
-                ctx.stats.pdus_sent.add(1);
                 let mut cfg = PduConfig::negotiated(Role::Controller, &req, &resp);
                 cfg.max_in_capsule_data = (ctx.limits().in_capsule_data_size.0 as u32)
                     .max(ptcp::DEFAULT_ADMIN_IN_CAPSULE);
@@ -452,7 +443,7 @@ impl Conn {
                 if self.state == ConnState::Enabled || self.state == ConnState::AwaitingConnect {
                     self.trace_begin(cccid, 0, 0, ctx);
                     ctx.trace.counters(|c| c.error(ErrorClass::Transport));
-                    self.on_submit(ctx);
+                    self.on_submit();
                     self.respond(cccid, Status::TRANSIENT_TRANSPORT_ERROR, 0, 0, ctx);
                 }
             }
@@ -495,12 +486,9 @@ impl Conn {
         }
     }
 
-    fn on_submit(&mut self, ctx: &Ctx) {
+    fn on_submit(&mut self) {
         if self.sqsize > 0 {
             self.sqhd = (self.sqhd + 1) % self.sqsize;
-        }
-        if let Some(q) = ctx.stats.qpairs.get(usize::from(self.slot)) {
-            q.on_submit();
         }
     }
 
@@ -559,7 +547,7 @@ impl Conn {
             _ => data.len() as u64,
         };
         self.trace_begin(sqe.cid, sqe.opcode, bytes, ctx);
-        self.on_submit(ctx);
+        self.on_submit();
         if self.qid == 0 && self.cid_busy(sqe.cid) {
             // A held AER whose id the host reuses was abandoned by the host: free its id.
             if let Some(cid) = self.admin.as_mut().and_then(|a| a.abandon_aer(sqe.cid)) {
@@ -571,7 +559,6 @@ impl Conn {
             return;
         }
         if sqe.is_fabrics() {
-            ctx.stats.cmds[OpClass::Fabrics as usize].add(1);
             return self.on_fabrics(sqe, data, ctx);
         }
         if self.state != ConnState::Enabled {
@@ -579,7 +566,6 @@ impl Conn {
             return;
         }
         if self.qid == 0 {
-            ctx.stats.cmds[OpClass::Admin as usize].add(1);
             if let Some(a) = self.admin.as_mut() {
                 // Any admin command proves the host is alive.
                 a.last_keep_alive = ctx.now;
@@ -632,14 +618,6 @@ impl Conn {
         let n = ptcp::encode_capsule_resp(&cqe, self.cfg.hdgst, self.out.reserve(max)).unwrap_or(0);
         self.out.commit(max, n);
         self.trace_response(cid, status, ctx);
-        let st = &ctx.stats;
-        st.pdus_sent.add(1);
-        if !status.is_success() {
-            st.cmd_errors.add(1);
-        }
-        if let Some(q) = st.qpairs.get(usize::from(self.slot)) {
-            q.on_complete();
-        }
     }
 
     /// Appends C2HData PDUs carrying `data` (split at the connection's C2H limit). With `req`,
@@ -651,7 +629,6 @@ impl Conn {
         data: &[u8],
         req: Option<u16>,
         success: bool,
-        ctx: &Ctx,
     ) {
         let max = cfg.max_c2h_data.max(4096) as usize;
         let mut off = 0usize;
@@ -688,7 +665,6 @@ impl Conn {
                     return;
                 }
             }
-            ctx.stats.pdus_sent.add(1);
             off += n;
         }
     }
@@ -705,7 +681,6 @@ impl Conn {
         self.out.commit(max, n);
         ctx.trace
             .tp(TP_R2T_SENT, self.slot, cid.0, u64::from(len), 0);
-        ctx.stats.pdus_sent.add(1);
     }
 
     /// Sends `len` bytes of admin data (from `self.scratch`, zero-padded) then a success CQE.
@@ -720,7 +695,6 @@ impl Conn {
             &self.scratch[..len],
             None,
             false,
-            ctx,
         );
         self.respond(cid, Status::SUCCESS, 0, 0, ctx);
     }
@@ -876,7 +850,7 @@ impl Conn {
             0,
         );
         let (t0, t_submit) = (self.reqs[idx].t0, self.reqs[idx].t_submit);
-        let status = nvm::completed(ctx, class, len as u32, t0, t_submit, r);
+        let status = nvm::completed(ctx, class, t0, t_submit, r);
         self.cur = (t0, class.trace(), len as u64);
         if status.is_success() && class == OpClass::Read {
             // The data leaves from the request's buffer; the request is freed once written.
@@ -890,12 +864,8 @@ impl Conn {
                 &self.reqs[idx].buf[..len],
                 r,
                 success,
-                ctx,
             );
             if success {
-                if let Some(q) = ctx.stats.qpairs.get(usize::from(self.slot)) {
-                    q.on_complete();
-                }
                 self.trace_response(cid, status, ctx);
             } else {
                 self.respond(cid, status, 0, 0, ctx);
@@ -957,7 +927,7 @@ impl Conn {
         ) && ctx.now.saturating_duration_since(self.created)
             > Duration::from_millis(u64::from(ctx.limits().handshake_timeout_ms))
         {
-            ctx.stats.connection_errors.add(1);
+            ctx.trace.counters(|c| c.error(ErrorClass::Transport));
             self.transition(ConnEvent::Terminate, ctx);
             return;
         }
