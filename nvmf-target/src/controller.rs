@@ -23,7 +23,7 @@ use nvme_proto::identify::{
 use nvme_proto::log::{self as plog, DiscoveryEntry, DiscoveryLog, SmartLog};
 use nvme_proto::nvme::{feature, AdminOpcode, Cid, Nsid, Sqe, Status};
 
-use crate::reactor::Ctx;
+use crate::pollgroup::Ctx;
 use crate::subsystem::{Controller, CreateCtrlError, Subsystem, SubsystemKind};
 
 /// Outstanding Asynchronous Event Requests allowed (AERL + 1).

@@ -14,10 +14,12 @@ pub mod config;
 pub mod controller;
 pub mod nvm;
 pub mod placement;
+pub mod pollgroup;
 #[cfg(feature = "rdma")]
 pub mod rdma;
 pub mod reactor;
 pub mod rpc;
+pub mod shared;
 pub mod spdk_rpc;
 pub mod subsystem;
 pub mod target;

@@ -14,7 +14,7 @@ use nvme_proto::nvme::{IoOpcode, Sqe, Status, DSM_AD, DSM_RANGE_SIZE};
 use trace_ring::OpClass as TraceClass;
 
 use crate::backend::{BdevError, BdevOp};
-use crate::reactor::Ctx;
+use crate::pollgroup::Ctx;
 use crate::subsystem::Subsystem;
 use crate::trace::{STAGE_BACKEND, STAGE_TO_BACKEND, STAGE_TO_WIRE};
 

@@ -26,127 +26,17 @@ use rustix::buffer::spare_capacity;
 use rustix::event::{epoll, Timespec};
 use rustix::fd::OwnedFd;
 
-use crate::backend::BdevQueue;
-use crate::config::{IdlePolicy, KeepAlive, Limits, SocketPoll};
-use crate::subsystem::Subsystem;
-use crate::target::Shared;
+use crate::config::{IdlePolicy, SocketPoll};
+use crate::pollgroup::{Ctx, ReqTag};
+use crate::shared::{Msg, Shared};
 use crate::tcp::Conn;
 use crate::trace::{Tracer, TP_POLL_BUSY, TP_QPAIR_DESTROY};
-
-/// Messages to a reactor.
-#[derive(Debug)]
-pub enum Msg {
-    /// A freshly accepted, non-blocking, TCP_NODELAY connection.
-    NewConnection {
-        stream: TcpStream,
-        peer: SocketAddr,
-        id: u64,
-    },
-    /// An NVMe/RDMA connection event from the rdma-cm thread.
-    #[cfg(feature = "rdma")]
-    Rdma(crate::rdma::RdmaMsg),
-    /// A bdev created at run time (a namespace being added): open this reactor's queue on it
-    /// at `index` of its bdev queues, then acknowledge, before any command can reach it.
-    AddBdev {
-        bdev: NewBdev,
-        index: usize,
-        done: std::sync::mpsc::Sender<()>,
-    },
-}
-
-/// A bdev travelling to the reactors in [`Msg::AddBdev`].
-pub struct NewBdev(pub Arc<dyn crate::backend::Bdev>);
-
-impl std::fmt::Debug for NewBdev {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NewBdev({})", self.0.kind())
-    }
-}
 
 /// Up to this many connections, `SocketPoll::Auto` polls with recv instead of epoll.
 const DIRECT_RECV_MAX: usize = 8;
 
 /// epoll user data of the wake eventfd (connection slots are < 65536).
 const WAKE_TOKEN: u64 = u64::MAX;
-
-/// Everything a connection may use besides itself, borrowed from the reactor. The target-wide
-/// state is reached through named accessors (limits, keep-alive, subsystems, listeners), never
-/// as a whole.
-pub struct Ctx {
-    shared: Arc<Shared>,
-    /// The core this reactor runs on.
-    core: usize,
-    /// One queue per bdev, indexed like `Shared::bdevs`.
-    pub bdevs: Vec<Box<dyn BdevQueue>>,
-    /// Time at the start of this iteration.
-    pub now: Instant,
-    /// Scratch for Dataset Management ranges (never reallocated: 256 is the spec's maximum).
-    pub dsm: Vec<(u64, u64)>,
-    /// This reactor's tracepoint ring and counters page (see [`crate::trace`]).
-    pub trace: Tracer,
-}
-
-impl Ctx {
-    /// The core this reactor runs on.
-    #[inline]
-    pub fn core(&self) -> usize {
-        self.core
-    }
-
-    /// MDTS in bytes: the largest transfer of one command.
-    #[inline]
-    pub fn mdts(&self) -> u64 {
-        self.shared.config.limits.max_io_size.0
-    }
-
-    /// Queue and transfer limits.
-    #[inline]
-    pub fn limits(&self) -> &Limits {
-        &self.shared.config.limits
-    }
-
-    /// Keep-alive settings.
-    #[inline]
-    pub fn keep_alive(&self) -> &KeepAlive {
-        &self.shared.config.keep_alive
-    }
-
-    /// The NVM subsystem (or the discovery subsystem) named `nqn`.
-    pub fn subsystem(&self, nqn: &str) -> Option<&Arc<Subsystem>> {
-        self.shared.subsystem(nqn)
-    }
-
-    /// The NVM subsystems.
-    pub fn subsystems(&self) -> &[Arc<Subsystem>] {
-        &self.shared.subsystems
-    }
-
-    /// The bound NVMe/TCP listener addresses.
-    pub fn tcp_listen_addrs(&self) -> &[SocketAddr] {
-        &self.shared.listen_addrs
-    }
-
-    /// The bound NVMe/RDMA listener addresses (empty without RDMA).
-    pub fn rdma_listen_addrs(&self) -> &[SocketAddr] {
-        self.shared.rdma_listen_addrs()
-    }
-}
-
-/// Encodes a backend tag: connection generation (31 bits: bit 63 marks RDMA requests), slot,
-/// request index.
-#[inline]
-pub fn make_tag(gen: u32, slot: u16, req: u16) -> u64 {
-    (u64::from(gen & 0x7fff_ffff) << 32) | (u64::from(slot) << 16) | u64::from(req)
-}
-
-#[inline]
-fn split_tag(tag: u64) -> (u32, usize, u16) {
-    (
-        (tag >> 32) as u32,
-        ((tag >> 16) & 0xffff) as usize,
-        (tag & 0xffff) as u16,
-    )
-}
 
 pub(crate) struct Reactor {
     index: usize,
@@ -159,6 +49,7 @@ pub(crate) struct Reactor {
     /// Occupied slots, so the per-iteration sweep touches live connections only.
     active: Vec<usize>,
     ctx: Ctx,
+    shared: Arc<Shared>,
     events: Vec<epoll::Event>,
     completions: Vec<(u64, Result<(), crate::backend::BdevError>)>,
     /// NVMe/RDMA connections (they take their slots from `free` too).
@@ -198,14 +89,8 @@ impl Reactor {
             gens: vec![0; max],
             free: (0..max).rev().collect(),
             active: Vec::with_capacity(max),
-            ctx: Ctx {
-                shared,
-                core,
-                bdevs,
-                now: Instant::now(),
-                dsm: Vec::with_capacity(256),
-                trace: Tracer::new(trace),
-            },
+            ctx: Ctx::new(shared.env.clone(), core, bdevs, Tracer::new(trace)),
+            shared,
             events: Vec::with_capacity(256),
             completions: Vec::with_capacity(1024),
             #[cfg(feature = "rdma")]
@@ -219,21 +104,21 @@ impl Reactor {
             tv_nsec: 0,
         };
         let tick = Duration::from_millis(
-            u64::from(self.ctx.shared.config.keep_alive.check_interval_ms / 10).clamp(1, 10),
+            u64::from(self.shared.config.keep_alive.check_interval_ms / 10).clamp(1, 10),
         );
-        let idle = self.ctx.shared.config.idle;
-        let socket_poll = self.ctx.shared.config.socket_poll;
+        let idle = self.shared.config.idle;
+        let socket_poll = self.shared.config.socket_poll;
         let mut next_tick = Instant::now() + tick;
         let mut idle_polls: u32 = 0;
         let mut last = Instant::now();
-        if let Some(core) = self.ctx.shared.config.cores.get(self.index) {
+        if let Some(core) = self.shared.config.cores.get(self.index) {
             self.ctx.trace.attach(core.0 as u32);
         }
         let mut last_tsc = self.ctx.trace.refresh();
         loop {
             self.ctx.now = last;
             let mut work = false;
-            if self.ctx.shared.is_shutting_down() {
+            if self.shared.is_shutting_down() {
                 break;
             }
             work |= self.drain_messages();
@@ -377,7 +262,7 @@ impl Reactor {
                 }
                 Ok(Msg::AddBdev { bdev, index, done }) => {
                     if self.ctx.bdevs.len() == index {
-                        let depth = self.ctx.shared.config.limits.max_queue_depth as usize * 4;
+                        let depth = self.shared.config.limits.max_queue_depth as usize * 4;
                         self.ctx.bdevs.push(bdev.0.open_queue(depth));
                     }
                     let _ = done.send(());
@@ -453,13 +338,17 @@ impl Reactor {
         for i in 0..self.completions.len() {
             let (tag, r) = self.completions[i];
             self.ctx.trace.counters(|c| c.backend_complete());
-            #[cfg(feature = "rdma")]
-            if tag & crate::rdma::TAG_RDMA != 0 {
-                self.rdma.on_backend_done(tag, r, &mut self.ctx);
-                continue;
-            }
-            let (gen, slot, req) = split_tag(tag);
-            if self.gens.get(slot).map(|g| g & 0x7fff_ffff) != Some(gen) {
+            let (gen, slot, req) = match ReqTag::decode(tag) {
+                ReqTag::Tcp { gen, slot, req } => (gen, usize::from(slot), req),
+                #[cfg(feature = "rdma")]
+                ReqTag::Rdma { gen, req } => {
+                    self.rdma.on_backend_done(gen, req, r, &mut self.ctx);
+                    continue;
+                }
+                #[cfg(not(feature = "rdma"))]
+                ReqTag::Rdma { .. } => continue,
+            };
+            if self.gens.get(slot).map(|&g| ReqTag::gen_bits(g)) != Some(gen) {
                 continue; // the connection went away meanwhile
             }
             if let Some(c) = self.conns.get_mut(slot).and_then(Option::as_mut) {

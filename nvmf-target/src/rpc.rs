@@ -18,18 +18,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::target::Shared;
+use crate::shared::Shared;
 
 /// Largest request accepted (bytes).
 const MAX_REQUEST: usize = 1 << 20;
 
 /// Standard JSON-RPC error codes.
-pub mod code {
-    pub const PARSE_ERROR: i64 = -32700;
-    pub const INVALID_REQUEST: i64 = -32600;
-    pub const METHOD_NOT_FOUND: i64 = -32601;
-    pub const INVALID_PARAMS: i64 = -32602;
-}
+pub use crate::spdk_rpc::code;
 
 /// Errors starting the RPC server.
 #[derive(Debug, thiserror::Error)]

@@ -9,11 +9,18 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::rpc::code;
+use crate::shared::Shared;
 use crate::subsystem::{Subsystem, SubsystemKind};
-use crate::target::Shared;
 
 /// The methods answered here (for `rpc_get_methods`).
+/// JSON-RPC 2.0 error codes.
+pub mod code {
+    pub const PARSE_ERROR: i64 = -32700;
+    pub const INVALID_REQUEST: i64 = -32600;
+    pub const METHOD_NOT_FOUND: i64 = -32601;
+    pub const INVALID_PARAMS: i64 = -32602;
+}
+
 pub const METHODS: &[&str] = &[
     "nvmf_get_subsystems",
     "nvmf_get_stats",

@@ -3,30 +3,27 @@
 //!
 //! Threads: one reactor per configured core (pinned, named `reactor-<core>`), one `acceptor`
 //! (blocking-ish accept on the listeners, then hands each connection to a reactor through that
-//! reactor's message queue and eventfd), one `rpc`. Shared state lives in [`Shared`]: immutable
-//! configuration and subsystems, a reader of the counters page (each reactor is the single writer
-//! of its section), and the shutdown
-//! flag. Shutdown: set the flag, wake every reactor; each closes its connections and exits; the
+//! reactor's message queue and eventfd), one `rpc`. Shared state lives in [`Shared`]
+//! (`crate::shared`): immutable configuration and subsystems, a reader of the counters page (each
+//! reactor is the single writer of its section), and the shutdown flag. Shutdown: set the flag, wake every reactor; each closes its connections and exits; the
 //! acceptor and RPC threads notice the flag within a few tens of milliseconds.
 
 use std::io::ErrorKind;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
-
-use rustix::fd::OwnedFd;
-use serde_json::{json, Value};
+use std::time::Duration;
 
 use crate::backend::{self, Bdev};
 use trace_ring::description::Transport;
 
 use crate::config::{online_cores, Config, ConfigError};
-use crate::reactor::{Msg, Reactor};
-use crate::subsystem::{Subsystem, SubsystemKind};
+use crate::reactor::Reactor;
+pub use crate::shared::Shared;
+use crate::shared::{Msg, ReactorLink};
+use crate::subsystem::Subsystem;
 
 /// Errors starting the target.
 #[derive(Debug, thiserror::Error)]
@@ -56,206 +53,6 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
-}
-
-/// A way to reach one reactor from other threads.
-pub(crate) struct ReactorLink {
-    pub tx: Sender<Msg>,
-    pub wake: Arc<OwnedFd>,
-}
-
-impl ReactorLink {
-    pub fn send(&self, m: Msg) -> bool {
-        let ok = self.tx.send(m).is_ok();
-        self.wake();
-        ok
-    }
-    pub fn wake(&self) {
-        let _ = rustix::io::write(&*self.wake, &1u64.to_ne_bytes());
-    }
-}
-
-/// State shared by every thread of the target.
-pub struct Shared {
-    pub config: Config,
-    pub subsystems: Vec<Arc<Subsystem>>,
-    pub discovery: Arc<Subsystem>,
-    pub bdevs: Vec<Arc<dyn Bdev>>,
-    /// The counters page (the trace file, published or anonymous), read by `get_stats` and
-    /// placement; the reactors are its only writers.
-    counters: trace_ring::TraceReader,
-    pub listen_addrs: Vec<SocketAddr>,
-    /// The bound NVMe/RDMA listener addresses, once the rdma-cm thread has bound them (empty
-    /// when RDMA is unavailable).
-    rdma_addrs: std::sync::OnceLock<Vec<SocketAddr>>,
-    pub shutdown: AtomicBool,
-    pub started: Instant,
-    next_qpair_id: AtomicU64,
-    /// Bdevs created at run time (their queues follow `bdevs` in every reactor).
-    runtime_bdevs: std::sync::Mutex<usize>,
-    pub(crate) links: Vec<ReactorLink>,
-    /// Connection placement, for the TCP acceptor and the rdma-cm thread.
-    placer: crate::placement::Placer,
-    /// The trace file's path and group toggles, when tracing.
-    pub trace: Option<(PathBuf, trace_ring::TraceControl)>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("name", &self.config.name)
-            .finish()
-    }
-}
-
-impl Shared {
-    /// The reactor for a new connection on a listener whose NIC is on `nic_node`.
-    pub(crate) fn pick_reactor(&self, nic_node: Option<u32>) -> usize {
-        self.placer.pick(nic_node, |i| {
-            self.counters.counters(i as u32).map_or(0, |c| {
-                c.totals
-                    .connections_opened
-                    .saturating_sub(c.totals.connections_closed)
-            })
-        })
-    }
-
-    /// The bound NVMe/RDMA listener addresses (empty before the rdma-cm thread bound them, and
-    /// when RDMA is unavailable).
-    pub fn rdma_listen_addrs(&self) -> &[SocketAddr] {
-        self.rdma_addrs.get().map_or(&[], Vec::as_slice)
-    }
-
-    /// Asks every thread to stop.
-    pub fn request_shutdown(&self) {
-        self.shutdown.store(true, Ordering::Release);
-        for l in &self.links {
-            l.wake();
-        }
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutdown.load(Ordering::Relaxed)
-    }
-
-    /// Creates a namespace at run time: builds its bdev, opens a queue on it on every reactor
-    /// (waiting for each to acknowledge, so no command can reach a reactor without one), then
-    /// publishes it in the subsystem, which tells the controllers (AEN + Changed Namespace List).
-    pub fn add_namespace(
-        &self,
-        nqn: &str,
-        ns: &crate::config::NamespaceConfig,
-    ) -> Result<Arc<crate::subsystem::Namespace>, String> {
-        let subsys = self
-            .subsystems
-            .iter()
-            .find(|s| s.nqn == nqn)
-            .ok_or_else(|| format!("Unable to find subsystem with NQN {nqn}"))?;
-        let mut next = self.runtime_bdevs.lock().unwrap_or_else(|e| e.into_inner());
-        let bdev = backend::create_with(
-            ns,
-            &self.config.limits,
-            matches!(self.config.idle, crate::config::IdlePolicy::Poll),
-        )
-        .map_err(|e| format!("cannot create the backend: {e}"))?;
-        let index = self.bdevs.len() + *next;
-        let mut acks = Vec::new();
-        for l in &self.links {
-            let (done, rx) = mpsc::channel();
-            if !l.send(Msg::AddBdev {
-                bdev: crate::reactor::NewBdev(bdev.clone()),
-                index,
-                done,
-            }) {
-                return Err("a reactor is gone".into());
-            }
-            acks.push(rx);
-        }
-        for rx in acks {
-            rx.recv_timeout(Duration::from_secs(10))
-                .map_err(|_| "a reactor did not open a queue on the new bdev".to_string())?;
-        }
-        *next += 1;
-        subsys
-            .add_namespace(ns.nsid, &bdev, index)
-            .map_err(|e| e.to_string())
-    }
-
-    pub fn next_qpair_id(&self) -> u64 {
-        self.next_qpair_id.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// Finds a subsystem (discovery included) by NQN.
-    pub fn subsystem(&self, nqn: &str) -> Option<&Arc<Subsystem>> {
-        if nqn == self.discovery.nqn {
-            return Some(&self.discovery);
-        }
-        self.subsystems.iter().find(|s| s.nqn == nqn)
-    }
-
-    pub fn stats_json(&self) -> Value {
-        json!({
-            "name": self.config.name,
-            "uptime_ns": self.started.elapsed().as_nanos() as u64,
-            "reactors": self
-                .config
-                .cores
-                .iter()
-                .enumerate()
-                .map(|(i, core)| {
-                    let c = self.counters.counters(i as u32).unwrap_or_else(|| {
-                        trace_ring::CountersSnapshot {
-                            reactor: i as u32,
-                            totals: Default::default(),
-                            qpairs: Vec::new(),
-                        }
-                    });
-                    crate::trace::reactor_json(core.0, &c, self.counters.clock())
-                })
-                .collect::<Vec<_>>(),
-        })
-    }
-
-    pub fn subsystems_json(&self) -> Value {
-        let listen: Vec<Value> = self
-            .listen_addrs
-            .iter()
-            .map(|a| json!({"transport": "tcp", "addr": a.ip().to_string(), "port": a.port()}))
-            .collect();
-        let one = |s: &Subsystem| {
-            json!({
-                "nqn": s.nqn,
-                "type": match s.kind { SubsystemKind::Discovery => "discovery", SubsystemKind::Nvm => "nvm" },
-                "serial": s.serial,
-                "model": s.model,
-                "listen_addresses": listen,
-                "allowed_hosts": s.host_access().hosts,
-                "allow_any_host": s.host_access().allow_any_host,
-                "namespaces": s.namespaces().iter().map(|n| json!({
-                    "nsid": n.nsid,
-                    "backend": n.kind.to_string(),
-                    "block_size": n.block_size,
-                    "num_blocks": n.num_blocks,
-                    "uuid": hex(&n.uuid),
-                    "nguid": hex(&n.nguid),
-                })).collect::<Vec<_>>(),
-                "controllers": s.controllers().iter().map(|c| json!({
-                    "cntlid": c.cntlid,
-                    "hostnqn": c.hostnqn,
-                    "hostid": hex(&c.hostid),
-                    "io_queues_granted": c.io_queues_granted.load(Ordering::Relaxed),
-                    "connected_qids": c.connected_qids(),
-                })).collect::<Vec<_>>(),
-            })
-        };
-        let mut v = vec![one(&self.discovery)];
-        v.extend(self.subsystems.iter().map(|s| one(s)));
-        Value::Array(v)
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// A running target.
@@ -365,29 +162,13 @@ impl Target {
             .is_published()
             .then(|| (trace_file.path().to_path_buf(), trace_file.control()));
 
-        let shared = Arc::new(Shared {
-            config: config.clone(),
+        let env = Arc::new(crate::pollgroup::Env::new(
+            config.clone(),
             subsystems,
             discovery,
-            bdevs,
-            counters,
             listen_addrs,
-            rdma_addrs: std::sync::OnceLock::new(),
-            shutdown: AtomicBool::new(false),
-            started: Instant::now(),
-            next_qpair_id: AtomicU64::new(1),
-            runtime_bdevs: std::sync::Mutex::new(0),
-            placer: crate::placement::Placer::new(
-                config.placement,
-                config
-                    .cores
-                    .iter()
-                    .map(|c| crate::placement::numa_node_of_cpu(c.0))
-                    .collect(),
-            ),
-            links,
-            trace,
-        });
+        ));
+        let shared = Arc::new(Shared::new(env, bdevs, counters, links, trace));
 
         // From here on a failure must stop the threads already started.
         let mut started = Target {
@@ -448,7 +229,7 @@ impl Target {
             match crate::rdma::spawn_cm(&rdma, shared.clone()) {
                 Ok((h, bound)) => {
                     threads.push(h);
-                    let _ = shared.rdma_addrs.set(bound);
+                    let _ = shared.env.rdma_addrs.set(bound);
                 }
                 // One line, and the target goes on serving TCP.
                 Err(e) => eprintln!("ringside-tgt: rdma unavailable: {e}"),

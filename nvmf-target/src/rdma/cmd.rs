@@ -14,7 +14,7 @@ use nvme_proto::nvme::{Sqe, Status};
 use super::{RConn, RConnState, RState, ReactorRdma, TP_RDMA_EXECUTING};
 use crate::controller::{self as ctl, AdminQueue, Reply, Transport};
 use crate::nvm::{self, OpClass, Payload};
-use crate::reactor::Ctx;
+use crate::pollgroup::Ctx;
 
 /// What became of a command.
 enum Outcome {

@@ -41,9 +41,8 @@ use trace_ring::ErrorClass;
 
 use crate::backend::BdevError;
 use crate::nvm::OpClass;
-use crate::reactor::{Ctx, Msg};
+use crate::pollgroup::{Ctx, ReqTag};
 use crate::subsystem::{Controller, Subsystem};
-use crate::target::Shared;
 use crate::trace::{TP_QPAIR_DESTROY, TP_QPAIR_DISCONNECT};
 use verbs::{CmId, Device, EventChannel, Qp, Region, SendWr, Wc, POLL_BATCH, RECV_BATCH};
 
@@ -113,8 +112,20 @@ fn wr_id(kind: u64, gen: u32, idx: u32) -> u64 {
     (kind << 60) | ((u64::from(gen) & 0x0fff_ffff) << 32) | u64::from(idx)
 }
 
-/// Backend tags of RDMA requests have bit 63 set (TCP tags never do: see `reactor::make_tag`).
-pub const TAG_RDMA: u64 = 1 << 63;
+/// What the rdma-cm thread needs from the target (`shared::Shared` implements it), so this
+/// transport does not depend on the layers above it.
+pub trait CmHost: Send + Sync + 'static {
+    fn shutting_down(&self) -> bool;
+    fn limits(&self) -> &crate::config::Limits;
+    /// A new connection identity (unique in the target).
+    fn next_qpair_id(&self) -> u64;
+    /// The reactor for a new connection on a listener whose NIC is on `nic_node`.
+    fn pick_reactor(&self, nic_node: Option<u32>) -> usize;
+    /// The number of reactors.
+    fn reactors(&self) -> usize;
+    /// Sends `m` to reactor `reactor` and wakes it; false if it is gone.
+    fn send(&self, reactor: usize, m: RdmaMsg) -> bool;
+}
 
 /// Messages from the rdma-cm thread to a reactor.
 pub enum RdmaMsg {
@@ -148,9 +159,9 @@ impl std::fmt::Debug for RdmaMsg {
 
 /// Binds the RDMA listeners and starts the rdma-cm thread. `Err` carries one line saying why
 /// RDMA is unavailable; the caller prints it once and serves the other transports.
-pub fn spawn_cm(
+pub fn spawn_cm<H: CmHost>(
     addrs: &[SocketAddr],
-    shared: Arc<Shared>,
+    shared: Arc<H>,
 ) -> Result<(JoinHandle<()>, Vec<SocketAddr>), String> {
     let ch = EventChannel::new().map_err(|e| format!("{e} (no RDMA device or rdma_cm module)"))?;
     let mut listeners = Vec::new();
@@ -173,12 +184,16 @@ pub fn spawn_cm(
     Ok((h, bound))
 }
 
-fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device, Option<u32>)>, shared: Arc<Shared>) {
+fn cm_thread<H: CmHost>(
+    ch: EventChannel,
+    listeners: Vec<(CmId, Device, Option<u32>)>,
+    shared: Arc<H>,
+) {
     // Connection id address → (reactor, ident), until the connection's first disconnect or error
     // event (an id destroyed by its reactor first leaves its entry until the address is reused;
     // a stale `Gone` never matches a newer ident).
     let mut where_: std::collections::HashMap<usize, (usize, u64)> = Default::default();
-    while !shared.is_shutting_down() {
+    while !shared.shutting_down() {
         let fd = ch.fd();
         let mut pfd = [rustix::event::PollFd::new(
             &fd,
@@ -199,7 +214,7 @@ fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device, Option<u32>)>, shar
                     let listener = listeners.iter().find(|(l, _, _)| l.key() == ev.listen_id);
                     let dev = listener.map(|(_, d, _)| *d);
                     let nic_node = listener.and_then(|(_, _, n)| *n);
-                    let verdict = check_request(&ev.private, &shared.config.limits);
+                    let verdict = check_request(&ev.private, shared.limits());
                     let device = match (id.device(), dev) {
                         (Some(d), Some(l)) if d.same(&l) => Some(d),
                         _ => None,
@@ -209,13 +224,16 @@ fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device, Option<u32>)>, shar
                             let ident = shared.next_qpair_id();
                             let r = shared.pick_reactor(nic_node);
                             where_.insert(id.key(), (r, ident));
-                            shared.links[r].send(Msg::Rdma(RdmaMsg::Connect {
-                                id,
-                                req,
-                                initiator_depth: ev.initiator_depth,
-                                device,
-                                ident,
-                            }));
+                            shared.send(
+                                r,
+                                RdmaMsg::Connect {
+                                    id,
+                                    req,
+                                    initiator_depth: ev.initiator_depth,
+                                    device,
+                                    ident,
+                                },
+                            );
                             drop(ev);
                         }
                         (verdict, _) => {
@@ -229,8 +247,8 @@ fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device, Option<u32>)>, shar
                             );
                             // Counted by the first reactor (the counters page has one
                             // writer per reactor; no reactor owns this connection).
-                            if let Some(l) = shared.links.first() {
-                                l.send(Msg::Rdma(RdmaMsg::Rejected));
+                            if shared.reactors() > 0 {
+                                shared.send(0, RdmaMsg::Rejected);
                             }
                             drop(ev); // ack before destroying the id
                             drop(id);
@@ -246,7 +264,7 @@ fn cm_thread(ch: EventChannel, listeners: Vec<(CmId, Device, Option<u32>)>, shar
                 | verbs::event::ADDR_CHANGE => {
                     // The first of these ends the connection; later ones have nothing to add.
                     if let Some((r, ident)) = where_.remove(&ev.id) {
-                        shared.links[r].send(Msg::Rdma(RdmaMsg::Gone { ident }));
+                        shared.send(r, RdmaMsg::Gone { ident });
                     }
                 }
                 _ => {} // ESTABLISHED and the rest: nothing to do
@@ -1124,13 +1142,17 @@ impl ReactorRdma {
     }
 
     /// A backend operation finished (tag from [`ReactorRdma::backend_tag`]).
-    pub fn on_backend_done(&mut self, tag: u64, result: Result<(), BdevError>, ctx: &mut Ctx) {
-        let idx = (tag & 0xffff_ffff) as u32;
-        let gen = ((tag >> 32) & 0x7fff_ffff) as u32;
+    pub fn on_backend_done(
+        &mut self,
+        gen: u32,
+        idx: u32,
+        result: Result<(), BdevError>,
+        ctx: &mut Ctx,
+    ) {
         let Some(r) = self.reqs.get(idx as usize) else {
             return;
         };
-        if r.state != RState::AtBackend || r.gen & 0x7fff_ffff != gen {
+        if r.state != RState::AtBackend || ReqTag::gen_bits(r.gen) != gen {
             return;
         }
         let (slot, cid, class, len) = (r.slot, r.sqe.cid.0, r.class, r.len);
@@ -1152,7 +1174,11 @@ impl ReactorRdma {
     }
 
     fn backend_tag(&self, idx: u32) -> u64 {
-        TAG_RDMA | ((u64::from(self.reqs[idx as usize].gen) & 0x7fff_ffff) << 32) | u64::from(idx)
+        ReqTag::Rdma {
+            gen: self.reqs[idx as usize].gen,
+            req: idx,
+        }
+        .encode()
     }
 
     /// Posts the response of request `idx` (with `reqs[idx].c2h` bytes of data to write first).
@@ -1363,11 +1389,6 @@ mod tests {
             "generation truncated to 28 bits"
         );
         assert_eq!(w & 0xffff_ffff, 77);
-        // TCP tags never carry the RDMA bit, whatever the connection generation.
-        assert_eq!(
-            crate::reactor::make_tag(u32::MAX, 0xffff, 0xffff) & TAG_RDMA,
-            0
-        );
     }
 
     #[test]

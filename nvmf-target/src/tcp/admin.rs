@@ -8,7 +8,7 @@ use nvme_proto::nvme::{Sqe, Status};
 
 use super::{Conn, ConnEvent, Req};
 use crate::controller::{self as ctl, AdminQueue, Reply, Transport};
-use crate::reactor::Ctx;
+use crate::pollgroup::Ctx;
 
 impl Conn {
     pub(super) fn on_connect(&mut self, sqe: Sqe, data: &[u8], ctx: &mut Ctx) {

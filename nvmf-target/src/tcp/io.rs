@@ -7,7 +7,7 @@ use nvme_proto::nvme::{Sqe, Status};
 
 use super::{Conn, H2cSource, ReqState};
 use crate::nvm::{self, IoCmd, OpClass, Payload};
-use crate::reactor::{make_tag, Ctx};
+use crate::pollgroup::{Ctx, ReqTag};
 use crate::trace::TP_BACKEND_SUBMITTED;
 
 impl Conn {
@@ -33,7 +33,12 @@ impl Conn {
         };
         nvm::check_data(&cmd, sgl_len)?;
         let idx = self.take_req(&sqe, &cmd, ctx)?;
-        let tag = make_tag(self.gen, self.slot, idx);
+        let tag = ReqTag::Tcp {
+            gen: self.gen,
+            slot: self.slot,
+            req: idx,
+        }
+        .encode();
         match src {
             Some(H2cSource::InCapsule(_))
                 if cmd.class == OpClass::Write && ctx.bdevs[cmd.bdev].copies_on_submit() =>
@@ -95,7 +100,12 @@ impl Conn {
 
     /// Host data is in the request's buffer: submit the write or the deallocation.
     pub(super) fn execute_write_like(&mut self, idx: usize, ctx: &mut Ctx) {
-        let tag = make_tag(self.gen, self.slot, idx as u16);
+        let tag = ReqTag::Tcp {
+            gen: self.gen,
+            slot: self.slot,
+            req: idx as u16,
+        }
+        .encode();
         let (cmd, sqe) = (self.reqs[idx].io, self.reqs[idx].sqe);
         self.trace_submit(idx as u16, cmd.slba, u64::from(cmd.len), ctx);
         let r = &mut self.reqs[idx];

@@ -31,7 +31,7 @@ use nvme_proto::tcp::{
 
 use crate::backend::{BdevError, IoBuf};
 use crate::nvm::{self, IoCmd, OpClass};
-use crate::reactor::Ctx;
+use crate::pollgroup::Ctx;
 use crate::subsystem::{Controller, Subsystem};
 use crate::trace::{
     TP_BACKEND_COMPLETED, TP_CAPSULE_RECEIVED, TP_H2C_DONE, TP_QPAIR_DISCONNECT, TP_R2T_SENT,
