@@ -1,4 +1,5 @@
-//! Lab test: the Linux kernel NVMe/TCP initiator (nvme-tcp + nvme-cli + fio) against `ringside-tgt`.
+//! Lab test: the Linux kernel NVMe/TCP initiator (nvme-tcp + nvme-cli + fio) against `ringside-tgt`, and the
+//! keep-alive timeout freeing the controller of a host that vanished (its traffic dropped, no disconnect).
 //!
 //! The host kernel has no NVMe/TCP initiator, so this boots the QEMU lab guest
 //! (`bench-harness/lab/run.sh`, Debian's stock kernel under TCG) and runs
@@ -195,6 +196,18 @@ fn lab_kernel_nvme_tcp_initiator_against_ringside_tgt() {
     c.expect("cli.reconnect", "ok");
     c.expect("cli.reconnect.namespaces", "1 2");
     c.expect("cli.redisconnect", "ok");
+    // a host that vanished (loopback down, no disconnect): the keep-alive timeout frees its controller,
+    // the target says so in one line and lists none of its queues any more
+    c.expect("ka.connect", "ok");
+    if c.get("ka.qpairs_before").parse::<u64>().unwrap_or(0) < 2 {
+        c.problems.push(format!(
+            "ka.qpairs_before: {:?}, want the admin queue and at least one I/O queue listed while connected",
+            c.get("ka.qpairs_before")
+        ));
+    }
+    c.expect("ka.log_lines", "1");
+    c.expect("ka.qpairs_after", "0");
+    c.expect("ka", "ok");
     // the kernel logged no controller reset, I/O timeout, digest error... (fio would not notice a recovered one)
     c.expect("dmesg.nvme_problems", "0");
     c.expect("all", "ok");

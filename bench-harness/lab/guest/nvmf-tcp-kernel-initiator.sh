@@ -5,7 +5,8 @@
 #      disconnect; then a connect with header and data digests and a shorter verify; SIGTERM, exit status 0.
 #   2. 4096-byte blocks: the same without the longer fio jobs and the digests; then nvme-cli (list-subsys, id-ctrl,
 #      smart-log, error-log, get-feature -f 7), a namespace added through `ringside rpc` (the agent binary next to
-#      ringside-tgt) appearing without a rescan, disconnect and reconnect.
+#      ringside-tgt) appearing without a rescan, disconnect and reconnect; then a host that vanishes (loopback
+#      down, no disconnect) has its controller freed by the keep-alive timeout (one log line, no queue listed).
 # Results: LAB_RESULT lines (see lib-nvmf.sh), target.* keys for the target process itself.
 # Usage (host): bench-harness/lab/run.sh -- bench-harness/lab/guest/nvmf-tcp-kernel-initiator.sh \
 #                 <path to ringside-tgt> [extra ringside-tgt args...]
@@ -120,10 +121,47 @@ nvme_cli_suite() {
   disconnect $p.redisconnect "$NQN"
 }
 
-# --- 2. 4096-byte blocks, then nvme-cli ---------------------------------------------------------------------------
+# --- keep-alive: a host that vanishes (no disconnect: the loopback link goes down, so none of its traffic arrives)
+# has its controller freed by the target's keep-alive timeout: exactly one target log line, and
+# nvmf_subsystem_get_qpairs no longer lists its queues. Runs last: the kernel then logs keep-alive failures and
+# reconnect attempts, so dmesg_check only counts what came before this step's mark.
+# keep_alive_suite <target log>
+keep_alive_suite() {
+  local log=$1 rpc p=ka i n0 n left
+  rpc=$(dirname "$TGT")/ringside
+  [ -x "$rpc" ] || { fail $p.rpc "ringside (the agent) not found next to $TGT"; return 1; }
+  # keep-alive timeout 3 s; the host retries every 2 s and gives the controller up after 6 s
+  connect $p.connect $ADDR $PORT "$NQN" -k 3 -c 2 -l 6 || return 1
+  "$rpc" rpc nvmf_subsystem_get_qpairs "{\"nqn\": \"$NQN\"}" >"$WORK/qp-before.txt" 2>&1
+  res $p.qpairs_before "$(grep -c '"qid"' "$WORK/qp-before.txt")"
+  n0=$(grep -c 'keep-alive expired' "$log")
+  DMESG_MARK="lab: keep-alive step"
+  echo "$DMESG_MARK: loopback down" >/dev/kmsg
+  ip link set lo down
+  for i in $(seq 1 600); do [ "$(grep -c 'keep-alive expired' "$log")" -gt "$n0" ] && break; sleep 0.1; done
+  # (the RPC socket is a unix socket: it does not need the loopback link)
+  "$rpc" rpc nvmf_subsystem_get_qpairs "{\"nqn\": \"$NQN\"}" >"$WORK/qp-after.txt" 2>&1
+  ip link set lo up
+  n=$(( $(grep -c 'keep-alive expired' "$log") - n0 ))
+  left=$(grep -c '"qid"' "$WORK/qp-after.txt")
+  res $p.log_lines $n
+  res $p.qpairs_after "$left"
+  grep 'keep-alive expired' "$log" | tail -n 1
+  if [ "$n" -eq 1 ] && [ "$left" = 0 ]; then
+    res $p ok
+  else
+    fail $p "after the host vanished: $n keep-alive log lines (want 1), $left queues still listed (want 0)" \
+      "$WORK/qp-after.txt" "$log"
+  fi
+  # the host may still be retrying: make sure it is gone before the target stops
+  nvme disconnect -n "$NQN" >/dev/null 2>&1
+}
+
+# --- 2. 4096-byte blocks, then nvme-cli, then the keep-alive timeout ----------------------------------------------
 if start_target target.start4096 4096 "$@"; then
   verify_suite lba4096 $ADDR $PORT "$NQN" $SZ 4096 short
   nvme_cli_suite
+  keep_alive_suite "$WORK/tgt-4096.log"
   stop_target target.stop4096 4096
 fi
 lab_finish
