@@ -86,6 +86,11 @@ pub struct Args {
     #[arg(long, value_name = "POLICY", value_parser = ["poll", "sleep"])]
     pub idle: Option<String>,
 
+    /// NVMe/TCP reads end with C2HData SUCCESS instead of a CapsuleResp: `auto` (when the host
+    /// disabled SQ flow control), `always` (like SPDK's nvmf_tgt) or `never`.
+    #[arg(long, value_name = "MODE")]
+    pub c2h_success: Option<crate::config::C2hSuccess>,
+
     /// Validate the configuration, print it as TOML and exit.
     #[arg(long)]
     pub check: bool,
@@ -175,6 +180,9 @@ impl Args {
         }
         if let Some(p) = self.placement {
             cfg.placement = p;
+        }
+        if let Some(m) = self.c2h_success {
+            cfg.c2h_success = m;
         }
         match self.idle.as_deref() {
             Some("sleep") => {

@@ -240,6 +240,36 @@ pub enum SocketPoll {
     Recv,
 }
 
+/// When a successful read's last C2HData PDU carries the SUCCESS flag in place of a
+/// CapsuleResp (one PDU, 24 bytes and one parse less per read on the host).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum C2hSuccess {
+    /// Only on I/O queues whose host disabled SQ flow control at Connect (CATTR bit 2), as the
+    /// NVMe/TCP transport spec allows and Linux's nvmet does.
+    #[default]
+    Auto,
+    /// On every I/O queue, as SPDK's `nvmf_tgt` does by default (`c2h_success`): the Linux and
+    /// SPDK hosts accept it; a host that tracks SQ head from CQEs would not see those reads'.
+    Always,
+    /// Never: every command ends with a CapsuleResp.
+    Never,
+}
+
+impl FromStr for C2hSuccess {
+    type Err = ConfigError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(C2hSuccess::Auto),
+            "always" => Ok(C2hSuccess::Always),
+            "never" => Ok(C2hSuccess::Never),
+            _ => Err(invalid(format!(
+                "unknown c2h_success {s:?} (use auto, always or never)"
+            ))),
+        }
+    }
+}
+
 /// One transport listener.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -481,6 +511,9 @@ pub struct Config {
     pub idle: IdlePolicy,
     #[serde(default)]
     pub socket_poll: SocketPoll,
+    /// NVMe/TCP: when a read ends with C2HData SUCCESS instead of a CapsuleResp.
+    #[serde(default)]
+    pub c2h_success: C2hSuccess,
     /// Pin reactor threads to their cores (turn off only for tests on busy machines).
     #[serde(default = "default_true")]
     pub pin_reactors: bool,
@@ -591,6 +624,7 @@ impl Config {
             placement: Placement::default(),
             idle: IdlePolicy::default(),
             socket_poll: SocketPoll::default(),
+            c2h_success: C2hSuccess::default(),
             pin_reactors: true,
             listeners: Vec::new(),
             subsystems: vec![SubsystemConfig {

@@ -95,6 +95,9 @@ pub struct IoCmd {
     pub len: u32,
     /// Number of blocks of the namespace (for the range check).
     blocks: u64,
+    /// Dataset Management attributes (CDW11; zero for other commands), so a request keeps
+    /// this and not the whole 64-byte command.
+    pub dsm_attributes: u32,
 }
 
 impl IoCmd {
@@ -112,6 +115,7 @@ impl IoCmd {
 
 /// Checks what can be checked from the command alone, before any data moves: a known opcode, an
 /// enabled queue (`subsys`), an active namespace, the transfer within MDTS (`mdts` bytes).
+#[inline]
 pub fn check(sqe: &Sqe, subsys: Option<&Subsystem>, mdts: u64) -> Result<IoCmd, Status> {
     let class = OpClass::of_io(sqe);
     if class == OpClass::OtherIo {
@@ -147,6 +151,7 @@ pub fn check(sqe: &Sqe, subsys: Option<&Subsystem>, mdts: u64) -> Result<IoCmd, 
         nlb,
         len: len as u32,
         blocks: ns.num_blocks,
+        dsm_attributes: if class == OpClass::Dsm { sqe.cdw11 } else { 0 },
     })
 }
 
@@ -181,7 +186,7 @@ pub enum Payload<'a> {
 }
 
 /// Hands a checked command to this reactor's queue of its bdev, tagged `tag`.
-pub fn submit(cmd: &IoCmd, sqe: &Sqe, tag: u64, data: Payload<'_>, ctx: &mut Ctx) {
+pub fn submit(cmd: &IoCmd, tag: u64, data: Payload<'_>, ctx: &mut Ctx) {
     let q = &mut ctx.bdevs[cmd.bdev];
     let lba = cmd.slba;
     match (cmd.class, data) {
@@ -204,7 +209,7 @@ pub fn submit(cmd: &IoCmd, sqe: &Sqe, tag: u64, data: Payload<'_>, ctx: &mut Ctx
             // Only the Deallocate attribute does anything; the ranges go to the reactor's
             // scratch (never reallocated: 256 ranges is the spec's maximum).
             ctx.dsm.clear();
-            if sqe.cdw11 & DSM_AD != 0 {
+            if cmd.dsm_attributes & DSM_AD != 0 {
                 for r in buf.chunks_exact(DSM_RANGE_SIZE) {
                     let nlb = u32::from_le_bytes([r[4], r[5], r[6], r[7]]);
                     let slba =
@@ -218,6 +223,31 @@ pub fn submit(cmd: &IoCmd, sqe: &Sqe, tag: u64, data: Payload<'_>, ctx: &mut Ctx
         (OpClass::Read, Payload::Host(_)) | (_, _) => {}
     }
     ctx.trace.counters(|c| c.backend_submit());
+}
+
+/// A read from a backend that is memory ([`crate::backend::Bdev::memory`], malloc), done
+/// without a copy: the offset in the device and the bytes the command reads, where they lie, for
+/// the transport to send from. Counts the backend submission and completion; the caller reports
+/// the completion through [`completed`] as for any read. `None` (nothing counted): the backend is
+/// not memory, submit the read instead. The LBA range was checked by [`check_data`].
+#[inline]
+pub fn read_in_place<'a>(
+    cmd: &IoCmd,
+    subsys: &'a Subsystem,
+    ctx: &Ctx,
+) -> Option<(usize, &'a [u8])> {
+    if cmd.class != OpClass::Read {
+        return None;
+    }
+    let ns = subsys.namespace_slot(cmd.ns_index as u32)?;
+    let mem = ns.bdev.memory()?;
+    let off = usize::try_from(cmd.slba.checked_mul(u64::from(ns.block_size))?).ok()?;
+    let bytes = mem.get(off..off.checked_add(cmd.len as usize)?)?;
+    ctx.trace.counters(|c| {
+        c.backend_submit();
+        c.backend_complete();
+    });
+    Some((off, bytes))
 }
 
 /// The NVMe status of a backend result.

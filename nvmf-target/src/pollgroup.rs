@@ -108,6 +108,12 @@ impl Ctx {
         &self.env.config.limits
     }
 
+    /// When NVMe/TCP reads end with C2HData SUCCESS.
+    #[inline]
+    pub fn c2h_success(&self) -> crate::config::C2hSuccess {
+        self.env.config.c2h_success
+    }
+
     /// Keep-alive settings.
     #[inline]
     pub fn keep_alive(&self) -> &KeepAlive {

@@ -110,6 +110,7 @@ impl Reactor {
         let socket_poll = self.shared.config.socket_poll;
         let mut next_tick = Instant::now() + tick;
         let mut idle_polls: u32 = 0;
+        let mut iter: u32 = 0;
         let mut last = Instant::now();
         if let Some(core) = self.shared.config.cores.get(self.index) {
             self.ctx.trace.attach(core.0 as u32);
@@ -117,6 +118,7 @@ impl Reactor {
         let mut last_tsc = self.ctx.trace.refresh();
         loop {
             self.ctx.now = last;
+            iter = iter.wrapping_add(1);
             let mut work = false;
             if self.shared.is_shutting_down() {
                 break;
@@ -142,11 +144,14 @@ impl Reactor {
                     SocketPoll::Auto => self.active.len() <= DIRECT_RECV_MAX,
                 };
             if direct {
-                // Few connections: a recv on each costs less than epoll_wait + recv.
+                // Few connections: a recv on each costs less than epoll_wait + recv (admin
+                // queues and handshakes less often, see `Conn::poll_due`).
                 for i in 0..self.active.len() {
                     let slot = self.active[i];
                     if let Some(c) = self.conns[slot].as_mut() {
-                        work |= c.on_readable(&mut self.ctx);
+                        if c.poll_due(iter) {
+                            work |= c.on_readable(&mut self.ctx);
+                        }
                     }
                 }
             } else {

@@ -297,11 +297,26 @@ impl Subsystem {
     /// The namespace with `nsid`, if active (no lock: the I/O path calls it per command).
     #[inline]
     pub fn namespace(&self, nsid: u32) -> Option<&Arc<Namespace>> {
-        self.ns_slots
-            .iter()
-            .map_while(OnceLock::get)
-            .find(|n| n.nsid == nsid)
+        self.namespace_slot(nsid)
             .filter(|n| n.active.load(Ordering::Relaxed))
+    }
+
+    /// The namespace with `nsid`, active or removed (its memory stays until the subsystem goes:
+    /// data of a read that completed before a removal is still sent from it).
+    #[inline]
+    pub fn namespace_slot(&self, nsid: u32) -> Option<&Arc<Namespace>> {
+        // O(1) in the usual layout (NSIDs 1..n in slot order); a scan otherwise.
+        let direct = (nsid as usize)
+            .checked_sub(1)
+            .and_then(|i| self.ns_slots.get(i))
+            .and_then(OnceLock::get)
+            .filter(|n| n.nsid == nsid);
+        direct.or_else(|| {
+            self.ns_slots
+                .iter()
+                .map_while(OnceLock::get)
+                .find(|n| n.nsid == nsid)
+        })
     }
 
     /// The active namespaces, sorted by NSID (slow path).

@@ -513,14 +513,71 @@ fn reads_end_with_c2h_success_when_sq_flow_control_is_off() {
     assert!(c.status.is_success());
 }
 
-#[test]
-fn pipelined_large_reads_survive_a_slow_reader() {
+#[rstest]
+#[case::auto_with_flow_control(nvmf_target::config::C2hSuccess::Auto, false, false)]
+#[case::auto_without_flow_control(nvmf_target::config::C2hSuccess::Auto, true, true)]
+#[case::always_with_flow_control(nvmf_target::config::C2hSuccess::Always, false, true)]
+#[case::never_without_flow_control(nvmf_target::config::C2hSuccess::Never, true, false)]
+fn c2h_success_setting_decides_whether_a_read_gets_a_capsule_resp(
+    #[case] mode: nvmf_target::config::C2hSuccess,
+    #[case] disable_flow_control: bool,
+    #[case] expect_success_flag: bool,
+) {
+    let t = TestTarget::start_with(|c| c.c2h_success = mode);
+    let mut admin = t.host();
+    admin.icreq(false, false);
+    let c = admin.connect(NQN, 0, 31, 0, 0xffff);
+    let mut io = t.host();
+    if disable_flow_control {
+        io.cattr = nvme_proto::fabrics::cattr::DISABLE_SQ_FLOW_CONTROL;
+    }
+    io.icreq(false, false);
+    assert!(io.connect(NQN, 1, 31, 0, c.dw0 as u16).status.is_success());
+    let d = pattern(8192, 21);
+    assert!(io.write(16, &d, false).status.is_success());
+    let cid = io.cid();
+    let sqe = Sqe::read(cid, Nsid(1), 16, 16, SglDescriptor::tcp_transport(8192)).unwrap();
+    io.capsule(&sqe, &[]);
+    let mut got = Vec::new();
+    let flag = loop {
+        match io.recv_pdu() {
+            (nvme_proto::tcp::PduHeader::C2HData(h), data) => {
+                got.extend_from_slice(&data);
+                if h.last {
+                    break h.success;
+                }
+            }
+            (h, _) => panic!("expected C2HData, got {h:?}"),
+        }
+    };
+    assert_eq!(got, d);
+    assert_eq!(flag, expect_success_flag, "{mode:?}");
+    if !flag {
+        match io.recv_pdu() {
+            (nvme_proto::tcp::PduHeader::CapsuleResp(c), _) => {
+                assert_eq!(c.cid, cid);
+                assert!(c.status.is_success());
+            }
+            (h, _) => panic!("expected the read's CapsuleResp, got {h:?}"),
+        }
+    }
+    // The queue goes on: the next command's completion is the next PDU.
+    let cid = io.cid();
+    let (c, _) = io.cmd(Sqe::flush(cid, Nsid(1)), &[], false);
+    assert!(c.status.is_success());
+}
+
+#[rstest]
+#[case::digests(true)]
+// Without a data digest a read is sent straight from the malloc namespace's memory.
+#[case::no_digests_in_place(false)]
+fn pipelined_large_reads_survive_a_slow_reader(#[case] digests: bool) {
     // 32 x 128 KiB reads queued while the host does not read: the target's socket buffer fills,
     // writes go partial, and every byte must still arrive in order and intact.
     let t = TestTarget::start_with(|c| {
         c.limits.max_c2h_data = nvmf_target::config::ByteSize(128 * 1024);
     });
-    let (_a, mut io) = t.io_pair(true, true);
+    let (_a, mut io) = t.io_pair(digests, digests);
     let chunk = 128 * 1024;
     let data = pattern(32 * chunk, 77);
     for i in 0..32 {

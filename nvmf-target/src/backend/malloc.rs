@@ -135,6 +135,15 @@ impl Bdev for MallocBdev {
     fn num_blocks(&self) -> u64 {
         self.num_blocks
     }
+    fn memory(&self) -> Option<&[u8]> {
+        // SAFETY: `base..base+len` is the mapping made in `new`, readable and initialised (zeroed
+        // by the kernel), unmapped only when `self` drops, so it outlives the returned borrow.
+        // Other reactors write into it through raw pointers at the same time (`copy_in`, `zero`):
+        // this view is only handed to the kernel (`writev`, which copies bytes as they are) and
+        // never read twice expecting the same value, the same overlapping-I/O model as
+        // `copy_out`, whose concurrent reads are no different.
+        Some(unsafe { std::slice::from_raw_parts(self.base.as_ptr(), self.len) })
+    }
     fn open_queue(self: Arc<Self>, depth: usize) -> Box<dyn BdevQueue> {
         Box::new(MallocQueue {
             dev: self,

@@ -151,6 +151,13 @@ pub trait Bdev: Send + Sync {
     fn bounced(&self) -> u64 {
         0
     }
+    /// The whole device as memory, for a backend that is memory (malloc): a transport may send
+    /// a read's bytes from here instead of copying them into a request buffer first. Other
+    /// reactors may be writing these bytes meanwhile (the overlapping-I/O model of the malloc
+    /// module): a reader must not rely on them staying the same between two looks.
+    fn memory(&self) -> Option<&[u8]> {
+        None
+    }
 }
 
 /// One reactor's queue on a bdev. Not shared: `&mut self` everywhere.

@@ -194,6 +194,6 @@ fn io(c: &mut RConn, sqe: &Sqe, data: &mut [u8], tag: u64, ctx: &mut Ctx) -> Out
         Ok(cmd) => cmd,
         Err(s) => return st(s),
     };
-    nvm::submit(&cmd, sqe, tag, Payload::Buffer(data), ctx);
+    nvm::submit(&cmd, tag, Payload::Buffer(data), ctx);
     Outcome::Submitted
 }

@@ -6,6 +6,8 @@
 use nvme_proto::fabrics;
 use nvme_proto::nvme::{Sqe, Status};
 
+use crate::config::C2hSuccess;
+
 use super::{Conn, ConnEvent, Req};
 use crate::controller::{self as ctl, AdminQueue, Reply, Transport};
 use crate::pollgroup::Ctx;
@@ -33,7 +35,13 @@ impl Conn {
             }
             self.admin = a.admin;
             self.qid = cmd.qid;
-            self.sq_flow_disabled = cmd.cattr & fabrics::cattr::DISABLE_SQ_FLOW_CONTROL != 0;
+            let sq_flow_disabled = cmd.cattr & fabrics::cattr::DISABLE_SQ_FLOW_CONTROL != 0;
+            self.c2h_success = cmd.qid != 0
+                && match ctx.c2h_success() {
+                    C2hSuccess::Auto => sq_flow_disabled,
+                    C2hSuccess::Always => true,
+                    C2hSuccess::Never => false,
+                };
             self.sqsize = a.entries as u16;
             self.sqhd = 0;
             let prealloc = if cmd.qid == 0 { 0 } else { 4096 };

@@ -34,8 +34,8 @@ use crate::nvm::{self, IoCmd, OpClass};
 use crate::pollgroup::Ctx;
 use crate::subsystem::{Controller, Subsystem};
 use crate::trace::{
-    TP_BACKEND_COMPLETED, TP_CAPSULE_RECEIVED, TP_H2C_DONE, TP_QPAIR_DISCONNECT, TP_R2T_SENT,
-    TP_RESPONSE_QUEUED, TP_RESPONSE_SENT,
+    TP_BACKEND_COMPLETED, TP_BACKEND_SUBMITTED, TP_CAPSULE_RECEIVED, TP_H2C_DONE,
+    TP_QPAIR_DISCONNECT, TP_R2T_SENT, TP_RESPONSE_QUEUED, TP_RESPONSE_SENT,
 };
 use trace_ring::{ErrorClass, OpClass as TraceClass};
 
@@ -67,6 +67,10 @@ pub enum ConnEvent {
     PeerGone,
 }
 
+/// With direct `recv` polling, connections other than enabled I/O queues are read once per this
+/// many reactor iterations (see [`Conn::poll_due`]).
+pub const SLOW_POLL_EVERY: u32 = 16;
+
 /// How long a disconnecting connection may take to drain its output.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(1);
 /// Stop reading input while this much output is waiting (the peer is not reading).
@@ -87,16 +91,17 @@ enum ReqState {
 /// A command that outlives the poll that received it.
 struct Req {
     state: ReqState,
-    sqe: Sqe,
-    /// Transfer length in bytes.
-    len: u32,
+    cid: Cid,
     /// H2C bytes received so far.
     received: u32,
     /// Set when data for this command failed its digest: answer with this instead of executing.
     failed: Option<Status>,
-    class: OpClass,
-    /// The checked command (I/O requests only).
+    /// The checked command: class, LBA range, transfer length (`io.len` bytes), bdev. The
+    /// 64-byte SQE itself is not kept.
     io: IoCmd,
+    /// A read sent straight from a memory backend: its bytes are `memory[off..off + io.len]`
+    /// of namespace `io.ns_index`, not `buf` (see [`Conn::read_in_place`]).
+    mem_off: Option<usize>,
     /// Trace clock when the capsule arrived (for the qpair latency histogram).
     t0: u64,
     /// Trace clock when it went to the backend (for the stage histograms).
@@ -110,12 +115,11 @@ impl Req {
     fn new(prealloc: usize) -> Req {
         Req {
             state: ReqState::Free,
-            sqe: Sqe::default(),
-            len: 0,
+            cid: Cid(0),
             received: 0,
             failed: None,
-            class: OpClass::Read,
             io: IoCmd::default(),
+            mem_off: None,
             t0: 0,
             t_submit: 0,
             buf: IoBuf::new(prealloc),
@@ -148,9 +152,10 @@ pub struct Conn {
     qid: u16,
     sqsize: u16,
     sqhd: u16,
-    /// The host disabled SQ flow control (Connect CATTR bit 2): successful reads may then end
-    /// with a C2HData carrying SUCCESS instead of a CapsuleResp (spec: only without flow control).
-    sq_flow_disabled: bool,
+    /// Successful reads end with a C2HData carrying SUCCESS instead of a CapsuleResp: an I/O
+    /// queue whose host disabled SQ flow control (Connect CATTR bit 2; the spec's condition),
+    /// or every I/O queue with `c2h_success = "always"` (SPDK's default).
+    c2h_success: bool,
     subsys: Option<Arc<Subsystem>>,
     ctrl: Option<Arc<Controller>>,
     admin: Option<Box<AdminState>>,
@@ -198,7 +203,7 @@ impl Conn {
             qid: 0,
             sqsize: 0,
             sqhd: 0,
-            sq_flow_disabled: false,
+            c2h_success: false,
             subsys: None,
             ctrl: None,
             admin: None,
@@ -225,6 +230,18 @@ impl Conn {
 
     pub fn is_closed(&self) -> bool {
         self.state == ConnState::Closed
+    }
+
+    /// Whether a reactor polling its sockets with a plain `recv` each (few connections) should
+    /// read this one in iteration `iter`: an enabled I/O queue every time; the admin queue,
+    /// handshakes and closing connections every [`SLOW_POLL_EVERY`]th iteration. An empty
+    /// `recv` costs about as much as the rest of an idle iteration together (a syscall, ~0.6 µs
+    /// here), and every host keeps an admin queue beside its I/O queues: polling it at full
+    /// rate doubles the iteration a QD1 command waits for. Admin commands are rare and wait
+    /// at most a few microseconds more.
+    #[inline]
+    pub fn poll_due(&self, iter: u32) -> bool {
+        (self.qid != 0 && self.state == ConnState::Enabled) || iter % SLOW_POLL_EVERY == 0
     }
 
     pub fn wants_flush(&self) -> bool {
@@ -419,7 +436,7 @@ impl Conn {
                 // The host gives up on the connection: close without reply (spec 7.4.7).
                 self.transition(ConnEvent::PeerGone, ctx);
             }
-            (_, PduHeader::CapsuleCmd(sqe)) => self.on_capsule(sqe, data, ctx),
+            (_, PduHeader::CapsuleCmd(sqe)) => self.on_capsule(&sqe, data, ctx),
             (_, PduHeader::H2CData(h)) => self.on_h2c(h, data, ctx),
             (_, other) => {
                 // Controller-to-host types are refused by the framer; anything else is a
@@ -455,11 +472,11 @@ impl Conn {
                     .get(16..20)
                     .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
                 match self.reqs.get_mut(usize::from(ttag)) {
-                    Some(r) if r.state == ReqState::AwaitH2C && r.sqe.cid == cccid => {
+                    Some(r) if r.state == ReqState::AwaitH2C && r.cid == cccid => {
                         r.failed = Some(Status::TRANSIENT_TRANSPORT_ERROR);
-                        r.received = r.received.saturating_add(datal).min(r.len);
-                        if r.received >= r.len {
-                            self.finish_h2c(usize::from(ttag), ctx);
+                        r.received = r.received.saturating_add(datal).min(r.io.len);
+                        if r.received >= r.io.len {
+                            self.finish_h2c(usize::from(ttag), None, ctx);
                         }
                     }
                     _ => self.fatal_fes(Fes::InvalidHeaderField, 10, pdu, ctx),
@@ -540,7 +557,7 @@ impl Conn {
         }
     }
 
-    fn on_capsule(&mut self, sqe: Sqe, data: &[u8], ctx: &mut Ctx) {
+    fn on_capsule(&mut self, sqe: &Sqe, data: &[u8], ctx: &mut Ctx) {
         let bytes = match sqe.dptr {
             SglDescriptor::DataBlock { len, .. }
             | SglDescriptor::TransportDataBlock { len, .. } => u64::from(len),
@@ -559,7 +576,7 @@ impl Conn {
             return;
         }
         if sqe.is_fabrics() {
-            return self.on_fabrics(sqe, data, ctx);
+            return self.on_fabrics(*sqe, data, ctx);
         }
         if self.state != ConnState::Enabled {
             self.respond(sqe.cid, Status::COMMAND_SEQUENCE_ERROR, 0, 0, ctx);
@@ -570,7 +587,7 @@ impl Conn {
                 // Any admin command proves the host is alive.
                 a.last_keep_alive = ctx.now;
             }
-            self.on_admin(sqe, data, ctx);
+            self.on_admin(*sqe, data, ctx);
         } else {
             self.on_io(sqe, data, ctx);
         }
@@ -747,24 +764,23 @@ impl Conn {
     }
 
     /// Takes a request from the pool for `sqe`; `None` means the host overran its queue.
-    fn alloc_req(&mut self, sqe: &Sqe, cmd: &IoCmd) -> Option<u16> {
+    fn alloc_req(&mut self, cid: Cid, cmd: &IoCmd) -> Option<u16> {
         let len = cmd.len;
         let idx = self.free.pop()?;
-        self.cid_mark(sqe.cid, true);
+        self.cid_mark(cid, true);
         let r = &mut self.reqs[usize::from(idx)];
-        r.sqe = *sqe;
-        r.len = len;
+        r.cid = cid;
         r.received = 0;
         r.failed = None;
-        r.class = cmd.class;
         r.io = *cmd;
+        r.mem_off = None;
         r.t0 = self.cur.0;
         r.buf.grow(len as usize);
         Some(idx)
     }
 
     fn free_req(&mut self, idx: usize) {
-        let cid = self.reqs[idx].sqe.cid;
+        let cid = self.reqs[idx].cid;
         self.reqs[idx].state = ReqState::Free;
         self.cid_mark(cid, false);
         self.free.push(idx as u16);
@@ -794,42 +810,49 @@ impl Conn {
         let Some(r) = self.reqs.get_mut(idx) else {
             return self.fatal_fes(Fes::InvalidHeaderField, 10, &hdr, ctx);
         };
-        if r.state != ReqState::AwaitH2C || r.sqe.cid != h.cccid {
+        if r.state != ReqState::AwaitH2C || r.cid != h.cccid {
             return self.fatal_fes(Fes::InvalidHeaderField, 10, &hdr, ctx);
         }
         if h.datao != r.received {
             return self.fatal_fes(Fes::DataTransferOutOfRange, 12, &hdr, ctx);
         }
         let end = h.datao as usize + data.len();
-        if end > r.len as usize {
+        if end > r.io.len as usize {
             return self.fatal_fes(Fes::DataTransferOutOfRange, 16, &hdr, ctx);
+        }
+        if h.datao == 0
+            && end == r.io.len as usize
+            && r.io.class == OpClass::Write
+            && ctx.bdevs[r.io.bdev].copies_on_submit()
+        {
+            // All of the write in one H2CData PDU and a backend that copies on submit: straight
+            // from the receive buffer, without the copy into the request's buffer.
+            r.received = end as u32;
+            return self.finish_h2c(idx, Some(data), ctx);
         }
         r.buf[h.datao as usize..end].copy_from_slice(data);
         r.received = end as u32;
-        if r.received == r.len {
-            self.finish_h2c(idx, ctx);
+        if r.received == r.io.len {
+            self.finish_h2c(idx, None, ctx);
         }
     }
 
     /// All host data of a request arrived: execute it (or fail it after a digest error).
-    fn finish_h2c(&mut self, idx: usize, ctx: &mut Ctx) {
+    /// `host` is the data where it arrived, when it is all of it and the backend copies on
+    /// submit; otherwise the data is in the request's buffer.
+    fn finish_h2c(&mut self, idx: usize, host: Option<&[u8]>, ctx: &mut Ctx) {
         {
             let r = &self.reqs[idx];
-            ctx.trace.tp(
-                TP_H2C_DONE,
-                self.slot,
-                r.sqe.cid.0,
-                u64::from(r.received),
-                0,
-            );
+            ctx.trace
+                .tp(TP_H2C_DONE, self.slot, r.cid.0, u64::from(r.received), 0);
         }
         if let Some(st) = self.reqs[idx].failed {
-            let cid = self.reqs[idx].sqe.cid;
-            self.cur = (self.reqs[idx].t0, self.reqs[idx].class.trace(), 0);
+            let cid = self.reqs[idx].cid;
+            self.cur = (self.reqs[idx].t0, self.reqs[idx].io.class.trace(), 0);
             self.free_req(idx);
             return self.respond(cid, st, 0, 0, ctx);
         }
-        self.execute_write_like(idx, ctx);
+        self.execute_write_like(idx, host, ctx);
     }
 
     /// A backend operation finished.
@@ -840,7 +863,7 @@ impl Conn {
         }
         let (cid, class, len) = {
             let q = &self.reqs[idx];
-            (q.sqe.cid, q.class, q.len as usize)
+            (q.cid, q.io.class, q.io.len as usize)
         };
         ctx.trace.tp(
             TP_BACKEND_COMPLETED,
@@ -855,7 +878,6 @@ impl Conn {
         if status.is_success() && class == OpClass::Read {
             // The data leaves from the request's buffer; the request is freed once written.
             self.reqs[idx].state = ReqState::Sending;
-            let success = self.sq_flow_disabled;
             let r = Some(idx as u16);
             Self::send_c2h(
                 &mut self.out,
@@ -863,26 +885,85 @@ impl Conn {
                 cid,
                 &self.reqs[idx].buf[..len],
                 r,
-                success,
+                self.c2h_success,
             );
-            if success {
-                self.trace_response(cid, status, ctx);
-            } else {
-                self.respond(cid, status, 0, 0, ctx);
-            }
-            return;
+            return self.read_data_queued(cid, ctx);
         }
         self.free_req(idx);
         self.respond(cid, status, 0, 0, ctx);
     }
 
+    /// A successful read's data is queued: its response is the SUCCESS flag already on the
+    /// last C2HData, or a CapsuleResp now.
+    fn read_data_queued(&mut self, cid: Cid, ctx: &mut Ctx) {
+        if self.c2h_success {
+            self.trace_response(cid, Status::SUCCESS, ctx);
+        } else {
+            self.respond(cid, Status::SUCCESS, 0, 0, ctx);
+        }
+    }
+
+    /// Request `idx` reads from a memory backend: its data is queued straight from the device's
+    /// memory (no copy into the request's buffer; the socket's copy is the only one) and
+    /// answered at once. `false` (nothing done): the backend is not memory, or a data digest
+    /// is on (its CRC must cover exactly the bytes sent, and another reactor may write them
+    /// between the two looks); submit the read instead.
+    pub(super) fn read_in_place(&mut self, idx: u16, cmd: &IoCmd, ctx: &mut Ctx) -> bool {
+        if self.cfg.ddgst {
+            return false;
+        }
+        let Some(subsys) = self.subsys.as_deref() else {
+            return false;
+        };
+        let Some((off, data)) = nvm::read_in_place(cmd, subsys, ctx) else {
+            return false;
+        };
+        let i = usize::from(idx);
+        let r = &mut self.reqs[i];
+        r.t_submit = ctx.trace.tsc();
+        r.state = ReqState::Sending;
+        r.mem_off = Some(off);
+        let (cid, t0) = (r.cid, r.t0);
+        ctx.trace.tp(
+            TP_BACKEND_SUBMITTED,
+            self.slot,
+            cid.0,
+            cmd.slba,
+            u64::from(cmd.len),
+        );
+        ctx.trace.tp(TP_BACKEND_COMPLETED, self.slot, cid.0, 0, 0);
+        let status = nvm::completed(ctx, OpClass::Read, t0, r.t_submit, Ok(()));
+        debug_assert!(status.is_success());
+        self.cur = (t0, TraceClass::Read, u64::from(cmd.len));
+        Self::send_c2h(
+            &mut self.out,
+            &self.cfg,
+            cid,
+            data,
+            Some(idx),
+            self.c2h_success,
+        );
+        self.read_data_queued(cid, ctx);
+        true
+    }
+
     /// Writes pending output. Returns whether bytes moved.
     pub fn flush(&mut self, ctx: &mut Ctx) -> bool {
-        let reqs = &self.reqs;
-        let moved = match self
-            .out
-            .write_to(&self.stream, |i| &reqs[usize::from(i)].buf)
-        {
+        let (reqs, subsys) = (&self.reqs, self.subsys.as_deref());
+        let data_of = |i: u16| -> &[u8] {
+            let r = &reqs[usize::from(i)];
+            match r.mem_off {
+                // A read sent from the device's memory (`read_in_place`); the namespace and its
+                // memory live as long as the subsystem this connection holds.
+                Some(off) => subsys
+                    .and_then(|s| s.namespace_slot(r.io.ns_index as u32))
+                    .and_then(|n| n.bdev.memory())
+                    .and_then(|m| m.get(off..off + r.io.len as usize))
+                    .unwrap_or(&r.buf),
+                None => &r.buf,
+            }
+        };
+        let moved = match self.out.write_to(&self.stream, data_of) {
             Ok(n) => n > 0,
             Err(_) => {
                 self.transition(ConnEvent::PeerGone, ctx);
