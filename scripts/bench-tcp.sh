@@ -4,6 +4,13 @@
 #
 # Usage: scripts/bench-tcp.sh                    one build, several queue depths (below)
 #        scripts/bench-tcp.sh --baseline REV     same-run A/B: this tree (A) against git revision REV (B)
+#        scripts/bench-tcp.sh --profile [BIN_DIR] per-I/O profile (syscalls, PDUs, CPU shares) of this
+#                                                tree's release build (or of BIN_DIR, e.g. a baseline's)
+#
+# --profile runs scripts/bench_profile.py (see its header): counts that do not depend on the machine's
+# load (syscalls by kind and receives with data per I/O on both sides, PDUs per I/O), with
+# PROFILE_RECORD=1 also the reactor's top symbols (perf record -e cpu-clock). Same WORKLOADS variable;
+# TGT_ARGS adds target flags (e.g. "--c2h-success always"); OUT=bench-results/profile-<rev>.json.
 #
 # --baseline REV builds REV in a detached worktree under $BASELINE_DIR (default
 # /var/tmp/ringside-baseline) with its own target directory, then runs scripts/bench_ab.py: ROUNDS=3
@@ -35,6 +42,16 @@ fi
 cd "$(dirname "$0")/.."
 if [ -n "${NICE:-}" ] && [ -e /proc/self/autogroup ]; then
   echo "$NICE" 2>/dev/null >/proc/self/autogroup || echo "bench-tcp: cannot set the autogroup nice (not root?)" >&2
+fi
+
+if [ "${1:-}" = "--profile" ]; then
+  command -v perf >/dev/null || { echo "bench-tcp: perf is needed for --profile" >&2; exit 1; }
+  PBIN=${2:-${CARGO_TARGET_DIR:-target}/release}
+  if [ -z "${2:-}" ] && [ -z "${NO_BUILD:-}" ]; then
+    cargo build --release -q -p nvmf-target -p bench-harness
+  fi
+  REV=$(git rev-parse --short=12 HEAD)
+  exec python3 scripts/bench_profile.py "$PBIN" "${OUT:-bench-results/profile-$REV.json}"
 fi
 
 if [ "${1:-}" = "--baseline" ]; then

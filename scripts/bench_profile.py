@@ -74,6 +74,13 @@ def reactor_counters(stats):
     return out
 
 
+def established(port):
+    """Established TCP connections to the target's port."""
+    out = subprocess.run(["ss", "-Htn", "state", "established", f"( sport = :{port} )"],
+                         capture_output=True, text=True).stdout
+    return len([line for line in out.splitlines() if line.strip()])
+
+
 def perf_stat_cmd(out_path):
     events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{s}" for s in SYSCALLS]
     cmd = ["perf", "stat", "-x", ",", "-o", out_path]
@@ -166,12 +173,17 @@ def main():
                 cmd += ["-M", str(wl["mix"])]
             perf = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             if record and tgt_pid:
-                time.sleep(1.0)
+                # Sample only while I/O runs: once the admin and I/O connections are up.
+                deadline = time.monotonic() + duration
+                while time.monotonic() < deadline and established(port) < 2:
+                    time.sleep(0.05)
+                time.sleep(0.3)
                 tids = [t for t in os.listdir(f"/proc/{tgt_pid}/task")
                         if open(f"/proc/{tgt_pid}/task/{t}/comm").read().startswith("reactor")]
                 data = os.path.join(work, "perf.data")
                 subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2999", "-o", data,
-                                "-t", ",".join(tids), "--", "sleep", str(max(1.0, duration - 1.5))],
+                                "-t", ",".join(tids), "--", "sleep",
+                                str(max(0.5, min(2.0, deadline - time.monotonic() - 0.5)))],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             out, perr = perf.communicate(timeout=duration + 120)
             if perf.returncode != 0:
@@ -197,6 +209,8 @@ def main():
             "target_per_io": {k: round(v / ios, 3) for k, v in sorted(t.items())},
             "target_pdus_per_io": {k: round(c[k] / ios, 3) for k in ("pdus_received", "pdus_sent")},
             "target_busy_poll_share": round(c["busy_polls"] / max(1, c["polls"]), 3),
+            # Receives per reactor iteration: 1 per polled connection (load-independent).
+            "target_recv_per_poll": round(t.get("recvfrom", 0) / max(1, c["polls"]), 3),
             "perf_per_io": {k: round(v / hios, 3) for k, v in sorted(h.items())},
             "perf_transport_per_io": {k: round(v / hios, 3) for k, v in sorted(tr.items())
                                       if isinstance(v, (int, float))},
@@ -207,7 +221,8 @@ def main():
         print(json.dumps(row), file=sys.stderr)
     rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
     doc = {"benchmark": "nvme-tcp loopback per-I/O profile (syscalls, PDUs, CPU shares)", "bin_dir": bin_dir,
-           "git_rev": rev, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+           "binaries": {b: os.path.realpath(os.path.join(bin_dir, b)) for b in ("ringside-tgt", "ringside-perf")},
+           "script_rev": rev, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
            "machine": {"nproc": os.cpu_count(), "loadavg_at_end": os.getloadavg()},
            "config": {"duration": duration, "malloc": malloc, "tgt_args": env("TGT_ARGS", "")},
            "results": results}
@@ -218,7 +233,8 @@ def main():
         t, p, pt = r["target_per_io"], r["perf_per_io"], r["perf_transport_per_io"]
         print(f"{r['workload']:<16} target: syscalls {t.get('syscalls_total', 0):6.2f} recv {t.get('recvfrom', 0):5.2f} "
               f"(data {t.get('recvfrom_with_data', 0):4.2f}) writev {t.get('writev', 0):4.2f} "
-              f"pdus rx/tx {r['target_pdus_per_io']['pdus_received']:.2f}/{r['target_pdus_per_io']['pdus_sent']:.2f} | "
+              f"pdus rx/tx {r['target_pdus_per_io']['pdus_received']:.2f}/{r['target_pdus_per_io']['pdus_sent']:.2f} "
+              f"recv/poll {r['target_recv_per_poll']:.2f} | "
               f"perf: syscalls {p.get('syscalls_total', 0):6.2f} recv {p.get('read', 0) + p.get('recvfrom', 0):5.2f} "
               f"(data {p.get('read_with_data', 0) + p.get('recvfrom_with_data', 0):4.2f}) "
               f"writev {p.get('writev', 0):4.2f} pdus rx {pt.get('pdus_received', 0):.2f}")

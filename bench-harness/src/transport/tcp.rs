@@ -382,7 +382,15 @@ impl TcpQpair {
                 ));
             }
             self.counters.recv_calls += 1;
-            match (&self.sock).read(&mut self.rbuf[self.rend..]) {
+            // A plain syscall (rustix): std's read adds glibc's cancellation-point wrapper.
+            match rustix::net::recv(
+                &self.sock,
+                &mut self.rbuf[self.rend..],
+                rustix::net::RecvFlags::empty(),
+            )
+            .map(|(n, _)| n)
+            .map_err(std::io::Error::from)
+            {
                 Ok(0) => return Err(TransportError::Closed),
                 Ok(n) => {
                     self.rend += n;
@@ -640,16 +648,17 @@ impl Qpair for TcpQpair {
             }
             self.counters.send_calls += 1;
             let offered: usize = iov[..n].iter().map(|s| s.len()).sum();
-            let written = match (&self.sock).write_vectored(&iov[..n]) {
-                Ok(0) => return Err(TransportError::Closed),
-                Ok(w) => w,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    self.counters.send_partial += 1;
-                    return Ok(());
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(io_err("send")(e)),
-            };
+            let written =
+                match rustix::io::writev(&self.sock, &iov[..n]).map_err(std::io::Error::from) {
+                    Ok(0) => return Err(TransportError::Closed),
+                    Ok(w) => w,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        self.counters.send_partial += 1;
+                        return Ok(());
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io_err("send")(e)),
+                };
             self.counters.bytes_sent += written as u64;
             if written < offered {
                 self.counters.send_partial += 1;

@@ -8,7 +8,7 @@
 //! only from bytes that follow the data in this same queue.
 
 use std::collections::VecDeque;
-use std::io::{IoSlice, Write};
+use std::io::IoSlice;
 use std::net::TcpStream;
 
 /// Most iovecs handed to one `writev`.
@@ -150,7 +150,7 @@ impl Out {
     /// Returns bytes written; `Ok(0)` with output pending means the socket is full.
     pub(super) fn write_to<'a>(
         &mut self,
-        mut stream: &TcpStream,
+        stream: &TcpStream,
         req_buf: impl Fn(u16) -> &'a [u8],
     ) -> std::io::Result<usize> {
         let mut total = 0;
@@ -173,7 +173,8 @@ impl Out {
             let wrote = if want == 0 {
                 0 // only empty markers (request frees) at the front
             } else {
-                match stream.write_vectored(&iov[..n]) {
+                // writev as a plain syscall (rustix), without glibc's cancellation wrapper.
+                match rustix::io::writev(stream, &iov[..n]).map_err(std::io::Error::from) {
                     Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
                     Ok(w) => w,
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(total),
