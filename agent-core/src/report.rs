@@ -27,6 +27,10 @@ pub struct AgentCost {
     pub wall_seconds: f64,
     /// Peak resident memory, bytes.
     pub max_rss_bytes: u64,
+    /// Time the agent's own threads ran on the reactors' cores (kernel probes), seconds: its
+    /// preemptions of the target, counted here and never as a finding.
+    #[serde(default)]
+    pub on_reactor_cores_seconds: f64,
 }
 
 impl AgentCost {
@@ -410,6 +414,13 @@ impl Report {
                 c.core_share() * 100.0,
                 c.max_rss_bytes as f64 / 1048576.0
             );
+            if c.on_reactor_cores_seconds > 0.0 {
+                let _ = writeln!(
+                    o,
+                    "Its own threads ran {:.1} ms on the reactors' cores (counted here, not as preemption of the target).",
+                    c.on_reactor_cores_seconds * 1e3
+                );
+            }
         }
         o
     }
@@ -929,6 +940,7 @@ mod tests {
                 cpu_seconds: 0.1,
                 wall_seconds: 10.0,
                 max_rss_bytes: 8 << 20,
+                on_reactor_cores_seconds: 0.0,
             }),
             source: "live".into(),
             tail: Some(crate::requests::TailAttribution {

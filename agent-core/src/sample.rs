@@ -437,8 +437,13 @@ pub struct KernelReactorSample {
     pub preemptions: u64,
     /// ns the reactor was runnable but another task ran on its core.
     pub preempted_ns: u64,
-    /// The task that preempted it most, `(pid, comm)`, when known.
+    /// The task that preempted it most, `(pid, comm)`, when known; never the agent itself
+    /// (its own time there is [`KernelReactorSample::agent_ns`]).
     pub top_intruder: Option<(u32, String)>,
+    /// ns the agent's own threads ran on the reactor's core (part of `preempted_ns` when the
+    /// reactor was runnable then): the agent's cost, not a fault of the machine.
+    #[serde(default)]
+    pub agent_ns: u64,
     /// ns of hard interrupts on the reactor's core.
     pub irq_ns: u64,
     /// ns of soft interrupts on the reactor's core.

@@ -160,6 +160,10 @@ pub struct ReactorWindow {
     pub preemptions: Option<u64>,
     /// Kernel probes: the main intruder `(pid, comm)`.
     pub top_intruder: Option<(u32, String)>,
+    /// Kernel probes: share of the window the agent's own threads ran on the reactor's core
+    /// (the agent's cost; already taken out of `preempted_ratio`).
+    #[serde(default)]
+    pub agent_ratio: Option<f64>,
     /// Kernel probes: hard + soft interrupt share of the window on its core.
     pub irq_ratio: Option<f64>,
     /// Kernel probes: syscalls per second from the reactor thread.
@@ -553,7 +557,13 @@ pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) ->
                 let zero = Default::default();
                 let pkr = pkr.unwrap_or(&zero);
                 if dt_ns > 0 {
-                    rw.preempted_ratio = Some(ratio(d(kr.preempted_ns, pkr.preempted_ns), dt_ns));
+                    // The agent's own slices are its cost, not the machine's: taken out.
+                    let agent = d(kr.agent_ns, pkr.agent_ns);
+                    rw.agent_ratio = Some(ratio(agent, dt_ns));
+                    rw.preempted_ratio = Some(ratio(
+                        d(kr.preempted_ns, pkr.preempted_ns).saturating_sub(agent),
+                        dt_ns,
+                    ));
                     rw.irq_ratio = Some(ratio(
                         d(
                             kr.irq_ns.saturating_add(kr.softirq_ns),

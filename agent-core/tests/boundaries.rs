@@ -255,6 +255,43 @@ fn preemption_cases(#[case] rq: f64, #[case] inv: f64, #[case] want: Option<Seve
     assert_eq!(got, want, "{out:#?}");
 }
 
+/// The agent's own slices on the reactor's core are its cost: a run-queue wait that is mostly the
+/// agent is background (info), never a warning blaming the machine.
+#[test]
+fn the_agents_own_preemptions_are_not_the_machines_fault() {
+    let mut r = reactor();
+    r.runqueue_wait_ratio = Some(0.06);
+    r.involuntary_switches_per_s = Some(400.0);
+    r.agent_ratio = Some(0.05);
+    let out = run(
+        &window(r.clone(), vec![qpair(16.0, 200_000.0)], vec![]),
+        &info("lo"),
+        &topo(1),
+    );
+    let f = out
+        .iter()
+        .find(|f| f.kind == FindingKind::ReactorPreemption)
+        .expect("the switches are still reported");
+    assert_eq!(f.severity, Severity::Info, "{f:#?}");
+    assert!(
+        f.evidence
+            .iter()
+            .any(|e| e.what.starts_with("agent's own share")),
+        "{f:#?}"
+    );
+    r.agent_ratio = None;
+    let out = run(
+        &window(r, vec![qpair(16.0, 200_000.0)], vec![]),
+        &info("lo"),
+        &topo(1),
+    );
+    assert!(
+        out.iter()
+            .any(|f| f.kind == FindingKind::ReactorPreemption && f.severity == Severity::Warning),
+        "the same wait by another task is a warning: {out:#?}"
+    );
+}
+
 #[rstest]
 #[case::pinned(vec![0], Some(0), false)]
 #[case::unknown_affinity(vec![], None, false)]

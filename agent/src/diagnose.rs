@@ -64,6 +64,10 @@ pub struct AnalysisArgs {
     /// every system call on the machine while the agent runs).
     #[arg(long)]
     pub kernel_syscalls: bool,
+    /// Also time every softirq on the reactors' cores and sample TCP state per packet
+    /// (tcp_probe): off by default, they cost a busy reactor's core a few percent.
+    #[arg(long)]
+    pub kernel_per_packet: bool,
     /// Analyse an SPDK nvmf_tgt through its JSON-RPC socket instead of a ringside-tgt
     /// (`/var/tmp/spdk.sock` is SPDK's default).
     #[arg(long, value_name = "SOCK")]
@@ -232,12 +236,21 @@ fn watch(
         }
     }
     let (cpu1, hwm) = own_usage();
+    let last = session.last_sample().cloned();
+    let agent_ns = |s: Option<&Sample>| -> u64 {
+        s.and_then(|s| s.kernel.as_ref())
+            .map(|k| k.reactors.iter().map(|r| r.agent_ns).sum())
+            .unwrap_or(0)
+    };
     let cost = AgentCost {
         cpu_seconds: cpu1.saturating_sub(cpu0) as f64 / 1e9,
         wall_seconds: start.elapsed().as_secs_f64(),
         max_rss_bytes: hwm,
+        on_reactor_cores_seconds: agent_ns(last.as_ref()).saturating_sub(agent_ns(first.as_ref()))
+            as f64
+            / 1e9,
     };
-    Ok((first, session.last_sample().cloned(), cost))
+    Ok((first, last, cost))
 }
 
 /// Builds the report from an analyzer that saw every sample.
@@ -313,6 +326,7 @@ pub fn session_options(interval: Duration, analysis: &AnalysisArgs) -> SessionOp
         nic: analysis.nic.clone(),
         kernel: !analysis.no_kernel && rustix::process::geteuid().is_root(),
         kernel_syscalls: analysis.kernel_syscalls,
+        kernel_per_packet: analysis.kernel_per_packet,
     }
 }
 

@@ -38,6 +38,8 @@ pub struct SessionOptions {
     pub kernel: bool,
     /// Also attach the raw_syscalls probe (slows every syscall on the machine while attached).
     pub kernel_syscalls: bool,
+    /// Also attach the per-packet and per-softirq tracepoints (off by default: their cost).
+    pub kernel_per_packet: bool,
 }
 
 impl Default for SessionOptions {
@@ -48,6 +50,7 @@ impl Default for SessionOptions {
             nic: None,
             kernel: rustix::process::geteuid().is_root(),
             kernel_syscalls: false,
+            kernel_per_packet: false,
         }
     }
 }
@@ -295,6 +298,18 @@ fn attach_sources(
     topology: &Capability,
 ) -> Sources {
     let pid = reader.header().pid;
+    // Off the reactors' cores before anything else runs (the probes count every slice another
+    // task takes on those cores from the moment they attach: the agent's own start-up, loading
+    // and verifying the later probes, must not be among them). `prepare` says where it ran.
+    let mut cores: Vec<u32> = reader
+        .description()
+        .reactors
+        .iter()
+        .map(|r| r.core)
+        .collect();
+    cores.sort_unstable();
+    cores.dedup();
+    let _ = crate::placement::keep_off_reactor_cores(&cores);
     // Counters and request records (bounded per tick: see collect::ring).
     let mut collectors: Vec<Box<dyn Collector>> = vec![Box::new(
         RingCollector::shared_with_records(Arc::clone(reader)),
@@ -302,9 +317,12 @@ fn attach_sources(
     collectors.extend(crate::collect::standard::standard(pid));
     // After procfs, which resolves the reactor tids the probes filter on.
     if opts.kernel {
-        collectors.push(crate::collect::kernel::kernel_collector(
+        collectors.push(crate::collect::kernel::kernel_collector_with(
             pid,
-            opts.kernel_syscalls,
+            crate::collect::kernel::KernelOptions {
+                syscalls: opts.kernel_syscalls,
+                per_packet: opts.kernel_per_packet,
+            },
         ));
     }
     let mut sources = Sources::new(collectors, Box::new(trace_ring::tsc::mono_ns));

@@ -166,6 +166,32 @@ impl PerfArgs {
     }
 }
 
+/// `ringside-perf agent-cost`: the target's IOPS with `ringside diagnose` attached against no
+/// agent, in interleaved A/B rounds on one target, and the agent's CPU share and RSS (run as
+/// root for the default kernel probes; on a quiet machine).
+#[derive(Debug, Parser)]
+#[command(name = "ringside-perf agent-cost")]
+pub struct AgentCostArgs {
+    /// Write the result's JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<std::path::PathBuf>,
+    /// A/B rounds (the order alternates).
+    #[arg(long, default_value = "5")]
+    pub rounds: u32,
+    /// Seconds per side of a round.
+    #[arg(long = "time", default_value = "10", value_parser = parse_secs)]
+    pub time: Duration,
+    /// The initiator's queue depth.
+    #[arg(short = 'q', long = "queue-depth", default_value = "32")]
+    pub depth: u32,
+    /// Extra arguments for `ringside diagnose` (e.g. `--agent-arg=--no-kernel`).
+    #[arg(long = "agent-arg", value_name = "ARG", allow_hyphen_values = true)]
+    pub agent_args: Vec<String>,
+    /// Directory of ringside-tgt and ringside (default: beside this executable).
+    #[arg(long = "bin-dir", value_name = "DIR")]
+    pub bin_dir: Option<std::path::PathBuf>,
+}
+
 /// `ringside-perf scenarios`: the fault-injection suite (see `scenario`). Runs as root for the
 /// network-namespace and kernel-probe scenarios; the whole suite takes about 3 minutes with the
 /// defaults (the estimate is printed before it starts).
@@ -185,8 +211,11 @@ pub struct ScenarioArgs {
     #[arg(long = "diagnose-time", default_value = "8", value_parser = parse_secs)]
     pub diagnose_time: Duration,
     /// Seconds per depth of the brute-force sweep (and of applying a recommended depth).
-    #[arg(long = "sweep-time", default_value = "4", value_parser = parse_secs)]
+    #[arg(long = "sweep-time", default_value = "3", value_parser = parse_secs)]
     pub sweep_time: Duration,
+    /// Interleaved rounds of the sweep (each depth's figure is its median over them).
+    #[arg(long = "sweep-repeats", default_value = "3")]
+    pub sweep_repeats: u32,
     /// Depths of the sweep.
     #[arg(
         long = "sweep-depths",

@@ -1,5 +1,7 @@
 //! `ringside-perf`: parses the arguments, runs, prints. Everything else lives in the library.
-//! `ringside-perf scenarios …` runs the fault-injection suite instead (`bench_harness::scenario`).
+//! `ringside-perf scenarios …` runs the fault-injection suite instead (`bench_harness::scenario`);
+//! `ringside-perf agent-cost …` measures what the agent takes from the target
+//! (`bench_harness::scenario::agent_cost`).
 //!
 //! Exit status: 0 success; 1 setup or connection failure; 2 I/O errors or a qpair lost to a
 //! transport failure; 3 `--verify` mismatches. For `scenarios`: 0 when it ran (whatever it
@@ -9,7 +11,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use bench_harness::cli::{PerfArgs, ScenarioArgs};
+use bench_harness::cli::{AgentCostArgs, PerfArgs, ScenarioArgs};
 use bench_harness::perf;
 use bench_harness::scenario::{self, procs::Bins, SuiteConfig};
 use clap::Parser;
@@ -17,6 +19,12 @@ use clap::Parser;
 fn main() -> ExitCode {
     if std::env::args_os().nth(1).is_some_and(|a| a == "scenarios") {
         return scenarios(ScenarioArgs::parse_from(std::env::args_os().skip(1)));
+    }
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == "agent-cost")
+    {
+        return agent_cost(AgentCostArgs::parse_from(std::env::args_os().skip(1)));
     }
     let args = PerfArgs::parse();
     let json = args.json;
@@ -66,6 +74,7 @@ fn scenarios(args: ScenarioArgs) -> ExitCode {
     cfg.diagnose_secs = args.diagnose_time.as_secs_f64().max(1.0);
     cfg.sweep_secs = args.sweep_time.as_secs_f64().max(0.5);
     cfg.sweep_depths = args.sweep_depths;
+    cfg.sweep_repeats = args.sweep_repeats.max(1);
     if args.list {
         for s in scenario::catalogue() {
             println!("{:<16} {}", s.name, s.fault.describe());
@@ -86,6 +95,41 @@ fn scenarios(args: ScenarioArgs) -> ExitCode {
             return ExitCode::from(1);
         }
         eprintln!("scenarios: JSON written to {}", path.display());
+    }
+    print!("{}", result.table());
+    ExitCode::SUCCESS
+}
+
+fn agent_cost(args: AgentCostArgs) -> ExitCode {
+    let bins = match &args.bin_dir {
+        Some(d) => Bins::in_dir(d),
+        None => match Bins::beside_self() {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("error: {}", bench_harness::error_chain(&e));
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let mut cfg = scenario::agent_cost::AgentCostConfig::new(bins);
+    cfg.rounds = args.rounds.max(1);
+    cfg.secs = args.time.as_secs_f64().max(1.0);
+    cfg.depth = args.depth.max(1);
+    cfg.agent_args = args.agent_args;
+    let result = match scenario::agent_cost::run(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&result).unwrap_or_default();
+        if let Err(e) = std::fs::write(path, text + "\n") {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+        eprintln!("agent-cost: JSON written to {}", path.display());
     }
     print!("{}", result.table());
     ExitCode::SUCCESS

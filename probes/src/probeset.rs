@@ -204,6 +204,8 @@ struct Loaded {
     maps: Vec<(&'static str, MapHandle)>,
     attached: Vec<&'static str>,
     missing: Vec<&'static str>,
+    /// Left off by the configuration.
+    off: Vec<&'static str>,
     attach_errors: Vec<(&'static str, String)>,
     /// Kernel program id per attached tracepoint (0 if the link could not tell).
     prog_ids: Vec<(&'static str, u32)>,
@@ -235,7 +237,7 @@ pub struct RunStatsGuard {
 }
 
 /// Tracepoints present in the running kernel's BTF (`btf_trace_<name>` typedefs).
-struct KernelTracepoints(HashSet<&'static str>);
+struct KernelTracepoints(HashSet<&'static str>, Vec<&'static str>);
 
 impl KernelTracepoints {
     fn probe(kinds: &[ProbeKind]) -> Result<KernelTracepoints, String> {
@@ -259,11 +261,16 @@ impl KernelTracepoints {
                 }
             }
         }
-        Ok(KernelTracepoints(present))
+        Ok(KernelTracepoints(present, Vec::new()))
     }
 
     fn has(&self, tp: &str) -> bool {
         self.0.contains(tp)
+    }
+
+    /// Left off by the configuration.
+    fn is_off(&self, tp: &str) -> bool {
+        self.1.contains(&tp)
     }
 }
 
@@ -288,14 +295,24 @@ macro_rules! probe_loader {
             shared.reuse("rs_drops", &mut open.maps.rs_drops)?;
             let mut wanted: Vec<&'static str> = Vec::new();
             let mut missing: Vec<&'static str> = Vec::new();
+            let mut off: Vec<&'static str> = Vec::new();
             $(
-                if tps.has($tp) {
+                if tps.is_off($tp) {
+                    open.progs.$prog.set_autoload(false);
+                    off.push($tp);
+                } else if tps.has($tp) {
                     wanted.push($tp);
                 } else {
                     open.progs.$prog.set_autoload(false);
                     missing.push($tp);
                 }
             )+
+            if wanted.is_empty() && missing.is_empty() {
+                return Err(LoadFailure::Other(format!(
+                    "every tracepoint ({}) is off in the configuration",
+                    off.join(", ")
+                )));
+            }
             if wanted.is_empty() {
                 return Err(LoadFailure::NoTracepoints(missing));
             }
@@ -338,6 +355,7 @@ macro_rules! probe_loader {
                 maps,
                 attached,
                 missing,
+                off,
                 attach_errors,
                 prog_ids,
             })
@@ -500,7 +518,8 @@ impl ProbeSet {
             return Ok((set, ProbeKind::ALL.iter().map(|&k| disabled(k)).collect()));
         }
         match Self::prepare_kernel(cfg) {
-            Ok((shared, tps)) => {
+            Ok((shared, mut tps)) => {
+                tps.1 = cfg.off.clone();
                 set.shared = Some(shared);
                 set.kernel = Ok(tps);
             }
@@ -816,11 +835,16 @@ fn status_of(kind: ProbeKind, r: &Result<Loaded, LoadFailure>) -> ProbeStatus {
             if l.attached.is_empty() {
                 failed(problems.join(", "))
             } else if problems.is_empty() {
+                let off = if l.off.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({} off)", l.off.join(", "))
+                };
                 ProbeStatus {
                     probe: kind,
                     outcome: Outcome::Attached,
                     attached: l.attached.clone(),
-                    detail: l.attached.join(", "),
+                    detail: format!("{}{off}", l.attached.join(", ")),
                 }
             } else {
                 ProbeStatus {
@@ -854,9 +878,21 @@ mod tests {
             maps: Vec::new(),
             attached,
             missing,
+            off: Vec::new(),
             attach_errors,
             prog_ids: Vec::new(),
         })
+    }
+
+    #[test]
+    fn tracepoints_left_off_are_named_in_an_attached_line() {
+        let mut l = loaded(ProbeKind::Tcp, vec!["tcp_retransmit_skb"], vec![], vec![]);
+        if let Ok(l) = &mut l {
+            l.off = vec!["tcp_probe"];
+        }
+        let s = status_of(ProbeKind::Tcp, &l);
+        assert_eq!(s.outcome, Outcome::Attached);
+        assert_eq!(s.detail, "tcp_retransmit_skb (tcp_probe off)");
     }
 
     #[test]

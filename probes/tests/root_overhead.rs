@@ -41,6 +41,7 @@ fn start(kind: ProbeKind, filter: Filter) -> ProbeSet {
         probes: vec![kind],
         filter,
         ringbuf_bytes: 1 << 24,
+        off: Vec::new(),
     };
     let (set, statuses) = ProbeSet::start(&cfg).expect("valid config");
     assert!(set.running().contains(&kind), "{statuses:?}");

@@ -50,9 +50,12 @@ impl Detector for Preemption {
                 continue; // the stall detector owns a stopped reactor
             }
             // The best measure of stolen time available: eBPF, else schedstat.
+            // The agent's own time on the core is its cost (the report's agent cost), never the
+            // machine's fault: schedstat's wait includes it, the eBPF measure already not.
+            let agent = r.agent_ratio.filter(|a| a.is_finite()).unwrap_or(0.0);
             let stolen = match (r.preempted_ratio, r.runqueue_wait_ratio) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
+                (Some(a), Some(b)) => Some(a.max((b - agent).max(0.0))),
+                (a, b) => a.or(b.map(|b| (b - agent).max(0.0))),
             }
             .filter(|s| s.is_finite());
             let inv = r.involuntary_switches_per_s.filter(|v| v.is_finite());
@@ -73,6 +76,13 @@ impl Detector for Preemption {
             }
             if let Some(c) = r.cpu_ratio {
                 evidence.push(Evidence::new("thread on CPU", c * 100.0, "%"));
+            }
+            if agent > 0.0 {
+                evidence.push(Evidence::new(
+                    "agent's own share (its cost, not counted)",
+                    agent * 100.0,
+                    "%",
+                ));
             }
             if let Some((pid, _)) = &r.top_intruder {
                 evidence.push(Evidence::new("intruder pid", f64::from(*pid), "pid"));

@@ -35,6 +35,10 @@ use super::Collector;
 pub struct KernelOptions {
     /// Also attach `raw_syscalls` (slows every syscall on the machine while attached).
     pub syscalls: bool,
+    /// Also attach the per-packet and per-softirq tracepoints ([`probes::config::PER_PACKET`]:
+    /// `tcp_probe`, `softirq_entry`/`softirq_exit`), which run hundreds of thousands of times a
+    /// second on a busy reactor's core; off by default (hard interrupts, retransmits stay on).
+    pub per_packet: bool,
 }
 
 /// The probes this collector attaches (`syscalls` only on request).
@@ -304,6 +308,11 @@ impl KernelCollector {
             filter,
             probes: probe_kinds(self.opts.syscalls),
             ringbuf_bytes: 1 << 16,
+            off: if self.opts.per_packet {
+                Vec::new()
+            } else {
+                probes::config::PER_PACKET.to_vec()
+            },
         }
     }
 
@@ -341,6 +350,7 @@ pub fn kernel_sample_with(
     agg: &Aggregates,
     devices: &[(BlockDev, String)],
 ) -> KernelSample {
+    let agent_pid = std::process::id();
     let reactors = info
         .reactors
         .iter()
@@ -356,6 +366,11 @@ pub fn kernel_sample_with(
             }
             let mut intruders: HashMap<(u32, &str), u64> = HashMap::new();
             for s in agg.stolen.iter().filter(|s| s.cpu == r.core) {
+                // The agent's own slices there are its cost, shown as such, never an intruder.
+                if s.pid == agent_pid {
+                    k.agent_ns = k.agent_ns.saturating_add(s.ns);
+                    continue;
+                }
                 *intruders.entry((s.pid, s.comm.as_str())).or_default() += s.ns;
             }
             k.top_intruder = intruders
@@ -430,6 +445,11 @@ impl Collector for KernelCollector {
                 "; syscalls off (it slows every syscall on the machine; ask for it to count reactor syscalls)",
             );
         }
+        if !self.opts.per_packet {
+            note.push_str(
+                "; per-packet tcp_probe and softirq timing off (they cost a busy reactor's core a few %; --kernel-per-packet turns them on)",
+            );
+        }
         Capability {
             name: "ebpf".into(),
             available,
@@ -476,7 +496,18 @@ impl Collector for KernelCollector {
 /// attaches the `raw_syscalls` probe. Place it after the procfs collector (which resolves the
 /// reactor thread ids it filters on).
 pub fn kernel_collector(pid: u32, syscalls: bool) -> Box<dyn Collector> {
-    Box::new(KernelCollector::new(pid, KernelOptions { syscalls }))
+    kernel_collector_with(
+        pid,
+        KernelOptions {
+            syscalls,
+            per_packet: false,
+        },
+    )
+}
+
+/// [`kernel_collector`] with every option.
+pub fn kernel_collector_with(pid: u32, opts: KernelOptions) -> Box<dyn Collector> {
+    Box::new(KernelCollector::new(pid, opts))
 }
 
 #[cfg(test)]
@@ -623,10 +654,37 @@ mod tests {
         );
         assert_eq!(r0.top_intruder, Some((7, "hog".to_string())));
         assert_eq!((r0.irq_ns, r0.softirq_ns), (50, 700));
+        assert_eq!(r0.agent_ns, 0, "the agent did not run there");
         let r1 = &k.reactors[1];
         assert_eq!(r1.preempted_ns, 0, "no tid, no thread stats");
         assert_eq!(r1.top_intruder, Some((9, "other".to_string())));
         assert!(k.devices.is_empty(), "no namespace device");
+    }
+
+    #[test]
+    fn the_agents_own_slices_are_its_cost_not_an_intruder() {
+        let me = std::process::id();
+        let stolen = |pid: u32, comm: &str, ns: u64| StolenTime {
+            cpu: 1,
+            pid,
+            comm: comm.into(),
+            ns,
+            slices: 1,
+        };
+        let agg = Aggregates {
+            stolen: vec![
+                stolen(me, "ringside", 9_000),
+                stolen(15, "rcu_preempt", 1_000),
+            ],
+            ..Aggregates::default()
+        };
+        let k = kernel_sample(&info(), &agg);
+        assert_eq!(k.reactors[0].agent_ns, 9_000);
+        assert_eq!(
+            k.reactors[0].top_intruder,
+            Some((15, "rcu_preempt".to_string())),
+            "the agent is never named as the intruder, even when it took the most"
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod numa_maps;
 pub mod perf;
 pub mod procfs;
 pub mod rdma;
+pub mod records;
 pub mod ring;
 pub mod standard;
 

@@ -5,45 +5,27 @@
 //! This collector also describes the target (reactors, listeners, namespaces, stages, settings)
 //! from the file's description section.
 //!
-//! With records on ([`RingCollector::with_records`]) it also reads each reactor's ring once per
-//! tick and rebuilds the requests it holds ([`crate::requests::RequestBuilder`]): bounded by the
-//! ring's size (a tick reads at most one ring's worth per reactor, the newest; what the writer
-//! overwrote since the previous tick is counted as lost, not read), and of the requests rebuilt
-//! it keeps the [`KEEP_SLOWEST`] slowest and every [`KEEP_EVERY`]-th of the rest, and says so in
-//! the sample's [`RequestBatch`]. At full load a 64K-record ring holds a few ms: the records are a
-//! slice of each second, the counters' histograms still count every request.
+//! With records on it also reads each reactor's ring continuously in the background and keeps,
+//! per tick, the slowest requests of the whole interval and a uniform sample of the rest
+//! ([`crate::collect::records`] says what is dropped); the counters' histograms still count every
+//! request.
 
 use agent_core::hist::Hist;
-use agent_core::requests::{RequestBatch, RequestRecord};
 use agent_core::sample::{
     Capability, ListenerInfo, NamespaceInfo, QpairSample, RdmaReactorSample, ReactorInfo,
     ReactorSample, Sample, TargetInfo,
 };
 use std::sync::Arc;
 
-use trace_ring::{Event, Record, RingCursor, Start, TraceReader};
+use trace_ring::TraceReader;
 
-use crate::requests::{Request, RequestBuilder};
-
-/// Slowest requests kept per tick (the tail attribution's material).
-pub const KEEP_SLOWEST: usize = 512;
-
-/// Of the other requests, every this-many-th is kept (the per-stage latency's material).
-pub const KEEP_EVERY: u64 = 64;
-
-/// Reads the rings' request records.
-struct Records {
-    cursors: Vec<RingCursor>,
-    builder: RequestBuilder,
-    buf: Vec<Record>,
-    seen: u64,
-}
+use super::records::Reader;
 
 /// Reads the counters pages of one trace file.
 pub struct RingCollector {
     reader: Arc<TraceReader>,
     gone_noted: bool,
-    records: Option<Records>,
+    records: Option<Reader>,
 }
 
 impl RingCollector {
@@ -61,84 +43,28 @@ impl RingCollector {
         }
     }
 
-    /// Also reads request records from the rings (see the module doc for the bounds).
+    /// Also reads request records from the rings, only when a sample is taken (at most one
+    /// ring's worth per tick: a fixed cut for tests; the session reads continuously).
     pub fn with_records(reader: TraceReader) -> RingCollector {
-        RingCollector::shared_with_records(Arc::new(reader))
-    }
-
-    /// [`RingCollector::with_records`] over a trace file shared with the session.
-    pub fn shared_with_records(reader: Arc<TraceReader>) -> RingCollector {
-        let cursors = (0..reader.reactors())
-            .filter_map(|r| reader.cursor(r, Start::Now).ok())
-            .collect();
-        let builder = RequestBuilder::new(reader.description());
+        let reader = Arc::new(reader);
         RingCollector {
-            records: Some(Records {
-                cursors,
-                builder,
-                buf: Vec::new(),
-                seen: 0,
-            }),
+            records: Some(Reader::start(&reader, false)),
             ..RingCollector::shared(reader)
         }
     }
 
-    /// Reads new records, rebuilds requests, keeps a bounded set.
-    fn read_records(&mut self) -> Option<RequestBatch> {
-        let clock = self.reader.clock();
-        let rec = self.records.as_mut()?;
-        let mut batch = RequestBatch {
-            policy: format!("slowest {KEEP_SLOWEST} + every {KEEP_EVERY}th of the rest"),
-            ..RequestBatch::default()
-        };
-        let mut done: Vec<Request> = Vec::new();
-        for c in &mut rec.cursors {
-            rec.buf.clear();
-            let st = c.poll(&mut rec.buf);
-            batch.lost_records += st.lost;
-            for r in &rec.buf {
-                let ev = Event {
-                    reactor: c.reactor(),
-                    record: *r,
-                };
-                if let Some(req) = rec.builder.push(&ev, |t| clock.to_mono_ns(t)) {
-                    done.push(req);
-                }
-            }
+    /// Reads request records continuously in the background over a trace file shared with the
+    /// session (see [`crate::collect::records`] for what is kept and dropped).
+    pub fn shared_with_records(reader: Arc<TraceReader>) -> RingCollector {
+        RingCollector {
+            records: Some(Reader::start(&reader, true)),
+            ..RingCollector::shared(reader)
         }
-        batch.completed = done.len() as u64;
-        // The slowest first; then every KEEP_EVERY-th of the rest (by arrival).
-        let mut order: Vec<usize> = (0..done.len()).collect();
-        order.sort_unstable_by_key(|&i| std::cmp::Reverse(done[i].total_ns));
-        let mut keep = vec![false; done.len()];
-        for &i in order.iter().take(KEEP_SLOWEST) {
-            keep[i] = true;
-        }
-        for k in keep.iter_mut() {
-            rec.seen += 1;
-            if !*k && rec.seen % KEEP_EVERY == 0 {
-                *k = true;
-            }
-        }
-        for (req, k) in done.into_iter().zip(keep) {
-            if k {
-                batch.records.push(RequestRecord {
-                    reactor: req.reactor,
-                    qpair: req.qpair,
-                    cid: req.cid,
-                    start_ns: req.start_ns,
-                    total_ns: req.total_ns,
-                    stages: req
-                        .stages
-                        .into_iter()
-                        .skip(1)
-                        .map(|s| (s.name, s.delta_ns))
-                        .collect(),
-                });
-            }
-        }
-        batch.dropped = batch.completed - batch.records.len() as u64;
-        Some(batch)
+    }
+
+    /// Records read from the rings so far (for tests waiting on the background reader).
+    pub fn records_read(&self) -> u64 {
+        self.records.as_ref().map_or(0, Reader::position)
     }
 
     /// The reader (for `ringside trace --kernel` and tests).
@@ -314,13 +240,14 @@ impl super::Collector for RingCollector {
                 .collect();
             sample.reactors.push(rs);
         }
-        sample.requests = self.read_records().map(Box::new);
+        sample.requests = self.records.as_ref().map(|r| Box::new(r.drain()));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::collect::records::{KEEP_EVERY, KEEP_SLOWEST};
     use crate::collect::Collector;
     use trace_ring::description::ReactorDesc;
     use trace_ring::{Description, Layout, TraceFile};
@@ -425,6 +352,92 @@ mod tests {
         // A lapped ring yields its newest 4095 records (the oldest slot may be mid-overwrite).
         assert_eq!(b.lost_records, 6000 - 4095);
         assert!(b.completed > 1000 && b.completed <= 2048, "{}", b.completed);
+    }
+
+    /// The background reader sees the whole interval: a ring of 64 records is written 10 times
+    /// over between two samples, one slow request each time; every slow one is kept and nothing
+    /// is lost (a reader taking one ring's worth per tick would see only the last).
+    #[test]
+    fn the_background_reader_keeps_every_slow_request_of_the_interval() {
+        use trace_ring::description::{TpRole, TracepointDesc};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tp = |id: u16, name: &str, role| TracepointDesc {
+            id,
+            name: name.into(),
+            group: "tcp".into(),
+            args: Vec::new(),
+            role,
+        };
+        let desc = Description {
+            reactors: vec![ReactorDesc::default()],
+            tracepoints: vec![
+                tp(0x100, "tcp.capsule", TpRole::Begin),
+                tp(0x101, "tcp.backend", TpRole::Stage),
+                tp(0x102, "tcp.sent", TpRole::End),
+            ],
+            ..Description::default()
+        };
+        let layout = Layout {
+            reactors: 1,
+            ring_records: 64,
+            qpair_slots: 4,
+            stages: 0,
+        };
+        let tf = TraceFile::create(dir.path(), "bg-records", std::process::id(), &desc, &layout)
+            .expect("create a trace file");
+        let mut w = tf.take_reactor(0).expect("reactor 0");
+        let reader = TraceReader::open(tf.path()).expect("open");
+        let mut rc = RingCollector::shared_with_records(Arc::new(reader));
+        let mut info = TargetInfo::default();
+        rc.describe(&mut info);
+        let base = trace_ring::tsc::now();
+        let per_us = tf.clock().ns_to_ticks(1_000).max(1);
+        let tsc = |us: u64| base + us * per_us;
+        let mut written = 0u64;
+        for round in 0..10u64 {
+            // 20 requests (60 records, nearly the whole ring), the first one 1 ms slow.
+            for i in 0..20u64 {
+                let at = round * 100_000 + i * 100;
+                let slow = if i == 0 { 1_000 } else { 5 };
+                let cid = i as u32;
+                w.ring.record_at(tsc(at), 0x100, 1, cid, 0, 0);
+                w.ring.record_at(tsc(at + 2), 0x101, 1, cid, 0, 0);
+                w.ring.record_at(tsc(at + 2 + slow), 0x102, 1, cid, 0, 0);
+            }
+            written += 60;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while rc.records_read() < written {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the background reader read {} of {written} records in 30 s",
+                    rc.records_read()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+        let mut s = Sample::default();
+        rc.collect(&info, &mut s);
+        let b = s.requests.expect("records read");
+        assert_eq!(b.lost_records, 0, "read before the writer lapped it");
+        assert_eq!(b.completed, 200);
+        let slow = b.records.iter().filter(|r| r.total_ns >= 900_000).count();
+        assert_eq!(
+            slow, 10,
+            "every round's slow request is kept: {:?}",
+            b.policy
+        );
+        assert_eq!(b.records.len() as u64 + b.dropped, 200);
+        let r = b
+            .records
+            .iter()
+            .find(|r| r.total_ns >= 900_000)
+            .expect("a slow one");
+        let names: Vec<&str> = r.stages.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["tcp.backend", "tcp.sent"]);
+        assert!(
+            r.stages[1].1 >= 900_000,
+            "the time went in the last stage: {r:?}"
+        );
     }
 
     #[test]
