@@ -86,7 +86,7 @@ pub struct Records {
     tables: Vec<Vec<Slot>>,
     /// Role of every tracepoint id (Event for unknown ids).
     roles: Vec<TpRole>,
-    names: Vec<String>,
+    names: std::collections::HashMap<u16, String>,
     clock: Clock,
     ring_records: u64,
     buf: Vec<Record>,
@@ -105,10 +105,10 @@ impl Records {
             .filter_map(|r| reader.cursor(r, Start::Now).ok())
             .collect();
         let mut roles = vec![TpRole::Event; 1 << 16];
-        let mut names = vec![String::new(); 1 << 16];
+        let mut names = std::collections::HashMap::new();
         for t in &reader.description().tracepoints {
             roles[usize::from(t.id)] = t.role;
-            names[usize::from(t.id)] = t.name.clone();
+            names.insert(t.id, t.name.clone());
         }
         Records {
             tables: cursors.iter().map(|_| vec![FREE; TABLE]).collect(),
@@ -220,12 +220,11 @@ impl Records {
                     let at = self.clock.ticks_to_ns(u64::from(off)).max(prev);
                     let d = at - prev;
                     prev = at;
-                    let name = &self.names[usize::from(tp)];
-                    let name = if name.is_empty() {
-                        format!("tp{tp:#06x}")
-                    } else {
-                        name.clone()
-                    };
+                    let name = self
+                        .names
+                        .get(&tp)
+                        .cloned()
+                        .unwrap_or_else(|| format!("tp{tp:#06x}"));
                     (name, d)
                 })
                 .collect();

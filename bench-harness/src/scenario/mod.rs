@@ -305,6 +305,8 @@ pub struct RecBrief {
     pub proposed: String,
     pub applies_to: String,
     pub expected_iops: Option<f64>,
+    /// The range the agent gave its expectation, when it gave one.
+    pub expected_iops_range: Option<(f64, f64)>,
 }
 
 fn recommendations_of(report: &Value) -> Vec<RecBrief> {
@@ -318,6 +320,13 @@ fn recommendations_of(report: &Value) -> Vec<RecBrief> {
                     proposed: r["proposed"].as_str().unwrap_or("").into(),
                     applies_to: r["applies_to"].as_str().unwrap_or("").into(),
                     expected_iops: r["expected_iops"].as_f64(),
+                    expected_iops_range: match (
+                        r["expected_iops_range"][0].as_f64(),
+                        r["expected_iops_range"][1].as_f64(),
+                    ) {
+                        (Some(lo), Some(hi)) => Some((lo, hi)),
+                        _ => None,
+                    },
                 })
                 .collect()
         })
@@ -331,6 +340,10 @@ pub struct DepthCheck {
     pub recommended: Option<u32>,
     /// The IOPS it expected there.
     pub expected_iops: Option<f64>,
+    /// The range it gave that expectation.
+    pub expected_iops_range: Option<(f64, f64)>,
+    /// Whether the measured IOPS fell inside that range.
+    pub measured_in_range: Option<bool>,
     /// What the recommended depth measured when applied.
     pub measured_iops: Option<f64>,
     /// measured / the sweep's best.
@@ -780,6 +793,7 @@ fn run_one(
         r.depth = Some(DepthCheck {
             recommended: rec.and_then(|x| x.proposed.parse().ok()),
             expected_iops: rec.and_then(|x| x.expected_iops),
+            expected_iops_range: rec.and_then(|x| x.expected_iops_range),
             ..DepthCheck::default()
         });
     }
@@ -857,6 +871,9 @@ fn depth_sweep(
         }
         if p.iops > 0.0 {
             d.prediction_error = d.expected_iops.map(|e| e / p.iops - 1.0);
+            d.measured_in_range = d
+                .expected_iops_range
+                .map(|(lo, hi)| lo <= p.iops && p.iops <= hi);
         }
     }
     Ok(sweep)
