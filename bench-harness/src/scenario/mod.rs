@@ -1179,6 +1179,7 @@ mod tests {
             measured_iops: Some(800e3),
             ratio_to_best: Some(0.93),
             prediction_error: Some(-0.125),
+            ..DepthCheck::default()
         });
         let mut healthy = ScenarioResult::new(&sel[1]);
         healthy.verdict.matched = false;
