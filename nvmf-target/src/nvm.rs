@@ -311,7 +311,7 @@ mod tests {
             size: ByteSize(1 << 20),
             block_size: 512,
         };
-        let b = crate::backend::create_with(&ns, &Limits::default(), true).expect("null bdev");
+        let b = crate::backend::create_with(&ns, &Limits::default(), true, &[]).expect("null bdev");
         let cfg = SubsystemConfig {
             nqn: "nqn.2026-11.io.ringside:nvm-test".into(),
             serial: "RS1".into(),

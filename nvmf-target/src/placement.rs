@@ -60,6 +60,33 @@ impl Placer {
     }
 }
 
+/// The NUMA nodes of the reactors on `cores`, sorted, for binding memory they all use (a malloc
+/// namespace). `Err` (one lowercase line, to print once) when the machine has a single node:
+/// there is nothing to choose.
+pub fn reactor_memory_nodes(cores: &[usize]) -> Result<Vec<u32>, String> {
+    let nodes = std::fs::read_dir("/sys/devices/system/node")
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_prefix("node"))
+                        .is_some_and(|n| n.parse::<u32>().is_ok())
+                })
+                .count()
+        })
+        .unwrap_or(0);
+    if nodes < 2 {
+        return Err(format!(
+            "{nodes} numa node(s): namespace memory left to the kernel's default placement"
+        ));
+    }
+    let mut v: Vec<u32> = cores.iter().filter_map(|&c| numa_node_of_cpu(c)).collect();
+    v.sort_unstable();
+    v.dedup();
+    Ok(v)
+}
+
 /// NUMA node of a CPU, from sysfs.
 pub fn numa_node_of_cpu(core: usize) -> Option<u32> {
     let dir = std::fs::read_dir(format!("/sys/devices/system/cpu/cpu{core}")).ok()?;

@@ -175,6 +175,11 @@ impl Shared {
             ns,
             &self.config.limits,
             matches!(self.config.idle, crate::config::IdlePolicy::Poll),
+            // (the one-node line was printed at start)
+            &crate::placement::reactor_memory_nodes(
+                &self.config.cores.iter().map(|c| c.0).collect::<Vec<_>>(),
+            )
+            .unwrap_or_default(),
         )
         .map_err(|e| format!("cannot create the backend: {e}"))?;
         let index = self.bdevs.len() + *next;

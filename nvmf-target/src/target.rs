@@ -79,6 +79,11 @@ impl Target {
             config.trace.groups.push("rdma".into());
         }
 
+        let cores: Vec<usize> = config.cores.iter().map(|c| c.0).collect();
+        let nodes = crate::placement::reactor_memory_nodes(&cores).unwrap_or_else(|e| {
+            eprintln!("ringside-tgt: {e}");
+            Vec::new()
+        });
         let mut bdevs: Vec<Arc<dyn Bdev>> = Vec::new();
         let mut subsystems = Vec::new();
         for s in &config.subsystems {
@@ -89,6 +94,7 @@ impl Target {
                     ns,
                     &config.limits,
                     matches!(config.idle, crate::config::IdlePolicy::Poll),
+                    &nodes,
                 )
                 .map_err(|source| StartError::Backend {
                     nqn: s.nqn.clone(),

@@ -184,7 +184,7 @@ pub trait BdevQueue: Send {
 
 /// Builds the bdev for a namespace with the default configuration (reactors that spin).
 pub fn create(ns: &NamespaceConfig) -> Result<Arc<dyn Bdev>, CreateError> {
-    create_with(ns, &Limits::default(), true)
+    create_with(ns, &Limits::default(), true, &[])
 }
 
 /// Builds the bdev for a namespace; `limits.max_io_size` sizes the uring bounce buffers, and
@@ -194,12 +194,16 @@ pub fn create_with(
     ns: &NamespaceConfig,
     limits: &Limits,
     spinning: bool,
+    nodes: &[u32],
 ) -> Result<Arc<dyn Bdev>, CreateError> {
     let blocks = ns.size.0 / u64::from(ns.block_size.max(1));
     Ok(match &ns.backend {
         BackendKind::Null => Arc::new(NullBdev::new(ns.block_size, blocks)),
         BackendKind::Malloc => {
             let b = Arc::new(MallocBdev::new(ns.block_size, blocks).map_err(CreateError::Malloc)?);
+            if let Err(e) = b.bind_to_nodes(nodes) {
+                eprintln!("ringside-tgt: {e}");
+            }
             b.prefault_in_background();
             b
         }
