@@ -1,8 +1,8 @@
 //! NUMA misplacement for real, in the lab guest's two NUMA nodes (this host has one): the reactor
 //! on node 0 with its buffers bound to node 1 (`numactl --membind=1`) must be reported by
 //! `ringside diagnose` as numa_misplacement on reactor 0; with the buffers on node 0, nothing. Then the
-//! target's own NUMA binding (DESIGN §2): started on node 0's CPUs with its reactor on node 1, it binds the
-//! malloc namespace to node 1 (`/proc/PID/numa_maps`: policy prefer:1, pages on node 1) and diagnose finds no
+//! target's own NUMA binding (DESIGN §2): without numactl, with its reactor on node 1, it binds the malloc
+//! namespace to node 1 (`/proc/PID/numa_maps`: policy prefer:1, pages on node 1) and diagnose finds no
 //! misplacement.
 //! The guest script is bench-harness/lab/guest/numa-diagnose.sh. `RINGSIDE_SKIP_LAB=1` skips it.
 #![forbid(unsafe_code)]

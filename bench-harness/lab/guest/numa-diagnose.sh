@@ -4,9 +4,10 @@
 # `numactl --membind=1`; ringside-perf loads it from CPU 2; `ringside diagnose` (live hwloc topology,
 # numa_maps) must report numa_misplacement on reactor 0 and recommend binding memory to node 0 or moving
 # the reactor. A second run without the binding must not report it. A third run ("placed") proves the target
-# binds memory itself (DESIGN §2): the process starts on node 0's CPUs (so its main and helper threads, which map
-# and prefault the malloc namespace, run there) while its reactor is on CPU 2 (node 1); /proc/PID/numa_maps must
-# show the namespace mapping with policy prefer:1 and its pages on node 1, and diagnose must find no misplacement.
+# binds memory itself (DESIGN §2): no numactl, the reactor on CPU 2 (node 1), the main and helper threads (which
+# map and prefault the malloc namespace) wherever the scheduler puts them; /proc/PID/numa_maps must show the
+# namespace mapping with policy prefer:1 (set by the target's mbind) and its pages on node 1, and diagnose must
+# find no misplacement.
 # Usage (host): bench-harness/lab/run.sh -- bench-harness/lab/guest/numa-diagnose.sh <ringside-tgt> <ringside-perf> <ringside>
 . "$(dirname "$0")/lib-nvmf.sh"
 TGT=${1:?usage: numa-diagnose.sh <ringside-tgt> <ringside-perf> <ringside>}; PERF=${2:?}; RS=${3:?}
@@ -16,11 +17,12 @@ nodes=$(ls -d /sys/devices/system/node/node[0-9]* 2>/dev/null | wc -l)
 res guest.numa_nodes "$nodes"
 [ "$nodes" -ge 2 ] || { fail guest.numa_nodes "the guest has $nodes NUMA node(s), need 2"; lab_finish; exit; }
 
-# run <key> <numactl args...>: target + load + diagnose; the report lands in $WORK/<key>.json and the target's
+# run <key> [numactl args...]: target (under numactl when args are given) + load + diagnose; the report lands in $WORK/<key>.json and the target's
 # numa_maps (read under load) in $WORK/<key>-numa_maps.txt. RCORE / PCORE: reactor and perf CPUs (default 0 / 2).
 run() {
   local key=$1 i rcore=${RCORE:-0} pcore=${PCORE:-2}; shift
-  numactl "$@" "$TGT" --name "$key" --listen 127.0.0.1:$PORT --malloc 128MiB --cores $rcore --trace-dir "$WORK" \
+  [ $# -gt 0 ] && set -- numactl "$@"
+  "$@" "$TGT" --name "$key" --listen 127.0.0.1:$PORT --malloc 128MiB --cores $rcore --trace-dir "$WORK" \
     >"$WORK/$key-tgt.log" 2>&1 &
   local tpid=$!
   for i in $(seq 1 300); do ss -ltnH "sport = :$PORT" 2>/dev/null | grep -q LISTEN && break; sleep 0.1; done
@@ -29,8 +31,15 @@ run() {
     -t 30 --io-limit 1024 --cores $pcore >"$WORK/$key-fill.log" 2>&1
   "$PERF" -r "trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:$PORT subnqn:$NQN" -q 4 -o 4096 -w randread \
     -t 40 --cores $pcore >"$WORK/$key-perf.log" 2>&1 &
-  local ppid=$!
-  sleep 2
+  local ppid=$! n=0
+  # diagnose once the load is on the reactor (its read count moves), not after a fixed sleep: under TCG on a
+  # loaded host perf can take many seconds to connect
+  for i in $(seq 1 900); do
+    n=$("$RS" --name "$key" rpc get_stats 2>/dev/null | jq '[.reactors[].commands.read] | add // 0' 2>/dev/null)
+    [ "${n:-0}" -ge 100 ] && break
+    sleep 0.1
+  done
+  res "$key.reads_before_diagnose" "${n:-0}"
   "$RS" --file "$WORK/ringside.$key" diagnose --duration 10s --json >"$WORK/$key.json" 2>"$WORK/$key-agent.log"
   local rc=$?
   cat "/proc/$tpid/numa_maps" >"$WORK/$key-numa_maps.txt" 2>/dev/null
@@ -59,7 +68,7 @@ else
   res local.numa_misplacement ok
 fi
 
-RCORE=2 PCORE=0 run placed --cpunodebind=0
+RCORE=2 PCORE=0 run placed
 # the malloc namespace: the one mapping whose policy the target set (prefer:<reactor node>)
 line=$(grep ' prefer:' "$WORK/placed-numa_maps.txt" | head -n 1)
 echo "placed: namespace mapping: $line"
