@@ -80,10 +80,21 @@ impl Target {
         }
 
         let cores: Vec<usize> = config.cores.iter().map(|c| c.0).collect();
-        let nodes = crate::placement::reactor_memory_nodes(&cores).unwrap_or_else(|e| {
-            eprintln!("ringside-tgt: {e}");
+        // Only a malloc namespace's memory is bound (see docs/target.md "NUMA"): without one there
+        // is nothing to say, even on a one-node machine.
+        let has_malloc = config
+            .subsystems
+            .iter()
+            .flat_map(|s| &s.namespaces)
+            .any(|ns| matches!(ns.backend, crate::config::BackendKind::Malloc));
+        let nodes = if has_malloc {
+            crate::placement::reactor_memory_nodes(&cores).unwrap_or_else(|e| {
+                eprintln!("ringside-tgt: {e}");
+                Vec::new()
+            })
+        } else {
             Vec::new()
-        });
+        };
         let mut bdevs: Vec<Arc<dyn Bdev>> = Vec::new();
         let mut subsystems = Vec::new();
         for s in &config.subsystems {
