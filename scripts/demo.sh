@@ -44,6 +44,8 @@ B=$(jq '.total.iops' "$OUT/before.json"); A=$(jq '.total.iops' "$OUT/after.json"
 EXP=$(jq '[.recommendations[] | select(.setting == "initiator_queue_depth") | .expected_iops][0] // 0' "$OUT/report.json")
 echo "== before/after (4 KiB random read, 1 target core)"
 printf '  before: QD1   %10.0f IOPS   p50 %s us\n' "$B" "$(jq '.total.latency.p50_us' "$OUT/before.json")"
-printf '  after:  QD%-3s %10.0f IOPS   p50 %s us   (agent expected ~%.0f)\n' "$QD" "$A" "$(jq '.total.latency.p50_us' "$OUT/after.json")" "$EXP"
+RANGE=$(jq -r '[.recommendations[] | select(.setting == "initiator_queue_depth") | .expected_iops_range][0] // empty | "\(.[0] | floor)-\(.[1] | floor)"' "$OUT/report.json")
+printf '  after:  QD%-3s %10.0f IOPS   p50 %s us   (agent expected ~%.0f, range %s)\n' "$QD" "$A" "$(jq '.total.latency.p50_us' "$OUT/after.json")" "$EXP" "${RANGE:-none}"
+jq -r '.agent_cost // empty | "  agent:  \(.cpu_seconds / .wall_seconds * 100 * 100 | round / 100) % of a core, peak RSS \(.max_rss_bytes / 1048576 * 10 | round / 10) MiB, \((.on_reactor_cores_seconds // 0) * 1000 | round) ms on the reactor core (its own cost)"' "$OUT/report.json"
 awk -v a="$A" -v b="$B" 'BEGIN { printf "  ratio:  %.1fx\n", a / b }'
 echo "Full report: $OUT/report.html (self-contained), $OUT/report.json; Markdown: ringside report or diagnose without --json"
