@@ -18,7 +18,7 @@
 #   WORKLOADS="randread:4k:1 randread:4k:32 randread:4k:128 randrw70:4k:32 randread:128k:8"
 # (kind[mix]:io_size:queue_depth), DURATION=5 s each after WARMUP=1 s, a fresh target per run; both
 # targets are driven by this tree's ringside-perf; PERF_AB=1 also compares the two ringside-perf builds
-# against this tree's target. Prints per-workload ratios A/B (median, min, max) and writes
+# against this tree's target; A_TGT_ARGS adds flags to A's target only (e.g. "--c2h-success always"). Prints per-workload ratios A/B (median, min, max) and writes
 # OUT=bench-results/ab-<A>-vs-<B>.json.
 # Environment (all optional):
 #   DURATION=10      seconds measured per run        WARMUP=1   warm-up seconds per run

@@ -42,8 +42,9 @@ def parse_workload(spec):
 
 
 class Target:
-    def __init__(self, binary, core, malloc, nice, workdir, tag):
+    def __init__(self, binary, core, malloc, nice, workdir, tag, extra=()):
         self.binary, self.core, self.malloc, self.nice = binary, core, malloc, nice
+        self.extra = list(extra)
         self.workdir, self.tag = workdir, tag
         self.proc = None
         self.port = None
@@ -53,7 +54,7 @@ class Target:
         self.err = open(err_path, "w+")
         cmd = [self.binary, "--listen", "127.0.0.1:0", "--malloc", self.malloc, "--cores", str(self.core),
                "--nqn", NQN, "--name", f"benchab-{os.getpid()}-{self.tag}",
-               "--rpc-socket", os.path.join(self.workdir, f"rpc-{self.tag}.sock")]
+               "--rpc-socket", os.path.join(self.workdir, f"rpc-{self.tag}.sock")] + self.extra
         if self.nice:
             cmd = ["nice", "-n", str(self.nice)] + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.err)
@@ -100,7 +101,9 @@ def run_perf(perf, port, wl, core, duration, warmup, nice):
 
 
 def one(variant_tgt, variant_perf, wl, cfg, tag):
-    t = Target(variant_tgt, cfg["tgt_core"], cfg["malloc"], cfg["nice"], cfg["work"], tag)
+    # A_TGT_ARGS: extra flags for A's target only (e.g. "--c2h-success always"; B may not know them).
+    extra = cfg["a_tgt_args"] if variant_tgt == cfg["a_tgt"] else []
+    t = Target(variant_tgt, cfg["tgt_core"], cfg["malloc"], cfg["nice"], cfg["work"], tag, extra)
     t.start()
     try:
         return run_perf(variant_perf, t.port, wl, cfg["perf_core"], cfg["duration"], cfg["warmup"], cfg["nice"])
@@ -123,12 +126,14 @@ def main():
         "malloc": env("MALLOC", "1GiB"),
         "nice": int(env("NICE", "0") or 0),
         "work": tempfile.mkdtemp(prefix="bench-ab-"),
+        "a_tgt_args": env("A_TGT_ARGS", "").split(),
     }
     workloads = [parse_workload(w) for w in env(
         "WORKLOADS", "randread:4k:1 randread:4k:32 randread:4k:128 randrw70:4k:32 randread:128k:8").split()]
     perf_ab = env("PERF_AB", "0") == "1"
     tgt = {"A": os.path.join(a_bin, "ringside-tgt"), "B": os.path.join(b_bin, "ringside-tgt")}
     perf = {"A": os.path.join(a_bin, "ringside-perf"), "B": os.path.join(b_bin, "ringside-perf")}
+    cfg["a_tgt"] = tgt["A"]
     runs = []
     for r in range(cfg["rounds"]):
         order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
@@ -161,7 +166,7 @@ def main():
         "a_rev": a_rev, "b_rev": b_rev,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "kernel": platform.release(), "loadavg_at_end": os.getloadavg()},
-        "config": {k: v for k, v in cfg.items() if k != "work"},
+        "config": {k: v for k, v in cfg.items() if k not in ("work", "a_tgt")},
         "results": results,
         "runs": runs,
     }

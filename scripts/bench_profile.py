@@ -207,7 +207,9 @@ def main():
         row = {
             "workload": wl["name"], "iops_under_load": rep["total"]["iops"], "target_io_commands": ios,
             "target_per_io": {k: round(v / ios, 3) for k, v in sorted(t.items())},
-            "target_pdus_per_io": {k: round(c[k] / ios, 3) for k in ("pdus_received", "pdus_sent")},
+            # The target's PDUs are the host's, mirrored (get_stats no longer counts PDUs).
+            "target_pdus_per_io": {"pdus_received": round(tr.get("pdus_sent", 0) / hios, 3),
+                                   "pdus_sent": round(tr.get("pdus_received", 0) / hios, 3)},
             "target_busy_poll_share": round(c["busy_polls"] / max(1, c["polls"]), 3),
             # Receives per reactor iteration: 1 per polled connection (load-independent).
             "target_recv_per_poll": round(t.get("recvfrom", 0) / max(1, c["polls"]), 3),

@@ -81,6 +81,7 @@ fn digests_and_two_qpairs_work() {
     let x = r.transport;
     assert!(x.send_calls > 0 && x.recv_calls > x.recv_empty, "{x:?}");
     assert!(x.pdus_received >= 100, "at least one pdu per i/o: {x:?}");
+    assert!(x.pdus_sent >= 100, "a capsule per i/o, plus H2CData: {x:?}");
     assert!(
         x.bytes_sent >= 100 * 65536 * 3 / 10,
         "write payload was sent: {x:?}"

@@ -99,6 +99,8 @@ pub struct TransportCounters {
     pub send_calls: u64,
     pub send_partial: u64,
     pub pdus_received: u64,
+    /// PDUs queued for sending (CapsuleCmd, H2CData): the target's PDUs received.
+    pub pdus_sent: u64,
     pub bytes_received: u64,
     pub bytes_sent: u64,
 }
@@ -110,6 +112,7 @@ impl TransportCounters {
         self.send_calls += o.send_calls;
         self.send_partial += o.send_partial;
         self.pdus_received += o.pdus_received;
+        self.pdus_sent += o.pdus_sent;
         self.bytes_received += o.bytes_received;
         self.bytes_sent += o.bytes_sent;
     }
@@ -122,6 +125,7 @@ impl TransportCounters {
             send_calls: self.send_calls - earlier.send_calls,
             send_partial: self.send_partial - earlier.send_partial,
             pdus_received: self.pdus_received - earlier.pdus_received,
+            pdus_sent: self.pdus_sent - earlier.pdus_sent,
             bytes_received: self.bytes_received - earlier.bytes_received,
             bytes_sent: self.bytes_sent - earlier.bytes_sent,
         }

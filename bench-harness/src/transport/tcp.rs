@@ -333,6 +333,7 @@ impl TcpQpair {
                 })?;
             self.sbuf.truncate(start + layout.header_len);
             self.push_own(start);
+            self.counters.pdus_sent += 1;
             self.segs.push(Seg::Slot {
                 cid,
                 start: off,
@@ -628,6 +629,7 @@ impl Qpair for TcpQpair {
         })?;
         self.sbuf.truncate(start + n);
         self.push_own(start);
+        self.counters.pdus_sent += 1;
         Ok(())
     }
 
