@@ -211,8 +211,6 @@ def main():
             "target_pdus_per_io": {"pdus_received": round(tr.get("pdus_sent", 0) / hios, 3),
                                    "pdus_sent": round(tr.get("pdus_received", 0) / hios, 3)},
             "target_busy_poll_share": round(c["busy_polls"] / max(1, c["polls"]), 3),
-            # Receives per reactor iteration: 1 per polled connection (load-independent).
-            "target_recv_per_poll": round(t.get("recvfrom", 0) / max(1, c["polls"]), 3),
             "perf_per_io": {k: round(v / hios, 3) for k, v in sorted(h.items())},
             "perf_transport_per_io": {k: round(v / hios, 3) for k, v in sorted(tr.items())
                                       if isinstance(v, (int, float))},
@@ -236,7 +234,7 @@ def main():
         print(f"{r['workload']:<16} target: syscalls {t.get('syscalls_total', 0):6.2f} recv {t.get('recvfrom', 0):5.2f} "
               f"(data {t.get('recvfrom_with_data', 0):4.2f}) writev {t.get('writev', 0):4.2f} "
               f"pdus rx/tx {r['target_pdus_per_io']['pdus_received']:.2f}/{r['target_pdus_per_io']['pdus_sent']:.2f} "
-              f"recv/poll {r['target_recv_per_poll']:.2f} | "
+              f"| "
               f"perf: syscalls {p.get('syscalls_total', 0):6.2f} recv {p.get('read', 0) + p.get('recvfrom', 0):5.2f} "
               f"(data {p.get('read_with_data', 0) + p.get('recvfrom_with_data', 0):4.2f}) "
               f"writev {p.get('writev', 0):4.2f} pdus rx {pt.get('pdus_received', 0):.2f}")
