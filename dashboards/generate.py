@@ -344,6 +344,12 @@ def node_overview():
                             "p99 {{reactor}}.{{qpair}}"),
                            (f"sum by (reactor, qpair) (rate(ringside_qpair_errors_total{{{IR}}}[{RI}])) > 0", "errors/s {{reactor}}.{{qpair}}")),
                    "s", w=8),
+        timeseries("IOPS per host", "Completions per second by the host the qpairs serve (host NQN, or address when the NQN is empty; at most 16 hosts, the rest under other).",
+                   targets((f"sum by (host) (rate(ringside_qpair_completions_total{{{IR}}}[{RI}]))", "{{host}}")),
+                   "iops", w=12),
+        timeseries("p99 latency per host", "Which host is slow: p99 of its qpairs' I/O latency.",
+                   targets((f"histogram_quantile(0.99, sum by (host, le) (rate(ringside_qpair_latency_seconds_bucket{{{IR}}}[{RI}])))", "p99 {{host}}")),
+                   "s", w=12),
 
         row("Latency"),
         heatmap("Latency heatmap", "I/O latency distribution per interval (histogram buckets, 1 us to 1 s).",

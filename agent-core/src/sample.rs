@@ -304,6 +304,10 @@ pub struct QpairSample {
     pub errors: u64,
     /// Queue size granted to this qpair, when known.
     pub queue_size: Option<u32>,
+    /// The host this qpair serves (its controller's host NQN, or the host's address when the
+    /// NQN is empty), when the source says (trace-ring ABI 1.6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Latency histogram (capsule received → response sent), cumulative.
     pub latency: Hist,
 }

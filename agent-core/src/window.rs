@@ -313,6 +313,9 @@ pub struct QpairWindow {
     pub high_water: u64,
     /// Queue size granted, when known.
     pub queue_size: Option<u32>,
+    /// The host the qpair serves (host NQN, or address when the NQN is empty), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// Latency.
     pub latency: Hist,
     /// Errors in the window.
@@ -644,6 +647,7 @@ fn qpair_window(reactor: u32, q: &QpairSample, p: Option<&QpairSample>, secs: f6
         outstanding: q.outstanding,
         high_water: q.high_water,
         queue_size: q.queue_size,
+        host: q.host.clone(),
         latency,
         errors: q.errors.saturating_sub(p.errors),
     }

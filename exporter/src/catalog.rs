@@ -120,6 +120,10 @@ pub const LABELS: &[(&str, &str)] = &[
         "qpair",
         "qpair slot within its reactor (bounded by the slot count)",
     ),
+    (
+        "host",
+        "the host a qpair serves: its controller's host NQN, or the host address when the NQN is empty (at most 16 values, the rest `other`; absent when the target does not say)",
+    ),
     ("netdev", "interface carrying a listener"),
     ("device", "block device behind a namespace"),
     ("queue", "send or receive (RDMA work request queue)"),
@@ -195,7 +199,7 @@ const fn def(
 use Kind::{Counter, Gauge, Histogram};
 
 const R: &[&str] = &["reactor", "core"];
-const Q: &[&str] = &["reactor", "qpair"];
+const Q: &[&str] = &["reactor", "qpair", "host"];
 const N: &[&str] = &["netdev"];
 const D: &[&str] = &["device"];
 const P: &[&str] = &["rdma_device", "port"];

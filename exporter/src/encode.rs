@@ -26,6 +26,11 @@ use crate::catalog::{self, Kind, MetricDef, LATENCY_BUCKETS_NS, LATENCY_BUCKETS_
 /// Caps on label sets that come from the outside world, so a misbehaving source cannot grow the
 /// exposition without bound.
 pub const MAX_QPAIRS: usize = 4096;
+/// Most distinct `host` label values (hosts served by the target's qpairs); qpairs of further
+/// hosts are labelled [`OTHER_HOST`], so a sum by host adds them up there.
+pub const MAX_HOSTS: usize = 16;
+/// The `host` value of the hosts beyond [`MAX_HOSTS`].
+pub const OTHER_HOST: &str = "other";
 /// Most netdevs or devices tracked.
 pub const MAX_INTERFACES: usize = 64;
 /// Most stage histograms per reactor.
@@ -161,7 +166,10 @@ pub struct Accumulator {
     windows_folded: u64,
     updates: u64,
     reactors: BTreeMap<u32, ReactorTotals>,
-    qpairs: BTreeMap<(u32, u16), QpairTotals>,
+    /// By reactor, slot and `host` label (a slot rebound to another host is a new series).
+    qpairs: BTreeMap<(u32, u16, String), QpairTotals>,
+    /// The hosts given a label of their own (at most [`MAX_HOSTS`], first come).
+    hosts: BTreeSet<String>,
     netdevs: BTreeMap<String, NetdevTotals>,
     devices: BTreeMap<String, DeviceTotals>,
     rdma_ports: BTreeMap<(String, u32), PortTotals>,
@@ -224,6 +232,31 @@ impl Accumulator {
         }
     }
 
+    /// The `host` label of a qpair: its host while fewer than [`MAX_HOSTS`] hosts have one,
+    /// [`OTHER_HOST`] beyond; empty (no label) when the source does not say.
+    fn host_label(&mut self, host: Option<&str>) -> String {
+        let Some(h) = host.filter(|h| !h.is_empty()) else {
+            return String::new();
+        };
+        if self.hosts.contains(h) {
+            return h.to_string();
+        }
+        if self.hosts.len() < MAX_HOSTS && h != OTHER_HOST {
+            self.hosts.insert(h.to_string());
+            return h.to_string();
+        }
+        OTHER_HOST.to_string()
+    }
+
+    /// The label [`Accumulator::host_label`] gave `host` (without adding it).
+    fn host_label_of<'a>(&self, host: Option<&'a str>) -> &'a str {
+        match host.filter(|h| !h.is_empty()) {
+            None => "",
+            Some(h) if self.hosts.contains(h) => h,
+            Some(_) => OTHER_HOST,
+        }
+    }
+
     fn fold_window(&mut self, w: &Window) {
         let secs = w.seconds();
         for r in &w.reactors {
@@ -273,7 +306,7 @@ impl Accumulator {
             }
         }
         for q in &w.qpairs {
-            let key = (q.reactor, q.slot);
+            let key = (q.reactor, q.slot, self.host_label(q.host.as_deref()));
             if self.qpairs.len() >= MAX_QPAIRS && !self.qpairs.contains_key(&key) {
                 continue;
             }
@@ -411,6 +444,9 @@ impl Families {
             def.labels
                 .iter()
                 .zip(labels)
+                // An unknown host is no label at all (Prometheus reads `host=""` the same way;
+                // this keeps the series of sources that do not say as they were).
+                .filter(|(n, v)| !(v.is_empty() && **n == "host"))
                 .map(|(n, v)| {
                     let mut p = LabelPair::default();
                     p.set_name((*n).to_string());
@@ -706,19 +742,21 @@ pub fn render_snapshot(snap: &Snapshot, acc: &Accumulator, f: &mut Families) {
         }
     }
 
-    for ((reactor, slot), t) in &acc.qpairs {
+    for ((reactor, slot, host), t) in &acc.qpairs {
         let reactor_s = reactor.to_string();
         let slot_s = slot.to_string();
-        let ql: [&str; 2] = [&reactor_s, &slot_s];
+        let ql: [&str; 3] = [&reactor_s, &slot_s, host];
         f.counter(&c::QPAIR_COMPLETIONS, &ql, t.completions);
         f.counter(&c::QPAIR_IO_BYTES, &ql, t.bytes);
         f.counter(&c::QPAIR_ERRORS, &ql, t.errors);
         f.histogram(&c::QPAIR_LATENCY, &ql, &t.latency);
         // A qpair missing from the latest window had nothing outstanding and completed nothing.
         let qw = window.and_then(|w| {
-            w.qpairs
-                .iter()
-                .find(|q| q.reactor == *reactor && q.slot == *slot)
+            w.qpairs.iter().find(|q| {
+                q.reactor == *reactor
+                    && q.slot == *slot
+                    && acc.host_label_of(q.host.as_deref()) == host
+            })
         });
         f.gauge(
             &c::QPAIR_OUTSTANDING,
@@ -936,6 +974,63 @@ mod tests {
             windows_seen: end_s,
             ..Snapshot::default()
         }
+    }
+
+    #[test]
+    fn qpairs_carry_their_host_bounded_with_the_rest_under_other() {
+        let mut acc = Accumulator::new();
+        let mut s = snapshot(10, 100, &[20_000]);
+        let w = s.window.as_mut().expect("window");
+        let q = w.qpairs[0].clone();
+        w.qpairs = (0..MAX_HOSTS as u16 + 3)
+            .map(|i| QpairWindow {
+                slot: i,
+                host: Some(format!("nqn.2014-08.io.example:host{i}")),
+                ..q.clone()
+            })
+            .chain([QpairWindow {
+                slot: 999,
+                host: None,
+                ..q.clone()
+            }])
+            .collect();
+        acc.fold(&s);
+        let text = render(&s, &acc);
+        let host_of = |l: &str| {
+            l.split("host=\"")
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .map(str::to_string)
+        };
+        let series: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("ringside_qpair_completions_total{"))
+            .collect();
+        let hosts: BTreeSet<String> = series.iter().filter_map(|l| host_of(l)).collect();
+        assert_eq!(
+            hosts.len(),
+            MAX_HOSTS + 1,
+            "{MAX_HOSTS} hosts and other: {hosts:?}"
+        );
+        assert!(hosts.contains("nqn.2014-08.io.example:host0") && hosts.contains(OTHER_HOST));
+        let other: f64 = series
+            .iter()
+            .filter(|l| host_of(l).as_deref() == Some(OTHER_HOST))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        assert_eq!(
+            other, 300.0,
+            "the three hosts beyond the cap sum under other"
+        );
+        let unknown = r#"ringside_qpair_completions_total{reactor="0",qpair="999"}"#;
+        assert_eq!(
+            value(&text, unknown),
+            Some(100.0),
+            "no host: no label\n{text}"
+        );
+        // The gauges follow the same labels.
+        let g = r#"ringside_qpair_outstanding_requests{reactor="0",qpair="0",host="nqn.2014-08.io.example:host0"}"#;
+        assert_eq!(value(&text, g), Some(4.0), "{text}");
     }
 
     fn render(snap: &Snapshot, acc: &Accumulator) -> String {

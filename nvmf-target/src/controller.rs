@@ -332,6 +332,20 @@ fn connect_fields(data: &[u8]) -> Result<ConnectFields, Refusal> {
     })
 }
 
+/// Records, for the agent's per-host series, which host the qpair in trace slot `slot` serves
+/// (trace-ring ABI 1.6): the controller's host NQN, or the host's address (without the port,
+/// which changes per connection) when the NQN is empty. Both transports call it once their
+/// Connect is accepted.
+pub fn trace_qpair_host(ctx: &Ctx, slot: u16, ctrl: Option<&Controller>, peer: &str) {
+    let host = match ctrl.map(|c| c.hostnqn.as_str()) {
+        Some(nqn) if !nqn.is_empty() => nqn.to_string(),
+        _ => peer
+            .parse::<std::net::SocketAddr>()
+            .map_or_else(|_| peer.to_string(), |a| a.ip().to_string()),
+    };
+    ctx.trace.counters(|c| c.qpair_host(slot, &host));
+}
+
 /// Accepts or refuses a Connect whose transport checks passed (`data`: the Connect data).
 /// An admin Connect creates a controller; an I/O Connect claims its queue id on one.
 pub fn accept_connect<H>(cmd: &ConnectCmd, data: &[u8], ctx: &Ctx) -> Result<Accepted<H>, Refusal> {

@@ -3,7 +3,8 @@
 //!
 //! - `prometheus_scrapes_ringside_serve_and_counters_follow_the_load`: the scrape target is up;
 //!   the completion and byte counters start at 0 and end exactly at what `ringside-perf` did,
-//!   read/write split included; their rate() rose during the load; the latency histogram holds
+//!   read/write split included; their rate() rose during the load; the qpair series carry
+//!   perf's host NQN as `host`; the latency histogram holds
 //!   every I/O; `promtool check metrics` accepts the exposition; `/snapshot.json` is the
 //!   agent's snapshot; Ctrl-C (SIGINT) stops `ringside serve` cleanly and Prometheus then sees
 //!   the target down.
@@ -123,10 +124,22 @@ fn target(tag: &str) -> Target {
     Target::start(&format!("p{tag}"), &["--malloc", "64MiB"])
 }
 
+/// The host NQN `ringside-perf` connects with (the qpair series' `host` label).
+const PERF_HOST: &str = "nqn.2014-08.io.ringside:scrape-perf";
+
 /// Starts `ringside-perf` (4 KiB random 50/50 read/write at depth 8 for `secs`).
 fn perf(t: &Target, secs: u32) -> Child {
     t.perf()
-        .args(["--json", "--no-pin", "-q", "8", "-o", "4096"])
+        .args([
+            "--json",
+            "--no-pin",
+            "-q",
+            "8",
+            "-o",
+            "4096",
+            "--hostnqn",
+            PERF_HOST,
+        ])
         .args(["-w", "randrw", "-M", "50", "-t", &secs.to_string()])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -557,6 +570,13 @@ fn prometheus_scrapes_ringside_serve_and_counters_follow_the_load() {
         .value("sum(ringside_qpair_completions_total)")
         .expect("qpair completions");
     assert!(qpairs >= ios, "qpair completions {qpairs} < {ios}");
+    // Per host: the qpairs perf opened carry its host NQN (the target wrote it at Connect).
+    let by_host = prom
+        .value(&format!(
+            "sum(ringside_qpair_completions_total{{host=\"{PERF_HOST}\"}})"
+        ))
+        .expect("qpair completions labelled with perf's host NQN");
+    assert!(by_host >= ios, "perf's host did {by_host} of {ios} I/Os");
     let count = prom
         .value("sum(ringside_reactor_latency_seconds_count)")
         .expect("latency count");

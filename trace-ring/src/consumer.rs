@@ -28,8 +28,9 @@ use crate::layout::{
     Record, ABI_MAJOR, ABI_MINOR, DESC_FORMAT_JSON, ENDIAN_TAG, HEADER_MASK_WORD, HEADER_SECTION,
     HEADER_STATE_WORD, HIST_BLOCK_SIZE, HIST_BUCKETS, HIST_MAX_EXP, HIST_SUB_BITS, HIST_WORDS,
     MAGIC, MAX_DESCRIPTION, MAX_QPAIR_SLOTS, MAX_REACTORS, MAX_RING_RECORDS, MAX_STAGES,
-    REACTOR_COUNTERS_SIZE, RECORD_SIZE, RING_CONTROL_SIZE, RING_CORE_WORD, RING_HEAD_WORD,
-    RING_TID_WORD, STABLE_PREFIX, STATE_EXITED, STATE_RUNNING,
+    QPAIR_HOST_MAX, QPAIR_HOST_OFFSET, QPAIR_HOST_SIZE, REACTOR_COUNTERS_SIZE, RECORD_SIZE,
+    RING_CONTROL_SIZE, RING_CORE_WORD, RING_HEAD_WORD, RING_TID_WORD, STABLE_PREFIX, STATE_EXITED,
+    STATE_RUNNING,
 };
 use crate::mapping::Mapping;
 use crate::producer::{instance_path, pid_alive, validate_name, DEFAULT_DIR, FILE_PREFIX};
@@ -713,6 +714,49 @@ impl TraceReader {
             totals,
             qpairs,
         })
+    }
+
+    /// Which host the qpair bound to `slot` serves (the controller's host NQN, or the host's
+    /// address when its NQN is empty), as the target wrote it at Fabrics Connect; `None` before
+    /// the Connect, for a slot out of range, or from a file older than ABI 1.6. Read under the
+    /// block's sequence lock (a few retries while the writer is mid-update, then `None`); bytes
+    /// that are not UTF-8 read as U+FFFD.
+    pub fn qpair_host(&self, reactor: u32, slot: u16) -> Option<String> {
+        if !self.intact()
+            || u32::from(slot) >= self.geometry.qpair_slots
+            || self.geometry.qpair_counters_size < QPAIR_HOST_OFFSET + QPAIR_HOST_SIZE
+        {
+            return None;
+        }
+        let words = self.counters_words(reactor)?;
+        let at = ((self.geometry.offsets.qpairs
+            + u64::from(slot) * self.geometry.qpair_counters_size
+            + QPAIR_HOST_OFFSET)
+            / 8) as usize;
+        let block = words.get(at..at + 2 + QPAIR_HOST_MAX / 8)?;
+        for _ in 0..8 {
+            let s1 = block[0].load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let len = block[1].load(Ordering::Relaxed);
+            let mut bytes = Vec::with_capacity(QPAIR_HOST_MAX);
+            for w in &block[2..] {
+                bytes.extend_from_slice(&w.load(Ordering::Relaxed).to_le_bytes());
+            }
+            fence(Ordering::Acquire);
+            if block[0].load(Ordering::Relaxed) != s1 {
+                continue;
+            }
+            let len = usize::try_from(len).ok()?.min(QPAIR_HOST_MAX);
+            if len == 0 {
+                return None;
+            }
+            bytes.truncate(len);
+            return Some(String::from_utf8_lossy(&bytes).into_owned());
+        }
+        None
     }
 
     fn histogram_at(&self, reactor: u32, byte_offset: u64) -> Option<Histogram> {

@@ -17,7 +17,7 @@ pub const MAGIC: [u8; 8] = *b"RINGSIDE";
 /// ABI major version: a reader refuses any other major version.
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: additions that an older reader of the same major can ignore.
-pub const ABI_MINOR: u16 = 5;
+pub const ABI_MINOR: u16 = 6;
 /// Written as a native `u32`; reads back as this value only on a little-endian machine.
 pub const ENDIAN_TAG: u32 = 0x0A0B_0C0D;
 
@@ -32,8 +32,21 @@ pub const RECORD_SIZE: u64 = 32;
 pub const RING_CONTROL_SIZE: u64 = 128;
 /// Size of the per-reactor totals block at the start of each counters section.
 pub const REACTOR_COUNTERS_SIZE: u64 = 512;
-/// Size of one per-qpair counters slot (two cache lines: 9 words used, room to grow in a minor version).
-pub const QPAIR_COUNTERS_SIZE: u64 = 128;
+/// Size of one per-qpair counters slot: two cache lines of counters ([`QpairCounters`]: 9 words
+/// used, room to grow in a minor version), then the qpair's host block at
+/// [`QPAIR_HOST_OFFSET`] (ABI 1.6; 1.1 files have 64-byte slots, 1.2 ..= 1.5 files 128-byte ones,
+/// and their readers skip what they do not know: the stride is in the header).
+pub const QPAIR_COUNTERS_SIZE: u64 = 384;
+/// Where the host block starts inside a qpair slot (ABI 1.6). The block says which host the
+/// qpair serves (the controller's host NQN, or the host address when the NQN is empty), written
+/// by the target at Fabrics Connect (slow path) under a sequence lock: word 0 `seq` (odd while
+/// being written), word 1 the length in bytes, then the UTF-8 bytes (NUL padded).
+pub const QPAIR_HOST_OFFSET: u64 = 128;
+/// Size of the host block.
+pub const QPAIR_HOST_SIZE: u64 = 256;
+/// Longest host string kept (an NQN is at most 223 bytes); longer ones are cut on a char
+/// boundary.
+pub const QPAIR_HOST_MAX: usize = (QPAIR_HOST_SIZE - 16) as usize;
 /// Length of the instance-name field (NUL padded, UTF-8).
 pub const NAME_LEN: usize = 64;
 
@@ -470,7 +483,7 @@ pub const fn page_align(n: u64) -> u64 {
 /// file_size = 4096                                              header
 ///           + align(desc_len)                                   description
 ///           + reactors * align(128 + 32 * ring_records)         rings
-///           + reactors * align(512 + 64 * qpair_slots
+///           + reactors * align(512 + 384 * qpair_slots
 ///                              + 4544 * (qpair_slots + stages)) counters + histograms
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -815,6 +828,10 @@ mod tests {
             "qpair slots stay cache-line aligned"
         );
         assert_eq!(offset_of!(QpairCounters, high_water), 5 * 8);
+        // ABI 1.6: the host block follows the counters' two cache lines, inside the slot.
+        assert!(size_of::<QpairCounters>() as u64 <= QPAIR_HOST_OFFSET);
+        assert_eq!(QPAIR_HOST_OFFSET + QPAIR_HOST_SIZE, QPAIR_COUNTERS_SIZE);
+        const { assert!(QPAIR_HOST_MAX >= 223, "an NQN fits") };
         assert_eq!(HIST_BUCKETS, 560);
         assert_eq!(HIST_BLOCK_SIZE, 4544);
         assert_eq!(
@@ -908,12 +925,13 @@ mod tests {
         assert_eq!(s.ring_stride, page_align(128 + 32 * 1024)); // 36864
         assert_eq!(s.ring_stride, 36864);
         assert_eq!(s.counters_offset, 8192 + 2 * 36864);
-        // 512 + 4*128 + 6*4544 = 28288 -> 28672
-        assert_eq!(s.counters_stride, 28672);
-        assert_eq!(s.file_size, 8192 + 2 * 36864 + 2 * 28672);
+        // 512 + 4*384 + 6*4544 = 29312 -> 32768
+        assert_eq!(s.counters_stride, 32768);
+        assert_eq!(s.file_size, 8192 + 2 * 36864 + 2 * 32768);
         // Default layout: document the figure quoted in the README.
         let d = Sections::compute(&Layout::default(), 4000).expect("default valid");
-        assert_eq!(d.file_size, 4096 + 4096 + 528384 + 372736);
+        // 512 + 64*384 + 80*4544 = 388608 -> 389120
+        assert_eq!(d.file_size, 4096 + 4096 + 528384 + 389120);
     }
 
     #[test]

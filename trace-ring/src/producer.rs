@@ -30,8 +30,8 @@ use crate::layout::{
     Record, Sections, ABI_MAJOR, ABI_MINOR, DESC_FORMAT_JSON, ENDIAN_TAG, HEADER_MASK_WORD,
     HEADER_SECTION, HEADER_STATE_WORD, HIST_BLOCK_SIZE, HIST_BUCKETS, HIST_MAX_EXP,
     HIST_PREFIX_WORDS, HIST_SUB_BITS, HIST_WORDS, MAGIC, NAME_LEN, QPAIR_COUNTERS_SIZE,
-    REACTOR_COUNTERS_SIZE, RECORD_SIZE, RING_CONTROL_SIZE, RING_CORE_WORD, RING_HEAD_WORD,
-    RING_TID_WORD, STABLE_PREFIX, STATE_EXITED, STATE_RUNNING,
+    QPAIR_HOST_MAX, QPAIR_HOST_OFFSET, REACTOR_COUNTERS_SIZE, RECORD_SIZE, RING_CONTROL_SIZE,
+    RING_CORE_WORD, RING_HEAD_WORD, RING_TID_WORD, STABLE_PREFIX, STATE_EXITED, STATE_RUNNING,
 };
 use crate::mapping::{Mapping, RingSlots, WordWindow};
 use crate::tsc;
@@ -1007,6 +1007,8 @@ impl CountersWriter {
     /// gauges (outstanding, high water). Totals stay monotonic over the slot's life.
     pub fn qpair_bind(&mut self, slot: u16, ident: u64) {
         if let Some(b) = self.qpair_base(slot) {
+            // The new qpair's host is not known before its Connect: never show the last one's.
+            self.host_block(b, b"");
             self.set(b + qc!(ident), ident);
             self.set(b + qc!(outstanding), 0);
             self.set(b + qc!(high_water), 0);
@@ -1023,12 +1025,49 @@ impl CountersWriter {
     }
 
     /// The qpair bound to a slot is gone: identity 0 and nothing outstanding (the generation
-    /// and the monotonic totals stay).
+    /// and the monotonic totals stay, and so does its host until the slot is bound again, so a
+    /// reader still counts its last completions for that host).
     pub fn qpair_unbind(&mut self, slot: u16) {
         if let Some(b) = self.qpair_base(slot) {
             self.set(b + qc!(ident), 0);
             self.set(b + qc!(outstanding), 0);
         }
+    }
+
+    /// Records which host the qpair bound to a slot serves (its controller's host NQN, or the
+    /// host's address when the NQN is empty; ABI 1.6). Slow path (Fabrics Connect): a string cut
+    /// at [`QPAIR_HOST_MAX`] bytes on a char boundary, written under the block's sequence lock.
+    pub fn qpair_host(&mut self, slot: u16, host: &str) {
+        let mut end = host.len().min(QPAIR_HOST_MAX);
+        while !host.is_char_boundary(end) {
+            end -= 1;
+        }
+        if let Some(b) = self.qpair_base(slot) {
+            self.host_block(b, &host.as_bytes()[..end]);
+        }
+    }
+
+    /// Writes a host block (`bytes` at most `QPAIR_HOST_MAX` long): `seq` odd, Release fence,
+    /// length and bytes, `seq` even with Release (see the README's seqlock protocol).
+    fn host_block(&self, slot_word: usize, bytes: &[u8]) {
+        let at = slot_word + (QPAIR_HOST_OFFSET / 8) as usize;
+        let Some(words) = self.w.words().get(at..at + 2 + QPAIR_HOST_MAX / 8) else {
+            return;
+        };
+        let seq = words[0].load(Ordering::Relaxed);
+        words[0].store(seq.wrapping_add(1) | 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        words[1].store(bytes.len() as u64, Ordering::Relaxed);
+        for (i, w) in words[2..].iter().enumerate() {
+            let mut b = [0u8; 8];
+            if let Some(chunk) = bytes.get(i * 8..) {
+                let n = chunk.len().min(8);
+                b[..n].copy_from_slice(&chunk[..n]);
+            }
+            w.store(u64::from_le_bytes(b), Ordering::Relaxed);
+        }
+        let even = (seq.wrapping_add(1) | 1).wrapping_add(1);
+        words[0].store(even, Ordering::Release);
     }
 
     /// Records the queue size granted to the qpair bound to a slot.

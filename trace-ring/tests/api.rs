@@ -217,6 +217,39 @@ fn counters_and_histograms_are_readable() {
 }
 
 #[test]
+fn qpair_host_is_written_at_connect_and_cleared_on_rebind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tf = TraceFile::create(dir.path(), "hosts", pid(), &description(1), &layout(1, 16))
+        .expect("create");
+    let mut w = tf.take_reactor(0).expect("reactor");
+    let r = TraceReader::open(tf.path()).expect("open");
+    let c = &mut w.counters;
+    c.qpair_bind(1, 0x0001_0001);
+    assert_eq!(r.qpair_host(0, 1), None, "no host before the Connect");
+    let nqn = "nqn.2014-08.org.nvmexpress:uuid:0f8c3f5e-8a6b-4b2c-9c1e-2d6a7e5b9f01";
+    c.qpair_host(1, nqn);
+    assert_eq!(r.qpair_host(0, 1).as_deref(), Some(nqn));
+    c.qpair_host(2, "10.0.0.7");
+    assert_eq!(r.qpair_host(0, 2).as_deref(), Some("10.0.0.7"));
+    // A longer host is cut on a char boundary at QPAIR_HOST_MAX bytes.
+    let long = "é".repeat(200);
+    c.qpair_host(3, &long);
+    let got = r.qpair_host(0, 3).expect("long host");
+    assert!(got.len() <= trace_ring::layout::QPAIR_HOST_MAX && long.starts_with(&got));
+    assert!(!got.contains('\u{fffd}'), "cut on a char boundary: {got}");
+    // A new qpair in slot 1 has no host until its own Connect.
+    c.qpair_bind(1, 0x0002_0001);
+    assert_eq!(r.qpair_host(0, 1), None);
+    c.qpair_host(1, "nqn.2014-08.io.example:other");
+    assert_eq!(
+        r.qpair_host(0, 1).as_deref(),
+        Some("nqn.2014-08.io.example:other")
+    );
+    assert_eq!(r.qpair_host(0, 9), None, "slot out of range");
+    assert_eq!(r.qpair_host(1, 1), None, "reactor out of range");
+}
+
+#[test]
 fn rdma_counters_track_polls_doorbells_pending_wrs_and_the_srq() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tf = TraceFile::create(dir.path(), "rdma", pid(), &description(1), &layout(1, 4))

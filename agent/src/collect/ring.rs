@@ -223,6 +223,7 @@ impl super::Collector for RingCollector {
                     bytes: q.bytes,
                     errors: q.errors,
                     queue_size: u32::try_from(q.queue_size).ok().filter(|&s| s > 0),
+                    host: self.reader.qpair_host(r, slot),
                     latency: self
                         .reader
                         .qpair_histogram(r, slot)

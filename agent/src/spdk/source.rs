@@ -700,6 +700,7 @@ impl Collector for SpdkCollector {
                     bytes: a.bytes,
                     errors: 0,
                     queue_size: None,
+                    host: None,
                     latency: a.latency.clone(),
                 })
                 .collect();

@@ -148,6 +148,7 @@ fn connect(c: &mut RConn, slot: u16, sqe: &Sqe, data: &[u8], ctx: &mut Ctx) -> O
             let cntlid = c.ctrl.as_ref().map_or(0, |x| x.cntlid);
             c.state = RConnState::Enabled;
             ctl::connected(ctx, slot, sqe.cid.0, c.qid, cntlid, u32::from(c.sqsize));
+            ctl::trace_qpair_host(ctx, slot, c.ctrl.as_deref(), &c.peer);
             Outcome::Respond(Status::SUCCESS, u32::from(cntlid), 0, 0)
         }
         Err(r) => {

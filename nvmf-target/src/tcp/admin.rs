@@ -57,6 +57,8 @@ impl Conn {
                 self.transition(ConnEvent::Connected, ctx);
                 let size = u32::from(self.sqsize);
                 ctl::connected(ctx, self.slot, cid.0, self.qid, cntlid, size);
+                let peer = self.peer.to_string();
+                ctl::trace_qpair_host(ctx, self.slot, self.ctrl.as_deref(), &peer);
                 self.respond(cid, Status::SUCCESS, u32::from(cntlid), 0, ctx);
             }
             Err(r) => {
