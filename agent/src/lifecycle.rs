@@ -19,6 +19,20 @@ use trace_ring::{Liveness, TraceReader};
 
 use crate::attach::AttachArgs;
 
+/// Set while a full-screen view owns the terminal (`ringside top`): the lifecycle lines are not
+/// printed (they would scroll the screen under the view, which shows the same states itself).
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stops (or restarts) printing the lifecycle lines on stderr; see [`QUIET`].
+pub fn set_quiet(quiet: bool) {
+    QUIET.store(quiet, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether lifecycle lines are kept off stderr now.
+pub fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// What a [`Follower::observe`] found.
 pub enum Step {
     /// Nothing changed: the current instance (or its absence) stays.
@@ -181,7 +195,9 @@ impl Follower {
     /// Prints `line` unless it was the last thing said.
     fn say(&mut self, line: String) {
         if line != self.said {
-            eprintln!("ringside: {line}");
+            if !quiet() {
+                eprintln!("ringside: {line}");
+            }
             self.said = line;
         }
     }
@@ -331,7 +347,7 @@ impl Fleet {
     }
 
     fn say(&mut self, line: String) {
-        if self.said.insert(line.clone()) {
+        if self.said.insert(line.clone()) && !quiet() {
             eprintln!("ringside: {line}");
         }
     }

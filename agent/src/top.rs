@@ -9,6 +9,10 @@
 //! `--once` takes two samples one interval apart, so the snapshot holds exactly one window, and
 //! prints it as text (every table, findings, recommendations) or with `--json` as one
 //! `agent_core::Snapshot` object. `--json` alone prints one snapshot per line every interval.
+//!
+//! `--all` follows every instance in the trace directory (`lifecycle::Fleet`, as `serve --all`):
+//! the live view adds a line listing every target with its state (`t` switches the one shown),
+//! and `--json`/`--once` print arrays of snapshots.
 
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +25,7 @@ use clap::Args;
 
 use crate::attach::AttachArgs;
 use crate::diagnose::AnalysisArgs;
+use crate::lifecycle::Fleet;
 use crate::serve::parse_interval;
 use crate::session::Session;
 
@@ -38,6 +43,14 @@ pub struct TopArgs {
     /// until Ctrl-C.
     #[arg(long)]
     pub json: bool,
+    /// Follow every target instance in the trace directory, appearing and disappearing (as
+    /// `serve --all`): the live view lists them all with their states and `t` switches the one
+    /// shown; --json and --once print an array of snapshots.
+    #[arg(long, conflicts_with_all = ["name", "pid", "file"])]
+    pub all: bool,
+    /// With --all: most targets followed at once.
+    #[arg(long, default_value_t = 16)]
+    pub max_targets: usize,
     #[command(flatten)]
     pub analysis: AnalysisArgs,
 }
@@ -45,6 +58,10 @@ pub struct TopArgs {
 /// Runs `ringside top`.
 pub fn run(attach: &AttachArgs, args: &TopArgs) -> Result<()> {
     let opts = crate::diagnose::session_options(args.interval, &args.analysis);
+    if args.all {
+        let fleet = Fleet::new(&attach.shm_dir, &opts, args.max_targets.max(1));
+        return run_all(fleet, args);
+    }
     let mut session = crate::diagnose::open_session(attach, &args.analysis, &opts)?;
     let stdout = io::stdout();
     if args.once {
@@ -82,6 +99,8 @@ pub fn run(attach: &AttachArgs, args: &TopArgs) -> Result<()> {
         return Ok(());
     }
 
+    // The header shows every state change; printed lines would scroll the screen.
+    crate::lifecycle::set_quiet(true);
     tui::run(
         || {
             session.tick();
@@ -93,6 +112,62 @@ pub fn run(attach: &AttachArgs, args: &TopArgs) -> Result<()> {
         },
     )
     .context("ringside top")
+}
+
+/// `ringside top --all`: every instance in the directory, followed as by `serve --all`.
+fn run_all(mut fleet: Fleet, args: &TopArgs) -> Result<()> {
+    let stdout = io::stdout();
+    if args.once {
+        // Two ticks one interval apart: every target attached at the first has one window.
+        fleet.tick();
+        std::thread::sleep(args.interval);
+        fleet.tick();
+        let snaps = fleet.snapshots();
+        let mut out = io::BufWriter::new(stdout.lock());
+        if args.json {
+            serde_json::to_writer(&mut out, &snaps).context("cannot encode the snapshots")?;
+            writeln!(out)?;
+        } else if snaps.is_empty() {
+            writeln!(out, "no target instance in the trace directory")?;
+        } else {
+            for s in &snaps {
+                out.write_all(tui::text_report(s).as_bytes())?;
+                writeln!(out)?;
+            }
+        }
+        out.flush().context("cannot write to stdout")?;
+        return Ok(());
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    let _ = ctrlc::set_handler(move || s.store(true, Ordering::Relaxed));
+    if args.json {
+        let mut out = io::BufWriter::new(stdout.lock());
+        let mut next = Instant::now();
+        while !stop.load(Ordering::Relaxed) {
+            fleet.tick();
+            serde_json::to_writer(&mut out, &fleet.snapshots())
+                .context("cannot encode the snapshots")?;
+            writeln!(out)?;
+            out.flush().context("cannot write to stdout")?;
+            next += args.interval;
+            sleep_until(next, &stop);
+        }
+        return Ok(());
+    }
+    // The fleet line shows every state change; printed lines would scroll the screen.
+    crate::lifecycle::set_quiet(true);
+    tui::run_fleet(
+        || {
+            fleet.tick();
+            Some(fleet.snapshots())
+        },
+        tui::TopOptions {
+            interval: args.interval,
+            stop: Some(stop),
+        },
+    )
+    .context("ringside top --all")
 }
 
 /// Samples until the analyzer closes its first window (normally after one interval; a few more

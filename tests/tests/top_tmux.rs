@@ -3,7 +3,8 @@
 //! The live view runs in a real terminal: a detached tmux session (160x50) on a private tmux
 //! socket, driven with `send-keys` and read with `capture-pane`, so the test sees exactly what a
 //! person would, and can check that quitting gives the terminal back (main screen, cooked mode,
-//! cursor visible). `--once --json` is checked as a plain process.
+//! cursor visible). `--once --json` is checked as a plain process. `top --all` is followed
+//! through two targets appearing, one killed and restarted and one stopped.
 //!
 //! Each test starts its own target with its trace file and RPC socket in a temporary directory
 //! and an ephemeral port, so tests may run in parallel and nothing is left in `/dev/shm`. Waits
@@ -425,6 +426,86 @@ fn live_view_in_tmux_shows_the_target_waiting_attached_gone_and_reattached() {
         ("reattached", &back),
     ] {
         eprintln!("--- {what}:\n{}", header(screen).unwrap_or_default());
+    }
+    tmux.send_key("q");
+}
+
+/// `top --all` (issue 16's Must-show, in frames): two targets started and stopped at different
+/// times; the fleet line shows each appear, one killed (GONE) and restarted (reattached), the
+/// other stopped cleanly (it leaves the line).
+#[test]
+fn live_view_all_in_tmux_shows_targets_appear_die_come_back_and_leave() {
+    if !Tmux::available() {
+        println!("skipped: tmux is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    let ringside_bin = cargo_bin("agent", "ringside");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = format!("topa{}", std::process::id());
+    let b = format!("topb{}", std::process::id());
+    let tmux = Tmux::start("all");
+    tmux.wait_for("the shell prompt", |s| {
+        s.lines().any(|l| l.trim_end() == "$")
+    });
+    tmux.send_line(&format!(
+        "{} --shm-dir {} top --all --interval 250ms --no-kernel",
+        sh_quote(&ringside_bin),
+        sh_quote(dir.path())
+    ));
+    let fleet = |s: &str| {
+        s.lines()
+            .find(|l| l.starts_with("targets ("))
+            .map(str::to_string)
+    };
+    let mut frames = vec![(
+        "none yet",
+        tmux.wait_for("an empty fleet line", |s| {
+            fleet(s).is_some_and(|l| l.contains("targets (0): none yet"))
+        }),
+    )];
+    let mut ta = Target::start_in(dir.path(), &a, &["--malloc", "16MiB"]);
+    frames.push((
+        "a attached",
+        tmux.wait_for("a attached", |s| {
+            fleet(s).is_some_and(|l| l.contains(&format!("{a} attached")))
+        }),
+    ));
+    let mut tb = Target::start_in(dir.path(), &b, &["--malloc", "16MiB"]);
+    frames.push((
+        "both attached",
+        tmux.wait_for("a and b attached", |s| {
+            fleet(s).is_some_and(|l| {
+                l.contains("targets (2)")
+                    && l.contains(&format!("{a} attached"))
+                    && l.contains(&format!("{b} attached"))
+            })
+        }),
+    ));
+    ta.kill();
+    frames.push((
+        "a gone",
+        tmux.wait_for("a GONE, b attached", |s| {
+            fleet(s).is_some_and(|l| {
+                l.contains(&format!("{a} GONE")) && l.contains(&format!("{b} attached"))
+            })
+        }),
+    ));
+    let _ta2 = Target::start_in(dir.path(), &a, &["--malloc", "16MiB"]);
+    frames.push((
+        "a reattached",
+        tmux.wait_for("a reattached", |s| {
+            fleet(s).is_some_and(|l| l.contains(&format!("{a} reattached (instance 2)")))
+        }),
+    ));
+    tb.stop();
+    frames.push((
+        "b left",
+        tmux.wait_for("b leaves the fleet line", |s| {
+            fleet(s).is_some_and(|l| l.contains("targets (1)") && !l.contains(&b))
+        }),
+    ));
+    for (what, screen) in &frames {
+        eprintln!("--- {what}:\n{}", fleet(screen).unwrap_or_default());
     }
     tmux.send_key("q");
 }

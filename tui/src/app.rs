@@ -78,6 +78,22 @@ pub struct App {
     selected: [(Option<String>, usize); 5],
     detail: Option<Finding>,
     help: bool,
+    /// `ringside top --all`: every followed target, one line each on screen; `None` when
+    /// following one target.
+    fleet: Option<Vec<FleetEntry>>,
+    /// The target shown below the fleet line (by name; the first one when it is gone).
+    shown: Option<String>,
+}
+
+/// One followed target in `ringside top --all`: its name and lifecycle as the fleet line shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetEntry {
+    /// Instance name.
+    pub name: String,
+    /// The lifecycle label (`attached`, `GONE: …`, `reattached (instance 2)`, `WAITING: …`).
+    pub state: String,
+    /// Attached and read now.
+    pub live: bool,
 }
 
 impl App {
@@ -97,6 +113,60 @@ impl App {
         }
         self.snapshot = snapshot;
         true
+    }
+
+    /// Offers the snapshots of every followed target (`ringside top --all`): the fleet line
+    /// lists them all with their states, the rest of the screen shows the one chosen with `t`
+    /// (the first while none is, or after the chosen one went). An empty fleet shows the waiting
+    /// screen. Returns whether the screen now shows the new snapshot.
+    pub fn push_fleet(&mut self, mut snapshots: Vec<Snapshot>) -> bool {
+        self.fleet = Some(
+            snapshots
+                .iter()
+                .map(|s| FleetEntry {
+                    name: s.target.name.clone(),
+                    state: crate::model::lifecycle_label(s).unwrap_or_default(),
+                    live: s.lifecycle.as_ref().is_none_or(|l| l.state.is_live()),
+                })
+                .collect(),
+        );
+        let at = self
+            .shown
+            .as_ref()
+            .and_then(|n| snapshots.iter().position(|s| &s.target.name == n))
+            .unwrap_or(0);
+        if at < snapshots.len() {
+            let snap = snapshots.swap_remove(at);
+            self.shown = Some(snap.target.name.clone());
+            self.push(snap)
+        } else {
+            self.shown = None;
+            self.push(Snapshot::default())
+        }
+    }
+
+    /// The fleet line's entries (`ringside top --all`), `None` when following one target.
+    pub fn fleet(&self) -> Option<&[FleetEntry]> {
+        self.fleet.as_deref()
+    }
+
+    /// The target shown (`--all`), by name.
+    pub fn shown(&self) -> Option<&str> {
+        self.shown.as_deref()
+    }
+
+    /// Shows the next target of the fleet (`t`); it takes effect with the next snapshot.
+    fn next_target(&mut self) {
+        let Some(fleet) = &self.fleet else { return };
+        if fleet.is_empty() {
+            return;
+        }
+        let at = self
+            .shown
+            .as_ref()
+            .and_then(|n| fleet.iter().position(|e| &e.name == n))
+            .map_or(0, |i| (i + 1) % fleet.len());
+        self.shown = Some(fleet[at].name.clone());
     }
 
     /// The snapshot on screen.
@@ -281,6 +351,7 @@ impl App {
                 self.editing_filter = true;
             }
             Key::Char('f') | Key::Char(' ') => self.toggle_freeze(),
+            Key::Char('t') => self.next_target(),
             Key::Char('?') | Key::Char('h') => self.help = true,
             Key::Up | Key::Char('k') => self.move_selection(-1),
             Key::Down | Key::Char('j') => self.move_selection(1),

@@ -25,9 +25,9 @@ use ratatui::buffer::Buffer;
 use ratatui::Terminal;
 
 pub use agent_core::Snapshot;
-pub use app::{Action, App, Key, Sort};
+pub use app::{Action, App, FleetEntry, Key, Sort};
 pub use model::View;
-pub use term::{decode, run, TopOptions};
+pub use term::{decode, run, run_fleet, TopOptions};
 pub use text::{header as header_text, report as text_report};
 pub use ui::{render, WAITING};
 

@@ -58,6 +58,19 @@ const MAX_POLL: Duration = Duration::from_millis(250);
 /// (held back while frozen), `None` means nothing new. Errors only when the terminal cannot be
 /// set up or written to; stdout must be a terminal.
 pub fn run(mut next: impl FnMut() -> Option<Snapshot>, opts: TopOptions) -> io::Result<()> {
+    run_app(move |app| next().map(|s| app.push(s)), opts)
+}
+
+/// [`run`] for `ringside top --all`: `next` returns the snapshots of every followed target (see
+/// [`App::push_fleet`]); `t` switches the target shown.
+pub fn run_fleet(
+    mut next: impl FnMut() -> Option<Vec<Snapshot>>,
+    opts: TopOptions,
+) -> io::Result<()> {
+    run_app(move |app| next().map(|s| app.push_fleet(s)), opts)
+}
+
+fn run_app(mut next: impl FnMut(&mut App) -> Option<bool>, opts: TopOptions) -> io::Result<()> {
     if !io::stdout().is_terminal() {
         return Err(io::Error::other(
             "the live view needs a terminal on stdout (use --once or --json)",
@@ -66,9 +79,7 @@ pub fn run(mut next: impl FnMut() -> Option<Snapshot>, opts: TopOptions) -> io::
     let interval = opts.interval.max(Duration::from_millis(10));
     let mut app = App::new();
     let mut guard = TerminalGuard::enter()?;
-    if let Some(s) = next() {
-        app.push(s);
-    }
+    next(&mut app);
     let mut due = Instant::now() + interval;
     loop {
         guard.terminal.draw(|f| render(f, &app))?;
@@ -95,9 +106,7 @@ pub fn run(mut next: impl FnMut() -> Option<Snapshot>, opts: TopOptions) -> io::
         if now >= due {
             // Keep sampling while frozen: windows stay one interval long and the newest snapshot
             // is ready the moment the view resumes.
-            if let Some(s) = next() {
-                app.push(s);
-            }
+            next(&mut app);
             due += interval;
             if due <= now {
                 // The source was slow; do not try to catch up with a burst of ticks.

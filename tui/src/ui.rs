@@ -47,8 +47,10 @@ pub fn render(frame: &mut Frame<'_>, app: &App) {
     } else {
         0
     };
-    let [header, tabs, sparks, main, strip, footer] = Layout::vertical([
+    let fleet_line = u16::from(app.fleet().is_some() && area.height >= 4);
+    let [header, fleet, tabs, sparks, main, strip, footer] = Layout::vertical([
         Constraint::Length(1),
+        Constraint::Length(fleet_line),
         Constraint::Length(u16::from(show_tabs)),
         Constraint::Length(if show_sparks { 4 } else { 0 }),
         Constraint::Min(1),
@@ -58,6 +60,9 @@ pub fn render(frame: &mut Frame<'_>, app: &App) {
     .areas(area);
 
     draw_header(frame, app, header);
+    if fleet_line > 0 {
+        draw_fleet(frame, app, fleet);
+    }
     if show_tabs {
         draw_tabs(frame, app, tabs);
     }
@@ -81,6 +86,36 @@ pub fn render(frame: &mut Frame<'_>, app: &App) {
     if app.help() {
         draw_help(frame, area);
     }
+}
+
+/// `top --all`: every followed target with its state; the one shown in brackets.
+fn draw_fleet(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let fleet = app.fleet().unwrap_or_default();
+    let mut spans = vec![Span::styled(
+        format!("targets ({})", fleet.len()),
+        Style::new().add_modifier(Modifier::BOLD),
+    )];
+    if fleet.is_empty() {
+        spans.push(Span::raw(": none yet, waiting for one to start"));
+    }
+    for e in fleet {
+        let style = if e.live {
+            Style::new().fg(Color::Green)
+        } else {
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD)
+        };
+        let shown = app.shown() == Some(e.name.as_str());
+        spans.push(Span::raw(if shown { " │ [" } else { " │ " }));
+        spans.push(Span::raw(format!("{} ", e.name)));
+        spans.push(Span::styled(e.state.clone(), style));
+        if shown {
+            spans.push(Span::raw("]"));
+        }
+    }
+    if fleet.len() > 1 {
+        spans.push(Span::raw(" │ t: next target"));
+    }
+    frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
 fn draw_header(frame: &mut Frame<'_>, app: &App, area: Rect) {
@@ -545,6 +580,7 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
         "r                 reverse the sort",
         "/                 filter rows by name (enter keeps, esc clears)",
         "f / space         freeze (keep sampling, hold the screen) / resume",
+        "t                 next target (top --all)",
         "↑↓ j k PgUp PgDn  select a row",
         "enter             findings: open the evidence pane; other views:",
         "                  jump to the findings about the selected row",

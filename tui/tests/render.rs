@@ -602,3 +602,63 @@ fn rdma_reactors_show_cq_batching_and_the_srq_and_ports_list_under_netdevs() {
         "{once}"
     );
 }
+
+/// `top --all`: the fleet line lists every target with its state, the one shown in brackets;
+/// `t` shows the next one; a target that left the fleet leaves the line.
+#[test]
+fn the_fleet_line_shows_every_target_and_t_switches_the_one_shown() {
+    use agent_core::lifecycle::{InstanceId, LifeEvent, TargetStatus};
+    let target = |name: &str, gone: bool| {
+        let mut s = live(2);
+        s.target.name = name.to_string();
+        let mut l = TargetStatus::waiting(name, 0, "not seen yet");
+        l.apply(LifeEvent::Appeared(InstanceId::default()), 1);
+        if gone {
+            l.apply(LifeEvent::Vanished("process 42 is dead".into()), 2);
+            s.window = None;
+        }
+        s.lifecycle = Some(l);
+        s
+    };
+    let fleet_line = |lines: &[String]| {
+        lines
+            .iter()
+            .find(|l| l.starts_with("targets ("))
+            .cloned()
+            .unwrap_or_else(|| panic!("no fleet line:\n{}", text(lines)))
+    };
+    let mut app = App::new();
+    app.push_fleet(vec![]);
+    let lines = screen(&app, 160, 30);
+    assert!(
+        fleet_line(&lines).contains("targets (0): none yet"),
+        "{}",
+        text(&lines)
+    );
+
+    app.push_fleet(vec![target("alpha", false), target("beta", true)]);
+    let lines = screen(&app, 160, 30);
+    let line = fleet_line(&lines);
+    assert!(line.contains("[alpha attached]"), "{line}");
+    assert!(line.contains("beta GONE: process 42 is dead"), "{line}");
+    assert!(text(&lines).contains("alpha pid"), "the header is alpha's");
+
+    press(&mut app, &[Key::Char('t')]);
+    app.push_fleet(vec![target("alpha", false), target("beta", true)]);
+    let lines = screen(&app, 160, 30);
+    assert!(
+        fleet_line(&lines).contains("[beta GONE"),
+        "{}",
+        text(&lines)
+    );
+    assert!(text(&lines).contains("beta pid"), "the header is beta's");
+
+    // beta stopped cleanly: it leaves the line and alpha is shown again.
+    app.push_fleet(vec![target("alpha", false)]);
+    let lines = screen(&app, 160, 30);
+    let line = fleet_line(&lines);
+    assert!(
+        line.contains("[alpha attached]") && !line.contains("beta"),
+        "{line}"
+    );
+}

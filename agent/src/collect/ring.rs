@@ -164,10 +164,12 @@ impl super::Collector for RingCollector {
             // window will show zero rates) but say it once on stderr.
             if !self.gone_noted {
                 self.gone_noted = true;
-                eprintln!(
-                    "ringside: target {} (pid {}) is gone; its last counters stay visible",
-                    info.name, info.pid
-                );
+                if !crate::lifecycle::quiet() {
+                    eprintln!(
+                        "ringside: target {} (pid {}) is gone; its last counters stay visible",
+                        info.name, info.pid
+                    );
+                }
             }
         }
         let now_tsc = clock.from_mono_ns(sample.t_ns);
