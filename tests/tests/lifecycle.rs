@@ -19,6 +19,10 @@
 //!   appear within two intervals of its start and vanish within two intervals of its stop;
 //!   `target` names an instance on every series (`ringside_target_info`'s kind is `kind`).
 //!
+//! - `the_trace_file_is_published_before_the_listener_accepts`: a client connecting the moment
+//!   the target's port opens finds the trace file there and valid (header, description, live),
+//!   with a 256 MiB malloc namespace (the issue measured the file 0.47 s after the port then).
+//!
 //! Every wait is a bounded poll of a condition (a hang guard, not a speed assertion).
 #![forbid(unsafe_code)]
 
@@ -577,4 +581,62 @@ fn serve_all_follows_targets_appearing_and_vanishing() {
     tb.stop();
     wait_seen("b vanishes", &|(up, r)| up.is_empty() && r.is_empty());
     assert_eq!(serve.get("/healthz").0, 503, "no target left");
+}
+
+#[test]
+fn the_trace_file_is_published_before_the_listener_accepts() {
+    let _g = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("pub{}", std::process::id());
+    // A free port chosen here, so the test can connect before the target says anything.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let bin = cargo_bin("nvmf-target", "ringside-tgt");
+    let mut child = Command::new(&bin)
+        .args(["--name", &name, "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--malloc", "256MiB"])
+        .arg("--rpc-socket")
+        .arg(dir.path().join("rpc.sock"))
+        .arg("--trace-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let t0 = std::time::Instant::now();
+    let connected = loop {
+        if let Ok(s) = std::net::TcpStream::connect(addr) {
+            break s;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("ringside-tgt exited before listening: {status}");
+        }
+        if t0.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("ringside-tgt never listened on {addr}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    // The port accepted: the trace file must already be there, complete and live.
+    let path = dir.path().join(format!("ringside.{name}"));
+    let opened = trace_ring::TraceReader::open(&path);
+    let live = opened
+        .as_ref()
+        .map(|r| matches!(r.liveness(), trace_ring::Liveness::Live))
+        .unwrap_or(false);
+    drop(connected);
+    let _ = child.kill();
+    let _ = child.wait();
+    let r = opened
+        .unwrap_or_else(|e| panic!("the port was open but the trace file was not readable: {e}"));
+    assert_eq!(r.name(), name, "the file is this instance's");
+    assert!(live, "the file is the live instance's");
+    assert!(
+        !r.description().reactors.is_empty(),
+        "the description is complete"
+    );
 }
