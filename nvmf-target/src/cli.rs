@@ -57,6 +57,12 @@ pub struct Args {
     #[arg(long, value_name = "BYTES")]
     pub uring_block_size: Option<u32>,
 
+    /// Add a namespace on a PCIe NVMe controller bound to vfio-pci, driven from user space
+    /// (its first active namespace; size and block size from the device), e.g. 0000:81:00.0;
+    /// repeatable, after the --uring namespaces.
+    #[arg(long, value_name = "BDF")]
+    pub nvme_vfio: Vec<String>,
+
     /// Reactor cores, e.g. 0 or 0,1 or 0-3 (default 0).
     #[arg(long, value_name = "LIST")]
     pub cores: Option<String>,
@@ -116,7 +122,10 @@ pub struct Args {
 impl Args {
     /// Builds the configuration (not yet validated).
     pub fn to_config(&self) -> Result<Config, ConfigError> {
-        let from_flags = !self.malloc.is_empty() || !self.null.is_empty() || !self.uring.is_empty();
+        let from_flags = !self.malloc.is_empty()
+            || !self.null.is_empty()
+            || !self.uring.is_empty()
+            || !self.nvme_vfio.is_empty();
         let mut cfg = match &self.config {
             Some(path) => {
                 if from_flags
@@ -150,6 +159,13 @@ impl Args {
                         backend: BackendKind::Uring { path: p.clone() },
                         size: ByteSize(0),
                         block_size: self.uring_block_size.unwrap_or(0),
+                    }));
+                s.namespaces
+                    .extend(self.nvme_vfio.iter().map(|bdf| NamespaceConfig {
+                        nsid: None,
+                        backend: BackendKind::NvmeVfio { bdf: bdf.clone() },
+                        size: ByteSize(0),
+                        block_size: 0,
                     }));
                 c
             }

@@ -306,6 +306,9 @@ pub enum BackendKind {
     Malloc,
     /// io_uring on a regular file or a block device, opened once with O_DIRECT.
     Uring { path: PathBuf },
+    /// A PCIe NVMe controller bound to vfio-pci, driven from user space; `bdf` is its PCI
+    /// address (`0000:81:00.0`). The namespace is the controller's first active one.
+    NvmeVfio { bdf: String },
 }
 
 impl BackendKind {
@@ -316,7 +319,17 @@ impl BackendKind {
             BackendKind::Null => B::Null,
             BackendKind::Malloc => B::Malloc,
             BackendKind::Uring { .. } => B::Uring,
+            BackendKind::NvmeVfio { .. } => B::NvmeVfio,
         }
+    }
+
+    /// Whether the device gives the size and block size (0 in the configuration = the
+    /// device's own).
+    pub fn sized_by_device(&self) -> bool {
+        matches!(
+            self,
+            BackendKind::Uring { .. } | BackendKind::NvmeVfio { .. }
+        )
     }
 }
 
@@ -351,6 +364,9 @@ struct RawNamespace {
     backend: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     path: Option<PathBuf>,
+    /// PCI address of an nvme-vfio controller.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bdf: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     size: Option<ByteSize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -360,7 +376,22 @@ struct RawNamespace {
 impl TryFrom<RawNamespace> for NamespaceConfig {
     type Error = String;
     fn try_from(r: RawNamespace) -> Result<Self, String> {
+        if r.bdf.is_some() && r.backend != "nvme-vfio" {
+            return Err(format!(
+                "bdf is only for the nvme-vfio backend, not {:?}",
+                r.backend
+            ));
+        }
         let backend = match (r.backend.as_str(), r.path) {
+            ("nvme-vfio", None) => match r.bdf {
+                Some(bdf) => BackendKind::NvmeVfio { bdf },
+                None => {
+                    return Err(
+                        "an nvme-vfio namespace needs bdf = \"DOMAIN:BUS:DEV.FN\" (e.g. \"0000:81:00.0\")"
+                            .into(),
+                    )
+                }
+            },
             ("uring", Some(path)) => BackendKind::Uring { path },
             ("uring", None) => {
                 return Err("a uring namespace needs path = \"FILE or /dev/BLOCKDEVICE\"".into())
@@ -375,11 +406,11 @@ impl TryFrom<RawNamespace> for NamespaceConfig {
             ("malloc", None) => BackendKind::Malloc,
             (other, _) => {
                 return Err(format!(
-                    "unknown backend {other:?} (use null, malloc or uring)"
+                    "unknown backend {other:?} (use null, malloc, uring or nvme-vfio)"
                 ))
             }
         };
-        let uring = matches!(backend, BackendKind::Uring { .. });
+        let uring = backend.sized_by_device();
         let size = match r.size {
             Some(s) => s,
             None if uring => ByteSize(0),
@@ -400,8 +431,12 @@ impl From<NamespaceConfig> for RawNamespace {
         RawNamespace {
             nsid: n.nsid,
             backend: n.backend.to_string(),
-            path: match n.backend {
-                BackendKind::Uring { path } => Some(path),
+            path: match &n.backend {
+                BackendKind::Uring { path } => Some(path.clone()),
+                _ => None,
+            },
+            bdf: match n.backend {
+                BackendKind::NvmeVfio { bdf } => Some(bdf),
                 _ => None,
             },
             size: auto(n.size.0).map(ByteSize),
@@ -807,7 +842,7 @@ impl Config {
                         s.nqn
                     )));
                 }
-                let uring = matches!(ns.backend, BackendKind::Uring { .. });
+                let uring = ns.backend.sized_by_device();
                 if let BackendKind::Uring { path } = &ns.backend {
                     if path.as_os_str().is_empty() {
                         return Err(invalid(format!(

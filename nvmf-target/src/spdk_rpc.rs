@@ -310,7 +310,7 @@ fn add_ns(params: &Value, shared: &Shared) -> RpcResult {
     })?;
     let ns: NamespaceConfig =
         serde_json::from_value(raw).map_err(|e| invalid(format!("namespace: {e}")))?;
-    let uring = matches!(ns.backend, BackendKind::Uring { .. });
+    let uring = ns.backend.sized_by_device();
     if !(matches!(ns.block_size, 512 | 4096) || (uring && ns.block_size == 0)) {
         return Err(invalid(format!(
             "namespace: block size {} (use 512 or 4096)",

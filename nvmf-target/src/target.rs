@@ -100,22 +100,41 @@ impl Target {
         for s in &config.subsystems {
             let first = bdevs.len();
             let mut mine = Vec::new();
-            for ns in &s.namespaces {
-                let b = backend::create_with(
+            let mut served = s.clone();
+            served.namespaces.clear();
+            for (i, ns) in s.namespaces.iter().enumerate() {
+                let b = match backend::create_with(
                     ns,
                     &config.limits,
                     matches!(config.idle, crate::config::IdlePolicy::Poll),
                     &nodes,
-                )
-                .map_err(|source| StartError::Backend {
-                    nqn: s.nqn.clone(),
-                    nsid: ns.nsid.unwrap_or(0),
-                    source,
-                })?;
+                ) {
+                    Ok(b) => b,
+                    // A PCIe device that is not ready for us (not bound to vfio-pci, group not
+                    // viable, controller failing) must not take the other namespaces down.
+                    Err(e) if matches!(ns.backend, crate::config::BackendKind::NvmeVfio { .. }) => {
+                        eprintln!(
+                            "ringside-tgt: {} nsid {}: not served: {e}",
+                            s.nqn,
+                            ns.nsid.unwrap_or(i as u32 + 1)
+                        );
+                        continue;
+                    }
+                    Err(source) => {
+                        return Err(StartError::Backend {
+                            nqn: s.nqn.clone(),
+                            nsid: ns.nsid.unwrap_or(0),
+                            source,
+                        })
+                    }
+                };
+                let mut ns = ns.clone();
+                ns.nsid = Some(ns.nsid.unwrap_or(i as u32 + 1));
+                served.namespaces.push(ns);
                 mine.push(b.clone());
                 bdevs.push(b);
             }
-            subsystems.push(Arc::new(Subsystem::nvm(s, &mine, first)));
+            subsystems.push(Arc::new(Subsystem::nvm(&served, &mine, first)));
         }
 
         // Bound (so the trace file can name the real ports) but not listening yet: connections

@@ -15,6 +15,7 @@
 mod malloc;
 mod null;
 pub mod nvme_dev;
+mod nvme_vfio;
 mod uring;
 
 use std::collections::VecDeque;
@@ -24,6 +25,7 @@ use crate::config::{BackendKind, ByteSize, Limits, NamespaceConfig};
 
 pub use malloc::MallocBdev;
 pub use null::NullBdev;
+pub use nvme_vfio::{NvmeVfioBdev, NvmeVfioError, NvmeVfioQueue, COMMAND_TIMEOUT_SECS};
 pub use uring::{UringBdev, UringError};
 
 /// Alignment of [`IoBuf`]s: a page, which covers every logical block size and the memory
@@ -95,6 +97,8 @@ pub enum CreateError {
     Malloc(BdevError),
     #[error(transparent)]
     Uring(#[from] UringError),
+    #[error(transparent)]
+    NvmeVfio(#[from] NvmeVfioError),
 }
 
 /// One block operation. Offsets and lengths are in blocks of the bdev's block size; the
@@ -219,6 +223,12 @@ pub fn create_with(
                 .wake_reactor(!spinning),
             )
         }
+        BackendKind::NvmeVfio { bdf } => Arc::new(NvmeVfioBdev::open(
+            bdf,
+            ns.block_size,
+            ns.size.0,
+            limits.max_io_size.0,
+        )?),
     })
 }
 
