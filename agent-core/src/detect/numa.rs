@@ -45,7 +45,12 @@ impl Detector for Numa {
             .namespaces
             .iter()
             .filter_map(|ns| ns.device.as_ref())
-            .filter_map(|d| Some((d.clone(), topo.pci_of_block_device(d)?.node?)))
+            // A kernel block device (uring), or a PCI address (nvme-vfio: the device has no
+            // block device while the target owns it).
+            .filter_map(|d| {
+                let pci = topo.pci_of_block_device(d).or_else(|| topo.pci_by_bdf(d))?;
+                Some((d.clone(), pci.node?))
+            })
             .collect();
         devices.dedup();
         let node_of =
