@@ -14,6 +14,10 @@
 #   --pci               PCIe extras: intel-iommu (intremap), a pxb-pcie bus bound to NUMA node 1, an emulated
 #                       NVMe controller (serial "lab") behind a root port on it, null-backed 1 GiB
 #   --nvme-img FILE     back that NVMe with a raw image file instead (implies --pci)
+#   --nvme-blkdebug CONF  put QEMU's blkdebug error injection (a rules file) between that NVMe and its
+#                       image (needs --nvme-img): the controller then fails the I/O the rules name
+#   --nvme-sibling      a second NVMe controller (serial "lab2", null-backed 64 MiB) as function 1 of the same
+#                       slot: both share one IOMMU group (no ACS), so one alone bound to vfio-pci is not viable
 #   --accel auto|tcg|kvm  (default auto: TCG when /sys/module/kvm_pvm exists or the CPU has no vmx/svm)
 #   --append ARGS       extra guest kernel command line
 #   -e NAME=VALUE       export a variable to the guest command (repeatable)
@@ -28,7 +32,7 @@ export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"   # depmod, modprobe, nvme l
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 LAB=${RINGSIDE_LAB:-/var/tmp/ringside-lab}
 TIMEOUT=${RINGSIDE_LAB_TIMEOUT:-900}
-OUT="" LOG="" NUMA=1 MEM=1G PCI=0 NVME_IMG="" ACCEL=auto APPEND="" QUIET=0 SETUP=1
+OUT="" LOG="" NUMA=1 MEM=1G PCI=0 NVME_IMG="" NVME_BLKDEBUG="" NVME_SIBLING=0 ACCEL=auto APPEND="" QUIET=0 SETUP=1
 ENVS=()
 
 die() { echo "lab run: error: $*" >&2; exit 125; }
@@ -43,6 +47,8 @@ while [ $# -gt 0 ]; do
     --mem-per-node) MEM=${2:?}; shift 2;;
     --pci) PCI=1; shift;;
     --nvme-img) NVME_IMG=${2:?}; PCI=1; shift 2;;
+    --nvme-blkdebug) NVME_BLKDEBUG=${2:?}; shift 2;;
+    --nvme-sibling) NVME_SIBLING=1; PCI=1; shift;;
     --accel) ACCEL=${2:?}; shift 2;;
     --append) APPEND=${2:?}; shift 2;;
     -e) ENVS+=("${2:?}"); shift 2;;
@@ -80,6 +86,11 @@ case "$OUT" in *[[:space:]]*) die "the results dir must not contain whitespace: 
 LOG=${LOG:-$OUT/console.log}
 : > "$LOG" || die "cannot write console log $LOG"
 if [ -n "$NVME_IMG" ]; then [ -f "$NVME_IMG" ] || die "--nvme-img $NVME_IMG: no such file"; fi
+if [ -n "$NVME_BLKDEBUG" ]; then
+  [ -n "$NVME_IMG" ] || die "--nvme-blkdebug needs --nvme-img"
+  [ -f "$NVME_BLKDEBUG" ] || die "--nvme-blkdebug $NVME_BLKDEBUG: no such file"
+  case "$NVME_BLKDEBUG$NVME_IMG" in *[:,]*) die "--nvme-blkdebug/--nvme-img paths must not contain ':' or ','";; esac
+fi
 
 # Accelerator. /dev/kvm on this machine kind is nested PVM (kvm_pvm): QEMU aborts or crawls with it.
 if [ "$ACCEL" = auto ]; then
@@ -115,11 +126,21 @@ if [ $PCI = 1 ]; then
   MACHINE=q35,kernel-irqchip=split
   APPEND="intel_iommu=on $APPEND"
   node=""; [ $NUMA = 1 ] && node=",numa_node=1"
-  if [ -n "$NVME_IMG" ]; then drive="file=$NVME_IMG,format=raw"; else drive="driver=null-co,size=1G,read-zeroes=on"; fi
+  # discard=unmap: the controller's Dataset Management deallocate punches the image (QEMU's NVMe says
+  # deallocated blocks read as zeroes, DLFEAT; with QEMU's default discard=ignore they would not).
+  if [ -n "$NVME_BLKDEBUG" ]; then drive="file=blkdebug:$NVME_BLKDEBUG:$NVME_IMG,format=raw,discard=unmap"
+  elif [ -n "$NVME_IMG" ]; then drive="file=$NVME_IMG,format=raw,discard=unmap"; else drive="driver=null-co,size=1G,read-zeroes=on"; fi
   QEMU+=(-device intel-iommu,intremap=on
          -device "pxb-pcie,id=pxb1,bus_nr=128,bus=pcie.0$node"
          -device pcie-root-port,id=rp1,bus=pxb1,chassis=1,slot=1
-         -drive "$drive,if=none,id=nvm" -device nvme,serial=lab,drive=nvm,bus=rp1)
+         -drive "$drive,if=none,id=nvm")
+  if [ $NVME_SIBLING = 1 ]; then
+    QEMU+=(-device nvme,serial=lab,drive=nvm,bus=rp1,addr=0.0,multifunction=on
+           -drive driver=null-co,size=64M,read-zeroes=on,if=none,id=nvm2
+           -device nvme,serial=lab2,drive=nvm2,bus=rp1,addr=0.1)
+  else
+    QEMU+=(-device nvme,serial=lab,drive=nvm,bus=rp1)
+  fi
 fi
 QEMU+=(-machine "$MACHINE"
        -fsdev local,id=fsroot,path=/,security_model=none,readonly=on,multidevs=remap

@@ -1,11 +1,15 @@
 //! Lab test: the `nvme-vfio` backend (a user-space NVMe driver over VFIO) on the lab guest's emulated NVMe
 //! controller (NUMA node 1, behind intel-iommu), backed by a raw image file so data persists across target
-//! restarts. One boot runs `bench-harness/lab/guest/nvme-vfio.sh`: a controller still bound to the kernel's
-//! nvme driver is one line naming the vfio-pci bind commands while the malloc namespace is still served;
-//! bound to vfio-pci, `ringside-perf --verify` at 512 B, 4 KiB and 128 KiB (a PRP list); the kernel NVMe/TCP
-//! initiator with fio crc32c verify; Write Zeroes and deallocate read back as zeroes; SIGKILL under load and a
+//! restarts, with a second controller in the same IOMMU group (`--nvme-sibling`) and QEMU's blkdebug failing
+//! reads of one block (`--nvme-blkdebug`). One boot runs `bench-harness/lab/guest/nvme-vfio.sh`: a controller
+//! still bound to the kernel's nvme driver, then one whose IOMMU group is not viable (its sibling still on
+//! nvme), are each one line naming the fix while the malloc namespace is still served; bound to vfio-pci,
+//! `ringside-perf --verify` at 512 B, 4 KiB and 128 KiB (a PRP list); the kernel NVMe/TCP initiator with fio
+//! crc32c verify; Write Zeroes and deallocate read back as zeroes; the controller's Unrecovered Read Error
+//! for the failing block reaches the kernel host as that status; SIGKILL under load and a
 //! restart on the same device that still holds the data; `ringside diagnose` raising numa_misplacement for
-//! the reactor on core 0 (node 0) serving the node-1 device; SIGTERM exits 0 (CC.SHN).
+//! the reactor on core 0 (node 0) serving the node-1 device; SIGTERM exits 0 (CC.SHN) and the next start
+//! works again.
 //!
 //! The host kernel has no NVMe or IOMMU, hence the guest. `RINGSIDE_TGT`, `RINGSIDE_PERF`, `RINGSIDE_AGENT`
 //! override the binaries; `RINGSIDE_SKIP_LAB=1` skips it with a printed reason.
@@ -18,6 +22,8 @@ use tests::workspace_root;
 const GUEST_TIMEOUT_SECS: u32 = 1800;
 /// The emulated controller's namespace (a sparse raw image).
 const IMAGE_BYTES: u64 = 256 << 20;
+/// The byte whose reads QEMU fails (blkdebug), away from everything else the script touches.
+const ERR_READ_AT: u64 = 200 << 20;
 
 #[test]
 fn lab_nvme_vfio_verify_kernel_initiator_restart_and_diagnose() {
@@ -38,12 +44,28 @@ fn lab_nvme_vfio_verify_kernel_initiator_restart_and_diagnose() {
         .and_then(|f| f.set_len(IMAGE_BYTES))
         .expect("sparse NVMe image");
     let img_arg = img.to_string_lossy().into_owned();
+    let rules = img_dir.path().join("blkdebug.conf");
+    std::fs::write(
+        &rules,
+        format!(
+            "[inject-error]\nevent = \"none\"\niotype = \"read\"\nerrno = \"5\"\nsector = \"{}\"\n",
+            ERR_READ_AT / 512
+        ),
+    )
+    .expect("blkdebug rules");
+    let rules_arg = rules.to_string_lossy().into_owned();
+    let err_env = format!("ERR_READ_AT={ERR_READ_AT}");
     let script = root.join("bench-harness/lab/guest/nvme-vfio.sh");
     let run = lab::run(
         "lab_nvme_vfio",
         &[
             "--nvme-img",
             &img_arg,
+            "--nvme-blkdebug",
+            &rules_arg,
+            "--nvme-sibling",
+            "-e",
+            &err_env,
             "--timeout",
             &GUEST_TIMEOUT_SECS.to_string(),
         ],
@@ -57,6 +79,10 @@ fn lab_nvme_vfio_verify_kernel_initiator_restart_and_diagnose() {
         "notbound.message",
         "notbound.malloc_served",
         "notbound.stop",
+        "nonviable.start",
+        "nonviable.message",
+        "nonviable.malloc_served",
+        "nonviable.stop",
         "bind",
         "vfio.start",
         "verify.512",
@@ -67,22 +93,28 @@ fn lab_nvme_vfio_verify_kernel_initiator_restart_and_diagnose() {
         "kernel.fio.randwrite_mixed",
         "kernel.write_zeroes",
         "kernel.deallocate",
+        "status.read_error",
+        "status.neighbour",
         "kernel.disconnect",
         "restart.killed",
         "restart.start",
         "restart.data",
         "restart.verify",
-        "restart.stop",
         "diag.start",
         "diagnose.numa_misplacement",
         "diag.stop",
+        "after_stop.start",
+        "after_stop.verify",
+        "after_stop.stop",
         "all",
     ] {
         c.expect(key, "ok");
     }
     c.expect("notbound.driver", "nvme");
     c.expect("notbound.lines", "1");
+    c.expect("nonviable.lines", "1");
     c.expect("bind.driver", "vfio-pci");
+    c.expect("bind.sibling_driver", "vfio-pci");
     for key in ["verify.512", "verify.4096", "verify.131072"] {
         c.expect_positive(&format!("{key}.checked_blocks"));
     }

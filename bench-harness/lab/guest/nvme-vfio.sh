@@ -3,17 +3,21 @@
 # controller, serial "lab", on NUMA node 1 behind intel-iommu). One boot checks:
 #   notbound.*  the controller still bound to the kernel's nvme driver: ringside-tgt prints one line naming the
 #               vfio-pci bind commands and still serves its malloc namespace (ringside-perf --verify on it)
-#   bind.*      the controller bound to vfio-pci (unbind, driver_override, drivers_probe)
+#   nonviable.* (with run.sh --nvme-sibling) the controller on vfio-pci, its sibling function (serial lab2, same
+#               IOMMU group) still on nvme: one line naming the sibling, the malloc namespace still served
+#   bind.*      the controller (and its sibling) bound to vfio-pci (unbind, driver_override, drivers_probe)
 #   verify.*    ringside-perf --verify through nvme-vfio at 512 B, 4 KiB and 128 KiB (a PRP list)
 #   kernel.*    the kernel initiator (nvme-tcp over loopback) with fio --verify=crc32c on the namespace,
 #               Write Zeroes and Dataset Management deallocate read back as zeroes (nvme-cli, dd)
+#   status.*    (with run.sh --nvme-blkdebug: reads of byte ERR_READ_AT fail in QEMU) the controller's status for
+#               that read reaches the kernel host unchanged (nvme read: Unrecovered Read Error, SCT 2h SC 81h)
 #   restart.*   SIGKILL the target under load, start it again on the same device: it resets the controller
 #               and serves data written before the kill
 #   diagnose.*  `ringside diagnose` names the device and its node 1 and raises numa_misplacement for the
 #               reactor on core 0 (node 0)
 #   stop.*      SIGTERM: exit status 0 (the controller is shut down with CC.SHN)
-# Usage (host): bench-harness/lab/run.sh --nvme-img IMG -- bench-harness/lab/guest/nvme-vfio.sh \
-#                 <ringside-tgt> <ringside-perf> <ringside>
+# Usage (host): bench-harness/lab/run.sh --nvme-img IMG [--nvme-sibling] [--nvme-blkdebug CONF -e ERR_READ_AT=BYTES] \
+#                 -- bench-harness/lab/guest/nvme-vfio.sh <ringside-tgt> <ringside-perf> <ringside>
 . "$(dirname "$0")/lib-nvmf.sh"
 TGT=${1:?usage: nvme-vfio.sh <ringside-tgt> <ringside-perf> <ringside>}; PERF=${2:?}; RS=${3:?}
 ADDR=127.0.0.1 PORT=4420
@@ -21,6 +25,8 @@ NQN=nqn.2026-11.io.ringside:nvme0
 TRID="trtype:tcp adrfam:ipv4 traddr:$ADDR trsvcid:$PORT subnqn:$NQN"
 
 modprobe nvme; modprobe nvme-tcp; modprobe vfio-pci
+# A heartbeat on the console: a guest that stops printing it is frozen, not slow.
+(while :; do echo "LAB_HEARTBEAT uptime=$(cut -d' ' -f1 /proc/uptime)"; sleep 30; done) &
 BDF=""
 for i in $(seq 1 300); do
   for c in /sys/class/nvme/nvme*; do
@@ -31,7 +37,25 @@ done
 [ -n "$BDF" ] || { fail nvme.bdf "no emulated NVMe controller with serial 'lab' (boot with --pci)"; lab_finish; exit; }
 res nvme.bdf "$BDF"
 res nvme.numa_node "$(cat /sys/bus/pci/devices/$BDF/numa_node)"
-res nvme.iommu_group "$(basename "$(readlink -f /sys/bus/pci/devices/$BDF/iommu_group)")"
+GROUP=$(basename "$(readlink -f /sys/bus/pci/devices/$BDF/iommu_group)")
+res nvme.iommu_group "$GROUP"
+res nvme.group_devices "$(ls /sys/kernel/iommu_groups/$GROUP/devices | tr '\n' ' ')"
+# The sibling function (run.sh --nvme-sibling), if any.
+SIB=""
+for c in /sys/class/nvme/nvme*; do
+  [ "$(tr -d ' ' <"$c/serial" 2>/dev/null)" = lab2 ] && SIB=$(basename "$(readlink -f "$c/device")")
+done
+res nvme.sibling "${SIB:-none}"
+# What the controller says of deallocated blocks (DLFEAT), read through the kernel driver before binding.
+ns0=$(ls -d /sys/bus/pci/devices/$BDF/nvme/nvme*/nvme*n1 2>/dev/null | head -n 1)
+[ -n "$ns0" ] && res nvme.dlfeat "$(nvme id-ns /dev/$(basename "$ns0") -o json 2>/dev/null | jq -r .dlfeat)"
+# bind_vfio <bdf>: unbind from its driver, bind to vfio-pci
+bind_vfio() {
+  [ -e /sys/bus/pci/devices/$1/driver ] && echo "$1" > /sys/bus/pci/devices/$1/driver/unbind
+  echo vfio-pci > /sys/bus/pci/devices/$1/driver_override
+  echo "$1" > /sys/bus/pci/drivers_probe
+  basename "$(readlink -f /sys/bus/pci/devices/$1/driver)"
+}
 
 TPID=""
 # start_tgt <key> [args]: ringside-tgt in the background, waits until it listens; its log is $WORK/<key>.log
@@ -48,14 +72,28 @@ start_tgt() {
   done
   fail "$key.start" "not listening after 60 s" "$WORK/$key.log"; return 1
 }
+# proc_state <pid>: where a process is stuck (for the log)
+proc_state() {
+  echo "process $1: $(tr '\0' ' ' </proc/$1/cmdline 2>/dev/null | cut -c1-80)"
+  for t in /proc/$1/task/*; do
+    echo "  task $(basename $t) $(cat $t/comm 2>/dev/null) state=$(awk '/^State/{print $2}' $t/status 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
+    sed 's/^/    /' $t/stack 2>/dev/null | head -n 12
+  done
+  dmesg | tail -n 15 | sed 's/^/  dmesg: /'
+}
 # stop_tgt <key>: SIGTERM, exit status 0 within 60 s
 stop_tgt() {
   local key=$1 i rc
   [ -n "$TPID" ] || return 1
   kill -TERM $TPID
-  for i in $(seq 1 600); do kill -0 $TPID 2>/dev/null || break; sleep 0.1; done
+  for i in $(seq 1 600); do
+    kill -0 $TPID 2>/dev/null || break
+    [ $i = 100 ] && { echo "$key: still running 10 s after SIGTERM:"; proc_state $TPID; tail -n 5 "$WORK/$key.log"; }
+    sleep 0.1
+  done
   if kill -0 $TPID 2>/dev/null; then
-    fail "$key.stop" "still running 60 s after SIGTERM" "$WORK/$key.log"; kill -KILL $TPID; wait $TPID; TPID=""; return 1
+    proc_state $TPID
+    fail "$key.stop" "still running 60 s after SIGTERM" "$WORK/$key.log"; kill -KILL $TPID; TPID=""; return 1
   fi
   wait $TPID; rc=$?; TPID=""
   echo "ringside-tgt ($key) log:"; sed 's/^/  | /' "$WORK/$key.log"
@@ -93,12 +131,23 @@ if start_tgt notbound --malloc 64MiB --nvme-vfio "$BDF" --cores 1; then
   stop_tgt notbound
 fi
 
-# --- bind to vfio-pci ------------------------------------------------------------------------------------
-echo "$BDF" > /sys/bus/pci/devices/$BDF/driver/unbind
-echo vfio-pci > /sys/bus/pci/devices/$BDF/driver_override
-echo "$BDF" > /sys/bus/pci/drivers_probe
-drv=$(basename "$(readlink -f /sys/bus/pci/devices/$BDF/driver)")
+# --- bind to vfio-pci (with a sibling in the group: first alone, which leaves the group not viable) ------
+drv=$(bind_vfio "$BDF")
 res bind.driver "$drv"
+if [ -n "$SIB" ]; then
+  if start_tgt nonviable --malloc 64MiB --nvme-vfio "$BDF" --cores 1; then
+    line=$(grep -c "nvme-vfio $BDF" "$WORK/nonviable.log")
+    res nonviable.lines "$line"
+    if [ "$line" = 1 ] && grep -q "not viable" "$WORK/nonviable.log" && grep -q "$SIB (nvme)" "$WORK/nonviable.log"; then
+      res nonviable.message ok
+    else
+      fail nonviable.message "expected one line naming the group's other device $SIB (nvme)" "$WORK/nonviable.log"
+    fi
+    perf_verify nonviable.malloc_served 4096
+    stop_tgt nonviable
+  fi
+  res bind.sibling_driver "$(bind_vfio "$SIB")"
+fi
 [ "$drv" = vfio-pci ] && res bind ok || fail bind "the controller is bound to '$drv' after the bind commands"
 echo 64 > /proc/sys/vm/nr_hugepages 2>/dev/null
 res bind.hugepages "$(cat /proc/sys/vm/nr_hugepages)"
@@ -133,6 +182,20 @@ if start_tgt vfio --nvme-vfio "$BDF" --cores 1; then
     res kernel.deallocate.status $?
     if zeroes_at "$DEV" $((off + 32768)) 16384; then res kernel.deallocate ok
     else fail kernel.deallocate "the deallocated range does not read back as zeroes" "$WORK/dsm.txt"; fi
+    # A device status: QEMU fails reads of byte ERR_READ_AT (blkdebug); the host must get the controller's status.
+    if [ -n "$ERR_READ_AT" ]; then
+      nvme read "$DEV" --start-block=$((ERR_READ_AT / lba)) --block-count=0 --data-size=$lba --data=/dev/null \
+        >"$WORK/status-read.txt" 2>&1
+      res status.read.exit $?
+      st=$(grep -o '(0x[0-9a-fA-F]*)' "$WORK/status-read.txt" | tail -n 1 | tr -d '()')
+      res status.read "$st"
+      # SCT 2h (media) / SC 81h (Unrecovered Read Error), whatever CRD/More/DNR bits the controller set
+      if [ -n "$st" ] && [ $(( st & 0x7ff )) -eq $(( 0x281 )) ]; then res status.read_error ok
+      else fail status.read_error "nvme read of the failing block gave '$st', not the controller's Unrecovered Read Error" "$WORK/status-read.txt"; fi
+      # a neighbouring block still reads
+      nvme read "$DEV" --start-block=$((ERR_READ_AT / lba + 8)) --block-count=0 --data-size=$lba --data=/dev/null \
+        >"$WORK/status-ok.txt" 2>&1 && res status.neighbour ok || fail status.neighbour "a block next to the failing one does not read" "$WORK/status-ok.txt"
+    fi
     disconnect kernel.disconnect "$NQN"
   fi
 
@@ -155,13 +218,14 @@ if start_tgt vfio --nvme-vfio "$BDF" --cores 1; then
       disconnect restart.disconnect "$NQN"
     fi
     perf_verify restart.verify 4096
-    stop_tgt restart
+    # The clean stop (SIGTERM, CC.SHN) is checked last, on the diag target; this one goes like the first.
+    kill -KILL $TPID; wait $TPID 2>/dev/null; TPID=""
   fi
 fi
 
 # --- the agent: device, node 1, numa_misplacement for the reactor on core 0 (node 0) ------------------------
 if start_tgt diag --nvme-vfio "$BDF" --cores 0; then
-  "$PERF" -r "$TRID" -q 8 -o 4096 -w randread -t 40 --cores 2 >"$WORK/diag-perf.log" 2>&1 &
+  "$PERF" -r "$TRID" -q 8 -o 4096 -w randread --range 128MiB -t 40 --cores 2 >"$WORK/diag-perf.log" 2>&1 &
   ppid=$!
   sleep 2
   "$RS" --file "$WORK/ringside.diag" diagnose --duration 10s --json >"$WORK/diag.json" 2>"$WORK/diag-agent.log"
@@ -176,5 +240,10 @@ if start_tgt diag --nvme-vfio "$BDF" --cores 0; then
     fail diagnose.numa_misplacement "no numa_misplacement on reactor 0 naming $BDF on node 1" "$WORK/diag.json" "$WORK/diag-agent.log"
   fi
   stop_tgt diag
+  # After a clean stop the controller works again (a new start, one verified pass).
+  if start_tgt after_stop --nvme-vfio "$BDF" --cores 1; then
+    perf_verify after_stop.verify 4096
+    stop_tgt after_stop
+  fi
 fi
 lab_finish

@@ -223,12 +223,9 @@ pub fn create_with(
                 .wake_reactor(!spinning),
             )
         }
-        BackendKind::NvmeVfio { bdf } => Arc::new(NvmeVfioBdev::open(
-            bdf,
-            ns.block_size,
-            ns.size.0,
-            limits.max_io_size.0,
-        )?),
+        BackendKind::NvmeVfio { bdf } => {
+            Arc::new(NvmeVfioBdev::open(bdf, ns.block_size, ns.size.0)?)
+        }
     })
 }
 

@@ -486,7 +486,4 @@ impl UserBuf {
             len: b.len(),
         }
     }
-    pub fn len(&self) -> usize {
-        self.len
-    }
 }

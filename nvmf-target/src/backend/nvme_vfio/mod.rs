@@ -41,11 +41,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nvme_proto::identify::{decode_ns_list, IdentifyController, IdentifyNamespace};
-use nvme_proto::nvme::{AdminOpcode, Cid, Cqe, IoOpcode, Nsid, Sqe, Status, CQE_SIZE, SQE_SIZE};
+use nvme_proto::identify::decode_ns_list;
+use nvme_proto::nvme::{AdminOpcode, Cid, Cqe, Nsid, Sqe, CQE_SIZE, SQE_SIZE};
 use nvme_proto::sgl::SglDescriptor;
 
-use super::{check_range, check_ranges, Bdev, BdevError, BdevOp, BdevQueue, DeviceInfo};
+use super::nvme_dev::{encode_dsm_ranges, identify_cmd, status_result, DevCmd, DevData, NvmeNs};
+use super::{Bdev, BdevError, BdevOp, BdevQueue, DeviceInfo};
 use crate::config::BackendKind;
 use hw::{Bar, DmaMem, UserBuf, Vfio, VfioStep, PAGE};
 
@@ -62,8 +63,6 @@ const POOL_BYTES: usize = 8 << 20;
 const MAX_TRANSFER: u64 = 2 << 20;
 /// First IOVA handed out (above the 32-bit space and its MSI window).
 const IOVA_BASE: u64 = 1 << 32;
-/// Blocks of one Write Zeroes command (NLB is 16 bits, 0-based).
-const WZ_MAX_BLOCKS: u64 = 1 << 16;
 
 // Controller registers (NVMe base specification, section 3.1).
 const REG_CAP: usize = 0x00;
@@ -80,13 +79,6 @@ const CC_EN: u32 = 1;
 const CC_SHN_NORMAL: u32 = 1 << 14;
 /// CC with IOSQES = 6 (64 bytes), IOCQES = 4 (16 bytes), MPS = 0 (4 KiB), CSS = NVM, AMS = RR.
 const CC_CONFIG: u32 = (6 << 16) | (4 << 20);
-/// ONCS bits.
-const ONCS_DSM: u16 = 1 << 2;
-const ONCS_WRITE_ZEROES: u16 = 1 << 3;
-/// Write Zeroes CDW12 Deallocate bit.
-const WZ_DEAC: u32 = 1 << 25;
-/// Dataset Management CDW11 Attribute Deallocate.
-const DSM_AD: u32 = 1 << 2;
 /// Features.
 const FID_NUMBER_OF_QUEUES: u32 = 0x07;
 
@@ -133,14 +125,10 @@ struct Ctrl {
     next_iova: AtomicU64,
     /// I/O queue ids not in use (granted by Set Features, Number of Queues).
     free_qids: Mutex<Vec<u16>>,
-    nsid: u32,
-    block_size: u32,
-    num_blocks: u64,
-    max_transfer: u64,
-    oncs: u16,
-    volatile_cache: bool,
-    /// Deallocated blocks read back as zeroes (DLFEAT bits 2:0 = 001b): DSM can be used.
-    dealloc_zeroes: bool,
+    /// The namespace as Identify describes it (the shared NVMe-device layer plans its commands).
+    ns: NvmeNs,
+    /// Blocks served (the namespace, or its start when the configuration gives a size).
+    served: u64,
     /// Controller fatal status seen: every command fails from then on.
     failed: AtomicBool,
     said_timeout: AtomicBool,
@@ -235,14 +223,11 @@ struct Admin {
 }
 
 fn prp_sqe(opcode: u8, nsid: u32, prp1: u64, prp2: u64) -> Sqe {
-    let mut dptr = [0u8; 16];
-    dptr[..8].copy_from_slice(&prp1.to_le_bytes());
-    dptr[8..].copy_from_slice(&prp2.to_le_bytes());
     Sqe {
         opcode,
         flags: 0, // PSDT 00b: PRPs
         nsid: Nsid(nsid),
-        dptr: SglDescriptor::Raw(dptr),
+        dptr: prp_dptr(prp1, prp2),
         ..Sqe::new(opcode, Cid(0))
     }
 }
@@ -308,7 +293,7 @@ impl Ctrl {
         a.cid = a.cid.wrapping_add(1);
         sqe.cid = Cid(a.cid);
         if data_in {
-            sqe.dptr = prp_sqe(0, 0, a.data.iova(), 0).dptr;
+            sqe.dptr = prp_dptr(a.data.iova(), 0);
         }
         let opcode = sqe.opcode;
         a.ring.push(&sqe);
@@ -353,9 +338,8 @@ impl Ctrl {
         Ok((cqe, data))
     }
 
-    fn identify(&self, cns: u32, nsid: u32) -> Result<Vec<u8>, NvmeVfioError> {
-        let mut sqe = prp_sqe(AdminOpcode::Identify as u8, nsid, 0, 0);
-        sqe.cdw10 = cns;
+    fn identify(&self, cns: u8, nsid: u32) -> Result<Vec<u8>, NvmeVfioError> {
+        let sqe = identify_cmd(cns, nsid);
         Ok(self
             .admin_ok(sqe, true, &format!("Identify (CNS {cns})"))?
             .1)
@@ -405,14 +389,21 @@ impl Drop for Ctrl {
         if self.failed.load(Ordering::Relaxed) {
             return;
         }
-        // Clean shutdown: the controller flushes its caches and completes what it must.
+        // Clean shutdown: the controller flushes its caches and completes what it must; then
+        // disable it (the spec wants CC.EN = 0 before any further use), so vfio-pci's reset on
+        // release finds it idle.
         let cc = self.bar.read32(REG_CC);
         self.bar.write32(REG_CC, (cc & !(3 << 14)) | CC_SHN_NORMAL);
-        if let Err(e) = self.wait_csts(
+        let shut = self.wait_csts(
             CSTS_SHST_MASK,
             CSTS_SHST_DONE,
             "finish its shutdown (CC.SHN)",
-        ) {
+        );
+        if let Err(e) = shut {
+            eprintln!("ringside-tgt: {e}");
+        }
+        self.bar.write32(REG_CC, 0);
+        if let Err(e) = self.wait_csts(CSTS_RDY, 0, "become not ready after CC.EN = 0") {
             eprintln!("ringside-tgt: {e}");
         }
     }
@@ -472,16 +463,9 @@ pub struct NvmeVfioBdev {
 }
 
 impl NvmeVfioBdev {
-    /// Opens the controller at `bdf` and its first active namespace. `block_size` (0: the
-    /// device's) must be the namespace's; `size` (0: all of it) may use only its start; `max_io`
-    /// is the largest transfer the target announces (it must fit the device's MDTS).
-    pub fn open(
-        bdf: &str,
-        want_block_size: u32,
-        size: u64,
-        max_io: u64,
-    ) -> Result<NvmeVfioBdev, NvmeVfioError> {
-        let nsid = 0;
+    /// Opens the controller at `bdf` and its first active namespace. `want_block_size` (0: the
+    /// device's) must be the namespace's; `size` (0: all of it) may use only its start.
+    pub fn open(bdf: &str, want_block_size: u32, size: u64) -> Result<NvmeVfioBdev, NvmeVfioError> {
         let group = check_binding(bdf)?;
         let vfio_err = |what: &str, source: Option<std::io::Error>| NvmeVfioError::Vfio {
             bdf: bdf.into(),
@@ -553,13 +537,21 @@ impl NvmeVfioBdev {
             }),
             next_iova: AtomicU64::new(IOVA_BASE + (6 << 20)),
             free_qids: Mutex::new(Vec::new()),
-            nsid: 0,
-            block_size: 0,
-            num_blocks: 0,
-            max_transfer: 0,
-            oncs: 0,
-            volatile_cache: false,
-            dealloc_zeroes: false,
+            ns: NvmeNs {
+                nsid: 0,
+                block_size: 512,
+                num_blocks: 0,
+                max_transfer: PAGE as u32,
+                mdts: 0,
+                volatile_cache: false,
+                write_zeroes: false,
+                dsm: false,
+                dealloc_reads_zeroes: false,
+                model: String::new(),
+                serial: String::new(),
+                firmware: String::new(),
+            },
+            served: 0,
             failed: AtomicBool::new(false),
             said_timeout: AtomicBool::new(false),
             said_small_pages: AtomicBool::new(false),
@@ -607,66 +599,23 @@ impl NvmeVfioBdev {
             ctrl.failed.store(true, Ordering::Relaxed);
             return Err(e);
         }
-        let id = IdentifyController::decode(&ctrl.identify(1, 0)?).map_err(|e| {
+        let id_ctrl = ctrl.identify(1, 0)?;
+        let list = decode_ns_list(&ctrl.identify(2, 0)?).map_err(|e| {
             ctrl.err(format!(
-                "sent an Identify Controller that does not decode: {e}"
+                "sent an active namespace list that does not decode: {e}"
             ))
         })?;
-        let nsid = if nsid != 0 {
-            nsid
-        } else {
-            let list = decode_ns_list(&ctrl.identify(2, 0)?).map_err(|e| {
-                ctrl.err(format!(
-                    "sent an active namespace list that does not decode: {e}"
-                ))
-            })?;
-            list.first()
-                .map(|n| n.0)
-                .ok_or_else(|| ctrl.err("has no active namespace"))?
-        };
-        let ns = IdentifyNamespace::decode(&ctrl.identify(0, nsid)?).map_err(|e| {
-            ctrl.err(format!(
-                "sent an Identify Namespace that does not decode: {e}"
-            ))
-        })?;
-        let block_size = ns.block_size().ok_or_else(|| {
-            ctrl.err(format!(
-                "namespace {nsid} has no valid LBA format (inactive?)"
-            ))
-        })?;
-        if ns.lbaf.get(ns.format_index()).is_some_and(|f| f.ms != 0) {
-            return Err(ctrl.err(format!(
-                "namespace {nsid} is formatted with metadata; format it without (nvme format -l)"
-            )));
-        }
-        if ns.nsze == 0 {
-            return Err(ctrl.err(format!("namespace {nsid} is empty")));
-        }
-        if want_block_size != 0 && want_block_size != block_size {
-            return Err(ctrl.err(format!(
-                "namespace {nsid} has {block_size} byte blocks, not {want_block_size}: leave block_size out (or reformat the namespace)"
-            )));
-        }
-        let dev_bytes = ns.nsze.saturating_mul(u64::from(block_size));
-        if size > dev_bytes || size % u64::from(block_size) != 0 {
-            return Err(ctrl.err(format!(
-                "namespace {nsid} has {dev_bytes} bytes; size {size} is larger or not a multiple of its block size"
-            )));
-        }
-        let nsze = if size == 0 {
-            ns.nsze
-        } else {
-            size / u64::from(block_size)
-        };
-        let device_max = id
-            .max_transfer_bytes(0)
-            .unwrap_or(u64::MAX)
-            .min(MAX_TRANSFER);
-        if max_io > device_max {
-            return Err(ctrl.err(format!(
-                "takes transfers of at most {device_max} bytes (MDTS); set limits.max_io_size to at most that"
-            )));
-        }
+        let nsid = list
+            .first()
+            .map(|n| n.0)
+            .ok_or_else(|| ctrl.err("has no active namespace"))?;
+        let mut ns = NvmeNs::from_identify(&id_ctrl, &ctrl.identify(0, nsid)?, nsid)
+            .map_err(|e| ctrl.err(e.to_string()))?;
+        // One PRP list page per command: 512 entries plus PRP1.
+        ns.cap_transfer(MAX_TRANSFER);
+        let served = ns
+            .served_blocks(want_block_size, size)
+            .map_err(|e| ctrl.err(format!("namespace {nsid}: {e}")))?;
         // Number of Queues: ask for one per possible reactor; the controller grants what it has.
         let want = std::thread::available_parallelism()
             .map_or(4, |n| n.get())
@@ -677,21 +626,18 @@ impl NvmeVfioBdev {
         let (cqe, _) = ctrl.admin_ok(nq, false, "Set Features (Number of Queues)")?;
         let granted = ((cqe.dw0 & 0xffff).min(cqe.dw0 >> 16) + 1).min(want) as u16;
         ctrl.free_qids = Mutex::new((1..=granted).rev().collect());
-        ctrl.nsid = nsid;
-        ctrl.block_size = block_size;
-        ctrl.num_blocks = nsze;
-        ctrl.max_transfer = device_max;
-        ctrl.oncs = id.oncs;
-        ctrl.volatile_cache = id.vwc & 1 != 0;
-        ctrl.dealloc_zeroes = ns.dlfeat & 0x7 == 1 && id.oncs & ONCS_DSM != 0;
         eprintln!(
-            "ringside-tgt: nvme-vfio {bdf}: {} {} (fw {}), namespace {nsid}: {} blocks of {block_size} bytes, numa node {}, {granted} I/O queues, MDTS {device_max} bytes",
-            id.mn.trim(),
-            id.sn.trim(),
-            id.fr.trim(),
-            nsze,
+            "ringside-tgt: nvme-vfio {bdf}: {} {} (fw {}), namespace {nsid}: {served} of {} blocks of {} bytes, numa node {}, {granted} I/O queues, largest transfer {} bytes",
+            ns.model.trim(),
+            ns.serial.trim(),
+            ns.firmware.trim(),
+            ns.num_blocks,
+            ns.block_size,
             numa_node.map_or("unknown".into(), |n| n.to_string()),
+            ns.max_transfer,
         );
+        ctrl.ns = ns;
+        ctrl.served = served;
         Ok(NvmeVfioBdev {
             ctrl: Arc::new(ctrl),
         })
@@ -720,10 +666,10 @@ impl Bdev for NvmeVfioBdev {
         }
     }
     fn block_size(&self) -> u32 {
-        self.ctrl.block_size
+        self.ctrl.ns.block_size
     }
     fn num_blocks(&self) -> u64 {
-        self.ctrl.num_blocks
+        self.ctrl.served
     }
     fn open_queue(self: Arc<Self>, depth: usize) -> Box<dyn BdevQueue> {
         match NvmeVfioQueue::new(self.ctrl.clone(), depth) {
@@ -742,43 +688,46 @@ impl Bdev for NvmeVfioBdev {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-enum Kind {
-    #[default]
-    Free,
-    Read,
-    Write,
-    Flush,
-    /// Write Zeroes over `lba..end` (with `deac`: the deallocate emulation, over `ranges`).
-    Zero,
-    Dsm,
-}
-
-/// One operation of the reactor (the caller's tag), possibly several commands.
+/// One operation of the reactor (the caller's tag): the device commands the shared layer planned
+/// for it, issued in order as command ids and pages allow.
 #[derive(Debug, Default)]
 struct Slot {
+    /// In use (between `submit` and its report).
+    busy: bool,
     tag: u64,
-    kind: Kind,
+    /// The caller's buffer (Read: copied into on completion; Write: copied from at issue).
     user: UserBuf,
-    lba: u64,
-    end: u64,
+    read: bool,
     /// Deallocate ranges (copied: the caller's scratch is reused).
     ranges: Vec<(u64, u64)>,
-    next_range: usize,
-    deac: bool,
-    /// Pages held (indices into the pool): data pages, then the PRP list page if any.
-    pages: Vec<u32>,
+    cmds: Vec<DevCmd>,
+    next_cmd: usize,
     /// Commands at the device.
     parts: u32,
-    /// Every command is issued (nothing more to start).
-    issued: bool,
     /// First error.
     err: Option<BdevError>,
-    /// Reported to the caller already (timed out or the controller failed): the slot waits
-    /// for the device's answers only to free what it holds.
+    /// Reported to the caller already (timed out, or the controller failed): the slot waits for
+    /// the device's answers only to free what it holds.
     abandoned: bool,
-    /// Timeout epoch of the first command.
+    /// Watchdog epoch of its first command.
     epoch: u32,
+}
+
+impl Slot {
+    fn issued(&self) -> bool {
+        self.abandoned || self.next_cmd == self.cmds.len()
+    }
+}
+
+/// A command at the device: its slot, its pages, and where Read data goes on completion.
+#[derive(Debug, Default)]
+struct Cmd {
+    slot: u32,
+    pages: Vec<u32>,
+    /// Read data: copy `len` bytes to the slot's buffer at `user_off` on success.
+    copy_out: bool,
+    user_off: usize,
+    len: usize,
 }
 
 /// One reactor's I/O queue pair on the controller.
@@ -790,14 +739,15 @@ pub struct NvmeVfioQueue {
     free_pages: Vec<u32>,
     slots: Vec<Slot>,
     free_slots: Vec<u32>,
-    /// Command id -> slot.
-    cid_slot: Vec<u32>,
+    /// Indexed by command id.
+    cmds: Vec<Cmd>,
     free_cids: Vec<u16>,
     backlog: VecDeque<u32>,
     ready: VecDeque<(u64, Result<(), BdevError>)>,
     outstanding: usize,
-    /// Per-op scratch of page IOVAs.
+    /// Scratch: page IOVAs of one command, a DSM range page.
     iovas: Vec<u64>,
+    page: Vec<u8>,
     polls: u32,
     epoch: u32,
     epoch_at: Instant,
@@ -841,26 +791,26 @@ impl NvmeVfioQueue {
                 ctrl.bdf
             );
         }
-        let max_pages = (ctrl.max_transfer as usize).div_ceil(PAGE) + 1;
+        let max_pages = (ctrl.ns.max_transfer as usize).div_ceil(PAGE) + 1;
         let depth = depth.max(1);
-        let slots = (0..depth)
-            .map(|_| Slot {
-                pages: Vec::with_capacity(max_pages),
-                ..Slot::default()
-            })
-            .collect();
         Ok(NvmeVfioQueue {
             ring: Some(ring),
             pool: Some(pool),
             free_pages: (0..npages).rev().collect(),
-            slots,
+            slots: (0..depth).map(|_| Slot::default()).collect(),
             free_slots: (0..depth as u32).rev().collect(),
-            cid_slot: vec![0; usize::from(entries)],
+            cmds: (0..entries)
+                .map(|_| Cmd {
+                    pages: Vec::with_capacity(max_pages),
+                    ..Cmd::default()
+                })
+                .collect(),
             free_cids: (0..entries - 1).rev().collect(),
             backlog: VecDeque::with_capacity(depth),
             ready: VecDeque::with_capacity(depth),
             outstanding: 0,
             iovas: Vec::with_capacity(max_pages),
+            page: vec![0u8; PAGE],
             polls: 0,
             epoch: 0,
             epoch_at: Instant::now(),
@@ -877,12 +827,13 @@ impl NvmeVfioQueue {
             free_pages: Vec::new(),
             slots: Vec::new(),
             free_slots: Vec::new(),
-            cid_slot: Vec::new(),
+            cmds: Vec::new(),
             free_cids: Vec::new(),
             backlog: VecDeque::new(),
             ready: VecDeque::with_capacity(64),
             outstanding: 0,
             iovas: Vec::new(),
+            page: Vec::new(),
             polls: 0,
             epoch: 0,
             epoch_at: Instant::now(),
@@ -894,166 +845,111 @@ impl NvmeVfioQueue {
         self.ring.as_ref().map(|r| r.qid)
     }
 
-    fn fail_now(&mut self, tag: u64, e: BdevError) {
-        self.ready.push_back((tag, Err(e)));
-    }
-
-    /// Issues what it can of slot `s`; false when it must wait for command ids or pages.
+    /// Issues what it can of slot `s`'s commands; false when it must wait for command ids or
+    /// pages.
     fn advance(&mut self, s: u32) -> bool {
         let si = s as usize;
-        loop {
-            if self.slots[si].abandoned {
-                self.slots[si].issued = true;
-            }
-            if self.slots[si].issued {
-                return true;
-            }
+        while !self.slots[si].issued() {
             let Some(&cid) = self.free_cids.last() else {
                 return false;
             };
-            let bs = u64::from(self.ctrl.block_size);
-            let nsid = self.ctrl.nsid;
-            let slot = &mut self.slots[si];
-            let sqe = match slot.kind {
-                Kind::Read | Kind::Write => {
-                    let len = slot.user.len();
-                    let n = len.div_ceil(PAGE);
-                    let need = n + usize::from(n > 2);
-                    if self.free_pages.len() < need {
-                        return false;
-                    }
-                    let pool = self.pool.as_ref().expect("a live queue has its pool");
-                    self.iovas.clear();
-                    for i in 0..n {
-                        let p = self.free_pages.pop().expect("counted above");
-                        slot.pages.push(p);
-                        let off = p as usize * PAGE;
-                        self.iovas.push(pool.iova() + off as u64);
-                        if slot.kind == Kind::Write {
-                            let chunk = PAGE.min(len - i * PAGE);
-                            pool.write_from_user(off, &slot.user, i * PAGE, chunk);
-                        }
-                    }
-                    let list = (n > 2).then(|| {
-                        let p = self.free_pages.pop().expect("counted above");
-                        slot.pages.push(p);
-                        p
-                    });
-                    let list_iova = list.map(|p| pool.iova() + (p as usize * PAGE) as u64);
-                    let (prp1, prp2, rest) = prps(&self.iovas, list_iova);
-                    if let Some(p) = list {
-                        let mut bytes = [0u8; 8];
-                        for (i, e) in rest.iter().enumerate() {
-                            bytes.copy_from_slice(&e.to_le_bytes());
-                            pool.write(p as usize * PAGE + i * 8, &bytes);
-                        }
-                    }
-                    let op = if slot.kind == Kind::Read {
-                        IoOpcode::Read
-                    } else {
-                        IoOpcode::Write
-                    };
-                    let mut sqe = prp_sqe(op as u8, nsid, prp1, prp2);
-                    sqe.cdw10 = slot.lba as u32;
-                    sqe.cdw11 = (slot.lba >> 32) as u32;
-                    sqe.cdw12 = (len as u64 / bs - 1) as u32;
-                    slot.issued = true;
-                    sqe
-                }
-                Kind::Flush => {
-                    slot.issued = true;
-                    prp_sqe(IoOpcode::Flush as u8, nsid, 0, 0)
-                }
-                Kind::Zero => {
-                    // Next chunk: of lba..end, or of the next deallocate range.
-                    while slot.lba >= slot.end && slot.next_range < slot.ranges.len() {
-                        let (l, n) = slot.ranges[slot.next_range];
-                        slot.next_range += 1;
-                        slot.lba = l;
-                        slot.end = l + n;
-                    }
-                    if slot.lba >= slot.end {
-                        slot.issued = true;
-                        return true;
-                    }
-                    let n = (slot.end - slot.lba).min(WZ_MAX_BLOCKS);
-                    let mut sqe = prp_sqe(IoOpcode::WriteZeroes as u8, nsid, 0, 0);
-                    sqe.cdw10 = slot.lba as u32;
-                    sqe.cdw11 = (slot.lba >> 32) as u32;
-                    sqe.cdw12 = (n - 1) as u32 | if slot.deac { WZ_DEAC } else { 0 };
-                    slot.lba += n;
-                    sqe
-                }
-                Kind::Dsm => {
-                    let Some(p) = self.free_pages.pop() else {
-                        return false;
-                    };
-                    let pool = self.pool.as_ref().expect("a live queue has its pool");
-                    let off = p as usize * PAGE;
-                    pool.zero(off, PAGE);
-                    let mut r = [0u8; 16];
-                    for (i, &(l, n)) in slot.ranges.iter().enumerate() {
-                        r[4..8].copy_from_slice(&(n as u32).to_le_bytes());
-                        r[8..16].copy_from_slice(&l.to_le_bytes());
-                        pool.write(off + i * 16, &r);
-                    }
-                    slot.pages.push(p);
-                    let mut sqe = prp_sqe(
-                        IoOpcode::DatasetManagement as u8,
-                        nsid,
-                        pool.iova() + off as u64,
-                        0,
-                    );
-                    sqe.cdw10 = slot.ranges.len() as u32 - 1;
-                    sqe.cdw11 = DSM_AD;
-                    slot.issued = true;
-                    sqe
-                }
-                Kind::Free => return true,
+            let dc = self.slots[si].cmds[self.slots[si].next_cmd];
+            let (bytes, fill) = match dc.data {
+                DevData::None => (0, None),
+                DevData::Buf { offset, len } => (len, Some(offset)),
+                DevData::Zeroes { len } | DevData::Ranges { len } => (len, None),
             };
+            let n = bytes.div_ceil(PAGE);
+            let need = n + usize::from(n > 2);
+            if self.free_pages.len() < need {
+                return false;
+            }
             self.free_cids.pop();
-            self.cid_slot[usize::from(cid)] = s;
+            let pool = self.pool.as_ref().expect("a live queue has its pool");
             let slot = &mut self.slots[si];
+            let cmd = &mut self.cmds[usize::from(cid)];
+            cmd.slot = s;
+            cmd.copy_out = false;
+            self.iovas.clear();
+            for i in 0..n {
+                let p = self.free_pages.pop().expect("counted above");
+                cmd.pages.push(p);
+                let off = p as usize * PAGE;
+                self.iovas.push(pool.iova() + off as u64);
+                let chunk = PAGE.min(bytes - i * PAGE);
+                match (dc.data, fill) {
+                    (DevData::Buf { .. }, Some(at)) if !slot.read => {
+                        pool.write_from_user(off, &slot.user, at + i * PAGE, chunk)
+                    }
+                    (DevData::Zeroes { .. }, _) => pool.zero(off, PAGE),
+                    _ => {}
+                }
+            }
+            if let (DevData::Ranges { len }, Some(&p)) = (dc.data, cmd.pages.first()) {
+                let w = encode_dsm_ranges(&slot.ranges, &mut self.page[..len.min(PAGE)]);
+                pool.write(p as usize * PAGE, &self.page[..w]);
+            }
+            if let (DevData::Buf { offset, len }, true) = (dc.data, slot.read) {
+                cmd.copy_out = true;
+                cmd.user_off = offset;
+                cmd.len = len;
+            }
+            let list = (n > 2).then(|| {
+                let p = self.free_pages.pop().expect("counted above");
+                cmd.pages.push(p);
+                p
+            });
+            let (prp1, prp2, rest) = prps(
+                &self.iovas,
+                list.map(|p| pool.iova() + (p as usize * PAGE) as u64),
+            );
+            if let Some(p) = list {
+                for (i, e) in rest.iter().enumerate() {
+                    pool.write(p as usize * PAGE + i * 8, &e.to_le_bytes());
+                }
+            }
+            let mut sqe = dc.sqe;
+            sqe.cid = Cid(cid);
+            sqe.dptr = prp_dptr(prp1, prp2);
             if slot.parts == 0 {
                 slot.epoch = self.epoch;
             }
             slot.parts += 1;
-            let mut sqe = sqe;
-            sqe.cid = Cid(cid);
+            slot.next_cmd += 1;
             self.ring
                 .as_mut()
                 .expect("a live queue has its ring")
                 .push(&sqe);
         }
+        true
     }
 
-    /// Slot `s` is done with (all its commands answered): frees it and reports it unless it
-    /// was reported already.
+    /// Slot `s` has all its answers: reports it (unless it was already) and frees it.
     fn finish(&mut self, s: u32) {
         let slot = &mut self.slots[s as usize];
-        if slot.kind == Kind::Read && slot.err.is_none() && !slot.abandoned {
-            let pool = self.pool.as_ref().expect("a live queue has its pool");
-            let len = slot.user.len();
-            for (i, &p) in slot.pages.iter().take(len.div_ceil(PAGE)).enumerate() {
-                let chunk = PAGE.min(len - i * PAGE);
-                pool.read_to_user(p as usize * PAGE, &slot.user, i * PAGE, chunk);
-            }
-        }
-        self.free_pages.append(&mut slot.pages);
         if !slot.abandoned {
-            let r = slot.err.map_or(Ok(()), Err);
-            self.ready.push_back((slot.tag, r));
+            self.ready
+                .push_back((slot.tag, slot.err.map_or(Ok(()), Err)));
         }
-        let ranges = std::mem::take(&mut slot.ranges);
-        let pages = std::mem::take(&mut slot.pages);
-        *slot = Slot::default();
-        slot.ranges = ranges;
+        slot.busy = false;
+        slot.abandoned = false;
+        slot.err = None;
+        slot.parts = 0;
+        slot.cmds.clear();
+        slot.next_cmd = 0;
         slot.ranges.clear();
-        slot.pages = pages;
+        slot.user = UserBuf::default();
         self.free_slots.push(s);
     }
 
-    /// Starts a new operation in slot `s` now, or queues it behind the backlog.
+    fn check_done(&mut self, s: u32) {
+        let slot = &self.slots[s as usize];
+        if slot.busy && slot.issued() && slot.parts == 0 {
+            self.finish(s);
+        }
+    }
+
+    /// Starts slot `s` now, or queues it behind the backlog.
     fn start(&mut self, s: u32) {
         if self.backlog.is_empty() && self.advance(s) {
             self.check_done(s);
@@ -1062,34 +958,37 @@ impl NvmeVfioQueue {
         }
     }
 
-    fn check_done(&mut self, s: u32) {
-        let slot = &self.slots[s as usize];
-        if slot.issued && slot.parts == 0 {
-            self.finish(s);
-        }
-    }
-
     fn reap(&mut self) {
         let mut any = false;
         while let Some(cqe) = self.ring.as_mut().and_then(Ring::next) {
             any = true;
             let cid = cqe.cid.0;
-            let Some(&s) = self.cid_slot.get(usize::from(cid)) else {
+            let Some(cmd) = self.cmds.get_mut(usize::from(cid)) else {
                 continue;
             };
-            self.free_cids.push(cid);
+            let s = cmd.slot;
             let slot = &mut self.slots[s as usize];
+            let ok = cqe.status.is_success();
+            if ok && cmd.copy_out && !slot.abandoned {
+                let pool = self.pool.as_ref().expect("a live queue has its pool");
+                for (i, &p) in cmd.pages.iter().take(cmd.len.div_ceil(PAGE)).enumerate() {
+                    let chunk = PAGE.min(cmd.len - i * PAGE);
+                    pool.read_to_user(
+                        p as usize * PAGE,
+                        &slot.user,
+                        cmd.user_off + i * PAGE,
+                        chunk,
+                    );
+                }
+            }
+            self.free_pages.append(&mut cmd.pages);
+            self.free_cids.push(cid);
             slot.parts = slot.parts.saturating_sub(1);
-            if !cqe.status.is_success() {
+            if let Err(e) = status_result(cqe.status) {
                 self.ctrl.device_errors.fetch_add(1, Ordering::Relaxed);
-                slot.err.get_or_insert(device_error(slot.kind, cqe.status));
+                slot.err.get_or_insert(e);
             }
-            if slot.abandoned && slot.parts == 0 {
-                slot.issued = true;
-            }
-            if slot.issued && slot.parts == 0 {
-                self.finish(s);
-            }
+            self.check_done(s);
         }
         if let (true, Some(ring)) = (any, self.ring.as_ref()) {
             ring.release(&self.ctrl);
@@ -1115,17 +1014,16 @@ impl NvmeVfioQueue {
         self.epoch_at = Instant::now();
         self.epoch = self.epoch.wrapping_add(1);
         let csts = self.ctrl.csts();
-        let fatal = csts & CSTS_CFS != 0 || csts == u32::MAX;
-        if fatal {
+        if csts & CSTS_CFS != 0 || csts == u32::MAX {
             self.ctrl.fatal();
         }
         let failed = self.ctrl.failed.load(Ordering::Relaxed);
         for i in 0..self.slots.len() {
             let slot = &mut self.slots[i];
-            if slot.kind == Kind::Free || slot.abandoned || slot.parts == 0 && !failed {
+            if !slot.busy || slot.abandoned {
                 continue;
             }
-            let late = self.epoch.wrapping_sub(slot.epoch) > COMMAND_TIMEOUT_SECS;
+            let late = slot.parts > 0 && self.epoch.wrapping_sub(slot.epoch) > COMMAND_TIMEOUT_SECS;
             if !(failed || late) {
                 continue;
             }
@@ -1140,102 +1038,67 @@ impl NvmeVfioQueue {
                     );
                 }
             }
-            if slot.parts == 0 {
-                slot.issued = true;
-                self.finish(i as u32);
-            }
+            self.check_done(i as u32);
         }
         if failed {
-            self.backlog.clear();
+            self.backlog.retain(|&s| self.slots[s as usize].busy);
         }
     }
 }
 
-/// The error for a command the device completed with `status`.
-fn device_error(_kind: Kind, status: Status) -> BdevError {
-    if status.same_code(Status::LBA_OUT_OF_RANGE) {
-        BdevError::OutOfRange
-    } else {
-        BdevError::Media
-    }
+fn prp_dptr(prp1: u64, prp2: u64) -> SglDescriptor {
+    let mut dptr = [0u8; 16];
+    dptr[..8].copy_from_slice(&prp1.to_le_bytes());
+    dptr[8..].copy_from_slice(&prp2.to_le_bytes());
+    SglDescriptor::Raw(dptr)
 }
 
 impl BdevQueue for NvmeVfioQueue {
     fn submit(&mut self, tag: u64, op: BdevOp<'_>) {
         self.outstanding += 1;
         if self.ring.is_none() || self.ctrl.failed.load(Ordering::Relaxed) {
-            self.fail_now(tag, BdevError::Media);
+            self.ready.push_back((tag, Err(BdevError::Media)));
             return;
         }
-        let (bs, nb) = (self.ctrl.block_size, self.ctrl.num_blocks);
-        let (kind, user, lba, end) = match op {
-            BdevOp::Read { lba, buf } => match check_range(bs, nb, lba, buf.len()) {
-                Ok(0) => return self.ready.push_back((tag, Ok(()))),
-                Ok(_) if buf.len() as u64 > self.ctrl.max_transfer => {
-                    return self.fail_now(tag, BdevError::BadLength)
-                }
-                Ok(_) => (Kind::Read, UserBuf::from_mut(buf), lba, 0),
-                Err(e) => return self.fail_now(tag, e),
-            },
-            BdevOp::Write { lba, buf } => match check_range(bs, nb, lba, buf.len()) {
-                Ok(0) => return self.ready.push_back((tag, Ok(()))),
-                Ok(_) if buf.len() as u64 > self.ctrl.max_transfer => {
-                    return self.fail_now(tag, BdevError::BadLength)
-                }
-                Ok(_) => (Kind::Write, UserBuf::from_ref(buf), lba, 0),
-                Err(e) => return self.fail_now(tag, e),
-            },
-            BdevOp::Flush if !self.ctrl.volatile_cache => {
-                return self.ready.push_back((tag, Ok(())))
-            }
-            BdevOp::Flush => (Kind::Flush, UserBuf::default(), 0, 0),
-            BdevOp::WriteZeroes { lba, blocks } => {
-                if lba.checked_add(blocks).is_none_or(|e| e > nb) {
-                    return self.fail_now(tag, BdevError::OutOfRange);
-                }
-                if self.ctrl.oncs & ONCS_WRITE_ZEROES == 0 {
-                    return self.fail_now(tag, BdevError::Media);
-                }
-                (Kind::Zero, UserBuf::default(), lba, lba + blocks)
-            }
-            BdevOp::Deallocate { ranges } => {
-                if let Err(e) = check_ranges(ranges, nb) {
-                    return self.fail_now(tag, e);
-                }
-                if ranges.iter().all(|r| r.1 == 0) {
-                    return self.ready.push_back((tag, Ok(())));
-                }
-                if !self.ctrl.dealloc_zeroes && self.ctrl.oncs & ONCS_WRITE_ZEROES == 0 {
-                    // Nothing guarantees zeroes: deallocation is advisory, a no-op is allowed.
-                    return self.ready.push_back((tag, Ok(())));
-                }
-                let kind = if self.ctrl.dealloc_zeroes {
-                    Kind::Dsm
-                } else {
-                    Kind::Zero
-                };
-                let Some(s) = self.free_slots.pop() else {
-                    return self.fail_now(tag, BdevError::Media);
-                };
-                let slot = &mut self.slots[s as usize];
-                slot.ranges.clear();
-                slot.ranges
-                    .extend(ranges.iter().copied().filter(|r| r.1 > 0).take(256));
-                slot.tag = tag;
-                slot.kind = kind;
-                slot.deac = true;
-                return self.start(s);
-            }
-        };
         let Some(s) = self.free_slots.pop() else {
-            return self.fail_now(tag, BdevError::Media);
+            // More than the depth the queue was opened with: the caller broke its bound.
+            self.ready.push_back((tag, Err(BdevError::Media)));
+            return;
         };
         let slot = &mut self.slots[s as usize];
+        let ctrl = &self.ctrl;
+        let cmds = &mut slot.cmds;
+        let planned = ctrl
+            .ns
+            .plan(&op, ctrl.served, ctrl.ns.max_transfer as usize, &mut |c| {
+                cmds.push(c)
+            });
+        match planned {
+            Ok(n) if n > 0 => {}
+            other => {
+                slot.cmds.clear();
+                self.free_slots.push(s);
+                self.ready.push_back((tag, other.map(|_| ())));
+                return;
+            }
+        }
+        slot.busy = true;
         slot.tag = tag;
-        slot.kind = kind;
-        slot.user = user;
-        slot.lba = lba;
-        slot.end = end;
+        match op {
+            BdevOp::Read { buf, .. } => {
+                slot.user = UserBuf::from_mut(buf);
+                slot.read = true;
+            }
+            BdevOp::Write { buf, .. } => {
+                slot.user = UserBuf::from_ref(buf);
+                slot.read = false;
+            }
+            BdevOp::Deallocate { ranges } => {
+                slot.ranges.extend_from_slice(ranges);
+                slot.read = false;
+            }
+            BdevOp::Flush | BdevOp::WriteZeroes { .. } => slot.read = false,
+        }
         self.start(s);
     }
 
@@ -1266,15 +1129,11 @@ impl BdevQueue for NvmeVfioQueue {
     }
 
     fn quiesce(&mut self) {
-        // The device holds callers' buffers only through our pages; but a Write copies at
-        // issue and a Read at completion, so a caller's buffer is in use while its op is
-        // queued or in flight: wait for all of them (bounded by the command timeout).
+        // A Write's buffer is read when its command is issued and a Read's written when it
+        // completes, so a caller's buffer is in use while its operation is queued or at the
+        // device: wait for all of them (bounded by the command timeout).
         let deadline = Instant::now() + Duration::from_secs(u64::from(COMMAND_TIMEOUT_SECS) + 2);
-        while self.ring.is_some()
-            && self
-                .slots
-                .iter()
-                .any(|s| s.kind != Kind::Free && !s.abandoned)
+        while self.slots.iter().any(|s| s.busy && !s.abandoned)
             && !self.ctrl.failed.load(Ordering::Relaxed)
         {
             if let Some(ring) = self.ring.as_mut() {
@@ -1284,17 +1143,19 @@ impl BdevQueue for NvmeVfioQueue {
             self.run_backlog();
             if Instant::now() > deadline {
                 // Report what is left as failed and stop touching the callers' buffers.
-                for i in 0..self.slots.len() {
-                    let slot = &mut self.slots[i];
-                    if slot.kind != Kind::Free && !slot.abandoned {
-                        slot.abandoned = true;
-                        self.ready.push_back((slot.tag, Err(BdevError::Media)));
-                    }
+                for slot in self.slots.iter_mut().filter(|s| s.busy && !s.abandoned) {
+                    slot.abandoned = true;
+                    self.ready.push_back((slot.tag, Err(BdevError::Media)));
                 }
-                self.backlog.clear();
                 break;
             }
             std::thread::yield_now();
+        }
+        if self.ctrl.failed.load(Ordering::Relaxed) {
+            for slot in self.slots.iter_mut().filter(|s| s.busy && !s.abandoned) {
+                slot.abandoned = true;
+                self.ready.push_back((slot.tag, Err(BdevError::Media)));
+            }
         }
     }
 }
@@ -1319,6 +1180,7 @@ impl Drop for NvmeVfioQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use nvme_proto::nvme::IoOpcode;
 
     #[test]
     fn prp_entries_for_one_two_and_many_pages() {
@@ -1351,7 +1213,7 @@ mod tests {
 
     #[test]
     fn unknown_devices_are_one_clear_line() {
-        let e = NvmeVfioBdev::open("0000:ff:1f.7", 0, 0, 4096)
+        let e = NvmeVfioBdev::open("0000:ff:1f.7", 0, 0)
             .unwrap_err()
             .to_string();
         assert!(
@@ -1359,7 +1221,7 @@ mod tests {
             "{e}"
         );
         assert!(!e.contains('\n'), "one line: {e}");
-        let e = NvmeVfioBdev::open("../../etc", 0, 0, 4096)
+        let e = NvmeVfioBdev::open("../../etc", 0, 0)
             .unwrap_err()
             .to_string();
         assert!(e.contains("no such PCI device"), "{e}");
