@@ -46,7 +46,7 @@ use nvme_proto::nvme::{AdminOpcode, Cid, Cqe, Nsid, Sqe, CQE_SIZE, SQE_SIZE};
 use nvme_proto::sgl::SglDescriptor;
 
 use super::nvme_dev::{encode_dsm_ranges, identify_cmd, status_result, DevCmd, DevData, NvmeNs};
-use super::{Bdev, BdevError, BdevOp, BdevQueue, DeviceInfo};
+use super::{Bdev, BdevError, BdevOp, BdevQueue, DeviceInfo, DoneQueue};
 use crate::config::BackendKind;
 use hw::{Bar, DmaMem, UserBuf, Vfio, VfioStep, PAGE};
 
@@ -743,7 +743,7 @@ pub struct NvmeVfioQueue {
     cmds: Vec<Cmd>,
     free_cids: Vec<u16>,
     backlog: VecDeque<u32>,
-    ready: VecDeque<(u64, Result<(), BdevError>)>,
+    ready: DoneQueue,
     outstanding: usize,
     /// Scratch: page IOVAs of one command, a DSM range page.
     iovas: Vec<u64>,
@@ -807,7 +807,7 @@ impl NvmeVfioQueue {
                 .collect(),
             free_cids: (0..entries - 1).rev().collect(),
             backlog: VecDeque::with_capacity(depth),
-            ready: VecDeque::with_capacity(depth),
+            ready: DoneQueue::new(depth),
             outstanding: 0,
             iovas: Vec::with_capacity(max_pages),
             page: vec![0u8; PAGE],
@@ -830,7 +830,7 @@ impl NvmeVfioQueue {
             cmds: Vec::new(),
             free_cids: Vec::new(),
             backlog: VecDeque::new(),
-            ready: VecDeque::with_capacity(64),
+            ready: DoneQueue::new(64),
             outstanding: 0,
             iovas: Vec::new(),
             page: Vec::new(),
@@ -928,8 +928,7 @@ impl NvmeVfioQueue {
     fn finish(&mut self, s: u32) {
         let slot = &mut self.slots[s as usize];
         if !slot.abandoned {
-            self.ready
-                .push_back((slot.tag, slot.err.map_or(Ok(()), Err)));
+            self.ready.push(slot.tag, slot.err.map_or(Ok(()), Err));
         }
         slot.busy = false;
         slot.abandoned = false;
@@ -1028,7 +1027,7 @@ impl NvmeVfioQueue {
                 continue;
             }
             slot.abandoned = true;
-            self.ready.push_back((slot.tag, Err(BdevError::Media)));
+            self.ready.push(slot.tag, Err(BdevError::Media));
             if late && !failed {
                 self.ctrl.timeouts.fetch_add(1, Ordering::Relaxed);
                 if !self.ctrl.said_timeout.swap(true, Ordering::Relaxed) {
@@ -1057,12 +1056,12 @@ impl BdevQueue for NvmeVfioQueue {
     fn submit(&mut self, tag: u64, op: BdevOp<'_>) {
         self.outstanding += 1;
         if self.ring.is_none() || self.ctrl.failed.load(Ordering::Relaxed) {
-            self.ready.push_back((tag, Err(BdevError::Media)));
+            self.ready.push(tag, Err(BdevError::Media));
             return;
         }
         let Some(s) = self.free_slots.pop() else {
             // More than the depth the queue was opened with: the caller broke its bound.
-            self.ready.push_back((tag, Err(BdevError::Media)));
+            self.ready.push(tag, Err(BdevError::Media));
             return;
         };
         let slot = &mut self.slots[s as usize];
@@ -1078,7 +1077,7 @@ impl BdevQueue for NvmeVfioQueue {
             other => {
                 slot.cmds.clear();
                 self.free_slots.push(s);
-                self.ready.push_back((tag, other.map(|_| ())));
+                self.ready.push(tag, other.map(|_| ()));
                 return;
             }
         }
@@ -1116,10 +1115,7 @@ impl BdevQueue for NvmeVfioQueue {
         if self.outstanding > self.ready.len() {
             self.watchdog();
         }
-        let n = self.ready.len();
-        while let Some((tag, r)) = self.ready.pop_front() {
-            done(tag, r);
-        }
+        let n = self.ready.drain(done);
         self.outstanding -= n;
         n
     }
@@ -1145,7 +1141,7 @@ impl BdevQueue for NvmeVfioQueue {
                 // Report what is left as failed and stop touching the callers' buffers.
                 for slot in self.slots.iter_mut().filter(|s| s.busy && !s.abandoned) {
                     slot.abandoned = true;
-                    self.ready.push_back((slot.tag, Err(BdevError::Media)));
+                    self.ready.push(slot.tag, Err(BdevError::Media));
                 }
                 break;
             }
@@ -1154,7 +1150,7 @@ impl BdevQueue for NvmeVfioQueue {
         if self.ctrl.failed.load(Ordering::Relaxed) {
             for slot in self.slots.iter_mut().filter(|s| s.busy && !s.abandoned) {
                 slot.abandoned = true;
-                self.ready.push_back((slot.tag, Err(BdevError::Media)));
+                self.ready.push(slot.tag, Err(BdevError::Media));
             }
         }
     }
