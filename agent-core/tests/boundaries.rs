@@ -491,3 +491,44 @@ fn buffer_cases(#[case] waits: u64, #[case] raised: bool) {
         "{out:#?}"
     );
 }
+
+/// An nvme-vfio namespace names its controller by PCI address (a device owned by vfio-pci has no
+/// block device): a loaded reactor on node 0 serving that node-1 controller over `lo` (no NIC
+/// node to judge) is misplaced by the device alone; on node 1 it is not.
+#[rstest]
+#[case::reactor_away_from_the_vfio_device(0, true)]
+#[case::reactor_on_the_vfio_device_node(2, false)]
+fn numa_vfio_device_by_pci_address(#[case] core: u32, #[case] misplaced: bool) {
+    let mut t = topo(2);
+    t.pci.push(PciDevice {
+        bdf: "0000:82:00.0".into(),
+        class: PciDevice::STORAGE.into(),
+        node: Some(1),
+        ..PciDevice::default()
+    });
+    let mut info = info("lo");
+    info.namespaces = vec![agent_core::sample::NamespaceInfo {
+        nqn: "nqn.2026-11.io.ringside:nvme0".into(),
+        nsid: 1,
+        backend: agent_core::sample::BackendKind::NvmeVfio,
+        device: Some("0000:82:00.0".into()),
+    }];
+    let mut r = reactor();
+    r.core = core;
+    r.node = t.node_of_cpu(core);
+    r.allowed_cpus = vec![core];
+    r.last_cpu = Some(core);
+    let out = run(&window(r, vec![qpair(16.0, 200_000.0)], vec![]), &info, &t);
+    let numa: Vec<&Finding> = out
+        .iter()
+        .filter(|f| f.kind == FindingKind::NumaMisplacement)
+        .collect();
+    assert_eq!(numa.len(), usize::from(misplaced), "{out:#?}");
+    if let Some(f) = numa.first() {
+        assert!(
+            f.summary.contains("0000:82:00.0") && f.summary.contains("node 1"),
+            "names the device and its node: {}",
+            f.summary
+        );
+    }
+}

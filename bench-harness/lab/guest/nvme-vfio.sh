@@ -225,13 +225,18 @@ fi
 
 # --- the agent: device, node 1, numa_misplacement for the reactor on core 0 (node 0) ------------------------
 if start_tgt diag --nvme-vfio "$BDF" --cores 0; then
-  "$PERF" -r "$TRID" -q 8 -o 4096 -w randread --range 128MiB -t 40 --cores 2 >"$WORK/diag-perf.log" 2>&1 &
+  "$PERF" -r "$TRID" -q 8 -o 4096 -w randread --range 128MiB -t 90 --cores 2 >"$WORK/diag-perf.log" 2>&1 &
   ppid=$!
-  sleep 2
-  "$RS" --file "$WORK/ringside.diag" diagnose --duration 10s --json >"$WORK/diag.json" 2>"$WORK/diag-agent.log"
+  # Diagnose once the load runs (TCG on a busy host: connecting takes a while).
+  for i in $(seq 1 300); do ss -tnH "dport = :$PORT" 2>/dev/null | grep -q ESTAB && break; sleep 0.1; done
+  sleep 5
+  "$RS" --file "$WORK/ringside.diag" diagnose --duration 20s --json >"$WORK/diag.json" 2>"$WORK/diag-agent.log"
   res diagnose.status $?
   kill $ppid 2>/dev/null; wait $ppid 2>/dev/null
   echo "diagnose findings:"; jq -c '.findings[] | [.kind, .subject, .summary]' "$WORK/diag.json" | sed 's/^/  | /'
+  echo "diagnose overall / topology:"; jq -c '.overall' "$WORK/diag.json" | cut -c1-800 | sed 's/^/  | /'
+  jq -c '[.. | objects | select(.bdf? != null)] | .[0:6]' "$WORK/diag.json" 2>/dev/null | cut -c1-800 | sed 's/^/  | /'
+  tail -n 5 "$WORK/diag-perf.log" | sed 's/^/  perf: /'
   if jq -e --arg bdf "$BDF" '.findings[] | select(.kind == "numa_misplacement" and .subject.type == "reactor"
         and .subject.index == 0 and (tostring | contains($bdf)) and (tostring | test("node 1")))' \
        "$WORK/diag.json" >/dev/null; then
