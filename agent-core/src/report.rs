@@ -67,6 +67,10 @@ pub struct Report {
     /// from the window where a cause explained the most, when request records were read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tail: Option<TailAttribution>,
+    /// What happened to the target during a live session (waited for it, it went away, a new
+    /// instance replaced it), one sentence each with its time; empty when it stayed attached.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lifecycle: Vec<String>,
 }
 
 fn us(ns: u64) -> String {
@@ -128,6 +132,9 @@ impl Report {
                 &self.topology.source
             }
         );
+        for l in &self.lifecycle {
+            let _ = writeln!(o, "**Target lifecycle:** {l}\n");
+        }
         if let Some(w) = &self.overall {
             let _ = writeln!(
                 o,
@@ -456,6 +463,9 @@ svg text{{font-size:11px;font-family:sans-serif}}</style></head><body><h1>{title
                 w.reactors.len(),
                 w.seconds()
             );
+        }
+        for l in &self.lifecycle {
+            let _ = write!(o, "<p><b>Target lifecycle:</b> {}</p>", esc(l));
         }
         let _ = write!(o, "<section id=\"findings\"><h2>Findings</h2>");
         if self.findings.is_empty() {

@@ -197,6 +197,7 @@ fn stop_flag() -> Arc<AtomicBool> {
 fn watch(
     session: &mut Session,
     duration: Duration,
+    notes: &mut Vec<String>,
     mut each: impl FnMut(&Sample) -> Result<()>,
 ) -> Result<(Option<Sample>, Option<Sample>, AgentCost)> {
     let stop = stop_flag();
@@ -212,11 +213,22 @@ fn watch(
         if session.status().map(|s| s.attachments) != attachments || !session.is_live() {
             let why = session
                 .status()
-                .map(|s| format!("{} ({})", s.state.as_str(), s.reason))
+                .map(|s| {
+                    let what = if s.state.is_live() {
+                        "was replaced by a new instance (reattached)".to_string()
+                    } else {
+                        format!("went away ({})", s.reason)
+                    };
+                    format!(
+                        "target {} {what} at {} UTC, {:.1} s into the watch; the report covers the instance watched until then",
+                        s.name,
+                        utc_now(),
+                        start.elapsed().as_secs_f64()
+                    )
+                })
                 .unwrap_or_default();
-            eprintln!(
-                "ringside: the target {why}; the report covers the instance watched until then"
-            );
+            eprintln!("ringside: {why}");
+            notes.push(why);
             break;
         }
         if let Some(s) = session.last_sample() {
@@ -260,6 +272,7 @@ fn build_report(
     last: Option<&Sample>,
     cost: Option<AgentCost>,
     source: String,
+    lifecycle: Vec<String>,
 ) -> Report {
     let overall = match (first, last) {
         (Some(a), Some(b)) if b.t_ns > a.t_ns => {
@@ -277,6 +290,7 @@ fn build_report(
         agent_cost: cost,
         source,
         tail: agent_core::requests::worst_tail(analyzer.windows()),
+        lifecycle,
     }
 }
 
@@ -340,9 +354,8 @@ pub fn diagnose(attach: &AttachArgs, args: &DiagnoseArgs, out: &mut dyn Write) -
         &args.analysis,
         &session_options(args.interval, &args.analysis),
     )?;
-    if !session.wait_live(&stop_flag()) {
-        bail!("stopped while waiting for the target");
-    }
+    let mut notes = Vec::new();
+    wait_for_target(&mut session, &mut notes)?;
     let mut rec = match &args.record {
         Some(p) => Some(open_recording(
             p,
@@ -357,7 +370,7 @@ pub fn diagnose(attach: &AttachArgs, args: &DiagnoseArgs, out: &mut dyn Write) -
         session.analyzer().info().pid,
         args.duration
     );
-    let (first, last, cost) = watch(&mut session, args.duration, |s| {
+    let (first, last, cost) = watch(&mut session, args.duration, &mut notes, |s| {
         if let Some(w) = &mut rec {
             writeln!(w, "{}", Recording::sample_line(s))?;
         }
@@ -372,6 +385,7 @@ pub fn diagnose(attach: &AttachArgs, args: &DiagnoseArgs, out: &mut dyn Write) -
         last.as_ref(),
         Some(cost),
         "live".into(),
+        notes,
     );
     emit(&report, args.json, args.html.as_deref(), out)
 }
@@ -390,16 +404,15 @@ pub fn record(attach: &AttachArgs, args: &RecordArgs, out: &mut dyn Write) -> Re
         &args.analysis,
         &session_options(args.interval, &args.analysis),
     )?;
-    if !session.wait_live(&stop_flag()) {
-        bail!("stopped while waiting for the target");
-    }
+    let mut notes = Vec::new();
+    wait_for_target(&mut session, &mut notes)?;
     let mut w = open_recording(
         &args.output,
         session.analyzer().info(),
         session.analyzer().topology(),
     )?;
     let mut n = 0u64;
-    let (_, _, cost) = watch(&mut session, args.duration, |s| {
+    let (_, _, cost) = watch(&mut session, args.duration, &mut notes, |s| {
         writeln!(w, "{}", Recording::sample_line(s))?;
         n += 1;
         Ok(())
@@ -412,7 +425,57 @@ pub fn record(attach: &AttachArgs, args: &RecordArgs, out: &mut dyn Write) -> Re
         args.output.display(),
         cost.core_share() * 100.0
     )?;
+    for n in &notes {
+        writeln!(out, "target lifecycle: {n}")?;
+    }
     Ok(())
+}
+
+/// Waits for the target when the session started before it (said once by the session), and
+/// notes how long, for the report.
+fn wait_for_target(session: &mut Session, notes: &mut Vec<String>) -> Result<()> {
+    let t0 = Instant::now();
+    if !session.is_live() {
+        if !session.wait_live(&stop_flag()) {
+            bail!("stopped while waiting for the target");
+        }
+        notes.push(format!(
+            "waited {:.1} s for target {} to start; attached at {} UTC",
+            t0.elapsed().as_secs_f64(),
+            session.analyzer().info().name,
+            utc_now()
+        ));
+    }
+    Ok(())
+}
+
+/// Now as `YYYY-MM-DD HH:MM:SS` in UTC (civil date from the Unix day count, Howard Hinnant's
+/// algorithm), for the times in the report.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc(secs)
+}
+
+fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
 }
 
 /// `ringside report`.
@@ -441,6 +504,7 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
         rec.samples.last(),
         None,
         args.recording.display().to_string(),
+        Vec::new(),
     );
     emit(&report, args.json, args.html.as_deref(), out)
 }
@@ -448,6 +512,13 @@ pub fn report(args: &ReportArgs, out: &mut dyn Write) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_times_are_civil_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+        assert_eq!(utc(1_796_557_622), "2026-12-06 11:47:02");
+    }
 
     #[test]
     fn durations_parse_and_bad_ones_say_why() {

@@ -23,6 +23,10 @@
 //!   the target's port opens finds the trace file there and valid (header, description, live),
 //!   with a 256 MiB malloc namespace (the issue measured the file 0.47 s after the port then).
 //!
+//! - `diagnose_says_in_its_report_that_the_target_came_late_and_went_away`: `ringside diagnose`
+//!   started before its target waits for it, and when the target is killed mid-watch the report
+//!   says both (with UTC times) and covers the instance watched until then.
+//!
 //! Every wait is a bounded poll of a condition (a hang guard, not a speed assertion).
 #![forbid(unsafe_code)]
 
@@ -638,5 +642,69 @@ fn the_trace_file_is_published_before_the_listener_accepts() {
     assert!(
         !r.description().reactors.is_empty(),
         "the description is complete"
+    );
+}
+
+#[test]
+fn diagnose_says_in_its_report_that_the_target_came_late_and_went_away() {
+    let _g = serial();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = format!("diag{}", std::process::id());
+    let bin = cargo_bin("agent", "ringside");
+    let mut child = Command::new(&bin)
+        .args(["--name", &name, "--shm-dir"])
+        .arg(dir.path())
+        .args([
+            "diagnose",
+            "--duration",
+            "10m",
+            "--interval",
+            "250ms",
+            "--no-kernel",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+    let err = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let wait_line = |what: &str| {
+        let t0 = std::time::Instant::now();
+        loop {
+            match rx.recv_timeout(Duration::from_secs(1)) {
+                Ok(l) if l.contains(what) => return l,
+                Ok(_) => {}
+                Err(_) => assert!(
+                    t0.elapsed() < Duration::from_secs(60),
+                    "no line with {what:?}"
+                ),
+            }
+        }
+    };
+    wait_line("waiting for target");
+    let mut t = Target::start_in(dir.path(), &name, &["--malloc", "16MiB"]);
+    wait_line("watching");
+    t.kill();
+    let out = child.wait_with_output().expect("diagnose ends");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "diagnose exits 0:\n{report}");
+    assert!(
+        report.contains("**Target lifecycle:** waited ")
+            && report.contains(&format!("for target {name} to start; attached at ")),
+        "the wait is in the report:\n{report}"
+    );
+    let gone = report
+        .lines()
+        .find(|l| l.contains(&format!("**Target lifecycle:** target {name} went away (")))
+        .unwrap_or_else(|| panic!("the end is in the report:\n{report}"));
+    assert!(
+        gone.contains(" UTC, ") && gone.contains("s into the watch"),
+        "with its time: {gone}"
     );
 }
