@@ -63,6 +63,12 @@ pub struct Args {
     #[arg(long, value_name = "BDF")]
     pub nvme_vfio: Vec<String>,
 
+    /// Add a namespace served by NVMe passthrough through io_uring on an NVMe generic character
+    /// device, e.g. /dev/ng0n1 (size and block size from the device's Identify data);
+    /// repeatable, after the --uring namespaces.
+    #[arg(long, value_name = "/dev/ngXnY")]
+    pub uring_cmd: Vec<PathBuf>,
+
     /// Reactor cores, e.g. 0 or 0,1 or 0-3 (default 0).
     #[arg(long, value_name = "LIST")]
     pub cores: Option<String>,
@@ -125,7 +131,8 @@ impl Args {
         let from_flags = !self.malloc.is_empty()
             || !self.null.is_empty()
             || !self.uring.is_empty()
-            || !self.nvme_vfio.is_empty();
+            || !self.nvme_vfio.is_empty()
+            || !self.uring_cmd.is_empty();
         let mut cfg = match &self.config {
             Some(path) => {
                 if from_flags
@@ -164,6 +171,13 @@ impl Args {
                     .extend(self.nvme_vfio.iter().map(|bdf| NamespaceConfig {
                         nsid: None,
                         backend: BackendKind::NvmeVfio { bdf: bdf.clone() },
+                        size: ByteSize(0),
+                        block_size: 0,
+                    }));
+                s.namespaces
+                    .extend(self.uring_cmd.iter().map(|p| NamespaceConfig {
+                        nsid: None,
+                        backend: BackendKind::UringCmd { path: p.clone() },
                         size: ByteSize(0),
                         block_size: 0,
                     }));

@@ -309,6 +309,9 @@ pub enum BackendKind {
     /// A PCIe NVMe controller bound to vfio-pci, driven from user space; `bdf` is its PCI
     /// address (`0000:81:00.0`). The namespace is the controller's first active one.
     NvmeVfio { bdf: String },
+    /// NVMe passthrough through io_uring on a namespace's generic character device
+    /// (`/dev/ngXnY`); size and block size from Identify.
+    UringCmd { path: PathBuf },
 }
 
 impl BackendKind {
@@ -320,15 +323,16 @@ impl BackendKind {
             BackendKind::Malloc => B::Malloc,
             BackendKind::Uring { .. } => B::Uring,
             BackendKind::NvmeVfio { .. } => B::NvmeVfio,
+            BackendKind::UringCmd { .. } => B::UringCmd,
         }
     }
 
-    /// Whether the device gives the size and block size (0 in the configuration = the
-    /// device's own).
+    /// Whether the file or device gives the size and block size (0 in the configuration = its
+    /// own).
     pub fn sized_by_device(&self) -> bool {
         matches!(
             self,
-            BackendKind::Uring { .. } | BackendKind::NvmeVfio { .. }
+            BackendKind::Uring { .. } | BackendKind::UringCmd { .. } | BackendKind::NvmeVfio { .. }
         )
     }
 }
@@ -393,6 +397,13 @@ impl TryFrom<RawNamespace> for NamespaceConfig {
                 }
             },
             ("uring", Some(path)) => BackendKind::Uring { path },
+            ("uring-cmd", Some(path)) => BackendKind::UringCmd { path },
+            ("uring-cmd", None) => {
+                return Err(
+                    "a uring-cmd namespace needs path = \"/dev/ngXnY\" (the namespace's NVMe generic character device)"
+                        .into(),
+                )
+            }
             ("uring", None) => {
                 return Err("a uring namespace needs path = \"FILE or /dev/BLOCKDEVICE\"".into())
             }
@@ -406,7 +417,7 @@ impl TryFrom<RawNamespace> for NamespaceConfig {
             ("malloc", None) => BackendKind::Malloc,
             (other, _) => {
                 return Err(format!(
-                    "unknown backend {other:?} (use null, malloc, uring or nvme-vfio)"
+                    "unknown backend {other:?} (use null, malloc, uring, uring-cmd or nvme-vfio)"
                 ))
             }
         };
@@ -432,7 +443,7 @@ impl From<NamespaceConfig> for RawNamespace {
             nsid: n.nsid,
             backend: n.backend.to_string(),
             path: match &n.backend {
-                BackendKind::Uring { path } => Some(path.clone()),
+                BackendKind::Uring { path } | BackendKind::UringCmd { path } => Some(path.clone()),
                 _ => None,
             },
             bdf: match n.backend {
@@ -843,11 +854,11 @@ impl Config {
                     )));
                 }
                 let uring = ns.backend.sized_by_device();
-                if let BackendKind::Uring { path } = &ns.backend {
+                if let BackendKind::Uring { path } | BackendKind::UringCmd { path } = &ns.backend {
                     if path.as_os_str().is_empty() {
                         return Err(invalid(format!(
-                            "subsystem {} nsid {nsid}: the uring backend needs a path",
-                            s.nqn
+                            "subsystem {} nsid {nsid}: the {} backend needs a path",
+                            s.nqn, ns.backend
                         )));
                     }
                 }

@@ -110,9 +110,17 @@ impl Target {
                     &nodes,
                 ) {
                     Ok(b) => b,
-                    // A PCIe device that is not ready for us (not bound to vfio-pci, group not
-                    // viable, controller failing) must not take the other namespaces down.
-                    Err(e) if matches!(ns.backend, crate::config::BackendKind::NvmeVfio { .. }) => {
+                    // A device that is not there or not ready for us (nvme-vfio: not bound to
+                    // vfio-pci, group not viable, controller failing; uring-cmd: a missing
+                    // /dev/ngXnY, a block device given, passthrough refused) must not take the
+                    // other namespaces down: one line, and the rest are served.
+                    Err(e)
+                        if matches!(
+                            ns.backend,
+                            crate::config::BackendKind::NvmeVfio { .. }
+                                | crate::config::BackendKind::UringCmd { .. }
+                        ) =>
+                    {
                         eprintln!(
                             "ringside-tgt: {} nsid {}: not served: {e}",
                             s.nqn,

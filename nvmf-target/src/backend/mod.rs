@@ -17,6 +17,7 @@ mod null;
 pub mod nvme_dev;
 mod nvme_vfio;
 mod uring;
+mod uring_cmd;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use malloc::MallocBdev;
 pub use null::NullBdev;
 pub use nvme_vfio::{NvmeVfioBdev, NvmeVfioError, NvmeVfioQueue, COMMAND_TIMEOUT_SECS};
 pub use uring::{UringBdev, UringError};
+pub use uring_cmd::{UringCmdBdev, UringCmdError, UringCmdQueue};
 
 /// Alignment of [`IoBuf`]s: a page, which covers every logical block size and the memory
 /// alignment O_DIRECT asks for on every device seen so far.
@@ -99,6 +101,8 @@ pub enum CreateError {
     Uring(#[from] UringError),
     #[error(transparent)]
     NvmeVfio(#[from] NvmeVfioError),
+    #[error(transparent)]
+    UringCmd(#[from] UringCmdError),
 }
 
 /// One block operation. Offsets and lengths are in blocks of the bdev's block size; the
@@ -225,6 +229,9 @@ pub fn create_with(
         }
         BackendKind::NvmeVfio { bdf } => {
             Arc::new(NvmeVfioBdev::open(bdf, ns.block_size, ns.size.0)?)
+        }
+        BackendKind::UringCmd { path } => {
+            Arc::new(UringCmdBdev::open(path, ns.block_size, ns.size.0)?.wake_reactor(!spinning))
         }
     })
 }

@@ -416,7 +416,22 @@ pub fn spawn_tgt(
     SocketAddr,
     std::sync::mpsc::Receiver<String>,
 ) {
+    let (child, addr, _startup, rx) = spawn_tgt_startup(dir, args);
+    (child, addr, rx)
+}
+
+/// [`spawn_tgt`], also returning the stderr lines printed before the target listened.
+pub fn spawn_tgt_startup(
+    dir: &std::path::Path,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    SocketAddr,
+    Vec<String>,
+    std::sync::mpsc::Receiver<String>,
+) {
     use std::io::{BufRead, BufReader};
+    let mut startup = Vec::new();
     let core = nvmf_target::config::online_cores()[0].to_string();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringside-tgt"))
         .args(["--listen", "127.0.0.1:0", "--cores", &core])
@@ -437,6 +452,7 @@ pub fn spawn_tgt(
         if let Some(a) = l.strip_prefix("ringside-tgt: listening on tcp ") {
             break a.parse::<SocketAddr>().expect("address");
         }
+        startup.push(l);
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -446,5 +462,5 @@ pub fn spawn_tgt(
             }
         }
     });
-    (child, addr, rx)
+    (child, addr, startup, rx)
 }
