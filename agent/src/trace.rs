@@ -196,11 +196,26 @@ fn describe(reader: &TraceReader, json: bool, out: &mut dyn Write) -> Result<()>
         for n in &s.namespaces {
             writeln!(
                 out,
-                "    nsid {} backend {} device {} size {}",
+                "    nsid {} backend {} device {}{} size {}{}{}",
                 n.nsid,
                 n.backend,
                 n.device.as_deref().unwrap_or("-"),
-                n.size_bytes.map_or("?".into(), |b| b.to_string())
+                n.device_path
+                    .as_deref()
+                    .map_or(String::new(), |p| format!(" ({p})")),
+                n.size_bytes.map_or("?".into(), |b| b.to_string()),
+                n.numa_node
+                    .map_or(String::new(), |d| format!(" NUMA node {d}")),
+                if n.device_queues.is_empty() {
+                    String::new()
+                } else {
+                    let q: Vec<String> = n
+                        .device_queues
+                        .iter()
+                        .map(|q| format!("reactor {} -> qid {}", q.reactor, q.qid))
+                        .collect();
+                    format!(" queues [{}]", q.join(", "))
+                }
             )?;
         }
     }

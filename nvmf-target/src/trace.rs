@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use trace_ring::description::{
-    Description, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc, SettingsDesc, SubsystemDesc,
-    Transport,
+    Description, DeviceQueueDesc, GroupDesc, ListenerDesc, NamespaceDesc, ReactorDesc,
+    SettingsDesc, SubsystemDesc, Transport,
 };
 use trace_ring::{CountersWriter, Layout, ReactorWriters, TraceFile};
 
@@ -92,6 +92,18 @@ pub fn describe(
                             size_bytes: Some(n.num_blocks * u64::from(n.block_size)),
                             block_size: Some(n.block_size),
                             numa_node: dev.and_then(|d| d.numa_node),
+                            device_path: n.bdev.device_path(),
+                            device_queues: config
+                                .cores
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(i, c)| {
+                                    Some(DeviceQueueDesc {
+                                        reactor: i as u32,
+                                        qid: n.bdev.device_queue(i, c.0)?,
+                                    })
+                                })
+                                .collect(),
                         }
                     })
                     .collect(),

@@ -286,6 +286,25 @@ pub struct NamespaceDesc {
     pub block_size: Option<u32>,
     /// NUMA node of the device or memory, when known.
     pub numa_node: Option<u32>,
+    /// How the target reaches the device (ABI 1.7): the NVMe generic character device of a
+    /// `uring-cmd` namespace (`/dev/ng0n1`), the PCI address of an `nvme-vfio` controller; absent
+    /// for other backends and in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_path: Option<String>,
+    /// The device queue each reactor submits to (ABI 1.7; empty when the backend has no device
+    /// queues or does not know them, and in older files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_queues: Vec<DeviceQueueDesc>,
+}
+
+/// One reactor's queue on a namespace's device.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceQueueDesc {
+    /// Reactor index.
+    pub reactor: u32,
+    /// The NVMe submission/completion queue id the reactor's commands go to (the I/O queue pair
+    /// a `nvme-vfio` reactor owns; for `uring-cmd` the kernel's queue for the reactor's CPU).
+    pub qid: u32,
 }
 
 impl Description {
@@ -392,5 +411,36 @@ mod tests {
         let s = d.settings.expect("settings");
         assert_eq!(s.idle, Some(IdlePolicy::Sleep));
         assert_eq!(s.placement, Some(PlacementPolicy::LeastLoaded));
+        let ns = &d.subsystems[0].namespaces[0];
+        assert_eq!(
+            (ns.device_path.as_deref(), ns.device_queues.len()),
+            (None, 0)
+        );
+    }
+
+    #[test]
+    fn device_path_and_queues_round_trip_and_stay_out_when_empty() {
+        let ns = NamespaceDesc {
+            nsid: 1,
+            backend: BackendKind::UringCmd,
+            device: Some("nvme0n1".into()),
+            numa_node: Some(1),
+            device_path: Some("/dev/ng0n1".into()),
+            device_queues: vec![DeviceQueueDesc { reactor: 0, qid: 2 }],
+            ..NamespaceDesc::default()
+        };
+        let j = serde_json::to_string(&ns).expect("encodes");
+        assert!(j.contains(r#""device_path":"/dev/ng0n1""#), "{j}");
+        assert!(
+            j.contains(r#""device_queues":[{"reactor":0,"qid":2}]"#),
+            "{j}"
+        );
+        let back: NamespaceDesc = serde_json::from_str(&j).expect("decodes");
+        assert_eq!(back, ns);
+        let plain = serde_json::to_string(&NamespaceDesc::default()).expect("encodes");
+        assert!(
+            !plain.contains("device_path") && !plain.contains("device_queues"),
+            "{plain}"
+        );
     }
 }

@@ -17,7 +17,7 @@ pub const MAGIC: [u8; 8] = *b"RINGSIDE";
 /// ABI major version: a reader refuses any other major version.
 pub const ABI_MAJOR: u16 = 1;
 /// ABI minor version: additions that an older reader of the same major can ignore.
-pub const ABI_MINOR: u16 = 6;
+pub const ABI_MINOR: u16 = 7;
 /// Written as a native `u32`; reads back as this value only on a little-endian machine.
 pub const ENDIAN_TAG: u32 = 0x0A0B_0C0D;
 

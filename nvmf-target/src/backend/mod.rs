@@ -154,6 +154,17 @@ pub trait Bdev: Send + Sync {
     fn device(&self) -> Option<DeviceInfo> {
         None
     }
+    /// How the target reaches the device, for the trace description: the NVMe generic character
+    /// device (`uring-cmd`), the controller's PCI address (`nvme-vfio`).
+    fn device_path(&self) -> Option<String> {
+        None
+    }
+    /// The device queue (NVMe queue id) the reactor `reactor` on CPU `core` submits to, when the
+    /// backend has device queues and knows which.
+    fn device_queue(&self, reactor: usize, core: usize) -> Option<u32> {
+        let _ = (reactor, core);
+        None
+    }
     /// Operations copied through a bounce buffer because the caller's buffer did not suit the
     /// device (uring with O_DIRECT and a misaligned buffer); 0 for backends that always copy.
     fn bounced(&self) -> u64 {

@@ -142,6 +142,8 @@ pub struct UringCmdBdev {
     fixed: bool,
     /// Completions wake the reactor (idle policy `sleep`): rings without COOP_TASKRUN.
     wake: bool,
+    /// NVMe queue id the kernel sends a CPU's commands to (index = CPU), when sysfs tells.
+    queues: Vec<Option<u32>>,
     /// Commands the device completed with an error status.
     device_errors: AtomicU64,
     /// Commands the kernel failed before or after the device (negative results).
@@ -300,13 +302,17 @@ impl UringCmdBdev {
             device: DeviceInfo {
                 // The agent reads /sys/block/<name> and finds the PCI device from it: name the
                 // namespace's block device when the kernel has one.
-                name: block.unwrap_or(name),
+                name: block.clone().unwrap_or(name),
                 numa_node,
             },
             file,
             path: p(),
             ns,
             served,
+            queues: block
+                .as_deref()
+                .map(|b| kernel_queues(b, probe.iopoll))
+                .unwrap_or_default(),
             iopoll: probe.iopoll,
             fixed: probe.fixed,
             wake: false,
@@ -391,6 +397,44 @@ fn generic_of_block(path: &Path) -> String {
         Some(rest) if rest.contains('n') && !rest.contains('p') => format!("/dev/ng{rest}"),
         _ => "/dev/ngXnY; this is not an NVMe namespace".into(),
     }
+}
+
+/// The NVMe queue id each CPU's passthrough commands go to on block device `block`: blk-mq's
+/// hardware context for the CPU (`/sys/block/<block>/mq/<hctx>/cpu_list`), whose NVMe queue is
+/// hctx + 1 (queue 0 is the admin queue). A CPU is in one context per queue map (default, read,
+/// poll, numbered in that order): polled commands (`iopoll`) use the last, others the first.
+fn kernel_queues(block: &str, iopoll: bool) -> Vec<Option<u32>> {
+    let mut hctx: Vec<(u32, Vec<usize>)> = std::fs::read_dir(format!("/sys/block/{block}/mq"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n: u32 = e.file_name().to_str()?.parse().ok()?;
+            let list = std::fs::read_to_string(e.path().join("cpu_list")).ok()?;
+            let cpus = crate::config::parse_core_list(list.trim())
+                .ok()?
+                .into_iter()
+                .map(|c| c.0)
+                .collect();
+            Some((n, cpus))
+        })
+        .collect();
+    hctx.sort_by_key(|h| h.0);
+    let ncpu = hctx
+        .iter()
+        .flat_map(|h| h.1.iter())
+        .max()
+        .map_or(0, |m| m + 1);
+    (0..ncpu)
+        .map(|cpu| {
+            let mut on = hctx.iter().filter(|h| h.1.contains(&cpu)).map(|h| h.0 + 1);
+            if iopoll {
+                on.last()
+            } else {
+                on.next()
+            }
+        })
+        .collect()
 }
 
 fn read_u64(p: &Path) -> Option<u64> {
@@ -610,6 +654,12 @@ impl Bdev for UringCmdBdev {
     }
     fn device(&self) -> Option<DeviceInfo> {
         Some(self.device.clone())
+    }
+    fn device_path(&self) -> Option<String> {
+        Some(self.path.display().to_string())
+    }
+    fn device_queue(&self, _reactor: usize, core: usize) -> Option<u32> {
+        self.queues.get(core).copied().flatten()
     }
 }
 
@@ -1062,6 +1112,30 @@ mod tests {
         for e in [line("/dev/null"), line("/var/tmp")] {
             assert!(!e.contains('\n'), "{e}");
         }
+    }
+
+    #[test]
+    fn kernel_queues_follow_blk_mq_cpu_lists() {
+        // Any blk-mq device of this machine will do (loop devices are blk-mq).
+        let Some(dev) = std::fs::read_dir("/sys/block")
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| Path::new(&format!("/sys/block/{n}/mq/0/cpu_list")).exists())
+        else {
+            eprintln!("skipped: no blk-mq device in /sys/block");
+            return;
+        };
+        let q = kernel_queues(&dev, false);
+        assert!(!q.is_empty(), "{dev}: at least CPU 0 is mapped");
+        // Every online CPU is in some context, and queue ids start at 1 (0 is the admin queue).
+        for (cpu, id) in q.iter().enumerate() {
+            let id = id.unwrap_or_else(|| panic!("{dev}: cpu {cpu} in no hardware context"));
+            assert!(id >= 1, "{dev}: cpu {cpu} -> queue {id}");
+        }
+        assert!(kernel_queues("ringside-no-such-disk", true).is_empty());
     }
 
     #[test]
