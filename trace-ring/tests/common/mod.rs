@@ -84,6 +84,7 @@ pub fn description(reactors: u32) -> Description {
                 size_bytes: Some(256 << 20),
                 block_size: Some(512),
                 numa_node: Some(0),
+                ..Default::default()
             }],
         }],
         settings: Some(trace_ring::description::SettingsDesc {
