@@ -339,6 +339,44 @@ mod tests {
     }
 
     #[test]
+    fn uring_cmd_flag_builds_a_device_sized_namespace() {
+        let a = parse(&[
+            "--listen",
+            "127.0.0.1:1",
+            "--malloc",
+            "1MiB",
+            "--uring-cmd",
+            "/dev/ng0n1",
+        ]);
+        let mut c = a.to_config().expect("config");
+        c.validate(None).expect("valid");
+        let ns = &c.subsystems[0].namespaces[1];
+        assert_eq!(
+            ns.backend,
+            BackendKind::UringCmd {
+                path: "/dev/ng0n1".into()
+            }
+        );
+        assert_eq!(
+            (ns.nsid, ns.size, ns.block_size),
+            (Some(2), ByteSize(0), 0),
+            "size and block size from Identify"
+        );
+        // The TOML form round-trips through the same shape.
+        let toml = toml::to_string(ns).expect("encodes");
+        assert!(
+            toml.contains("backend = \"uring-cmd\"") && toml.contains("/dev/ng0n1"),
+            "{toml}"
+        );
+        let back: NamespaceConfig = toml::from_str(&toml).expect("decodes");
+        assert_eq!(&back, ns);
+        let e = toml::from_str::<NamespaceConfig>("backend = \"uring-cmd\"")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs path = \"/dev/ngXnY\""), "{e}");
+    }
+
+    #[test]
     fn bad_flags_are_rejected() {
         assert!(Args::try_parse_from(["ringside-tgt", "--malloc", "1QB"]).is_err());
         assert!(Args::try_parse_from(["ringside-tgt", "--listen", "localhost"]).is_err());

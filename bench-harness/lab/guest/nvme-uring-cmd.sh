@@ -40,6 +40,8 @@ res dev.ng "$NG"
 res dev.numa_node "$(cat /sys/class/nvme/$CTRL/device/numa_node)"
 res dev.io_poll "$(cat /sys/block/$BLK/queue/io_poll 2>/dev/null)"
 res dev.poll_queues "$(cat /sys/module/nvme/parameters/poll_queues 2>/dev/null)"
+res dev.mq "$(for h in /sys/block/$BLK/mq/*; do printf '%s:[%s] ' "$(basename "$h")" "$(cat "$h/cpu_list")"; done)"
+res dev.sysfs "$(readlink -f /sys/class/nvme-generic/$(basename "$NG"))"
 
 # start_tgt <key> [args]: ringside-tgt in the background ($TPID), listening within 60 s; RUNAS may prefix it.
 start_tgt() {
@@ -127,10 +129,11 @@ if start_tgt uc --uring-cmd "$NG" --cores 0; then
   "$RS" trace --file "$WORK/ringside.uc" --describe --json >"$WORK/uc-describe.json" 2>"$WORK/uc-describe.err"
   jq -r '.description.subsystems[0].namespaces[0] | "backend=\(.backend)", "device=\(.device)",
       "device_path=\(.device_path)", "numa_node=\(.numa_node)", "block_size=\(.block_size)",
-      "size_bytes=\(.size_bytes)", "queues=\([.device_queues[] | "\(.reactor):\(.qid)"] | join(","))"' \
+      "size_bytes=\(.size_bytes)", "queues=\([(.device_queues // [])[] | "\(.reactor):\(.qid)"] | join(","))"' \
     "$WORK/uc-describe.json" >"$WORK/uc-describe.kv" 2>>"$WORK/uc-describe.err"
   while IFS= read -r kv; do res "uc.describe.${kv%%=*}" "${kv#*=}"; done <"$WORK/uc-describe.kv"
   res uc.describe.abi "$(jq -r .abi "$WORK/uc-describe.json")"
+  "$RS" trace --file "$WORK/ringside.uc" --describe 2>&1 | grep -E "reactor|nsid" | sed 's/^/  | /'
 
   # --- kernel initiator: Write Zeroes, deallocate, flush -------------------------------------------------
   if connect kernel.connect $ADDR $PORT "$NQN"; then
@@ -162,8 +165,11 @@ if start_tgt uc --uring-cmd "$NG" --cores 0; then
     res status.dmesg_before "$(wc -l <"$WORK/dmesg-before-status.txt")"
     [ -s "$WORK/dmesg-before-status.txt" ] && fail status.dmesg_before "NVMe problems before the status step" "$WORK/dmesg-before-status.txt"
     dmesg -C
-    nvme set-feature "/dev/$CTRL" --namespace-id=1 --feature-id=5 --value=0x10000 >"$WORK/dulbe.txt" 2>&1
+    # Set Features (09h) Error Recovery (FID 05h) with DULBE (CDW11 bit 16) on namespace 1, then Get Features (0Ah)
+    nvme admin-passthru "/dev/$CTRL" --opcode=0x09 --namespace-id=1 --cdw10=0x5 --cdw11=0x10000 >"$WORK/dulbe.txt" 2>&1
     res status.dulbe_on $?
+    nvme admin-passthru "/dev/$CTRL" --opcode=0x0a --namespace-id=1 --cdw10=0x5 >>"$WORK/dulbe.txt" 2>&1
+    echo "DULBE:"; sed 's/^/  | /' "$WORK/dulbe.txt"
     unwritten=$((900 << 20))
     nvme read "$DEV" --start-block=$((unwritten / lba)) --block-count=0 --data-size=$lba --data=/dev/null \
       >"$WORK/status-read.txt" 2>&1
@@ -173,14 +179,13 @@ if start_tgt uc --uring-cmd "$NG" --cores 0; then
     # SCT 2h (media) / SC 87h (Deallocated or Unwritten Logical Block), with the DNR the controller set
     if [ -n "$st" ] && [ $(( st & 0x7ff )) -eq $(( 0x287 )) ]; then res status.dulbe ok
     else fail status.dulbe "nvme read of an unwritten block gave '$st', not the controller's status 0x287" "$WORK/status-read.txt" "$WORK/uc.log"; fi
-    res status.dnr "$(( (st & 0x4000) != 0 ))"
     tline=$(grep "the device answered" "$WORK/uc.log" | head -n 1)
     res status.target_line "$tline"
     case "$tline" in *"sc=0x87"*) res status.target_saw ok;; *) fail status.target_saw "the target did not log the device status" "$WORK/uc.log";; esac
     # a written block still reads with DULBE on
     nvme read "$DEV" --start-block=$(( (96 << 20) / lba )) --block-count=0 --data-size=$lba --data=/dev/null \
       >"$WORK/status-ok.txt" 2>&1 && res status.written_reads ok || fail status.written_reads "a written block does not read" "$WORK/status-ok.txt"
-    nvme set-feature "/dev/$CTRL" --namespace-id=1 --feature-id=5 --value=0 >>"$WORK/dulbe.txt" 2>&1
+    nvme admin-passthru "/dev/$CTRL" --opcode=0x09 --namespace-id=1 --cdw10=0x5 --cdw11=0 >"$WORK/dulbe-off.txt" 2>&1
     res status.dulbe_off $?
     echo "kernel log of the status step (expected errors):"; dmesg | sed 's/^/  : /' | tail -n 20
     dmesg -C
@@ -188,19 +193,27 @@ if start_tgt uc --uring-cmd "$NG" --cores 0; then
   fi
 
   # --- diagnose: reactor on core 0 (node 0) serving the device on node 1 ----------------------------------
-  "$PERF" -r "$TRID" -q 4 -o 4096 -w randread --range 8MiB -t 40 --cores 2 >"$WORK/diag-load.log" 2>&1 &
+  # Deep enough that each 1 s window carries I/O under TCG (a few hundred IOPS at best).
+  "$PERF" -r "$TRID" -q 64 -o 4096 -w randread --range 8MiB -t 60 --cores 2 >"$WORK/diag-load.log" 2>&1 &
   lpid=$!
   sleep 2
-  "$RS" --file "$WORK/ringside.uc" diagnose --duration 10s --json >"$WORK/diag.json" 2>"$WORK/diag-agent.log"
+  "$RS" --file "$WORK/ringside.uc" diagnose --duration 15s --json >"$WORK/diag.json" 2>"$WORK/diag-agent.log"
   res diagnose.status $?
   kill $lpid 2>/dev/null; wait $lpid 2>/dev/null
   echo "diagnose findings:"; jq -c '.findings[] | [.kind, .subject, .summary]' "$WORK/diag.json" | sed 's/^/  | /'
+  echo "diagnose topology and reactors:"
+  jq -c '.topology.nodes | length' "$WORK/diag.json" | sed 's/^/  | nodes /'
+  jq -c '.topology.pci[] | select(.block_devices | length > 0)' "$WORK/diag.json" | sed 's/^/  | /'
+  jq -c '.overall.reactors[] | {index, core, node, completions, iops}' "$WORK/diag.json" | sed 's/^/  | /'
+  sed 's/^/  | load: /' "$WORK/diag-load.log" | tail -n 5
+  sed 's/^/  | agent: /' "$WORK/diag-agent.log" | tail -n 5
   f=$(jq -c '[.findings[] | select(.kind == "numa_misplacement" and .subject.type == "reactor" and .subject.index == 0)][0] // empty' "$WORK/diag.json")
   if [ -n "$f" ]; then res diagnose.numa_misplacement ok
   else fail diagnose.numa_misplacement "no numa_misplacement on reactor 0 (core 0, node 0) serving the node-1 device" "$WORK/diag.json" "$WORK/diag-agent.log"; fi
   res diagnose.summary "$(printf '%s' "$f" | jq -r .summary)"
-  printf '%s' "$f" | jq -r .summary | grep -q "$BLK is on node 1" && res diagnose.names_device ok \
-    || fail diagnose.names_device "the finding does not name $BLK on node 1" "$WORK/diag.json"
+  dname=$(sed -n 's/^device=//p' "$WORK/uc-describe.kv")
+  printf '%s' "$f" | jq -r .summary | grep -q "device $dname is on node 1" && res diagnose.names_device ok \
+    || fail diagnose.names_device "the finding does not name the device $dname on node 1" "$WORK/diag.json"
 
   # --- SIGKILL under load, start again on the same device ------------------------------------------------
   "$PERF" -r "$TRID" -q 16 -o 4096 -w randwrite --range 8MiB -t 30 --cores 2 >"$WORK/kill-load.log" 2>&1 &

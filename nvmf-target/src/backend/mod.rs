@@ -16,6 +16,7 @@ mod malloc;
 mod null;
 pub mod nvme_dev;
 mod nvme_vfio;
+mod ring;
 mod uring;
 mod uring_cmd;
 

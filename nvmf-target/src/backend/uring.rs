@@ -47,8 +47,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use io_uring::{opcode, squeue, types, IoUring};
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
+use super::ring::RingCore;
 use super::{
     check_range, check_ranges, Bdev, BdevError, BdevOp, BdevQueue, DeviceInfo, IoBuf, IO_ALIGN,
 };
@@ -458,22 +459,16 @@ struct Op {
 
 /// One reactor's ring on a [`UringBdev`].
 pub struct UringQueue {
-    /// None when the ring could not be created on this reactor: every operation then fails.
-    ring: Option<IoUring>,
+    /// The ring (none when it could not be created on this reactor: every operation then
+    /// fails), its backlog and what is in the kernel.
+    rq: RingCore<squeue::Entry, cqueue::Entry>,
     dev: Arc<UringBdev>,
     ops: Vec<Op>,
     free: Vec<u32>,
-    /// Entries waiting for room in the submission ring (or under the completion ring's size).
-    backlog: VecDeque<squeue::Entry>,
     /// Finished operations, reported by the next poll.
     ready: VecDeque<(u64, Result<(), BdevError>)>,
-    /// Entries pushed to the submission ring and not completed yet (bounded by `cq_cap`, so the
-    /// completion ring never overflows).
-    kernel: usize,
-    cq_cap: usize,
     /// Operations accepted and not reported yet.
     outstanding: usize,
-    cqes: Vec<(u64, i32)>,
     /// Bounce pool: `BOUNCE_POOL_BYTES / dev.bounce_size` (2..=32) buffers of `dev.bounce_size`
     /// at `pool_base` (owned by `_pool`); `pool_free` lists the free ones.
     _pool: IoBuf,
@@ -521,9 +516,6 @@ impl UringQueue {
         let pool_base = pool.as_mut_ptr();
         let zero = IoBuf::new(ZERO_BUF);
         let zero_base = zero.as_ptr();
-        let cq_cap = ring
-            .as_ref()
-            .map_or(0, |r| r.params().cq_entries() as usize);
         let mut registered = false;
         if let Some(r) = ring.as_ref() {
             let iov = [
@@ -550,15 +542,11 @@ impl UringQueue {
             }
         }
         UringQueue {
-            ring,
+            rq: RingCore::new(ring, depth, format!("uring {}", dev.path.display())),
             ops: Vec::with_capacity(depth),
             free: Vec::with_capacity(depth),
-            backlog: VecDeque::with_capacity(depth),
             ready: VecDeque::with_capacity(depth),
-            kernel: 0,
-            cq_cap,
             outstanding: 0,
-            cqes: Vec::with_capacity(cq_cap),
             _pool: pool,
             pool_base,
             pool_free: (0..slots as u16).rev().collect(),
@@ -625,78 +613,19 @@ impl UringQueue {
     /// Queues one entry for op `i`.
     fn push(&mut self, i: u32, e: squeue::Entry) {
         self.ops[i as usize].parts += 1;
-        if self.backlog.is_empty() && self.kernel < self.cq_cap {
-            if let Some(r) = self.ring.as_mut() {
-                // SAFETY: every entry built here points at memory that stays valid until its
-                // completion is reaped: the caller's buffer (queue contract), this queue's pool
-                // or zero buffer (freed after Drop's quiesce), or nothing (fsync, fallocate).
-                if unsafe { r.submission().push(&e) }.is_ok() {
-                    self.kernel += 1;
-                    return;
-                }
-            }
-        }
-        self.backlog.push_back(e);
-    }
-
-    /// Moves backlog entries into the submission ring while it and the completion ring have room.
-    fn fill(&mut self) {
-        let Some(r) = self.ring.as_mut() else { return };
-        let mut sq = r.submission();
-        while self.kernel < self.cq_cap {
-            let Some(e) = self.backlog.front() else { break };
-            // SAFETY: as in `push`: the entry's memory outlives its completion.
-            if unsafe { sq.push(e) }.is_err() {
-                break;
-            }
-            self.backlog.pop_front();
-            self.kernel += 1;
-        }
-    }
-
-    /// One `io_uring_enter` when there is something to submit or completion work to run;
-    /// `wait` blocks for at least one completion (quiesce only, never on the fast path).
-    fn enter(&mut self, wait: bool) {
-        let Some(r) = self.ring.as_mut() else { return };
-        let sq = r.submission();
-        let needed = !sq.is_empty() || sq.taskrun() || sq.cq_overflow();
-        drop(sq);
-        let res = if wait {
-            r.submit_and_wait(1)
-        } else if needed {
-            r.submit()
-        } else {
-            return;
-        };
-        if let Err(e) = res {
-            // EAGAIN/EBUSY: kernel short of resources or completions to reap first; EINTR: a
-            // signal. All retried at the next poll.
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN | libc::EBUSY | libc::EINTR)
-            ) && !self.said_error
-            {
-                self.said_error = true;
-                eprintln!(
-                    "ringside-tgt: uring {}: io_uring_enter failed: {e}",
-                    self.dev.path.display()
-                );
-            }
-        }
+        // SAFETY: every entry built here points at memory that stays valid until its completion
+        // is reaped: the caller's buffer (queue contract), this queue's pool or zero buffer
+        // (freed after Drop's quiesce), or nothing (fsync, fallocate).
+        unsafe { self.rq.push(e) };
     }
 
     /// Reaps every completion and advances the operations they belong to.
     fn reap(&mut self) {
-        let Some(r) = self.ring.as_mut() else { return };
-        self.cqes.clear();
-        for c in r.completion() {
-            self.cqes.push((c.user_data(), c.result()));
-        }
-        self.kernel -= self.cqes.len();
-        for k in 0..self.cqes.len() {
-            let (ud, res) = self.cqes[k];
+        let done = self.rq.reap();
+        for &(ud, res) in &done {
             self.complete(ud, res);
         }
+        self.rq.give_back(done);
     }
 
     fn complete(&mut self, ud: u64, res: i32) {
@@ -894,7 +823,7 @@ impl UringQueue {
 impl BdevQueue for UringQueue {
     fn submit(&mut self, tag: u64, op: BdevOp<'_>) {
         self.outstanding += 1;
-        if self.ring.is_none() {
+        if !self.rq.is_up() {
             self.ready.push_back((tag, Err(BdevError::Media)));
             return;
         }
@@ -971,8 +900,8 @@ impl BdevQueue for UringQueue {
     }
 
     fn poll(&mut self, done: &mut dyn FnMut(u64, Result<(), BdevError>)) -> usize {
-        self.fill();
-        self.enter(false);
+        self.rq.fill();
+        self.rq.enter(false);
         self.reap();
         let n = self.ready.len();
         while let Some((tag, r)) = self.ready.pop_front() {
@@ -987,9 +916,9 @@ impl BdevQueue for UringQueue {
     }
 
     fn quiesce(&mut self) {
-        while self.ring.is_some() && (self.kernel > 0 || !self.backlog.is_empty()) {
-            self.fill();
-            self.enter(true);
+        while self.rq.busy() {
+            self.rq.fill();
+            self.rq.enter(true);
             self.reap();
         }
     }

@@ -48,6 +48,7 @@ use nvme_proto::{Nsid, Sqe, Status};
 use super::nvme_dev::{
     encode_dsm_ranges, identify_cmd, DevCmd, DevData, GeometryError, IdentifyError, NvmeNs,
 };
+use super::ring::RingCore;
 use super::{Bdev, BdevError, BdevOp, BdevQueue, DeviceInfo, IoBuf, IO_ALIGN};
 use crate::config::BackendKind;
 
@@ -238,11 +239,14 @@ impl UringCmdBdev {
         }
         let mut ns = NvmeNs::from_identify(&ctrl, &nsbuf, nsid)
             .map_err(|source| UringCmdError::Identify { path: p(), source })?;
-        let name = path
+        // The kernel's name (a /dev/disk/by-id link resolves to it).
+        let name = std::fs::canonicalize(path)
+            .unwrap_or_else(|_| p())
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let block = block_of_generic(&name);
+        let reqdev = block.as_deref().map(request_device);
         let queue = block
             .as_ref()
             .map(|b| PathBuf::from(format!("/sys/block/{b}/queue")));
@@ -263,7 +267,21 @@ impl UringCmdBdev {
             .as_ref()
             .and_then(|q| std::fs::read_to_string(q.join("io_poll")).ok())
             .is_some_and(|s| s.trim() == "1");
-        let numa_node = sys.as_deref().and_then(numa_node_of);
+        // The generic device may sit outside the PCI tree in sysfs (/sys/devices/virtual/
+        // nvme-generic): then the namespace's block device, or its controller, leads to the PCI
+        // function.
+        let ctrl_sys = name
+            .strip_prefix("ng")
+            .and_then(|r| r.split('n').next())
+            .map(|x| format!("/sys/class/nvme/nvme{x}"));
+        let numa_node = sys
+            .as_deref()
+            .and_then(numa_node_of)
+            .or_else(|| {
+                let b = std::fs::canonicalize(format!("/sys/block/{}", block.as_deref()?)).ok()?;
+                numa_node_of(&b)
+            })
+            .or_else(|| numa_node_of(&std::fs::canonicalize(ctrl_sys?).ok()?));
         let probe = probe(&file, nsid, poll_queues).map_err(|e| match e {
             ProbeError::Setup(source) => match source.raw_os_error() {
                 Some(libc::EINVAL) => UringCmdError::TooOld {
@@ -301,15 +319,15 @@ impl UringCmdBdev {
         Ok(UringCmdBdev {
             device: DeviceInfo {
                 // The agent reads /sys/block/<name> and finds the PCI device from it: name the
-                // namespace's block device when the kernel has one.
-                name: block.clone().unwrap_or(name),
+                // block device that carries the namespace's requests when the kernel has one.
+                name: reqdev.clone().unwrap_or(name),
                 numa_node,
             },
             file,
             path: p(),
             ns,
             served,
-            queues: block
+            queues: reqdev
                 .as_deref()
                 .map(|b| kernel_queues(b, probe.iopoll))
                 .unwrap_or_default(),
@@ -387,6 +405,24 @@ fn block_of_generic(name: &str) -> Option<String> {
     Path::new("/sys/block").join(&b).exists().then_some(b)
 }
 
+/// The block device that carries the namespace's requests: with native NVMe multipath (the
+/// default in distribution kernels) `nvme0n1` is a bio-based head without queues, and its first
+/// path (`/sys/block/nvme0n1/multipath/nvme0c0n1`) has the queues and sits under the PCI function
+/// (which is how the agent's topology finds the device's node).
+fn request_device(block: &str) -> String {
+    let mut paths: Vec<String> = std::fs::read_dir(format!("/sys/block/{block}/multipath"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| block.to_string())
+}
+
 /// What to give instead of a block device: `/dev/ng0n1` for `/dev/nvme0n1`.
 fn generic_of_block(path: &Path) -> String {
     let name = std::fs::canonicalize(path)
@@ -403,6 +439,7 @@ fn generic_of_block(path: &Path) -> String {
 /// hardware context for the CPU (`/sys/block/<block>/mq/<hctx>/cpu_list`), whose NVMe queue is
 /// hctx + 1 (queue 0 is the admin queue). A CPU is in one context per queue map (default, read,
 /// poll, numbered in that order): polled commands (`iopoll`) use the last, others the first.
+/// `block` is the device that carries the requests (see [`request_device`]).
 fn kernel_queues(block: &str, iopoll: bool) -> Vec<Option<u32>> {
     let mut hctx: Vec<(u32, Vec<usize>)> = std::fs::read_dir(format!("/sys/block/{block}/mq"))
         .into_iter()
@@ -429,7 +466,7 @@ fn kernel_queues(block: &str, iopoll: bool) -> Vec<Option<u32>> {
         .map(|cpu| {
             let mut on = hctx.iter().filter(|h| h.1.contains(&cpu)).map(|h| h.0 + 1);
             if iopoll {
-                on.last()
+                on.next_back()
             } else {
                 on.next()
             }
@@ -686,21 +723,16 @@ struct Op {
 
 /// One reactor's ring on a [`UringCmdBdev`].
 pub struct UringCmdQueue {
-    /// None when the ring could not be created on this reactor: every operation then fails.
-    ring: Option<Ring>,
+    /// The ring (none when it could not be created on this reactor: every operation then
+    /// fails), its backlog and what is in the kernel.
+    rq: RingCore<squeue::Entry128, cqueue::Entry32>,
     dev: Arc<UringCmdBdev>,
     ops: Vec<Op>,
     free: Vec<u32>,
-    /// Entries waiting for room in the submission ring (or under the completion ring's size).
-    backlog: VecDeque<squeue::Entry128>,
     /// Finished operations, reported by the next poll.
     ready: VecDeque<(u64, Result<(), BdevError>)>,
-    /// Entries pushed and not completed (bounded by `cq_cap`: the completion ring never overflows).
-    kernel: usize,
-    cq_cap: usize,
     /// Operations accepted and not reported yet.
     outstanding: usize,
-    cqes: Vec<(u64, i32)>,
     /// The plan of the operation being submitted (preallocated).
     plan: Vec<DevCmd>,
     /// Range-list pool (`DSM_SLOTS` x `DSM_BUF` at `dsm_base`, owned by `_dsm`), free slots.
@@ -739,9 +771,6 @@ impl UringCmdQueue {
         let dsm_base = dsm.as_mut_ptr();
         let zero = IoBuf::new(ZERO_BUF);
         let zero_base = zero.as_ptr();
-        let cq_cap = ring
-            .as_ref()
-            .map_or(0, |r| r.params().cq_entries() as usize);
         let mut registered = false;
         if let (Some(r), true) = (ring.as_ref(), dev.fixed) {
             let iov = [
@@ -760,15 +789,11 @@ impl UringCmdQueue {
             registered = unsafe { r.submitter().register_buffers(&iov) }.is_ok();
         }
         UringCmdQueue {
-            ring,
+            rq: RingCore::new(ring, depth, format!("uring-cmd {}", dev.path.display())),
             ops: Vec::with_capacity(depth),
             free: Vec::with_capacity(depth),
-            backlog: VecDeque::with_capacity(depth),
             ready: VecDeque::with_capacity(depth),
-            kernel: 0,
-            cq_cap,
             outstanding: 0,
-            cqes: Vec::with_capacity(cq_cap),
             plan: Vec::with_capacity(64),
             _dsm: dsm,
             dsm_base,
@@ -816,79 +841,20 @@ impl UringCmdQueue {
     /// Queues one entry for op `i`.
     fn push(&mut self, i: u32, e: squeue::Entry128) {
         self.ops[i as usize].parts += 1;
-        if self.backlog.is_empty() && self.kernel < self.cq_cap {
-            if let Some(r) = self.ring.as_mut() {
-                // SAFETY: every entry built here points at memory that stays valid until its
-                // completion is reaped: the caller's buffer (queue contract), this queue's range
-                // pool or zero buffer (freed after Drop's quiesce), an op's own range buffer
-                // (held by the op until it finishes), or nothing.
-                if unsafe { r.submission().push(&e) }.is_ok() {
-                    self.kernel += 1;
-                    return;
-                }
-            }
-        }
-        self.backlog.push_back(e);
+        // SAFETY: every entry built here points at memory that stays valid until its completion
+        // is reaped: the caller's buffer (queue contract), this queue's range pool or zero buffer
+        // (freed after Drop's quiesce), an op's own range buffer (held by the op until it
+        // finishes), or nothing.
+        unsafe { self.rq.push(e) };
     }
 
-    /// Moves backlog entries into the submission ring while both rings have room.
-    fn fill(&mut self) {
-        let Some(r) = self.ring.as_mut() else { return };
-        let mut sq = r.submission();
-        while self.kernel < self.cq_cap {
-            let Some(e) = self.backlog.front() else { break };
-            // SAFETY: as in `push`.
-            if unsafe { sq.push(e) }.is_err() {
-                break;
-            }
-            self.backlog.pop_front();
-            self.kernel += 1;
-        }
-    }
-
-    /// One `io_uring_enter` when there is something to submit, completion work to run, or (with
-    /// IOPOLL) commands at the device to poll for; `wait` blocks for one completion (quiesce).
-    fn enter(&mut self, wait: bool) {
-        let Some(r) = self.ring.as_mut() else { return };
-        let sq = r.submission();
-        let needed = !sq.is_empty()
-            || sq.taskrun()
-            || sq.cq_overflow()
-            || (self.dev.iopoll && self.kernel > 0);
-        drop(sq);
-        let res = if wait {
-            r.submit_and_wait(1)
-        } else if needed {
-            r.submit()
-        } else {
-            return;
-        };
-        if let Err(e) = res {
-            if !matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN | libc::EBUSY | libc::EINTR)
-            ) && !self.said_error
-            {
-                self.said_error = true;
-                eprintln!(
-                    "ringside-tgt: uring-cmd {}: io_uring_enter failed: {e}",
-                    self.dev.path.display()
-                );
-            }
-        }
-    }
-
+    /// Reaps every completion and advances the operations they belong to.
     fn reap(&mut self) {
-        let Some(r) = self.ring.as_mut() else { return };
-        self.cqes.clear();
-        for c in r.completion() {
-            self.cqes.push((c.user_data(), c.result()));
-        }
-        self.kernel -= self.cqes.len();
-        for k in 0..self.cqes.len() {
-            let (ud, res) = self.cqes[k];
+        let done = self.rq.reap();
+        for &(ud, res) in &done {
             self.complete(ud as u32, res);
         }
+        self.rq.give_back(done);
     }
 
     fn complete(&mut self, i: u32, res: i32) {
@@ -930,7 +896,7 @@ impl UringCmdQueue {
 impl BdevQueue for UringCmdQueue {
     fn submit(&mut self, tag: u64, mut op: BdevOp<'_>) {
         self.outstanding += 1;
-        if self.ring.is_none() {
+        if !self.rq.is_up() {
             self.ready.push_back((tag, Err(BdevError::Media)));
             return;
         }
@@ -1005,8 +971,8 @@ impl BdevQueue for UringCmdQueue {
     }
 
     fn poll(&mut self, done: &mut dyn FnMut(u64, Result<(), BdevError>)) -> usize {
-        self.fill();
-        self.enter(false);
+        self.rq.fill();
+        self.rq.enter(false);
         self.reap();
         let n = self.ready.len();
         while let Some((tag, r)) = self.ready.pop_front() {
@@ -1021,9 +987,9 @@ impl BdevQueue for UringCmdQueue {
     }
 
     fn quiesce(&mut self) {
-        while self.ring.is_some() && (self.kernel > 0 || !self.backlog.is_empty()) {
-            self.fill();
-            self.enter(true);
+        while self.rq.busy() {
+            self.rq.fill();
+            self.rq.enter(true);
             self.reap();
         }
     }
