@@ -40,7 +40,7 @@ res dev.ng "$NG"
 res dev.numa_node "$(cat /sys/class/nvme/$CTRL/device/numa_node)"
 res dev.io_poll "$(cat /sys/block/$BLK/queue/io_poll 2>/dev/null)"
 res dev.poll_queues "$(cat /sys/module/nvme/parameters/poll_queues 2>/dev/null)"
-res dev.mq "$(for h in /sys/block/$BLK/mq/*; do printf '%s:[%s] ' "$(basename "$h")" "$(cat "$h/cpu_list")"; done)"
+res dev.paths "$(ls /sys/block | grep "^${CTRL%%[0-9]*}${CTRL#nvme}c" | tr '\n' ' ')"
 res dev.sysfs "$(readlink -f /sys/class/nvme-generic/$(basename "$NG"))"
 
 # start_tgt <key> [args]: ringside-tgt in the background ($TPID), listening within 60 s; RUNAS may prefix it.
@@ -166,9 +166,10 @@ if start_tgt uc --uring-cmd "$NG" --cores 0; then
     [ -s "$WORK/dmesg-before-status.txt" ] && fail status.dmesg_before "NVMe problems before the status step" "$WORK/dmesg-before-status.txt"
     dmesg -C
     # Set Features (09h) Error Recovery (FID 05h) with DULBE (CDW11 bit 16) on namespace 1, then Get Features (0Ah)
-    nvme admin-passthru "/dev/$CTRL" --opcode=0x09 --namespace-id=1 --cdw10=0x5 --cdw11=0x10000 >"$WORK/dulbe.txt" 2>&1
+    # (broadcast NSID: QEMU sets it on every namespace that supports DULBE)
+    nvme admin-passthru "/dev/$CTRL" --opcode=0x09 --namespace-id=0xffffffff --cdw10=0x5 --cdw11=0x10000 \
+      >"$WORK/dulbe.txt" 2>&1
     res status.dulbe_on $?
-    nvme admin-passthru "/dev/$CTRL" --opcode=0x0a --namespace-id=1 --cdw10=0x5 >>"$WORK/dulbe.txt" 2>&1
     echo "DULBE:"; sed 's/^/  | /' "$WORK/dulbe.txt"
     unwritten=$((900 << 20))
     nvme read "$DEV" --start-block=$((unwritten / lba)) --block-count=0 --data-size=$lba --data=/dev/null \
@@ -185,7 +186,7 @@ if start_tgt uc --uring-cmd "$NG" --cores 0; then
     # a written block still reads with DULBE on
     nvme read "$DEV" --start-block=$(( (96 << 20) / lba )) --block-count=0 --data-size=$lba --data=/dev/null \
       >"$WORK/status-ok.txt" 2>&1 && res status.written_reads ok || fail status.written_reads "a written block does not read" "$WORK/status-ok.txt"
-    nvme admin-passthru "/dev/$CTRL" --opcode=0x09 --namespace-id=1 --cdw10=0x5 --cdw11=0 >"$WORK/dulbe-off.txt" 2>&1
+    nvme admin-passthru "/dev/$CTRL" --opcode=0x09 --namespace-id=0xffffffff --cdw10=0x5 --cdw11=0 >"$WORK/dulbe-off.txt" 2>&1
     res status.dulbe_off $?
     echo "kernel log of the status step (expected errors):"; dmesg | sed 's/^/  : /' | tail -n 20
     dmesg -C

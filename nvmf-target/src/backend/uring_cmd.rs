@@ -406,15 +406,26 @@ fn block_of_generic(name: &str) -> Option<String> {
 }
 
 /// The block device that carries the namespace's requests: with native NVMe multipath (the
-/// default in distribution kernels) `nvme0n1` is a bio-based head without queues, and its first
-/// path (`/sys/block/nvme0n1/multipath/nvme0c0n1`) has the queues and sits under the PCI function
-/// (which is how the agent's topology finds the device's node).
+/// default in distribution kernels) `nvme0n1` is a bio-based head under
+/// `/sys/devices/virtual/nvme-subsystem`, without queues; its path `nvme0c0n1` (subsystem 0,
+/// controller 0, namespace 1) has the queues and sits under the PCI function (which is how the
+/// agent's topology finds the device's node). The first path in name order, or `block` itself.
 fn request_device(block: &str) -> String {
-    let mut paths: Vec<String> = std::fs::read_dir(format!("/sys/block/{block}/multipath"))
+    let Some((subsys, ns)) = block.strip_prefix("nvme").and_then(|r| r.split_once('n')) else {
+        return block.to_string();
+    };
+    let prefix = format!("nvme{subsys}c");
+    let suffix = format!("n{ns}");
+    let mut paths: Vec<String> = std::fs::read_dir("/sys/block")
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.strip_prefix(&prefix)
+                .and_then(|r| r.strip_suffix(&suffix))
+                .is_some_and(|c| !c.is_empty() && c.bytes().all(|b| b.is_ascii_digit()))
+        })
         .collect();
     paths.sort();
     paths
@@ -1102,6 +1113,9 @@ mod tests {
             assert!(id >= 1, "{dev}: cpu {cpu} -> queue {id}");
         }
         assert!(kernel_queues("ringside-no-such-disk", true).is_empty());
+        // Without multipath paths a device carries its own requests.
+        assert_eq!(request_device(&dev), dev);
+        assert_eq!(request_device("nvme97n3"), "nvme97n3");
     }
 
     #[test]
