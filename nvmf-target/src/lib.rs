@@ -3,8 +3,9 @@
 //! Start one with [`Target::start`] from a validated-on-start [`config::Config`]. Threads:
 //! reactors (one per configured core, see [`reactor`]), an acceptor and a JSON-RPC server (see
 //! [`rpc`]), with feature `rdma` an `rdma-cm` thread (see [`rdma`]). The only `unsafe` is the
-//! malloc backend's copies into its shared mapping (`backend/malloc.rs`), the io_uring backend's
-//! submissions and bounce copies (`backend/uring.rs`), the nvme-vfio driver's VFIO ioctls,
+//! malloc backend's copies into its shared mapping (`backend/malloc.rs`), the io_uring backends'
+//! submissions and bounce copies (`backend/ring.rs`, `backend/uring.rs`), the NVMe passthrough
+//! ioctls and submissions (`backend/uring_cmd.rs`), the nvme-vfio driver's VFIO ioctls,
 //! registers and DMA memory (`backend/nvme_vfio/hw.rs`) and the verbs calls of the RDMA transport
 //! (`rdma/verbs.rs`).
 #![deny(unsafe_code)]
