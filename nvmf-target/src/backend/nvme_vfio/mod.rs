@@ -686,6 +686,9 @@ impl Bdev for NvmeVfioBdev {
             numa_node: self.ctrl.numa_node,
         })
     }
+    fn device_path(&self) -> Option<String> {
+        Some(self.ctrl.bdf.clone())
+    }
 }
 
 /// One operation of the reactor (the caller's tag): the device commands the shared layer planned
