@@ -223,6 +223,11 @@ fn every_traced_request_has_its_stages_and_the_io_count_matches_perf() {
             0x02 => {
                 reads += 1;
                 assert_eq!(st, read_stages, "a read: {req}");
+                // The target holds every read for some time before answering it: a zero here
+                // means a path answered with a stale clock (its latency and stages read 0,
+                // and the agent's Little's-law analysis sees nothing in flight).
+                let queued_at = req["stages"][3]["at_ns"].as_u64().unwrap_or(0);
+                assert!(queued_at > 0, "a read answered at 0 ns: {req}");
             }
             0x01 if bytes > IN_CAPSULE => {
                 writes += 1;

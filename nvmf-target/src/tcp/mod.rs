@@ -920,7 +920,9 @@ impl Conn {
         };
         let i = usize::from(idx);
         let r = &mut self.reqs[i];
-        r.t_submit = ctx.trace.tsc();
+        // A fresh stamp: nothing else refreshes the clock between the capsule's arrival and
+        // this answer (no backend poll), and the request's latency and stages need one.
+        r.t_submit = ctx.trace.refresh();
         r.state = ReqState::Sending;
         r.mem_off = Some(off);
         let (cid, t0) = (r.cid, r.t0);
