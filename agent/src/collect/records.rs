@@ -98,6 +98,12 @@ pub struct Records {
     seen: u64,
     completed: u64,
     lost: u64,
+    /// The trace file itself, to `fstat` before each pass: a file shrunk under the mapping
+    /// (truncated by someone; ringside producers never do) would raise SIGBUS on the next
+    /// read, so a short file ends the reading for good.
+    guard: Option<std::fs::File>,
+    file_size: u64,
+    gone: bool,
 }
 
 impl Records {
@@ -112,7 +118,15 @@ impl Records {
             roles[usize::from(t.id)] = t.role;
             names.insert(t.id, t.name.clone());
         }
+        let guard = std::fs::File::open(reader.path()).ok().filter(|f| {
+            use std::os::unix::fs::MetadataExt;
+            f.metadata()
+                .is_ok_and(|m| (m.dev(), m.ino()) == reader.identity())
+        });
         Records {
+            guard,
+            file_size: reader.geometry().file_size,
+            gone: false,
             tables: cursors.iter().map(|_| vec![FREE; TABLE]).collect(),
             cursors,
             roles,
@@ -131,6 +145,15 @@ impl Records {
 
     /// Reads what the rings hold beyond the cursors; returns the records read.
     pub fn pump(&mut self) -> u64 {
+        if self.gone {
+            return 0;
+        }
+        if let Some(f) = &self.guard {
+            if f.metadata().map_or(true, |m| m.len() < self.file_size) {
+                self.gone = true;
+                return 0;
+            }
+        }
         let mut read = 0;
         for (c, table) in self.cursors.iter_mut().zip(self.tables.iter_mut()) {
             self.buf.clear();
