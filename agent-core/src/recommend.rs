@@ -8,9 +8,9 @@
 //!   [`BATCHED_DEPTH`] outstanding per qpair) paid one receive and one send per I/O; batching at
 //!   depth shares those, so its cost is divided by [`UNBATCHED_COST_FACTOR`].
 //! - **Depth per qpair** for an initiator-limited qpair: the knee of the reactor model
-//!   ([`crate::model`]: busy cost per I/O `a + s/D` fitted over the windows' depths, or calibrated
-//!   from one; closed loop `X(D) = D / (Z + D·a)` anchored on the measured round trip, Little's
-//!   law), split over the reactor's qpairs, capped by the knee of a measured depth sweep (when the
+//!   ([`crate::model`]: a closed loop of two CPU stations whose cost per I/O falls with depth as
+//!   batching shares the per-batch costs, down to a per-I/O floor; anchored on the measured round
+//!   trip, Little's law, and the reactor's busy cost), split over the reactor's qpairs, capped by the knee of a measured depth sweep (when the
 //!   windows hold one: the smallest depth reaching [`KNEE_SHARE`] of the best IOPS) and by the
 //!   target's `max_queue_depth`. The expected IOPS carry the model's range and the expected
 //!   round trip.
@@ -718,30 +718,33 @@ fn queue_depth(
     }
     for (ri, qn, rm) in &models {
         evidence.push(format!(
-            "reactor {ri}: {:.2} µs busy per I/O at {} in flight ({} qpair(s)) -> per-I/O floor \
-             {:.2} µs ({}), plateau ~{} IOPS; round trip {:.1} µs at that depth",
+            "reactor {ri}: {:.2} µs busy per I/O at {} in flight ({} qpair(s)), round trip {:.1} \
+             µs -> {:.2} µs per I/O on each side of the loop; batching shares the per-batch \
+             costs as D^-{:.3} ({}) down to {:.0} % of the QD1 cost (from ~{:.0} in flight), \
+             plateau ~{} IOPS ({}-{})",
             rm.anchor.cost_ns / 1e3,
             rm.anchor.depth,
             qn,
-            rm.floor_ns / 1e3,
-            if rm.fitted {
-                "fitted over windows at several depths".to_string()
-            } else {
-                format!(
-                    "one depth seen: per-batch cost taken as {}x the floor, {}-{}x for the range",
-                    model::BATCH_RATIO,
-                    model::BATCH_RATIO_RANGE.0,
-                    model::BATCH_RATIO_RANGE.1
-                )
-            },
-            k(rm.plateau()),
             rm.round_trip_ns / 1e3,
+            rm.station_ns / 1e3,
+            rm.exponent,
+            if rm.fitted {
+                "fitted over windows at several depths"
+            } else {
+                "one depth seen: the exponent calibrated on four brute-force sweeps"
+            },
+            model::FLOOR_SHARE * 100.0,
+            rm.floor_depth(),
+            k(rm.plateau()),
+            k(1e9 / rm.floor_range_ns.1),
+            k(1e9 / rm.floor_range_ns.0),
         ));
     }
     evidence.push(format!(
-        "model: X(D) = D / (Z + D·a); knee = the smallest depth from which doubling adds under \
-         {:.0} % IOPS -> {proposed} per qpair",
-        model::KNEE_GAIN * 100.0
+        "model: X(D) = min(D / ((D + 1)·s(D)), reactor capacity(D)), s(D) = s(1)·max({}, \
+         D^-γ); knee = the smallest depth reaching {:.0} % of the plateau -> {proposed} per qpair",
+        model::FLOOR_SHARE,
+        model::PLATEAU_SHARE * 100.0
     ));
     if let Some(Knee {
         depth: knee,
