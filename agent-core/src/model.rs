@@ -30,7 +30,8 @@
 //!
 //! **The reactor's own capacity.** The window measures the reactor's busy ns per I/O `c0` at
 //! `D0`; it batches as the loop does, so its capacity at depth `D` is
-//! `share / (c0 · max(ρ, D^−γ) / max(ρ, D0^−γ))` (`share`: the part of its core the reactor gets).
+//! `share / (c0 · max(ρr, D^−γ) / max(ρr, D0^−γ))` (`share`: the part of its core the reactor
+//! gets; `ρr` = [`REACTOR_FLOOR_SHARE`], the reactor's own floor).
 //! The model is
 //!
 //! ```text
@@ -46,8 +47,8 @@
 //! bench-results/scenarios-{b71b2b8,53d3282bfc41,0e2f4cef2c6d}.json): `s(D) / s(1)` from
 //! depth 2 to 32 follows `D^−0.385` (each sweep alone: 0.38-0.39), and the floor (the lowest
 //! `s(D) / s(1)` at depth 64 or 128) is 0.20-0.27 (mean 0.227). Calibrated on three sweeps and
-//! checked on the fourth, `γ` lands within 0.01 and `ρ` within 0.015 of the values here. Given windows at
-//! two depths at least [`FIT_DEPTH_SPREAD`] apart, `γ` is fitted from them instead.
+//! checked on the fourth, `γ` lands within 0.01 and `ρ` within 0.015 of the values here. Given
+//! windows at two depths at least [`FIT_DEPTH_SPREAD`] apart, `γ` is fitted from them instead.
 //! Every prediction carries the range those spreads give ([`BATCH_EXPONENT_RANGE`],
 //! [`FLOOR_SHARE_RANGE`]).
 //!

@@ -10,9 +10,9 @@
 //! - **Depth per qpair** for an initiator-limited qpair: the knee of the reactor model
 //!   ([`crate::model`]: a closed loop of two CPU stations whose cost per I/O falls with depth as
 //!   batching shares the per-batch costs, down to a per-I/O floor; anchored on the measured round
-//!   trip, Little's law, and the reactor's busy cost), split over the reactor's qpairs, capped by the knee of a measured depth sweep (when the
-//!   windows hold one: the smallest depth reaching [`KNEE_SHARE`] of the best IOPS) and by the
-//!   target's `max_queue_depth`. The expected IOPS carry the model's range and the expected
+//!   trip, Little's law, and the reactor's busy cost), split over the reactor's qpairs, capped
+//!   by the knee of a measured depth sweep (when the windows hold one: the smallest depth
+//!   reaching [`KNEE_SHARE`] of the best IOPS) and by the target's `max_queue_depth`. The expected IOPS carry the model's range and the expected
 //!   round trip.
 //! - **Reactors** = demand / (capacity × [`TARGET_BUSY`]), on the NIC's NUMA node.
 //!
