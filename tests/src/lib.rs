@@ -384,6 +384,92 @@ pub mod lab {
         }
     }
 
+    /// The lab guest's emulated NVMe controller for the NVMe backend tests (`lab_nvme_*`): a sparse
+    /// raw image under /var/tmp (data persists across target restarts, unwritten blocks exist) and
+    /// QEMU blkdebug rules that fail every read of byte `err_read_at` (so the controller answers
+    /// that read with Unrecovered Read Error).
+    pub struct NvmeImage {
+        _dir: tempfile::TempDir,
+        img: String,
+        rules: String,
+        err_read_at: u64,
+    }
+
+    impl NvmeImage {
+        pub fn new(prefix: &str, bytes: u64, err_read_at: u64) -> NvmeImage {
+            let dir = tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir_in("/var/tmp")
+                .expect("temp dir under /var/tmp");
+            let img = dir.path().join("nvme.img");
+            std::fs::File::create(&img)
+                .and_then(|f| f.set_len(bytes))
+                .expect("sparse NVMe image");
+            let rules = dir.path().join("blkdebug.conf");
+            std::fs::write(
+                &rules,
+                format!(
+                    "[inject-error]\nevent = \"none\"\niotype = \"read\"\nerrno = \"5\"\nsector = \"{}\"\n",
+                    err_read_at / 512
+                ),
+            )
+            .expect("blkdebug rules");
+            NvmeImage {
+                img: img.to_string_lossy().into_owned(),
+                rules: rules.to_string_lossy().into_owned(),
+                _dir: dir,
+                err_read_at,
+            }
+        }
+
+        /// `run.sh` options: the image, the blkdebug rules, `ERR_READ_AT` for the guest script.
+        pub fn opts(&self) -> Vec<String> {
+            [
+                "--nvme-img",
+                &self.img,
+                "--nvme-blkdebug",
+                &self.rules,
+                "-e",
+                &format!("ERR_READ_AT={}", self.err_read_at),
+            ]
+            .map(String::from)
+            .to_vec()
+        }
+    }
+
+    /// Boots the guest once for an NVMe backend test: `bench-harness/lab/guest/<script>` with
+    /// the target, initiator and agent binaries (`RINGSIDE_TGT`, `RINGSIDE_PERF`,
+    /// `RINGSIDE_AGENT` override them), `image`'s options and `extra`. QEMU's multi-threaded TCG
+    /// can abort on its own (seen once: "iotlb_to_section: Assertion ... failed" while the guest
+    /// remapped PCI BARs during a device reset): that is the emulator crashing (run.sh exit 126,
+    /// the assertion in qemu.log), not a result, so the guest boots once more.
+    pub fn run_nvme(name: &str, script: &str, image: &NvmeImage, extra: &[&str]) -> GuestRun {
+        let tgt = bin("RINGSIDE_TGT", "nvmf-target", "ringside-tgt");
+        let perf = bin("RINGSIDE_PERF", "bench-harness", "ringside-perf");
+        let agent = bin("RINGSIDE_AGENT", "agent", "ringside");
+        setup();
+        let script = workspace_root()
+            .join("bench-harness/lab/guest")
+            .join(script);
+        let image_opts = image.opts();
+        let opts: Vec<&str> = image_opts
+            .iter()
+            .map(String::as_str)
+            .chain(extra.iter().copied())
+            .collect();
+        let args = [script.as_path(), &tgt, &perf, &agent];
+        let run = self::run(name, &opts, &args);
+        let qemu_log = std::fs::read_to_string(run.out_dir.join("qemu.log")).unwrap_or_default();
+        if run.status == Some(126) && qemu_log.contains("Assertion") {
+            println!(
+                "QEMU aborted ({}): booting the guest once more",
+                qemu_log.lines().last().unwrap_or("")
+            );
+            return self::run(name, &opts, &args);
+        }
+        run
+    }
+
     /// Collects every mismatch between a run's facts and what they should be, so one failing
     /// run reports all of them.
     pub struct Checker {
@@ -425,6 +511,57 @@ pub mod lab {
                 self.problems
                     .push(format!("{key}: got {got:?}, want it to contain {want:?}"));
             }
+        }
+
+        /// What every NVMe backend's guest script checks the same way: `ringside-perf --verify`
+        /// at 512 B, 4 KiB and 128 KiB under `<verify>.<size>`; the trace description of target
+        /// `<described>` (backend, device path, node 1, size, and the reactor:qid pairs starting with
+        /// `queues`);
+        /// through the kernel initiator Write Zeroes and deallocate read back as zeroes; the
+        /// controller's Unrecovered Read Error reaching the host unchanged, a neighbour still
+        /// read; SIGKILL under load and a restart; no NVMe trouble in the kernel log; all ok.
+        pub fn expect_nvme_backend(
+            &mut self,
+            verify: &str,
+            described: &str,
+            backend: &str,
+            device_path: &str,
+            size_bytes: u64,
+            queues: &str,
+        ) {
+            for sz in [512, 4096, 131072] {
+                let k = format!("{verify}.{sz}");
+                self.expect(&k, "ok");
+                self.expect(&format!("{k}.mismatches"), "0");
+                self.expect(&format!("{k}.errors"), "0");
+                self.expect_positive(&format!("{k}.checked_blocks"));
+                self.expect_positive(&format!("{k}.reads"));
+                self.expect_positive(&format!("{k}.writes"));
+            }
+            let d = format!("{described}.describe");
+            self.expect(&format!("{d}.backend"), backend);
+            self.expect(&format!("{d}.device_path"), device_path);
+            self.expect(&format!("{d}.numa_node"), "1");
+            self.expect(&format!("{d}.size_bytes"), &size_bytes.to_string());
+            self.expect_prefix(&format!("{d}.queues"), queues);
+            for key in [
+                "kernel.connect",
+                "kernel.written",
+                "kernel.write_zeroes",
+                "kernel.deallocate",
+                "status.read_error",
+                "status.neighbour",
+                "kernel.disconnect",
+                "restart.killed",
+                "restart.start",
+                "restart.verify",
+                "dmesg",
+                "all",
+            ] {
+                self.expect(key, "ok");
+            }
+            self.expect("kernel.write_zeroes.status", "0");
+            self.expect("kernel.deallocate.status", "0");
         }
 
         /// `key` is a count above 0.

@@ -164,6 +164,145 @@ verify_suite() {
   disconnect "$p.disconnect" "$nqn"
 }
 
+# --- one ringside-tgt at a time on a local NVMe device (nvme-uring-cmd.sh, nvme-vfio.sh) ---------------------
+# They use TGT, PERF (the binaries), ADDR, PORT, TRID (ringside-perf's -r), TPID (the running target), and
+# RUNAS (an optional prefix, e.g. setpriv, for the target).
+
+# start_tgt <key> [args]: ringside-tgt in the background ($TPID), listening within 60 s; its log is
+# $WORK/<key>.log, its trace file $WORK/ringside.<key>.
+start_tgt() {
+  local key=$1 i; shift
+  ${RUNAS:-} "$TGT" --listen $ADDR:$PORT --name "$key" --trace-dir "$WORK" --rpc-socket "$WORK/$key.sock" "$@" \
+    >"$WORK/$key.log" 2>&1 &
+  TPID=$!
+  for i in $(seq 1 600); do
+    if ! kill -0 $TPID 2>/dev/null; then
+      wait $TPID; fail "$key.start" "ringside-tgt exited with status $? before listening" "$WORK/$key.log"; TPID=""; return 1
+    fi
+    grep -q "listening on tcp" "$WORK/$key.log" && { res "$key.start" ok; return 0; }
+    sleep 0.1
+  done
+  fail "$key.start" "not listening after 60 s" "$WORK/$key.log"; return 1
+}
+# proc_state <pid>: where a process is stuck (for the log)
+proc_state() {
+  echo "process $1: $(tr '\0' ' ' </proc/$1/cmdline 2>/dev/null | cut -c1-80)"
+  for t in /proc/$1/task/*; do
+    echo "  task $(basename $t) $(cat $t/comm 2>/dev/null) state=$(awk '/^State/{print $2}' $t/status 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
+    sed 's/^/    /' $t/stack 2>/dev/null | head -n 12
+  done
+  dmesg | tail -n 15 | sed 's/^/  dmesg: /'
+}
+# stop_tgt <key>: SIGTERM, exit status 0 within 60 s (where it is stuck printed after 10 s)
+stop_tgt() {
+  local key=$1 i rc
+  [ -n "$TPID" ] || return 1
+  kill -TERM $TPID
+  for i in $(seq 1 600); do
+    kill -0 $TPID 2>/dev/null || break
+    [ $i = 100 ] && { echo "$key: still running 10 s after SIGTERM:"; proc_state $TPID; tail -n 5 "$WORK/$key.log"; }
+    sleep 0.1
+  done
+  if kill -0 $TPID 2>/dev/null; then
+    proc_state $TPID
+    fail "$key.stop" "still running 60 s after SIGTERM" "$WORK/$key.log"; kill -KILL $TPID; wait $TPID; TPID=""; return 1
+  fi
+  wait $TPID; rc=$?; TPID=""
+  echo "ringside-tgt ($key) log:"; sed 's/^/  | /' "$WORK/$key.log"
+  res "$key.stop.status" $rc
+  [ $rc -eq 0 ] && res "$key.stop" ok || fail "$key.stop" "exit status $rc after SIGTERM" "$WORK/$key.log"
+}
+# perf_verify <key> <io size> [perf args]: ringside-perf --verify exits 0 having checked blocks, no mismatch, no
+# error. The working set (prefilled first) is 2048 I/Os of the size, at most 16 MiB, so small sizes stay quick
+# under TCG.
+perf_verify() {
+  local key=$1 sz=$2 rc range; shift 2
+  range=$((sz * 2048)); [ $range -gt $((16 << 20)) ] && range=$((16 << 20))
+  timeout 900 "$PERF" -r "$TRID" -q 8 -o "$sz" -w randrw --verify --range $range -t 3 --io-limit 2000 --cores 2 \
+    --io-timeout 60 --json "$@" >"$WORK/$key.json" 2>"$WORK/$key.err"
+  rc=$?
+  jq -r '"checked_blocks=\(.verify.checked_blocks // 0)", "mismatches=\(.verify.mismatches // -1)",
+      "errors=\(.total.errors)", "reads=\(.total.reads)", "writes=\(.total.writes)"' "$WORK/$key.json" \
+    >"$WORK/$key.kv" 2>>"$WORK/$key.err"
+  while IFS= read -r kv; do res "$key.${kv%%=*}" "${kv#*=}"; done <"$WORK/$key.kv"
+  res "$key.status" $rc
+  if [ $rc -eq 0 ] && grep -q '^mismatches=0$' "$WORK/$key.kv" && grep -q '^errors=0$' "$WORK/$key.kv" \
+     && grep -q '^checked_blocks=[1-9]' "$WORK/$key.kv"; then res "$key" ok
+  else fail "$key" "ringside-perf --verify -o $sz exited $rc" "$WORK/$key.kv" "$WORK/$key.err" "$WORK/$key.json"; fi
+}
+# describe_ns <key>: the first namespace as the trace description of target <key> gives it ($RS: the agent),
+# as <key>.describe.{backend,device,device_path,numa_node,block_size,size_bytes,queues,abi}; queues lists
+# reactor:qid pairs.
+describe_ns() {
+  local key=$1
+  "$RS" trace --file "$WORK/ringside.$key" --describe --json >"$WORK/$key-describe.json" 2>"$WORK/$key-describe.err"
+  jq -r '.description.subsystems[0].namespaces[0] | "backend=\(.backend)", "device=\(.device)",
+      "device_path=\(.device_path)", "numa_node=\(.numa_node)", "block_size=\(.block_size)",
+      "size_bytes=\(.size_bytes)", "queues=\([(.device_queues // [])[] | "\(.reactor):\(.qid)"] | join(","))"' \
+    "$WORK/$key-describe.json" >"$WORK/$key-describe.kv" 2>>"$WORK/$key-describe.err"
+  while IFS= read -r kv; do res "$key.describe.${kv%%=*}" "${kv#*=}"; done <"$WORK/$key-describe.kv"
+  res "$key.describe.abi" "$(jq -r .abi "$WORK/$key-describe.json")"
+  "$RS" trace --file "$WORK/ringside.$key" --describe 2>&1 | grep -E "reactor|nsid" | sed 's/^/  | /'
+}
+# zeroes_at <dev> <byte offset> <bytes>: the range reads back as zeroes (direct I/O)
+zeroes_at() {
+  dd if="$1" iflag=direct,skip_bytes,count_bytes skip="$2" count="$3" bs=4096 2>/dev/null | cmp -s -n "$3" - /dev/zero
+}
+# zeroes_checks <dev>: through the host block device <dev>, Write Zeroes (8 KiB in the middle of 64 KiB of random
+# data at 96 MiB; the neighbours keep theirs) and Dataset Management deallocate (16 KiB of 64 KiB at 100 MiB) read
+# back as zeroes (kernel.write_zeroes, kernel.deallocate). Leaves the pattern at 96 MiB in $WORK/pattern.
+zeroes_checks() {
+  local dev=$1 lba off
+  lba=$(cat /sys/block/$(basename "$dev")/queue/logical_block_size)
+  res kernel.lba "$lba"
+  dd if=/dev/urandom of="$WORK/pattern" bs=65536 count=1 2>/dev/null
+  off=$((96 << 20))
+  dd if="$WORK/pattern" of="$dev" oflag=direct,seek_bytes seek=$off bs=65536 count=1 2>/dev/null
+  if ! zeroes_at "$dev" $((off + 16384)) 8192; then res kernel.written ok; else fail kernel.written "the pattern did not land"; fi
+  nvme write-zeroes "$dev" --start-block=$(( (off + 16384) / lba )) --block-count=$(( 8192 / lba - 1 )) \
+    >"$WORK/wz.txt" 2>&1
+  res kernel.write_zeroes.status $?
+  if zeroes_at "$dev" $((off + 16384)) 8192 && \
+     dd if="$dev" iflag=direct,skip_bytes skip=$off bs=16384 count=1 2>/dev/null | cmp -s -n 16384 - "$WORK/pattern"; then
+    res kernel.write_zeroes ok
+  else
+    fail kernel.write_zeroes "the zeroed range does not read back as zeroes (or its neighbours changed)" "$WORK/wz.txt"
+  fi
+  off=$((100 << 20))
+  dd if="$WORK/pattern" of="$dev" oflag=direct,seek_bytes seek=$off bs=65536 count=1 2>/dev/null
+  nvme dsm "$dev" --ad --slbs=$(( (off + 32768) / lba )) --blocks=$(( 16384 / lba )) >"$WORK/dsm.txt" 2>&1
+  res kernel.deallocate.status $?
+  if zeroes_at "$dev" $((off + 32768)) 16384; then res kernel.deallocate ok
+  else fail kernel.deallocate "the deallocated range does not read back as zeroes" "$WORK/dsm.txt"; fi
+}
+# read_error_status <dev> <byte>: QEMU fails reads of <byte> (run.sh --nvme-blkdebug); `nvme read` of that block
+# through the host device <dev> must get the controller's Unrecovered Read Error (SCT 2h SC 81h, whatever
+# CRD/More/DNR bits it set) unchanged (status.read_error), and a block 8 further on still reads
+# (status.neighbour). Passthrough commands are not retried by Linux (REQ_FAILFAST_DRIVER) on either side.
+read_error_status() {
+  local dev=$1 at=$2 lba st
+  lba=$(cat /sys/block/$(basename "$dev")/queue/logical_block_size)
+  nvme read "$dev" --start-block=$((at / lba)) --block-count=0 --data-size=$lba --data=/dev/null \
+    >"$WORK/status-read.txt" 2>&1
+  res status.read.exit $?
+  st=$(grep -o '(0x[0-9a-fA-F]*)' "$WORK/status-read.txt" | tail -n 1 | tr -d '()')
+  res status.read "$st"
+  if [ -n "$st" ] && [ $(( st & 0x7ff )) -eq $(( 0x281 )) ]; then res status.read_error ok
+  else fail status.read_error "nvme read of the failing block gave '$st', not the controller's Unrecovered Read Error" "$WORK/status-read.txt"; fi
+  nvme read "$dev" --start-block=$((at / lba + 8)) --block-count=0 --data-size=$lba --data=/dev/null \
+    >"$WORK/status-ok.txt" 2>&1 && res status.neighbour ok || fail status.neighbour "a block next to the failing one does not read" "$WORK/status-ok.txt"
+}
+# kill_under_load <range>: 4 KiB random writes over <range> bytes, SIGKILL the target 3 s in (restart.killed)
+kill_under_load() {
+  local lpid
+  "$PERF" -r "$TRID" -q 16 -o 4096 -w randwrite --range "$1" -t 30 --cores 2 >"$WORK/kill-load.log" 2>&1 &
+  lpid=$!
+  sleep 3
+  kill -KILL $TPID; wait $TPID 2>/dev/null; TPID=""
+  wait $lpid 2>/dev/null
+  res restart.killed ok
+}
+
 # dmesg_check: the kernel must have logged no NVMe trouble (a controller reset or an I/O timeout that the host
 # recovered from would otherwise pass unnoticed, since fio only sees the retried I/O succeed).
 # A step that provokes kernel NVMe errors on purpose sets DMESG_MARK and writes it to /dev/kmsg first: only the

@@ -7,6 +7,7 @@
 #               IOMMU group) still on nvme: one line naming the sibling, the malloc namespace still served
 #   bind.*      the controller (and its sibling) bound to vfio-pci (unbind, driver_override, drivers_probe)
 #   verify.*    ringside-perf --verify through nvme-vfio at 512 B, 4 KiB and 128 KiB (a PRP list)
+#   vfio.describe.*  the trace description: backend, the controller's PCI address, node 1, queue ids per reactor
 #   kernel.*    the kernel initiator (nvme-tcp over loopback) with fio --verify=crc32c on the namespace,
 #               Write Zeroes and Dataset Management deallocate read back as zeroes (nvme-cli, dd)
 #   status.*    (with run.sh --nvme-blkdebug: reads of byte ERR_READ_AT fail in QEMU) the controller's status for
@@ -58,66 +59,6 @@ bind_vfio() {
 }
 
 TPID=""
-# start_tgt <key> [args]: ringside-tgt in the background, waits until it listens; its log is $WORK/<key>.log
-start_tgt() {
-  local key=$1 i; shift
-  "$TGT" --listen $ADDR:$PORT --name "$key" --trace-dir "$WORK" "$@" >"$WORK/$key.log" 2>&1 &
-  TPID=$!
-  for i in $(seq 1 600); do
-    if ! kill -0 $TPID 2>/dev/null; then
-      wait $TPID; fail "$key.start" "ringside-tgt exited with status $? before listening" "$WORK/$key.log"; TPID=""; return 1
-    fi
-    ss -ltnH "sport = :$PORT" 2>/dev/null | grep -q LISTEN && { res "$key.start" ok; return 0; }
-    sleep 0.1
-  done
-  fail "$key.start" "not listening after 60 s" "$WORK/$key.log"; return 1
-}
-# proc_state <pid>: where a process is stuck (for the log)
-proc_state() {
-  echo "process $1: $(tr '\0' ' ' </proc/$1/cmdline 2>/dev/null | cut -c1-80)"
-  for t in /proc/$1/task/*; do
-    echo "  task $(basename $t) $(cat $t/comm 2>/dev/null) state=$(awk '/^State/{print $2}' $t/status 2>/dev/null) wchan=$(cat $t/wchan 2>/dev/null)"
-    sed 's/^/    /' $t/stack 2>/dev/null | head -n 12
-  done
-  dmesg | tail -n 15 | sed 's/^/  dmesg: /'
-}
-# stop_tgt <key>: SIGTERM, exit status 0 within 60 s
-stop_tgt() {
-  local key=$1 i rc
-  [ -n "$TPID" ] || return 1
-  kill -TERM $TPID
-  for i in $(seq 1 600); do
-    kill -0 $TPID 2>/dev/null || break
-    [ $i = 100 ] && { echo "$key: still running 10 s after SIGTERM:"; proc_state $TPID; tail -n 5 "$WORK/$key.log"; }
-    sleep 0.1
-  done
-  if kill -0 $TPID 2>/dev/null; then
-    proc_state $TPID
-    fail "$key.stop" "still running 60 s after SIGTERM" "$WORK/$key.log"; kill -KILL $TPID; TPID=""; return 1
-  fi
-  wait $TPID; rc=$?; TPID=""
-  echo "ringside-tgt ($key) log:"; sed 's/^/  | /' "$WORK/$key.log"
-  res "$key.stop.status" $rc
-  [ $rc -eq 0 ] && res "$key.stop" ok || fail "$key.stop" "exit status $rc after SIGTERM" "$WORK/$key.log"
-}
-# perf_verify <key> <io size> [perf args]: ringside-perf --verify must exit 0 having checked blocks. The working
-# set (prefilled first) is 2048 I/Os of the size at most, so small sizes stay quick under TCG.
-perf_verify() {
-  local key=$1 sz=$2 rc checked range; shift 2
-  range=$((sz * 2048)); [ $range -gt $((16 << 20)) ] && range=$((16 << 20))
-  timeout 900 "$PERF" -r "$TRID" -q 8 -o "$sz" -w randrw --verify --range $range -t 3 --io-limit 2000 --cores 2 \
-    --json "$@" >"$WORK/$key.json" 2>"$WORK/$key.err"
-  rc=$?
-  checked=$(jq -r '.verify.checked_blocks // 0' "$WORK/$key.json" 2>/dev/null)
-  res "$key.status" $rc
-  res "$key.checked_blocks" "${checked:-0}"
-  if [ $rc -eq 0 ] && [ "${checked:-0}" -gt 0 ]; then res "$key" ok
-  else fail "$key" "ringside-perf --verify -o $sz exited $rc having checked ${checked:-0} blocks" "$WORK/$key.err" "$WORK/$key.json"; fi
-}
-# zeroes_at <dev> <byte offset> <bytes>: the range reads back as zeroes (direct I/O)
-zeroes_at() {
-  dd if="$1" iflag=direct,skip_bytes,count_bytes skip="$2" count="$3" bs=4096 2>/dev/null | cmp -s -n "$3" - /dev/zero
-}
 
 # --- bad input: still bound to the kernel's nvme driver ---------------------------------------------------
 res notbound.driver "$(basename "$(readlink -f /sys/bus/pci/devices/$BDF/driver)")"
@@ -157,57 +98,21 @@ res bind.hugepages "$(cat /proc/sys/vm/nr_hugepages)"
 # --- ringside-perf --verify through nvme-vfio --------------------------------------------------------------
 if start_tgt vfio --nvme-vfio "$BDF" --cores 1; then
   for sz in 512 4096 131072; do perf_verify "verify.$sz" $sz; done
+  # the trace description: the device, its node, the reactor's (core 1) I/O queue id
+  describe_ns vfio
 
   # --- kernel initiator: fio crc32c, Write Zeroes, deallocate ---------------------------------------------
   if connect kernel.connect $ADDR $PORT "$NQN"; then
     fio_verify kernel.fio.randwrite_4k "$DEV" --rw=randwrite --bs=4k --size=16M --offset=32M
     fio_verify kernel.fio.randwrite_mixed "$DEV" --rw=randwrite --bsrange=512-128k --size=16M --offset=64M
-    lba=$(cat /sys/block/$(basename "$DEV")/queue/logical_block_size)
-    res kernel.lba "$lba"
-    # Write Zeroes: 64 KiB of random data at 96 MiB, then zero 8 KiB in its middle.
-    off=$((96 << 20))
-    dd if=/dev/urandom of="$WORK/pattern" bs=65536 count=1 2>/dev/null
-    dd if="$WORK/pattern" of="$DEV" oflag=direct,seek_bytes seek=$off bs=65536 count=1 2>/dev/null
-    nvme write-zeroes "$DEV" --start-block=$(( (off + 16384) / lba )) --block-count=$(( 8192 / lba - 1 )) \
-      >"$WORK/wz.txt" 2>&1
-    res kernel.write_zeroes.status $?
-    if zeroes_at "$DEV" $((off + 16384)) 8192 && \
-       dd if="$DEV" iflag=direct,skip_bytes skip=$off bs=16384 count=1 2>/dev/null | cmp -s -n 16384 - "$WORK/pattern"; then
-      res kernel.write_zeroes ok
-    else
-      fail kernel.write_zeroes "the zeroed range does not read back as zeroes (or its neighbours changed)" "$WORK/wz.txt"
-    fi
-    # Deallocate: 64 KiB of random data at 100 MiB, then deallocate 16 KiB of it.
-    off=$((100 << 20))
-    dd if="$WORK/pattern" of="$DEV" oflag=direct,seek_bytes seek=$off bs=65536 count=1 2>/dev/null
-    nvme dsm "$DEV" --ad --slbs=$(( (off + 32768) / lba )) --blocks=$(( 16384 / lba )) >"$WORK/dsm.txt" 2>&1
-    res kernel.deallocate.status $?
-    if zeroes_at "$DEV" $((off + 32768)) 16384; then res kernel.deallocate ok
-    else fail kernel.deallocate "the deallocated range does not read back as zeroes" "$WORK/dsm.txt"; fi
+    zeroes_checks "$DEV"
     # A device status: QEMU fails reads of byte ERR_READ_AT (blkdebug); the host must get the controller's status.
-    if [ -n "$ERR_READ_AT" ]; then
-      nvme read "$DEV" --start-block=$((ERR_READ_AT / lba)) --block-count=0 --data-size=$lba --data=/dev/null \
-        >"$WORK/status-read.txt" 2>&1
-      res status.read.exit $?
-      st=$(grep -o '(0x[0-9a-fA-F]*)' "$WORK/status-read.txt" | tail -n 1 | tr -d '()')
-      res status.read "$st"
-      # SCT 2h (media) / SC 81h (Unrecovered Read Error), whatever CRD/More/DNR bits the controller set
-      if [ -n "$st" ] && [ $(( st & 0x7ff )) -eq $(( 0x281 )) ]; then res status.read_error ok
-      else fail status.read_error "nvme read of the failing block gave '$st', not the controller's Unrecovered Read Error" "$WORK/status-read.txt"; fi
-      # a neighbouring block still reads
-      nvme read "$DEV" --start-block=$((ERR_READ_AT / lba + 8)) --block-count=0 --data-size=$lba --data=/dev/null \
-        >"$WORK/status-ok.txt" 2>&1 && res status.neighbour ok || fail status.neighbour "a block next to the failing one does not read" "$WORK/status-ok.txt"
-    fi
+    [ -n "$ERR_READ_AT" ] && read_error_status "$DEV" "$ERR_READ_AT"
     disconnect kernel.disconnect "$NQN"
   fi
 
   # --- SIGKILL under load, start again on the same device -------------------------------------------------
-  "$PERF" -r "$TRID" -q 16 -o 4096 -w randwrite --range 16MiB -t 30 --cores 2 >"$WORK/kill-load.log" 2>&1 &
-  lpid=$!
-  sleep 3
-  kill -KILL $TPID; wait $TPID 2>/dev/null; TPID=""
-  wait $lpid 2>/dev/null
-  res restart.killed ok
+  kill_under_load 16MiB
   if start_tgt restart --nvme-vfio "$BDF" --cores 1; then
     grep -q "left enabled" "$WORK/restart.log" && res restart.reset_logged ok || res restart.reset_logged no
     # The data fio wrote and verified before the kill is still there.

@@ -123,8 +123,8 @@ struct Ctrl {
     max_entries: usize,
     admin: Mutex<Admin>,
     next_iova: AtomicU64,
-    /// I/O queue ids not in use (granted by Set Features, Number of Queues).
-    free_qids: Mutex<Vec<u16>>,
+    /// The I/O queue ids granted by Set Features (Number of Queues) and which are free.
+    qids: Mutex<QidPool>,
     /// The namespace as Identify describes it (the shared NVMe-device layer plans its commands).
     ns: NvmeNs,
     /// Blocks served (the namespace, or its start when the configuration gives a size).
@@ -536,7 +536,7 @@ impl NvmeVfioBdev {
                 cid: 0,
             }),
             next_iova: AtomicU64::new(IOVA_BASE + (6 << 20)),
-            free_qids: Mutex::new(Vec::new()),
+            qids: Mutex::new(QidPool::new(0)),
             ns: NvmeNs {
                 nsid: 0,
                 block_size: 512,
@@ -625,7 +625,7 @@ impl NvmeVfioBdev {
         nq.cdw11 = (want - 1) << 16 | (want - 1);
         let (cqe, _) = ctrl.admin_ok(nq, false, "Set Features (Number of Queues)")?;
         let granted = ((cqe.dw0 & 0xffff).min(cqe.dw0 >> 16) + 1).min(want) as u16;
-        ctrl.free_qids = Mutex::new((1..=granted).rev().collect());
+        ctrl.qids = Mutex::new(QidPool::new(granted));
         eprintln!(
             "ringside-tgt: nvme-vfio {bdf}: {} {} (fw {}), namespace {nsid}: {served} of {} blocks of {} bytes, numa node {}, {granted} I/O queues, largest transfer {} bytes",
             ns.model.trim(),
@@ -688,6 +688,9 @@ impl Bdev for NvmeVfioBdev {
     }
     fn device_path(&self) -> Option<String> {
         Some(self.ctrl.bdf.clone())
+    }
+    fn device_queue(&self, _reactor: usize, core: usize) -> Option<u32> {
+        self.ctrl.qids().for_cpu(core).map(u32::from)
     }
 }
 
@@ -756,13 +759,60 @@ pub struct NvmeVfioQueue {
     epoch_at: Instant,
 }
 
+/// The I/O queue ids granted by Set Features (Number of Queues), and which of them are free.
+#[derive(Debug)]
+struct QidPool {
+    granted: u16,
+    /// Ascending.
+    free: Vec<u16>,
+}
+
+impl QidPool {
+    fn new(granted: u16) -> QidPool {
+        QidPool {
+            granted,
+            free: (1..=granted).collect(),
+        }
+    }
+
+    /// The I/O queue a reactor pinned to CPU `cpu` takes: `cpu + 1` while the controller granted
+    /// that many, so the trace description can name every reactor's queue before the reactors
+    /// open them. A reactor on a higher CPU takes the highest free queue and is not named there.
+    fn for_cpu(&self, cpu: usize) -> Option<u16> {
+        u16::try_from(cpu + 1).ok().filter(|q| *q <= self.granted)
+    }
+
+    /// Takes the queue id for a reactor on CPU `cpu` (see [`QidPool::for_cpu`]).
+    fn take(&mut self, cpu: usize) -> Option<u16> {
+        match self
+            .for_cpu(cpu)
+            .and_then(|q| self.free.binary_search(&q).ok())
+        {
+            Some(i) => Some(self.free.remove(i)),
+            None => self.free.pop(),
+        }
+    }
+
+    /// Gives a queue id back.
+    fn put(&mut self, qid: u16) {
+        if let Err(i) = self.free.binary_search(&qid) {
+            self.free.insert(i, qid);
+        }
+    }
+}
+
+impl Ctrl {
+    fn qids(&self) -> std::sync::MutexGuard<'_, QidPool> {
+        self.qids.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 impl NvmeVfioQueue {
     fn new(ctrl: Arc<Ctrl>, depth: usize) -> Result<NvmeVfioQueue, NvmeVfioError> {
+        // The reactor thread is pinned to its core before it opens its queues.
         let qid = ctrl
-            .free_qids
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
+            .qids()
+            .take(rustix::thread::sched_getcpu())
             .ok_or_else(|| {
                 ctrl.err(
                     "has no I/O queue left for another reactor (Number of Queues); use fewer cores",
@@ -780,10 +830,7 @@ impl NvmeVfioQueue {
         let (ring, pool) = match made {
             Ok(x) => x,
             Err(e) => {
-                ctrl.free_qids
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(qid);
+                ctrl.qids().put(qid);
                 return Err(e);
             }
         };
@@ -1167,11 +1214,7 @@ impl Drop for NvmeVfioQueue {
                 // Deleting the submission queue aborts what is left; then its memory can go.
                 self.ctrl.delete_queue(ring.qid, true);
             }
-            self.ctrl
-                .free_qids
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push(ring.qid);
+            self.ctrl.qids().put(ring.qid);
         }
     }
 }
@@ -1208,6 +1251,35 @@ mod tests {
             u64::from_le_bytes(b[32..40].try_into().unwrap()),
             0xabcd_e000
         );
+    }
+
+    #[test]
+    fn each_reactor_takes_the_queue_its_cpu_names_while_granted() {
+        let mut p = QidPool::new(4);
+        assert_eq!(p.for_cpu(0), Some(1));
+        assert_eq!(p.for_cpu(3), Some(4));
+        assert_eq!(p.for_cpu(4), None, "beyond the granted queues: not named");
+        assert_eq!(p.take(2), Some(3));
+        assert_eq!(p.take(0), Some(1));
+        assert_eq!(
+            p.take(9),
+            Some(4),
+            "a high CPU takes the highest free queue"
+        );
+        assert_eq!(
+            p.take(3),
+            Some(2),
+            "its own queue taken: the highest free one"
+        );
+        assert_eq!(p.take(1), None, "all four in use");
+        p.put(3);
+        p.put(3);
+        assert_eq!(
+            p.take(2),
+            Some(3),
+            "given back once, taken again by its CPU"
+        );
+        assert_eq!(p.take(5), None);
     }
 
     #[test]
