@@ -1,8 +1,9 @@
 //! The submission side both io_uring backends share (`uring` with 64-byte entries, `uring-cmd`
 //! with 128-byte entries and 32-byte completions): one reactor's ring, the entries waiting for
 //! room in it, how many are in the kernel, one `io_uring_enter` per poll, reaping and quiescing.
-//! What an entry means (which operation it belongs to, what its result does) stays with the
-//! backend.
+//! [`OpSlab`] holds the operations the entries belong to (their index is the entry's user data),
+//! the finished ones waiting for the next poll, and the count in flight. What an entry means and
+//! what its result does stays with the backend.
 //!
 //! Threading: owned by one reactor's queue, used through `&mut` only. The completion ring never
 //! overflows: at most `cq_cap` entries are in the kernel at once, the rest wait in `backlog`.
@@ -11,6 +12,8 @@
 use std::collections::VecDeque;
 
 use io_uring::{cqueue, squeue, IoUring};
+
+use super::{BdevError, DoneQueue};
 
 /// One reactor's io_uring and its backlog.
 pub(crate) struct RingCore<S: squeue::EntryMarker, C: cqueue::EntryMarker> {
@@ -73,6 +76,18 @@ impl<S: squeue::EntryMarker, C: cqueue::EntryMarker> RingCore<S, C> {
             }
         }
         self.backlog.push_back(e);
+    }
+
+    /// A poll's kernel work: the backlog into the ring, then one `io_uring_enter` if needed.
+    pub(crate) fn kick(&mut self) {
+        self.fill();
+        self.enter(false);
+    }
+
+    /// For quiescing: the backlog into the ring, then wait for one completion.
+    pub(crate) fn wait_one(&mut self) {
+        self.fill();
+        self.enter(true);
     }
 
     /// Moves backlog entries into the submission ring while both rings have room.
@@ -144,5 +159,137 @@ impl<S: squeue::EntryMarker, C: cqueue::EntryMarker> RingCore<S, C> {
     /// Whether entries are in the kernel or waiting for it.
     pub(crate) fn busy(&self) -> bool {
         self.ring.is_some() && (self.kernel > 0 || !self.backlog.is_empty())
+    }
+}
+
+/// The `poll`, `in_flight` and `quiesce` of a `BdevQueue` on a [`RingCore`] (`self.rq`) and an
+/// [`OpSlab`] (`self.ops`) whose type has a `reap(&mut self)` advancing operations by their
+/// completions: one kick of the ring per poll, then reap, then the finished results.
+macro_rules! ring_queue_poll {
+    () => {
+        fn poll(&mut self, done: &mut dyn FnMut(u64, Result<(), BdevError>)) -> usize {
+            self.rq.kick();
+            self.reap();
+            self.ops.drain(done)
+        }
+
+        fn in_flight(&self) -> usize {
+            self.ops.in_flight()
+        }
+
+        fn quiesce(&mut self) {
+            while self.rq.busy() {
+                self.rq.wait_one();
+                self.reap();
+            }
+        }
+    };
+}
+pub(crate) use ring_queue_poll;
+
+/// One queue's operations: slots indexed by `u32` (the ring entries' user data), the results
+/// waiting for the next poll, and how many operations were accepted and not reported yet.
+pub(crate) struct OpSlab<T> {
+    ops: Vec<T>,
+    free: Vec<u32>,
+    ready: DoneQueue,
+    outstanding: usize,
+}
+
+impl<T> OpSlab<T> {
+    pub(crate) fn new(depth: usize) -> Self {
+        OpSlab {
+            ops: Vec::with_capacity(depth),
+            free: Vec::with_capacity(depth),
+            ready: DoneQueue::new(depth),
+            outstanding: 0,
+        }
+    }
+
+    /// Counts an operation the caller submitted (in flight until its result is drained).
+    pub(crate) fn accept(&mut self) {
+        self.outstanding += 1;
+    }
+
+    /// A slot for `op`; beyond the depth the reactor announced the slab grows (rare, amortised).
+    pub(crate) fn alloc(&mut self, op: T) -> u32 {
+        match self.free.pop() {
+            Some(i) => {
+                self.ops[i as usize] = op;
+                i
+            }
+            None => {
+                self.ops.push(op);
+                (self.ops.len() - 1) as u32
+            }
+        }
+    }
+
+    /// The operation in slot `i`, if there is such a slot (a completion's user data).
+    pub(crate) fn get_mut(&mut self, i: u32) -> Option<&mut T> {
+        self.ops.get_mut(i as usize)
+    }
+
+    /// Reports `tag` with `r` at the next poll.
+    pub(crate) fn report(&mut self, tag: u64, r: Result<(), BdevError>) {
+        self.ready.push(tag, r);
+    }
+
+    /// Frees slot `i` and reports its operation `tag` with `r` at the next poll.
+    pub(crate) fn finish(&mut self, i: u32, tag: u64, r: Result<(), BdevError>) {
+        self.ready.push(tag, r);
+        self.free.push(i);
+    }
+
+    /// Hands the waiting results to `done`; returns how many.
+    pub(crate) fn drain(&mut self, done: &mut dyn FnMut(u64, Result<(), BdevError>)) -> usize {
+        let n = self.ready.drain(done);
+        self.outstanding -= n;
+        n
+    }
+
+    /// Operations accepted and not reported yet.
+    pub(crate) fn in_flight(&self) -> usize {
+        self.outstanding
+    }
+}
+
+impl<T> std::ops::Index<u32> for OpSlab<T> {
+    type Output = T;
+    fn index(&self, i: u32) -> &T {
+        &self.ops[i as usize]
+    }
+}
+
+impl<T> std::ops::IndexMut<u32> for OpSlab<T> {
+    fn index_mut(&mut self, i: u32) -> &mut T {
+        &mut self.ops[i as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_are_reused_and_results_drain_in_order() {
+        let mut s: OpSlab<&str> = OpSlab::new(2);
+        s.accept();
+        s.accept();
+        s.accept();
+        let a = s.alloc("a");
+        let b = s.alloc("b");
+        assert_ne!(a, b);
+        s[b] = "b2";
+        assert_eq!(s[b], "b2");
+        s.finish(a, 10, Ok(()));
+        s.report(11, Err(BdevError::OutOfRange));
+        assert_eq!(s.alloc("c"), a, "a freed slot is taken again");
+        assert_eq!(s.alloc("d"), 2, "beyond the depth the slab grows");
+        assert!(s.get_mut(3).is_none());
+        let mut got = Vec::new();
+        assert_eq!(s.drain(&mut |t, r| got.push((t, r))), 2);
+        assert_eq!(got, vec![(10, Ok(())), (11, Err(BdevError::OutOfRange))]);
+        assert_eq!(s.in_flight(), 1, "three accepted, two reported");
     }
 }

@@ -38,7 +38,6 @@
 //! writes into them later), registering the bounce pool, copies through bounce buffers.
 #![allow(unsafe_code)]
 
-use std::collections::VecDeque;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
@@ -49,7 +48,7 @@ use std::sync::Arc;
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
-use super::ring::RingCore;
+use super::ring::{ring_queue_poll, OpSlab, RingCore};
 use super::{
     check_range, check_ranges, Bdev, BdevError, BdevOp, BdevQueue, DeviceInfo, IoBuf, IO_ALIGN,
 };
@@ -463,12 +462,8 @@ pub struct UringQueue {
     /// fails), its backlog and what is in the kernel.
     rq: RingCore<squeue::Entry, cqueue::Entry>,
     dev: Arc<UringBdev>,
-    ops: Vec<Op>,
-    free: Vec<u32>,
-    /// Finished operations, reported by the next poll.
-    ready: VecDeque<(u64, Result<(), BdevError>)>,
-    /// Operations accepted and not reported yet.
-    outstanding: usize,
+    /// The operations (entries' user data index them), their results for the next poll.
+    ops: OpSlab<Op>,
     /// Bounce pool: `BOUNCE_POOL_BYTES / dev.bounce_size` (2..=32) buffers of `dev.bounce_size`
     /// at `pool_base` (owned by `_pool`); `pool_free` lists the free ones.
     _pool: IoBuf,
@@ -543,10 +538,7 @@ impl UringQueue {
         }
         UringQueue {
             rq: RingCore::new(ring, depth, format!("uring {}", dev.path.display())),
-            ops: Vec::with_capacity(depth),
-            free: Vec::with_capacity(depth),
-            ready: VecDeque::with_capacity(depth),
-            outstanding: 0,
+            ops: OpSlab::new(depth),
             _pool: pool,
             pool_base,
             pool_free: (0..slots as u16).rev().collect(),
@@ -565,22 +557,12 @@ impl UringQueue {
             err: None,
             work,
         };
-        match self.free.pop() {
-            Some(i) => {
-                self.ops[i as usize] = op;
-                i
-            }
-            None => {
-                // Beyond the depth the reactor announced: grow (rare, amortised).
-                self.ops.push(op);
-                (self.ops.len() - 1) as u32
-            }
-        }
+        self.ops.alloc(op)
     }
 
     /// Reports `i` as finished and recycles it.
     fn finish(&mut self, i: u32) {
-        let op = &mut self.ops[i as usize];
+        let op = &mut self.ops[i];
         let work = std::mem::replace(&mut op.work, Work::Free);
         if let Work::Rw {
             write: false,
@@ -605,14 +587,13 @@ impl UringQueue {
         {
             self.pool_free.push(slot);
         }
-        let r = op.err.map_or(Ok(()), Err);
-        self.ready.push_back((op.tag, r));
-        self.free.push(i);
+        let (tag, r) = (op.tag, op.err.map_or(Ok(()), Err));
+        self.ops.finish(i, tag, r);
     }
 
     /// Queues one entry for op `i`.
     fn push(&mut self, i: u32, e: squeue::Entry) {
-        self.ops[i as usize].parts += 1;
+        self.ops[i].parts += 1;
         // SAFETY: every entry built here points at memory that stays valid until its completion
         // is reaped: the caller's buffer (queue contract), this queue's pool or zero buffer
         // (freed after Drop's quiesce), or nothing (fsync, fallocate).
@@ -630,7 +611,7 @@ impl UringQueue {
 
     fn complete(&mut self, ud: u64, res: i32) {
         let i = ud as u32;
-        let Some(op) = self.ops.get_mut(i as usize) else {
+        let Some(op) = self.ops.get_mut(i) else {
             return;
         };
         op.parts = op.parts.saturating_sub(1);
@@ -697,14 +678,14 @@ impl UringQueue {
                 self.zero_more(i);
             }
         }
-        if self.ops[i as usize].parts == 0 {
+        if self.ops[i].parts == 0 {
             self.finish(i);
         }
     }
 
     /// Records an I/O error on op `i`.
     fn fail(&mut self, i: u32, errno: i32, what: &str) {
-        let op = &mut self.ops[i as usize];
+        let op = &mut self.ops[i];
         op.err.get_or_insert(BdevError::Media);
         if let Work::Zero { next, end, .. } = &mut op.work {
             *next = *end; // issue no more
@@ -723,7 +704,7 @@ impl UringQueue {
     /// Keeps up to [`ZERO_WRITES_IN_FLIGHT`] zero-buffer writes out for Write Zeroes op `i`.
     fn zero_more(&mut self, i: u32) {
         loop {
-            let op = &mut self.ops[i as usize];
+            let op = &mut self.ops[i];
             let Work::Zero { next, end, falloc } = &mut op.work else {
                 return;
             };
@@ -822,24 +803,24 @@ impl UringQueue {
 
 impl BdevQueue for UringQueue {
     fn submit(&mut self, tag: u64, op: BdevOp<'_>) {
-        self.outstanding += 1;
+        self.ops.accept();
         if !self.rq.is_up() {
-            self.ready.push_back((tag, Err(BdevError::Media)));
+            self.ops.report(tag, Err(BdevError::Media));
             return;
         }
         let (bs, nb) = (self.dev.block_size, self.dev.num_blocks);
         let bytes = |b: u64| b * u64::from(bs);
         match op {
             BdevOp::Read { lba, buf } => match check_range(bs, nb, lba, buf.len()) {
-                Ok(0) => self.ready.push_back((tag, Ok(()))), // nothing to move
+                Ok(0) => self.ops.report(tag, Ok(())), // nothing to move
                 Ok(_) => self.start_rw(tag, false, buf.as_mut_ptr(), buf.len(), lba),
-                Err(e) => self.ready.push_back((tag, Err(e))),
+                Err(e) => self.ops.report(tag, Err(e)),
             },
             BdevOp::Write { lba, buf } => match check_range(bs, nb, lba, buf.len()) {
-                Ok(0) => self.ready.push_back((tag, Ok(()))),
+                Ok(0) => self.ops.report(tag, Ok(())),
                 // The kernel only reads through this pointer.
                 Ok(_) => self.start_rw(tag, true, buf.as_ptr().cast_mut(), buf.len(), lba),
-                Err(e) => self.ready.push_back((tag, Err(e))),
+                Err(e) => self.ops.report(tag, Err(e)),
             },
             BdevOp::Flush => {
                 let i = self.alloc(tag, Work::Simple);
@@ -851,7 +832,7 @@ impl BdevQueue for UringQueue {
             }
             BdevOp::WriteZeroes { lba, blocks } => {
                 if lba.checked_add(blocks).is_none_or(|e| e > nb) {
-                    self.ready.push_back((tag, Err(BdevError::OutOfRange)));
+                    self.ops.report(tag, Err(BdevError::OutOfRange));
                     return;
                 }
                 let (off, end) = (bytes(lba), bytes(lba + blocks));
@@ -873,13 +854,13 @@ impl BdevQueue for UringQueue {
                 } else {
                     self.zero_more(i);
                 }
-                if self.ops[i as usize].parts == 0 {
+                if self.ops[i].parts == 0 {
                     self.finish(i); // zero blocks
                 }
             }
             BdevOp::Deallocate { ranges } => {
                 if let Err(e) = check_ranges(ranges, nb) {
-                    self.ready.push_back((tag, Err(e)));
+                    self.ops.report(tag, Err(e));
                     return;
                 }
                 let i = self.alloc(tag, Work::Simple);
@@ -892,36 +873,14 @@ impl BdevQueue for UringQueue {
                         self.push(i, e);
                     }
                 }
-                if self.ops[i as usize].parts == 0 {
+                if self.ops[i].parts == 0 {
                     self.finish(i);
                 }
             }
         }
     }
 
-    fn poll(&mut self, done: &mut dyn FnMut(u64, Result<(), BdevError>)) -> usize {
-        self.rq.fill();
-        self.rq.enter(false);
-        self.reap();
-        let n = self.ready.len();
-        while let Some((tag, r)) = self.ready.pop_front() {
-            done(tag, r);
-        }
-        self.outstanding -= n;
-        n
-    }
-
-    fn in_flight(&self) -> usize {
-        self.outstanding
-    }
-
-    fn quiesce(&mut self) {
-        while self.rq.busy() {
-            self.rq.fill();
-            self.rq.enter(true);
-            self.reap();
-        }
-    }
+    ring_queue_poll!();
 }
 
 impl Drop for UringQueue {

@@ -32,7 +32,6 @@
 //! and, by DMA, the device write into them until the completion is reaped).
 #![allow(unsafe_code)]
 
-use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
@@ -48,7 +47,7 @@ use nvme_proto::{Nsid, Sqe, Status};
 use super::nvme_dev::{
     encode_dsm_ranges, identify_cmd, DevCmd, DevData, GeometryError, IdentifyError, NvmeNs,
 };
-use super::ring::RingCore;
+use super::ring::{ring_queue_poll, OpSlab, RingCore};
 use super::{Bdev, BdevError, BdevOp, BdevQueue, DeviceInfo, IoBuf, IO_ALIGN};
 use crate::config::BackendKind;
 
@@ -738,12 +737,8 @@ pub struct UringCmdQueue {
     /// fails), its backlog and what is in the kernel.
     rq: RingCore<squeue::Entry128, cqueue::Entry32>,
     dev: Arc<UringCmdBdev>,
-    ops: Vec<Op>,
-    free: Vec<u32>,
-    /// Finished operations, reported by the next poll.
-    ready: VecDeque<(u64, Result<(), BdevError>)>,
-    /// Operations accepted and not reported yet.
-    outstanding: usize,
+    /// The operations (entries' user data index them), their results for the next poll.
+    ops: OpSlab<Op>,
     /// The plan of the operation being submitted (preallocated).
     plan: Vec<DevCmd>,
     /// Range-list pool (`DSM_SLOTS` x `DSM_BUF` at `dsm_base`, owned by `_dsm`), free slots.
@@ -801,10 +796,7 @@ impl UringCmdQueue {
         }
         UringCmdQueue {
             rq: RingCore::new(ring, depth, format!("uring-cmd {}", dev.path.display())),
-            ops: Vec::with_capacity(depth),
-            free: Vec::with_capacity(depth),
-            ready: VecDeque::with_capacity(depth),
-            outstanding: 0,
+            ops: OpSlab::new(depth),
             plan: Vec::with_capacity(64),
             _dsm: dsm,
             dsm_base,
@@ -826,32 +818,22 @@ impl UringCmdQueue {
             ranges: RangeBuf::None,
             what: (0, 0),
         };
-        match self.free.pop() {
-            Some(i) => {
-                self.ops[i as usize] = op;
-                i
-            }
-            None => {
-                self.ops.push(op);
-                (self.ops.len() - 1) as u32
-            }
-        }
+        self.ops.alloc(op)
     }
 
     /// Reports `i` as finished and recycles it.
     fn finish(&mut self, i: u32) {
-        let op = &mut self.ops[i as usize];
+        let op = &mut self.ops[i];
         if let RangeBuf::Slot(s) = std::mem::replace(&mut op.ranges, RangeBuf::None) {
             self.dsm_free.push(s);
         }
-        let r = op.err.map_or(Ok(()), Err);
-        self.ready.push_back((op.tag, r));
-        self.free.push(i);
+        let (tag, r) = (op.tag, op.err.map_or(Ok(()), Err));
+        self.ops.finish(i, tag, r);
     }
 
     /// Queues one entry for op `i`.
     fn push(&mut self, i: u32, e: squeue::Entry128) {
-        self.ops[i as usize].parts += 1;
+        self.ops[i].parts += 1;
         // SAFETY: every entry built here points at memory that stays valid until its completion
         // is reaped: the caller's buffer (queue contract), this queue's range pool or zero buffer
         // (freed after Drop's quiesce), an op's own range buffer (held by the op until it
@@ -869,7 +851,7 @@ impl UringCmdQueue {
     }
 
     fn complete(&mut self, i: u32, res: i32) {
-        let Some(op) = self.ops.get_mut(i as usize) else {
+        let Some(op) = self.ops.get_mut(i) else {
             return;
         };
         op.parts = op.parts.saturating_sub(1);
@@ -898,7 +880,7 @@ impl UringCmdQueue {
                 );
             }
         }
-        if self.ops[i as usize].parts == 0 {
+        if self.ops[i].parts == 0 {
             self.finish(i);
         }
     }
@@ -906,9 +888,9 @@ impl UringCmdQueue {
 
 impl BdevQueue for UringCmdQueue {
     fn submit(&mut self, tag: u64, mut op: BdevOp<'_>) {
-        self.outstanding += 1;
+        self.ops.accept();
         if !self.rq.is_up() {
-            self.ready.push_back((tag, Err(BdevError::Media)));
+            self.ops.report(tag, Err(BdevError::Media));
             return;
         }
         let base: *mut u8 = match &mut op {
@@ -924,8 +906,8 @@ impl BdevQueue for UringCmdQueue {
             .ns
             .plan(&op, self.dev.served, ZERO_BUF, &mut |c| plan.push(c));
         match planned {
-            Err(e) => self.ready.push_back((tag, Err(e))),
-            Ok(0) => self.ready.push_back((tag, Ok(()))), // nothing for the device to do
+            Err(e) => self.ops.report(tag, Err(e)),
+            Ok(0) => self.ops.report(tag, Ok(())), // nothing for the device to do
             Ok(_) => {
                 let i = self.alloc(tag);
                 let fd = types::Fd(self.dev.file.as_raw_fd());
@@ -947,7 +929,7 @@ impl BdevQueue for UringCmdQueue {
                             };
                             let (ptr, fixed) = match self.dsm_free.pop() {
                                 Some(s) => {
-                                    self.ops[i as usize].ranges = RangeBuf::Slot(s);
+                                    self.ops[i].ranges = RangeBuf::Slot(s);
                                     (
                                         self.dsm_base.wrapping_add(usize::from(s) * DSM_BUF),
                                         self.registered.then_some(REG_DSM),
@@ -956,7 +938,7 @@ impl BdevQueue for UringCmdQueue {
                                 None => {
                                     let mut b = IoBuf::new(DSM_BUF);
                                     let p = b.as_mut_ptr();
-                                    self.ops[i as usize].ranges = RangeBuf::Own { _buf: b };
+                                    self.ops[i].ranges = RangeBuf::Own { _buf: b };
                                     (p, None)
                                 }
                             };
@@ -968,7 +950,7 @@ impl BdevQueue for UringCmdQueue {
                             (ptr as u64, n as u32, fixed)
                         }
                     };
-                    self.ops[i as usize].what = (c.sqe.opcode, c.sqe.slba());
+                    self.ops[i].what = (c.sqe.opcode, c.sqe.slba());
                     let e = opcode::UringCmd80::new(fd, NVME_URING_CMD_IO)
                         .cmd(uring_cmd_bytes(&c.sqe, addr, len))
                         .buf_index(fixed)
@@ -981,29 +963,7 @@ impl BdevQueue for UringCmdQueue {
         self.plan = plan;
     }
 
-    fn poll(&mut self, done: &mut dyn FnMut(u64, Result<(), BdevError>)) -> usize {
-        self.rq.fill();
-        self.rq.enter(false);
-        self.reap();
-        let n = self.ready.len();
-        while let Some((tag, r)) = self.ready.pop_front() {
-            done(tag, r);
-        }
-        self.outstanding -= n;
-        n
-    }
-
-    fn in_flight(&self) -> usize {
-        self.outstanding
-    }
-
-    fn quiesce(&mut self) {
-        while self.rq.busy() {
-            self.rq.fill();
-            self.rq.enter(true);
-            self.reap();
-        }
-    }
+    ring_queue_poll!();
 }
 
 impl Drop for UringCmdQueue {
