@@ -166,7 +166,7 @@ verify_suite() {
 
 # --- one ringside-tgt at a time on a local NVMe device (nvme-uring-cmd.sh, nvme-vfio.sh) ---------------------
 # They use TGT, PERF (the binaries), ADDR, PORT, TRID (ringside-perf's -r), TPID (the running target), and
-# RUNAS (an optional prefix, e.g. setpriv, for the target).
+# RUNAS (an optional prefix, e.g. setpriv, for the target). (nvmf-rdma.sh defines its own perf_verify after sourcing.)
 
 # start_tgt <key> [args]: ringside-tgt in the background ($TPID), listening within 60 s; its log is
 # $WORK/<key>.log, its trace file $WORK/ringside.<key>.
