@@ -143,6 +143,9 @@ pub struct DepthModel {
     pub fitted: bool,
     /// Share of its core the reactor gets (1 − stolen share).
     pub cpu_share: f64,
+    /// The reactor's batch at the anchor (I/Os per poll iteration that found work), when the
+    /// window has it: the evidence of how far batching has gone.
+    pub batch: Option<f64>,
 }
 
 /// A prediction at one depth.
@@ -229,6 +232,7 @@ impl DepthModel {
             exponent_range,
             fitted: fitted.is_some(),
             cpu_share: share,
+            batch: None,
         };
         m.floor_ns = 1e9 / m.plateau_with(m.params());
         let floors: Vec<f64> = m
@@ -401,7 +405,12 @@ pub fn reactor_model(history: &[Window], w: &Window, index: u32) -> Option<Depth
     } else {
         1.0 - waits.iter().sum::<f64>() / waits.len() as f64
     };
-    DepthModel::fit(&obs, share)
+    let mut m = DepthModel::fit(&obs, share)?;
+    m.batch = w
+        .reactor(index)
+        .and_then(|r| r.ios_per_busy_poll)
+        .filter(|b| b.is_finite() && *b > 0.0);
+    Some(m)
 }
 
 #[cfg(test)]
@@ -514,6 +523,7 @@ mod tests {
             completions: iops as u64,
             busy_ratio: busy,
             ns_per_io: Some(busy / iops * 1e9),
+            ios_per_busy_poll: Some(1.0),
             avg_outstanding: f64::from(depth),
             active_qpairs: 1,
             ..ReactorWindow::default()
@@ -552,6 +562,7 @@ mod tests {
             let (last, history) = ws.split_last().expect("a window");
             let m = reactor_model(history, last, 0).expect("a model");
             assert_eq!(m.fitted, ws.len() > 1, "{} {what}", s.name);
+            assert_eq!(m.batch, Some(1.0), "the window's batch is carried");
             let knee = m.knee(None);
             let got = s.at(knee.min(128));
             assert!(

@@ -739,6 +739,13 @@ fn queue_depth(
             k(1e9 / rm.floor_range_ns.1),
             k(1e9 / rm.floor_range_ns.0),
         ));
+        if let Some(b) = rm.batch {
+            evidence.push(format!(
+                "reactor {ri}: {b:.2} I/O(s) per poll iteration that found work at {} in \
+                 flight (the batch its per-iteration costs are shared by)",
+                rm.anchor.depth
+            ));
+        }
     }
     evidence.push(format!(
         "model: X(D) = min(D / ((D + 1)·s(D)), reactor capacity(D)), s(D) = s(1)·max({}, \

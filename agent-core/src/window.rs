@@ -6,6 +6,8 @@
 //! - `busy_ratio` = busy-poll ns / (busy + idle ns): the share of the reactor's loop that did work.
 //! - `ns_per_io` = busy-poll ns / completed I/O: the reactor's cost per I/O, so its capacity is
 //!   `1e9 / ns_per_io` IOPS (an upper bound at 100 % busy).
+//! - `ios_per_busy_poll` = completed I/O / poll iterations that found work: the reactor's batch
+//!   (how many I/Os one working iteration — a receive, the parsing, one send — carries).
 //! - `avg_outstanding` = sum of latencies of requests completed in the window / dt. By Little's law
 //!   this is the time-weighted mean number of requests in flight, without tracing each one.
 //! - `utilisation` (netdev) = max(rx, tx) bytes/s / capacity, capacity = min(link speed, egress
@@ -116,6 +118,9 @@ pub struct ReactorWindow {
     pub ns_per_io: Option<f64>,
     /// Poll loop iterations per second.
     pub polls_per_s: f64,
+    /// Completed I/Os per iteration that found work (the reactor's batch), `None` without any.
+    #[serde(default)]
+    pub ios_per_busy_poll: Option<f64>,
     /// Latency over the reactor's qpairs.
     pub latency: Hist,
     /// Per-stage latency (name, histogram), when the target records stage histograms.
@@ -498,6 +503,10 @@ pub fn build(info: &TargetInfo, topo: &Topology, prev: &Sample, now: &Sample) ->
             busy_ratio: ratio(busy, busy.saturating_add(idle)),
             ns_per_io: (completions > 0).then(|| busy as f64 / completions as f64),
             polls_per_s: rate(r.polls, p.polls, secs),
+            ios_per_busy_poll: match d(r.busy_polls, p.busy_polls) {
+                0 => None,
+                n => (completions > 0).then(|| completions as f64 / n as f64),
+            },
             buffer_waits: d(r.buffer_waits, p.buffer_waits),
             backend_submits_per_s: rate(r.backend_submitted, p.backend_submitted, secs),
             backend_inflight: r.backend_inflight,
@@ -836,6 +845,7 @@ mod tests {
             reactors: vec![ReactorSample {
                 index: 0,
                 polls: t_s * 1000,
+                busy_polls: t_s * 100,
                 busy_ns: busy_ms * 1_000_000,
                 idle_ns: (t_s * 1000 - busy_ms) * 1_000_000,
                 cmds_read: reads,
@@ -874,6 +884,8 @@ mod tests {
         assert!((r.read_bytes_per_s - 40_000.0 * 4096.0).abs() < 1e-3);
         assert!((r.busy_ratio - 0.4).abs() < 1e-9, "busy {}", r.busy_ratio);
         assert_eq!(r.ns_per_io, Some(10_000.0));
+        // 40 000 I/Os over 100 working iterations.
+        assert_eq!(r.ios_per_busy_poll, Some(400.0));
         let q = &w.qpairs[0];
         assert!(
             (q.avg_outstanding - 1.0).abs() < 0.01,
