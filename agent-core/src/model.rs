@@ -347,6 +347,13 @@ impl DepthModel {
     }
 }
 
+/// The reactor's busy ns per I/O once batching has nothing left to share, from its busy cost
+/// `cost_ns` with `depth` in flight on it (the calibrated exponent and reactor floor: at QD1
+/// a fifth of the cost, unchanged from ~64 in flight).
+pub fn reactor_floor_cost(cost_ns: f64, depth: f64) -> f64 {
+    cost_ns * REACTOR_FLOOR_SHARE / shape(depth, BATCH_EXPONENT, REACTOR_FLOOR_SHARE)
+}
+
 /// The initiator's depth on a qpair: it had at least this many in flight (its high-water at the
 /// target, or its time-weighted mean there, whichever is larger).
 pub fn initiator_depth(q: &QpairWindow) -> u32 {
@@ -729,6 +736,21 @@ mod tests {
         let m = reactor_model(&[], &w, 0).expect("a model");
         let gain = m.predict(64).iops / 821_000.0;
         assert!(gain > 1.0 && gain < 1.3, "gain {gain}");
+    }
+
+    #[test]
+    fn the_reactor_floor_cost_is_what_the_0e2f4ce_plateau_measured() {
+        // 5.9 µs busy per I/O at QD1 (that suite's depth-1 window) → the plateau its sweep
+        // measured at 64, 836K (1.196 µs per I/O, the reactor saturated).
+        let floor = reactor_floor_cost(5_900.0, 1.0);
+        assert!(
+            (1e9 / floor / S0E2F4CE.at(64) - 1.0).abs() <= 0.05,
+            "floor {floor} ns"
+        );
+        // Deep enough, nothing left to batch: the cost is the floor.
+        assert_eq!(reactor_floor_cost(1_200.0, 128.0), 1_200.0);
+        // Deeper windows are corrected less.
+        assert!(reactor_floor_cost(2_000.0, 4.0) > reactor_floor_cost(2_000.0, 1.0));
     }
 
     #[test]

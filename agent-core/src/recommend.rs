@@ -4,9 +4,9 @@
 //!
 //! The model (DESIGN §6), every figure measured in the windows:
 //! - **Per-core capacity** = 1e9 / ns_per_io (busy-poll ns per completed I/O), the lowest cost any
-//!   reactor showed over the kept windows. A reactor that only ever ran shallow (under
-//!   [`BATCHED_DEPTH`] outstanding per qpair) paid one receive and one send per I/O; batching at
-//!   depth shares those, so its cost is divided by [`UNBATCHED_COST_FACTOR`].
+//!   reactor showed over the kept windows, each carried to the floor batching reaches
+//!   ([`model::reactor_floor_cost`]: a reactor at shallow depth pays a receive and a send for few
+//!   I/Os; batching at depth shares those).
 //! - **Depth per qpair** for an initiator-limited qpair: the knee of the reactor model
 //!   ([`crate::model`]: a closed loop of two CPU stations whose cost per I/O falls with depth as
 //!   batching shares the per-batch costs, down to a per-I/O floor; anchored on the measured round
@@ -33,18 +33,6 @@ use crate::model;
 use crate::sample::{IdlePolicy, PlacementPolicy, TargetInfo};
 use crate::topology::Topology;
 use crate::window::{QpairWindow, Window};
-
-/// Per-qpair outstanding (time-weighted, at the target) from which a window counts as batched:
-/// several commands per receive and responses per send.
-pub const BATCHED_DEPTH: f64 = 4.0;
-
-/// How much cheaper an I/O gets once batched, applied when every window was shallow. On
-/// ringside-tgt over loopback the reactor spent 11.3 µs per I/O at QD1 (a `ringside record` on a
-/// quiet machine, 2026-11-21) against 2.2-2.4 µs at QD32 (bench-harness README): ~5x; the
-/// nvmf-target README's busier runs give 5.6-8.5 vs 2.5-3.2 µs, ~2.5x. 4 sits between, below
-/// the quiet-machine figure. The evidence says when this estimate is used; one batched window
-/// replaces it with a measurement.
-pub const UNBATCHED_COST_FACTOR: f64 = 4.0;
 
 /// Completions a reactor window needs for its cost per I/O to count.
 pub const MIN_COMPLETIONS: u64 = 1000;
@@ -142,10 +130,10 @@ struct Model {
 
 impl Model {
     fn measure(_info: &TargetInfo, windows: &[Window]) -> Model {
-        // Lowest cost per I/O seen, batched windows and shallow ones apart: a shallow window's
-        // cost is only used (corrected) when no batched window exists.
-        let mut batched: Option<f64> = None;
-        let mut shallow: Option<f64> = None;
+        // Lowest cost per I/O seen once batched: a window's cost at its depth, carried to the
+        // reactor model's floor (a shallow window pays a receive and a send per I/O; batching at
+        // depth shares them). Windows deep enough to be at the floor need no correction.
+        let mut best: Option<(f64, f64)> = None;
         for w in windows {
             for r in &w.reactors {
                 let Some(c) = r.ns_per_io.filter(|c| c.is_finite() && *c > 0.0) else {
@@ -154,22 +142,19 @@ impl Model {
                 if r.completions < MIN_COMPLETIONS || r.stalled {
                     continue;
                 }
-                let per_qpair = r.avg_outstanding / io_qpairs(w, r.index).max(1) as f64;
-                let slot = if per_qpair >= BATCHED_DEPTH {
-                    &mut batched
-                } else {
-                    &mut shallow
-                };
-                if slot.is_none_or(|b| c < b) {
-                    *slot = Some(c);
+                let depth = model::observe(w, r)
+                    .map(|o| o.depth)
+                    .unwrap_or(r.avg_outstanding)
+                    .max(1.0);
+                let floor = model::reactor_floor_cost(c, depth);
+                if best.is_none_or(|(b, _)| floor < b) {
+                    best = Some((floor, c));
                 }
             }
         }
-        let (cost, measured, is_batched) = match (batched, shallow) {
-            (Some(b), _) => (Some(b), Some(b), true),
-            (None, Some(s)) => (Some(s / UNBATCHED_COST_FACTOR), Some(s), false),
-            (None, None) => (None, None, false),
-        };
+        let cost = best.map(|b| b.0);
+        let measured = best.map(|b| b.1);
+        let is_batched = best.is_some_and(|(f, c)| f >= 0.99 * c);
         let waits: Vec<f64> = windows
             .iter()
             .flat_map(|w| w.reactors.iter())
@@ -214,8 +199,8 @@ impl Model {
             )
             } else {
                 format!(
-                "per-core capacity ~{} IOPS: measured {:.2} µs busy per I/O at low depth, where \
-                 each I/O pays its own receive and send; batched at depth ~{:.2} µs (÷{UNBATCHED_COST_FACTOR})",
+                "per-core capacity ~{} IOPS: measured {:.2} µs busy per I/O at a depth where the \
+                 batches still grow; ~{:.2} µs once batched (the reactor model's floor)",
                 k(1e9 / cost),
                 measured / 1e3,
                 cost / 1e3
