@@ -13,10 +13,17 @@
 //! `hw_counters`, transmit discards, and transmit-wait (no flow-control credits). A software
 //! device (rxe, siw) sends through its netdev, whose counters already count every byte: its port
 //! is never judged on its own (that would count the traffic twice); its retransmit-class counters
-//! become evidence of the netdev's finding instead. Stateless; pure.
+//! become evidence of the netdev's finding instead.
+//!
+//! Cost ([`cost`]): what the target would serve without the link's limit is what its reactors
+//! can serve: each reactor carrying I/O serves `iops / busy` at full load, so the share of IOPS
+//! the link takes is `1 - iops / Σ(iops / busy)`. A link that is full while the reactors are
+//! saturated too costs nothing more than they do (info: both limits meet). Without reactor
+//! figures the cost is not measured and the rule is explicit: critical with drops or
+//! retransmits, warning without. Stateless; pure.
 
-use super::{candidate, margin, pct, Context, Detector};
-use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use super::{carries_io, costed, margin, pct, unmeasured, Context, Detector};
+use crate::finding::{Cost, Evidence, Finding, FindingKind, Severity, Subject};
 use crate::window::{NetdevWindow, RdmaPortWindow, Window};
 
 /// Utilisation at which the link is the limit: TCP/IP and NVMe/TCP headers plus ACK traffic
@@ -76,6 +83,62 @@ impl Detector for Link {
                 out.push(f);
             }
         }
+    }
+}
+
+/// The share of the target's IOPS a full link takes: the reactors' headroom (see the module
+/// doc). `None` without a reactor that carries I/O with a busy share.
+pub fn cost(w: &Window) -> Option<Cost> {
+    let (mut iops, mut capacity) = (0.0, 0.0);
+    for r in w
+        .reactors
+        .iter()
+        .filter(|r| carries_io(r) && r.busy_ratio > 0.0 && r.busy_ratio.is_finite())
+    {
+        iops += r.iops;
+        capacity += r.iops / r.busy_ratio.min(1.0);
+    }
+    if !(capacity > 0.0) {
+        return None;
+    }
+    let lost = (1.0 - iops / capacity).max(0.0);
+    Some(Cost {
+        iops_share: Some(lost),
+        latency_share: None,
+        added_latency_ns: None,
+        basis: format!(
+            "the reactors serve {} of what they could at full load (IOPS / busy share): the \
+             rest is what the link holds back",
+            pct(1.0 - lost)
+        ),
+    })
+}
+
+/// The finding, its severity from [`cost`] when the window measures one, else from the rule
+/// `unmeasured_severity` (the module doc).
+fn costed_or_rule(
+    w: &Window,
+    unmeasured_severity: Severity,
+    subject: Subject,
+    summary: String,
+    evidence: Vec<Evidence>,
+    confidence: f64,
+) -> Finding {
+    let kind = FindingKind::LinkSaturation;
+    match cost(w) {
+        Some(c) => costed(kind, c, subject, summary, evidence, w, confidence),
+        None => unmeasured(
+            kind,
+            unmeasured_severity,
+            "no reactor busy figures, so what the target could serve beyond the link is not \
+             known (critical with drops or retransmits, else warning)"
+                .into(),
+            subject,
+            summary,
+            evidence,
+            w,
+            confidence,
+        ),
     }
 }
 
@@ -244,8 +307,8 @@ fn judge_port(p: &RdmaPortWindow, w: &Window) -> Option<Finding> {
     if !trouble.is_empty() {
         confidence = (confidence + 0.1).min(1.0);
     }
-    Some(candidate(
-        FindingKind::LinkSaturation,
+    Some(costed_or_rule(
+        w,
         severity,
         Subject::RdmaPort {
             device: p.device.clone(),
@@ -260,7 +323,6 @@ fn judge_port(p: &RdmaPortWindow, w: &Window) -> Option<Finding> {
             pct(util)
         ),
         evidence,
-        w,
         confidence,
     ))
 }
@@ -357,8 +419,8 @@ fn judge(n: &NetdevWindow, w: &Window) -> Option<Finding> {
     if retransmits > 0 {
         confidence = (confidence + 0.1).min(1.0);
     }
-    Some(candidate(
-        FindingKind::LinkSaturation,
+    Some(costed_or_rule(
+        w,
         severity,
         Subject::Netdev {
             name: n.name.clone(),
@@ -371,7 +433,6 @@ fn judge(n: &NetdevWindow, w: &Window) -> Option<Finding> {
             pct(util)
         ),
         evidence,
-        w,
         confidence,
     ))
 }
@@ -484,6 +545,70 @@ mod tests {
         let out = observe(&w, "ens1f0");
         assert_eq!(out.len(), 1, "{out:?}");
         assert!(out[0].summary.contains("retransmit"), "{}", out[0].summary);
+    }
+
+    fn shaped(util: f64) -> NetdevWindow {
+        NetdevWindow {
+            name: "eth0".into(),
+            tx_bytes_per_s: util * 1.25e9,
+            speed_mbps: Some(10_000),
+            capacity_bytes_per_s: Some(1.25e9),
+            utilisation: Some(util),
+            ..NetdevWindow::default()
+        }
+    }
+
+    fn reactor(iops: f64, busy: f64) -> crate::window::ReactorWindow {
+        crate::window::ReactorWindow {
+            iops,
+            completions: iops as u64,
+            busy_ratio: busy,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_full_link_costs_the_reactors_headroom() {
+        // Two reactors at 40 % and 60 % busy serving 100K each: they could serve 250K + 167K.
+        let w = Window {
+            end_ns: 1_000_000_000,
+            netdevs: vec![shaped(0.95)],
+            reactors: vec![reactor(100_000.0, 0.4), reactor(100_000.0, 0.6)],
+            ..Window::default()
+        };
+        let out = observe(&w, "eth0");
+        assert_eq!(out.len(), 1, "{out:?}");
+        let c = out[0].cost.as_ref().expect("cost");
+        let want = 1.0 - 200_000.0 / (250_000.0 + 100_000.0 / 0.6);
+        assert!((c.iops_share.unwrap() - want).abs() < 1e-9, "{c:?}");
+        assert_eq!(
+            out[0].severity,
+            Severity::Critical,
+            "half the IOPS held back"
+        );
+
+        // Reactors saturated as well: the link costs nothing more than they do.
+        let w = Window {
+            reactors: vec![reactor(100_000.0, 0.99)],
+            ..w
+        };
+        let out = observe(&w, "eth0");
+        assert!(out[0].cost.as_ref().unwrap().share() < 0.02);
+        assert_eq!(out[0].severity, Severity::Info);
+    }
+
+    #[test]
+    fn without_reactor_figures_the_cost_is_unmeasured_and_the_rule_is_said() {
+        let w = Window {
+            end_ns: 1_000_000_000,
+            netdevs: vec![shaped(0.95)],
+            ..Window::default()
+        };
+        let out = observe(&w, "eth0");
+        let c = out[0].cost.as_ref().expect("cost");
+        assert_eq!((c.iops_share, c.latency_share), (None, None));
+        assert!(c.basis.starts_with("not measured"), "{}", c.basis);
+        assert_eq!(out[0].severity, Severity::Warning, "full, no drops");
     }
 
     #[test]

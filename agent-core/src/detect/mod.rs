@@ -129,6 +129,50 @@ pub(crate) fn costed(
     f
 }
 
+/// A candidate whose cost could not be measured from the window: the cost carries no share,
+/// only its `basis` (which says why and what would measure it), and the severity is the
+/// detector's explicit rule for that case (`Cost::severity` would read an unmeasured cost as
+/// free, which it is not).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn unmeasured(
+    kind: FindingKind,
+    severity: Severity,
+    basis: String,
+    subject: Subject,
+    summary: String,
+    evidence: Vec<Evidence>,
+    w: &Window,
+    confidence: f64,
+) -> Finding {
+    let mut f = candidate(kind, severity, subject, summary, evidence, w, confidence);
+    f.cost = Some(Cost {
+        basis: format!("not measured: {basis}"),
+        ..Cost::default()
+    });
+    f
+}
+
+/// Reactor busy share from which it counts as saturated: a loop busy 90 % of the time has no
+/// headroom a window's noise does not eat.
+pub const SATURATED_BUSY: f64 = 0.9;
+
+/// The share of a reactor's IOPS lost when it loses `time_share` of its core's time: all of it
+/// on a saturated reactor (that time would have served requests), the busy part of it on one
+/// with idle time (the rest fell on idle polls and shows as latency, not throughput).
+pub(crate) fn iops_lost(time_share: f64, busy_ratio: f64) -> f64 {
+    let busy = if busy_ratio.is_finite() {
+        busy_ratio.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let s = time_share.clamp(0.0, 1.0);
+    if busy >= SATURATED_BUSY {
+        s
+    } else {
+        s * busy
+    }
+}
+
 /// Confidence from the margin over a threshold: 0.5 at `threshold`, rising linearly to 1.0 at
 /// `full` (which may lie below the threshold for "less than" conditions).
 pub(crate) fn margin(value: f64, threshold: f64, full: f64) -> f64 {
@@ -227,6 +271,25 @@ pub fn cpu_list(cpus: &[u32]) -> String {
         i += 1;
     }
     parts.join(",")
+}
+
+/// Runs one detector over one window (unit tests of the detectors).
+#[cfg(test)]
+pub(crate) fn observe_one(
+    d: &mut dyn Detector,
+    w: &Window,
+    info: &TargetInfo,
+    topology: &Topology,
+    history: &[Window],
+) -> Vec<Finding> {
+    let ctx = Context {
+        info,
+        topology,
+        history,
+    };
+    let mut out = Vec::new();
+    d.observe(w, &ctx, &mut out);
+    out
 }
 
 #[cfg(test)]

@@ -3,12 +3,59 @@
 //! crosses the interconnect: more latency per I/O and less bandwidth, for nothing.
 //!
 //! Only judged with at least two NUMA nodes in the topology; a NIC or device whose node is not
-//! known (`lo`, a virtual device, a topology without PCI locality) is not judged. Stateless;
-//! pure.
+//! known (`lo`, a virtual device, a topology without PCI locality) is not judged.
+//!
+//! Cost ([`cost`]): measured when a reactor on the right node carries I/O in the same window:
+//! the misplaced reactor's extra time per I/O over it is the share of its time the interconnect
+//! takes. Otherwise estimated (and said so): [`REMOTE_PENALTY`] more time per I/O for each thing
+//! on the wrong node. Either way, a saturated reactor loses that share of its IOPS and one with
+//! idle time the busy part of it ([`super::iops_lost`]), so a nearly idle misplaced reactor is an
+//! info note with the fix. Stateless; pure.
 
-use super::{candidate, carries_io, cpu_list, margin, pct, Context, Detector};
-use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
-use crate::window::Window;
+use super::{carries_io, costed, cpu_list, iops_lost, margin, pct, Context, Detector};
+use crate::finding::{Cost, Evidence, Finding, FindingKind, Subject};
+use crate::window::{ReactorWindow, Window};
+
+/// Reactor time per I/O each remote resource (NIC, device, buffers) adds when no local
+/// reactor measures it: every packet, DMA and buffer touch crosses the interconnect, and the
+/// published cross-node penalties of NVMe-oF targets are 10-30 % per I/O; the middle.
+pub const REMOTE_PENALTY: f64 = 0.2;
+
+/// The cost of `r` running on the wrong node with `remote` resources there, against a
+/// `local` reactor on the home node when one carries I/O.
+pub fn cost(r: &ReactorWindow, remote: usize, local: Option<&ReactorWindow>) -> Cost {
+    let measured = local.and_then(|l| {
+        let (mine, theirs) = (r.ns_per_io?, l.ns_per_io?);
+        let share = 1.0 - theirs / mine;
+        share.is_finite().then_some((share.max(0.0), l.index))
+    });
+    let (time_share, basis) = match measured {
+        Some((share, by)) => (
+            share,
+            format!(
+                "measured: its busy time per I/O against reactor {by} on the right node: the \
+                 difference is the interconnect's share of its time"
+            ),
+        ),
+        None => {
+            let penalty = REMOTE_PENALTY * remote as f64;
+            (
+                penalty / (1.0 + penalty),
+                format!(
+                    "not measured (no reactor on the right node carries I/O to compare): \
+                     estimated {remote} remote resource(s) × ~{:.0} % more time per I/O",
+                    REMOTE_PENALTY * 100.0
+                ),
+            )
+        }
+    };
+    Cost {
+        iops_share: Some(iops_lost(time_share, r.busy_ratio)),
+        latency_share: None,
+        added_latency_ns: None,
+        basis,
+    }
+}
 
 /// Share of the target's buffer bytes a reactor's node should hold, relative to that node's share
 /// of the reactors, below which the buffers count as remote: under half of what node-local
@@ -146,20 +193,21 @@ impl Detector for Numa {
             } else {
                 format!("use cores {} (node {home})", cpu_list(&home_cpus))
             };
-            let severity = if wrong.len() >= 2 || (nic.is_some() && dev.is_some()) {
-                Severity::Critical
-            } else {
-                Severity::Warning
-            };
+            let local = w
+                .reactors
+                .iter()
+                .find(|x| carries_io(x) && x.ns_per_io.is_some() && node_of(x) == Some(home))
+                .filter(|_| home != node);
+            let cost = cost(r, wrong.len(), local);
             // Topology facts are exact; buffer placement is a measured share.
             let confidence = if nic.is_some() || dev.is_some() {
                 0.9
             } else {
                 memory.map_or(0.5, |(_, s)| margin(s, BUFFER_LOCAL_SHARE, 0.0))
             };
-            out.push(candidate(
+            out.push(costed(
                 FindingKind::NumaMisplacement,
-                severity,
+                cost,
                 Subject::Reactor { index: r.index },
                 format!(
                     "reactor {} runs on core {} (node {node}) but {}: every I/O crosses the \
@@ -173,5 +221,101 @@ impl Detector for Numa {
                 confidence,
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::finding::Severity;
+    use crate::sample::{ListenerInfo, TargetInfo, Transport};
+    use crate::topology::{CpuInfo, NumaNodeInfo, PciDevice, Topology};
+
+    /// Two nodes (CPUs 0-1 on node 0, 2-3 on node 1), the NIC `ens1f0` on node 1.
+    fn two_nodes() -> (TargetInfo, Topology) {
+        let topo = Topology {
+            source: "test".into(),
+            nodes: (0..2)
+                .map(|n| NumaNodeInfo {
+                    os_index: n,
+                    cpus: vec![2 * n, 2 * n + 1],
+                    ..NumaNodeInfo::default()
+                })
+                .collect(),
+            cpus: (0..4)
+                .map(|c| CpuInfo {
+                    os_index: c,
+                    core: c,
+                    package: c / 2,
+                    node: Some(c / 2),
+                })
+                .collect(),
+            pci: vec![PciDevice {
+                bdf: "0000:81:00.0".into(),
+                class: "network".into(),
+                node: Some(1),
+                netdevs: vec!["ens1f0".into()],
+                ..PciDevice::default()
+            }],
+        };
+        let info = TargetInfo {
+            listeners: vec![ListenerInfo {
+                transport: Transport::Tcp,
+                address: "10.0.0.1:4420".into(),
+                netdev: Some("ens1f0".into()),
+            }],
+            ..TargetInfo::default()
+        };
+        (info, topo)
+    }
+
+    fn reactor(index: u32, core: u32, iops: f64, busy: f64) -> ReactorWindow {
+        ReactorWindow {
+            index,
+            core,
+            iops,
+            completions: iops as u64,
+            busy_ratio: busy,
+            ns_per_io: Some(busy * 1e9 / iops),
+            ..ReactorWindow::default()
+        }
+    }
+
+    fn observe(reactors: Vec<ReactorWindow>) -> Vec<Finding> {
+        let w = Window {
+            end_ns: 1_000_000_000,
+            reactors,
+            ..Window::default()
+        };
+        let (info, topo) = two_nodes();
+        super::super::observe_one(&mut Numa, &w, &info, &topo, &[])
+    }
+
+    #[test]
+    fn a_saturated_misplaced_reactor_costs_the_estimated_penalty() {
+        let f = observe(vec![reactor(0, 0, 300_000.0, 1.0)]);
+        assert_eq!(f.len(), 1, "{f:?}");
+        let c = f[0].cost.as_ref().expect("cost");
+        assert!((c.iops_share.unwrap() - 0.2 / 1.2).abs() < 1e-9, "{c:?}");
+        assert!(c.basis.starts_with("not measured"), "{}", c.basis);
+        assert_eq!(f[0].severity, Severity::Warning);
+        // Nearly idle: the same penalty on 5 % of busy time is background.
+        let f = observe(vec![reactor(0, 0, 1_000.0, 0.05)]);
+        assert_eq!(f[0].severity, Severity::Info, "{:?}", f[0].cost);
+        assert!(f[0].summary.contains("use cores 2-3"), "{}", f[0].summary);
+    }
+
+    #[test]
+    fn a_local_reactor_measures_the_penalty() {
+        // Reactor 0 (node 0) needs 4 µs per I/O, reactor 1 (node 1, the NIC's) 2.5 µs.
+        let f = observe(vec![
+            reactor(0, 0, 250_000.0, 1.0),
+            reactor(1, 2, 400_000.0, 1.0),
+        ]);
+        assert_eq!(f.len(), 1, "only the misplaced one: {f:?}");
+        let c = f[0].cost.as_ref().unwrap();
+        assert!((c.iops_share.unwrap() - 0.375).abs() < 1e-9, "{c:?}");
+        assert!(c.basis.starts_with("measured"), "{}", c.basis);
+        assert_eq!(f[0].severity, Severity::Critical);
     }
 }
