@@ -68,8 +68,40 @@ fn qpairs_piled_on_one_saturated_poll_group_are_an_imbalance_and_stale_counts_ar
         .iter()
         .find(|f| f.kind == FindingKind::ReactorImbalance)
         .expect("imbalance");
-    assert_eq!(imb.severity, Severity::Warning);
+    // Cost: moving 2 of pg0's 5 qpairs frees 2/5 of its 50K IOPS (20K), within pg1's headroom
+    // (90 % of 100K): 20K more on 60K.
+    let cost = imb.cost.as_ref().expect("an imbalance's cost");
+    assert!(
+        (cost.iops_share.unwrap() - 20.0 / 80.0).abs() < 1e-9,
+        "{cost:?}"
+    );
+    assert_eq!(imb.severity, Severity::Critical);
+    assert_eq!(imb.severity, cost.severity());
     assert_eq!(imb.subject, Subject::Reactor { index: 0 });
+    // The same spread while pg0 still has headroom costs nothing yet.
+    let w = window(SpdkWindow {
+        poll_groups: vec![group("pg0", 0, 5, 0.6), group("pg1", 1, 1, 0.1)],
+        listed_qpairs: vec![("pg0".into(), 5), ("pg1".into(), 1)],
+        ..SpdkWindow::default()
+    });
+    let f = run(&mut SpdkPollGroups, &w);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].cost.as_ref().unwrap().share(), 0.0);
+    assert_eq!(f[0].severity, Severity::Info);
+    // pg1 nearly full too: the gain is bounded by its headroom (5 % of 100K on 60K).
+    let w = window(SpdkWindow {
+        poll_groups: vec![group("pg0", 0, 5, 0.97), group("pg1", 1, 1, 0.95)],
+        listed_qpairs: vec![("pg0".into(), 5), ("pg1".into(), 1)],
+        ..SpdkWindow::default()
+    });
+    let f = run(&mut SpdkPollGroups, &w);
+    let share = f[0].cost.as_ref().unwrap().iops_share.unwrap();
+    let headroom = 10_000.0 / 0.95 * 0.05;
+    assert!(
+        (share - headroom / (60_000.0 + headroom)).abs() < 1e-9,
+        "{share}"
+    );
+    assert_eq!(f[0].severity, Severity::Info);
     assert!(imb.summary.contains("spread 4"), "{}", imb.summary);
 
     // Even spread: nothing. A group that still counts qpairs that left: an info line.
@@ -81,6 +113,7 @@ fn qpairs_piled_on_one_saturated_poll_group_are_an_imbalance_and_stale_counts_ar
     let f = run(&mut SpdkPollGroups, &w);
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0].severity, Severity::Info);
+    assert_eq!(f[0].cost.as_ref().map(|c| c.share()), Some(0.0));
     assert!(f[0].summary.contains("2 stale"), "{}", f[0].summary);
 }
 
@@ -113,6 +146,28 @@ fn caches_larger_than_the_pool_or_traced_buffer_waits_give_the_arithmetic_and_th
         f[0].summary
     );
     assert!(f[0].summary.contains("-n 768 -b 64"), "{}", f[0].summary);
+    // No trace to count waits: the cost is not measured and the rule (warning) is said.
+    let c = f[0].cost.as_ref().expect("cost");
+    assert!(
+        c.iops_share.is_none() && c.basis.starts_with("not measured"),
+        "{c:?}"
+    );
+    assert_eq!(f[0].severity, Severity::Warning);
+    // The same pool with a trace in which nothing waited: measured free, info.
+    let traced = window(SpdkWindow {
+        poll_groups: groups.clone(),
+        transport: Some(t.clone()),
+        trace: Some(TraceProfile {
+            requests: 1000,
+            covered_ns: 10_000_000,
+            ..TraceProfile::default()
+        }),
+        ..SpdkWindow::default()
+    });
+    let f = run(&mut SpdkBuffers, &traced);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0].cost.as_ref().map(|c| c.share()), Some(0.0));
+    assert_eq!(f[0].severity, Severity::Info);
 
     // SPDK's default cache and no waits: nothing. The same with 5 % of requests waiting: found.
     let auto = TransportSettings {
@@ -141,6 +196,12 @@ fn caches_larger_than_the_pool_or_traced_buffer_waits_give_the_arithmetic_and_th
         f[0].summary.contains("5.0 % of the traced requests waited"),
         "{}",
         f[0].summary
+    );
+    assert_eq!(f[0].severity, Severity::Warning, "waits, untimed");
+    assert!(
+        f[0].cost.as_ref().unwrap().basis.contains("does not time"),
+        "{:?}",
+        f[0].cost
     );
 }
 
@@ -182,6 +243,10 @@ fn an_interrupt_mode_reactor_that_spins_names_the_poller_keeping_it_awake() {
         "{}",
         f[0].summary
     );
+    let c = f[0].cost.as_ref().expect("cost");
+    assert_eq!((c.iops_share, c.latency_share), (Some(0.0), Some(0.0)));
+    assert!(c.basis.contains("97 % of a core"), "{}", c.basis);
+    assert_eq!(f[0].severity, Severity::Info);
     // In poll mode it spins by design: not this detector's business.
     let w = window(SpdkWindow {
         reactors: vec![reactor(false)],
@@ -210,8 +275,21 @@ fn busy_ticks_without_cpu_time_and_trace_stalls_are_preemption_with_their_confid
     );
     assert_eq!(f.len(), 1);
     assert_eq!(f[0].kind, FindingKind::ReactorPreemption);
-    assert_eq!(f[0].severity, Severity::Warning);
+    // Off CPU half the window on a reactor 80 % busy: 40 % of its IOPS.
+    let c = f[0].cost.as_ref().expect("cost");
+    assert!((c.iops_share.unwrap() - 0.4).abs() < 1e-9, "{c:?}");
+    assert_eq!(f[0].severity, Severity::Critical);
     assert!(f[0].summary.contains("only 50 %"), "{}", f[0].summary);
+    // 20 % off CPU on the same reactor: 16 %, a warning.
+    let f = run(
+        &mut SpdkCpu,
+        &window(SpdkWindow {
+            reactors: vec![reactor(0.8)],
+            ..SpdkWindow::default()
+        }),
+    );
+    assert!((f[0].cost.as_ref().unwrap().share() - 0.16).abs() < 1e-9);
+    assert_eq!(f[0].severity, Severity::Warning);
     // /proc agrees with SPDK: nothing.
     let agree = window(SpdkWindow {
         reactors: vec![reactor(0.97)],
@@ -235,7 +313,11 @@ fn busy_ticks_without_cpu_time_and_trace_stalls_are_preemption_with_their_confid
     let f = run(&mut SpdkCpu, &stalls);
     assert_eq!(f.len(), 1, "{f:?}");
     assert_eq!(f[0].subject, Subject::Reactor { index: 1 });
-    assert_eq!(f[0].severity, Severity::Warning);
+    // 30 % of the traced time held back.
+    let c = f[0].cost.as_ref().expect("cost");
+    assert!((c.iops_share.unwrap() - 0.3).abs() < 1e-9, "{c:?}");
+    assert!(c.basis.contains("sampled"), "{}", c.basis);
+    assert_eq!(f[0].severity, Severity::Critical);
     assert!(
         f[0].confidence <= 0.6 && f[0].confidence > 0.0,
         "{}",

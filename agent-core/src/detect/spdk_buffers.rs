@@ -3,10 +3,15 @@
 //! waits in `TCP_REQ_NEED_BUFFER` until a later poll (spdk#3296). The finding shows the
 //! arithmetic and the setting to change.
 //!
+//! Cost: the trace counts buffer waits but does not time them, so the cost is not measured;
+//! the rule is explicit: a trace in which no request waited measures a cost of nothing (the
+//! overcommitted pool is an info note with the setting); requests that waited, or an
+//! overcommitted pool without a trace to say, are a warning.
+//!
 //! From `nvmf_get_transports` and the trace's buffer waits. Stateless; pure.
 
-use super::{candidate, margin, Context, Detector};
-use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use super::{costed, margin, unmeasured, Context, Detector};
+use crate::finding::{Cost, Evidence, Finding, FindingKind, Severity, Subject};
 use crate::spdk::cache_per_group;
 use crate::window::Window;
 
@@ -80,14 +85,48 @@ impl Detector for SpdkBuffers {
             Some((r, _)) if waiting => margin(r, WAITS_PER_REQUEST, 0.2),
             _ => 0.6,
         };
-        out.push(candidate(
-            FindingKind::BufferStarvation,
-            Severity::Warning,
-            Subject::Target,
-            summary,
-            evidence,
-            w,
-            confidence,
-        ));
+        let kind = FindingKind::BufferStarvation;
+        out.push(match waits {
+            Some((r, _)) if r == 0.0 => costed(
+                kind,
+                Cost {
+                    iops_share: Some(0.0),
+                    latency_share: Some(0.0),
+                    added_latency_ns: None,
+                    basis: "no traced request waited for a buffer: the overcommitted pool costs \
+                            nothing yet"
+                        .into(),
+                },
+                Subject::Target,
+                summary,
+                evidence,
+                w,
+                confidence,
+            ),
+            Some((r, _)) => unmeasured(
+                kind,
+                Severity::Warning,
+                format!(
+                    "{:.1} % of the traced requests waited for a buffer, each at least one poll \
+                     round; the trace does not time the wait (warning)",
+                    r * 100.0
+                ),
+                Subject::Target,
+                summary,
+                evidence,
+                w,
+                confidence,
+            ),
+            None => unmeasured(
+                kind,
+                Severity::Warning,
+                "no trace to count buffer waits; the caches overcommit the pool (warning)".into(),
+                Subject::Target,
+                summary,
+                evidence,
+                w,
+                confidence,
+            ),
+        });
     }
 }

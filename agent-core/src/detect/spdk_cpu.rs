@@ -10,10 +10,15 @@
 //!   confidence that reflects it; with the kernel probes attached, the preemption detector
 //!   measures the same directly.
 //!
-//! Both raise [`FindingKind::ReactorPreemption`] on the reactor. Stateless; pure.
+//! Both raise [`FindingKind::ReactorPreemption`] on the reactor, costed as preempted time is:
+//! the share of the window the thread did not run costs a reactor carrying I/O that share of
+//! its IOPS when saturated, the busy part of it otherwise ([`super::iops_lost`]); a reactor
+//! without I/O loses nothing (info). A trace gap is time requests were ready and nobody served
+//! them: its share of the traced time is work held back, measured on the sample the trace is
+//! (said in the basis). Stateless; pure.
 
-use super::{candidate, carries_io, margin, pct, us, Context, Detector};
-use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use super::{carries_io, costed, iops_lost, margin, pct, us, Context, Detector};
+use crate::finding::{Cost, Evidence, Finding, FindingKind, Subject};
 use crate::window::Window;
 
 /// Share of the window SPDK accounted (busy + idle over wall time) for the cross-check to
@@ -28,8 +33,9 @@ pub const OFF_CPU_SHARE: f64 = 0.15;
 /// Share of the traced time spent in stalls from which the trace says the reactor stops.
 pub const STALL_SHARE: f64 = 0.05;
 
-/// ... and from which the stalls cost enough to warn: a fifth of the time with requests ready
-/// and nobody serving them.
+/// Stalled share from which the confidence grows to its ceiling (at twice this): a fifth of the
+/// time with requests ready and nobody serving them is no sampling accident. (The severity
+/// follows from the stalled share itself, as the cost.)
 pub const STALL_WARN_SHARE: f64 = 0.2;
 
 /// Confidence ceiling of a conclusion from a trace sample: it covers milliseconds of the window.
@@ -59,13 +65,26 @@ impl Detector for SpdkCpu {
             if !(off >= OFF_CPU_SHARE) {
                 continue;
             }
-            out.push(candidate(
-                FindingKind::ReactorPreemption,
-                if io {
-                    Severity::Warning
+            let cost = Cost {
+                iops_share: Some(if io {
+                    iops_lost(off, r.busy_ratio)
                 } else {
-                    Severity::Info
+                    0.0
+                }),
+                latency_share: None,
+                added_latency_ns: None,
+                basis: if io {
+                    "the share of the window SPDK accounted but the thread was off CPU; a \
+                     saturated reactor loses that share of its IOPS, one with idle time the \
+                     busy part of it"
+                        .into()
+                } else {
+                    "the reactor carries no I/O: the time it did not run cost nothing".into()
                 },
+            };
+            out.push(costed(
+                FindingKind::ReactorPreemption,
+                cost,
                 Subject::Reactor { index: r.lcore },
                 format!(
                     "SPDK accounts {} of the window to reactor {} (busy {}), but /proc shows its \
@@ -140,13 +159,19 @@ impl Detector for SpdkCpu {
         } else {
             "the trace's latest entries"
         };
-        out.push(candidate(
+        let cost = Cost {
+            iops_share: Some(share.min(1.0)),
+            latency_share: None,
+            added_latency_ns: None,
+            basis: format!(
+                "{} of the traced time requests were ready and the reactor did not run: that \
+                 share of its work was held back (sampled: {basis})",
+                pct(share)
+            ),
+        };
+        out.push(costed(
             FindingKind::ReactorPreemption,
-            if share >= STALL_WARN_SHARE {
-                Severity::Warning
-            } else {
-                Severity::Info
-            },
+            cost,
             Subject::Reactor { index: lcore },
             format!(
                 "reactor {lcore}'s trace stops for {} while {ready} request(s) wait for its next \

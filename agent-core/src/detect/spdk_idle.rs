@@ -6,9 +6,12 @@
 //! From `framework_get_reactors` (`in_interrupt`, busy/idle ticks, /proc CPU time) and
 //! `thread_get_pollers` (run counts per poller). Stateless; pure. Poll-mode reactors spin by
 //! design: the common idle detector judges those.
+//!
+//! Cost: as for the common idle detector ([`super::idle::burn_cost`]): no IOPS or latency, the
+//! core; always info.
 
-use super::{candidate, margin, pct, Context, Detector};
-use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use super::{costed, idle::burn_cost, margin, pct, Context, Detector};
+use crate::finding::{Evidence, Finding, FindingKind, Subject};
 use crate::window::Window;
 
 /// SPDK busy share under which an interrupt-mode reactor has (almost) nothing to do.
@@ -58,9 +61,9 @@ impl Detector for SpdkIdle {
                 evidence.push(Evidence::new("top poller runs", p.runs_per_s, "/s"));
                 evidence.push(Evidence::new("top poller busy runs", p.busy_per_s, "/s"));
             }
-            out.push(candidate(
+            out.push(costed(
                 FindingKind::IdlePollingBurn,
-                Severity::Info,
+                burn_cost(r.busy_ratio, cpu),
                 Subject::Reactor { index: r.lcore },
                 format!(
                     "reactor {} is in interrupt mode but its thread is {} on CPU while SPDK finds \

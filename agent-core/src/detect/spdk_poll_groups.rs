@@ -4,10 +4,60 @@
 //! stale count keeps steering connections away from a group that has room.
 //!
 //! From `nvmf_get_stats` (`current_io_qpairs` per group) and `nvmf_subsystem_get_qpairs` (the
-//! qpairs that really exist, per thread). Stateless; pure.
+//! qpairs that really exist, per thread).
+//!
+//! Cost ([`spread_cost`]): stale counts cost nothing yet (info: they steer the next
+//! connections). A spread costs IOPS only while the fullest group is saturated: moving half the
+//! spread to the emptiest group frees at least those qpairs' share of the fullest group's IOPS,
+//! up to the emptiest group's idle capacity; that gain over the IOPS plus the gain is the share
+//! lost. Stateless; pure.
 
-use super::{candidate, margin, pct, si, Context, Detector};
-use crate::finding::{Evidence, Finding, FindingKind, Severity, Subject};
+use super::{costed, margin, pct, si, Context, Detector};
+use crate::finding::{Cost, Evidence, Finding, FindingKind, Subject};
+use crate::spdk::PollGroupWindow;
+
+/// The share of IOPS an uneven spread costs: `hot`/`cold` are the fullest and emptiest groups
+/// with their I/O qpair counts and busy shares, `total_iops` all groups' IOPS.
+pub fn spread_cost(
+    (hot, hot_qpairs, hot_busy): (&PollGroupWindow, u32, f64),
+    (cold, cold_qpairs, cold_busy): (&PollGroupWindow, u32, f64),
+    total_iops: f64,
+) -> Cost {
+    if !(hot_busy >= SATURATED_BUSY) || hot_qpairs == 0 {
+        return Cost {
+            iops_share: Some(0.0),
+            latency_share: None,
+            added_latency_ns: None,
+            basis: format!(
+                "the fullest group is {} busy: it serves all its qpairs ask, so the spread costs \
+                 no IOPS yet",
+                pct(hot_busy)
+            ),
+        };
+    }
+    let moved = f64::from((hot_qpairs - cold_qpairs) / 2);
+    let freed = hot.iops * moved / f64::from(hot_qpairs);
+    // The emptiest group's capacity at its own cost per I/O, or the fullest's when it has none.
+    let per_busy = if cold.iops > 0.0 && cold_busy > 0.0 {
+        cold.iops / cold_busy
+    } else {
+        hot.iops / hot_busy.max(f64::MIN_POSITIVE)
+    };
+    let headroom = per_busy * (1.0 - cold_busy).max(0.0);
+    let gain = freed.min(headroom);
+    let share = gain / (total_iops + gain);
+    Cost {
+        iops_share: Some(if share.is_finite() { share } else { 0.0 }),
+        latency_share: None,
+        added_latency_ns: None,
+        basis: format!(
+            "moving {moved:.0} qpair(s) off the saturated group frees ~{} IOPS of it, which the \
+             emptiest group (headroom ~{} IOPS) can serve",
+            si(freed),
+            si(headroom)
+        ),
+    }
+}
 use crate::window::Window;
 
 /// I/O qpairs more on the fullest group than on the emptiest for the spread to matter: one
@@ -41,9 +91,15 @@ impl Detector for SpdkPollGroups {
             let real = listed(&g.name);
             if g.current_io_qpairs > real && !s.listed_qpairs.is_empty() {
                 let stale = g.current_io_qpairs - real;
-                out.push(candidate(
+                let cost = Cost {
+                    iops_share: Some(0.0),
+                    latency_share: None,
+                    added_latency_ns: None,
+                    basis: "stale counts cost nothing until they steer a new connection".into(),
+                };
+                out.push(costed(
                     FindingKind::ReactorImbalance,
-                    Severity::Info,
+                    cost,
                     Subject::Reactor { index: g.lcore },
                     format!(
                         "poll group {} counts {} I/O qpair(s) but only {real} exist on it: {stale} \
@@ -91,11 +147,16 @@ impl Detector for SpdkPollGroups {
             .busy_ratio
             .or_else(|| w.reactor(hot.lcore).map(|r| r.busy_ratio))
             .unwrap_or(0.0);
-        let severity = if hot_busy >= SATURATED_BUSY {
-            Severity::Warning
-        } else {
-            Severity::Info
-        };
+        let cold_busy = cold
+            .busy_ratio
+            .or_else(|| w.reactor(cold.lcore).map(|r| r.busy_ratio))
+            .unwrap_or(0.0);
+        let total: f64 = s.poll_groups.iter().map(|g| g.iops).sum();
+        let cost = spread_cost(
+            (hot, count(hot), hot_busy),
+            (cold, count(cold), cold_busy),
+            total,
+        );
         let groups: Vec<String> = s
             .poll_groups
             .iter()
@@ -120,9 +181,9 @@ impl Detector for SpdkPollGroups {
         ];
         evidence.push(Evidence::new("fullest group IOPS", hot.iops, "IOPS"));
         evidence.push(Evidence::new("emptiest group IOPS", cold.iops, "IOPS"));
-        out.push(candidate(
+        out.push(costed(
             FindingKind::ReactorImbalance,
-            severity,
+            cost,
             Subject::Reactor { index: hot.lcore },
             format!(
                 "qpairs spread unevenly over SPDK's poll groups (spread {spread}): {}; reconnect \
