@@ -87,7 +87,7 @@ impl Detector for SpdkBuffers {
         };
         let kind = FindingKind::BufferStarvation;
         out.push(match waits {
-            Some((r, _)) if r == 0.0 => costed(
+            Some((r, _)) if r <= 0.0 => costed(
                 kind,
                 Cost {
                     iops_share: Some(0.0),
