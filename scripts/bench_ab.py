@@ -18,27 +18,13 @@ import datetime
 import json
 import os
 import platform
-import re
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-
-def env(name, default):
-    return os.environ.get(name, default)
-
-
-def parse_workload(spec):
-    """`randread:4k:32` or `randrw70:4k:32` -> dict."""
-    kind, size, qd = spec.split(":")
-    mix = None
-    m = re.fullmatch(r"(randrw|rw)(\d+)", kind)
-    if m:
-        kind, mix = m.group(1), int(m.group(2))
-    return {"name": spec, "workload": kind, "mix": mix, "io_size": size, "qd": int(qd)}
+from bench_common import env, perf_cmd, wait_for_port, workloads as env_workloads
 
 
 class Target:
@@ -58,17 +44,9 @@ class Target:
         if self.nice:
             cmd = ["nice", "-n", str(self.nice)] + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=self.err)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            self.err.seek(0)
-            m = re.search(r"listening on tcp \S+:(\d+)", self.err.read())
-            if m:
-                self.port = int(m.group(1))
-                return
-            if self.proc.poll() is not None:
-                self.err.seek(0)
-                sys.exit(f"bench-ab: {self.binary} exited: {self.err.read().strip()}")
-            time.sleep(0.05)
+        self.port = wait_for_port(f"bench-ab: {self.binary}", self.proc, self.err)
+        if self.port is not None:
+            return
         self.stop()
         sys.exit(f"bench-ab: {self.binary} did not report its address within 30 s")
 
@@ -84,11 +62,7 @@ class Target:
 
 
 def run_perf(perf, port, wl, core, duration, warmup, nice):
-    trid = f"trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}"
-    cmd = [perf, "-r", trid, "-q", str(wl["qd"]), "-o", wl["io_size"], "-w", wl["workload"],
-           "-t", str(duration), "--warmup", str(warmup), "--cores", str(core), "--json"]
-    if wl["mix"] is not None:
-        cmd += ["-M", str(wl["mix"])]
+    cmd = perf_cmd(perf, port, NQN, wl, core, duration, warmup)
     if nice:
         cmd = ["nice", "-n", str(nice)] + cmd
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + warmup + 120)
@@ -128,8 +102,7 @@ def main():
         "work": tempfile.mkdtemp(prefix="bench-ab-"),
         "a_tgt_args": env("A_TGT_ARGS", "").split(),
     }
-    workloads = [parse_workload(w) for w in env(
-        "WORKLOADS", "randread:4k:1 randread:4k:32 randread:4k:128 randrw70:4k:32 randread:128k:8").split()]
+    workloads = env_workloads()
     perf_ab = env("PERF_AB", "0") == "1"
     tgt = {"A": os.path.join(a_bin, "ringside-tgt"), "B": os.path.join(b_bin, "ringside-tgt")}
     perf = {"A": os.path.join(a_bin, "ringside-perf"), "B": os.path.join(b_bin, "ringside-perf")}

@@ -26,22 +26,11 @@ import sys
 import tempfile
 import time
 
+from bench_common import env, perf_cmd, wait_for_port, workloads as env_workloads
+
 NQN = "nqn.2026-11.io.ringside:benchprof"
 SYSCALLS = ["recvfrom", "read", "writev", "write", "sendmsg", "recvmsg", "epoll_wait", "epoll_pwait",
             "io_uring_enter"]
-
-
-def env(name, default):
-    return os.environ.get(name, default)
-
-
-def parse_workload(spec):
-    kind, size, qd = spec.split(":")
-    mix = None
-    m = re.fullmatch(r"(randrw|rw)(\d+)", kind)
-    if m:
-        kind, mix = m.group(1), int(m.group(2))
-    return {"name": spec, "workload": kind, "mix": mix, "io_size": size, "qd": int(qd)}
 
 
 def rpc(sock_path, method):
@@ -128,8 +117,7 @@ def main():
     tgt_core, perf_core = env("TGT_CORE", "0"), env("PERF_CORE", "1")
     malloc = env("MALLOC", "1GiB")
     record = env("PROFILE_RECORD", "0") == "1"
-    workloads = [parse_workload(w) for w in env(
-        "WORKLOADS", "randread:4k:1 randread:4k:32 randread:4k:128 randrw70:4k:32 randread:128k:8").split()]
+    workloads = env_workloads()
     work = tempfile.mkdtemp(prefix="bench-prof-")
     results = []
     for wl in workloads:
@@ -143,16 +131,7 @@ def main():
                                 "--cores", tgt_core, "--nqn", NQN, "--name", f"benchprof-{os.getpid()}",
                                 "--rpc-socket", sock] + env("TGT_ARGS", "").split(),
                                stdout=subprocess.DEVNULL, stderr=err)
-        port = None
-        for _ in range(600):
-            err.seek(0)
-            m = re.search(r"listening on tcp \S+:(\d+)", err.read())
-            if m:
-                port = m.group(1)
-                break
-            if tgt.poll() is not None:
-                sys.exit(f"bench-profile: ringside-tgt exited: {open(err.name).read()}")
-            time.sleep(0.05)
+        port = wait_for_port("bench-profile: ringside-tgt", tgt, err)
         if port is None:
             tgt.kill()
             sys.exit("bench-profile: ringside-tgt did not report its address")
@@ -164,13 +143,9 @@ def main():
                 break
             time.sleep(0.05)
         try:
-            trid = f"trtype:tcp adrfam:ipv4 traddr:127.0.0.1 trsvcid:{port} subnqn:{NQN}"
             # No warm-up: the report's I/O count is then every I/O the syscalls were counted for.
-            cmd = perf_stat_cmd(stat_p) + ["--", os.path.join(bin_dir, "ringside-perf"), "-r", trid,
-                                           "-q", str(wl["qd"]), "-o", wl["io_size"], "-w", wl["workload"],
-                                           "-t", str(duration), "--warmup", "0", "--cores", perf_core, "--json"]
-            if wl["mix"] is not None:
-                cmd += ["-M", str(wl["mix"])]
+            cmd = perf_stat_cmd(stat_p) + ["--"] + perf_cmd(
+                os.path.join(bin_dir, "ringside-perf"), port, NQN, wl, perf_core, duration, 0)
             perf = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             if record and tgt_pid:
                 # Sample only while I/O runs: once the admin and I/O connections are up.

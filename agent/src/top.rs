@@ -77,26 +77,11 @@ pub fn run(attach: &AttachArgs, args: &TopArgs) -> Result<()> {
         return Ok(());
     }
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = Arc::clone(&stop);
-    // A handler may already be installed when run() is called twice in one process (tests);
-    // typed Ctrl-C still works through the terminal, so that is not worth failing on.
-    let _ = ctrlc::set_handler(move || s.store(true, Ordering::Relaxed));
-
+    let stop = stop_on_ctrl_c();
     if args.json {
-        let mut out = io::BufWriter::new(stdout.lock());
-        let mut next = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
-            if session.tick().is_some() {
-                serde_json::to_writer(&mut out, &session.snapshot())
-                    .context("cannot encode the snapshot")?;
-                writeln!(out)?;
-                out.flush().context("cannot write to stdout")?;
-            }
-            next += args.interval;
-            sleep_until(next, &stop);
-        }
-        return Ok(());
+        return json_lines(&stop, args.interval, || {
+            session.tick().is_some().then(|| session.snapshot())
+        });
     }
 
     // The header shows every state change; printed lines would scroll the screen.
@@ -112,6 +97,38 @@ pub fn run(attach: &AttachArgs, args: &TopArgs) -> Result<()> {
         },
     )
     .context("ringside top")
+}
+
+/// A flag Ctrl-C sets. A handler may already be installed when run() is called twice in one
+/// process (tests); typed Ctrl-C still works through the terminal, so that is not worth failing
+/// on.
+fn stop_on_ctrl_c() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = Arc::clone(&stop);
+    let _ = ctrlc::set_handler(move || s.store(true, Ordering::Relaxed));
+    stop
+}
+
+/// `--json` without `--once`: one line per interval of what `next` gives (nothing on a tick it
+/// gives `None`), until `stop`.
+fn json_lines<T: serde::Serialize>(
+    stop: &AtomicBool,
+    interval: Duration,
+    mut next: impl FnMut() -> Option<T>,
+) -> Result<()> {
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    let mut at = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if let Some(v) = next() {
+            serde_json::to_writer(&mut out, &v).context("cannot encode the snapshot")?;
+            writeln!(out)?;
+            out.flush().context("cannot write to stdout")?;
+        }
+        at += interval;
+        sleep_until(at, stop);
+    }
+    Ok(())
 }
 
 /// `ringside top --all`: every instance in the directory, followed as by `serve --all`.
@@ -138,22 +155,12 @@ fn run_all(mut fleet: Fleet, args: &TopArgs) -> Result<()> {
         out.flush().context("cannot write to stdout")?;
         return Ok(());
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    let s = Arc::clone(&stop);
-    let _ = ctrlc::set_handler(move || s.store(true, Ordering::Relaxed));
+    let stop = stop_on_ctrl_c();
     if args.json {
-        let mut out = io::BufWriter::new(stdout.lock());
-        let mut next = Instant::now();
-        while !stop.load(Ordering::Relaxed) {
+        return json_lines(&stop, args.interval, || {
             fleet.tick();
-            serde_json::to_writer(&mut out, &fleet.snapshots())
-                .context("cannot encode the snapshots")?;
-            writeln!(out)?;
-            out.flush().context("cannot write to stdout")?;
-            next += args.interval;
-            sleep_until(next, &stop);
-        }
-        return Ok(());
+            Some(fleet.snapshots())
+        });
     }
     // The fleet line shows every state change; printed lines would scroll the screen.
     crate::lifecycle::set_quiet(true);

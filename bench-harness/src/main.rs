@@ -59,15 +59,8 @@ fn main() -> ExitCode {
 }
 
 fn scenarios(args: ScenarioArgs) -> ExitCode {
-    let bins = match &args.bin_dir {
-        Some(d) => Bins::in_dir(d),
-        None => match Bins::beside_self() {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("error: {}", bench_harness::error_chain(&e));
-                return ExitCode::from(1);
-            }
-        },
+    let Some(bins) = bins(args.bin_dir.as_deref()) else {
+        return ExitCode::from(1);
     };
     let mut cfg = SuiteConfig::new(bins);
     cfg.only = args.only;
@@ -81,56 +74,59 @@ fn scenarios(args: ScenarioArgs) -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
-    let result = match scenario::run_suite(&cfg) {
-        Ok(r) => r,
+    match scenario::run_suite(&cfg) {
+        Ok(r) => finish("scenarios", &r, args.json.as_deref(), r.table()),
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            ExitCode::from(1)
         }
-    };
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&result).unwrap_or_default();
-        if let Err(e) = std::fs::write(path, text + "\n") {
-            eprintln!("error: cannot write {}: {e}", path.display());
-            return ExitCode::from(1);
-        }
-        eprintln!("scenarios: JSON written to {}", path.display());
     }
-    print!("{}", result.table());
-    ExitCode::SUCCESS
 }
 
 fn agent_cost(args: AgentCostArgs) -> ExitCode {
-    let bins = match &args.bin_dir {
-        Some(d) => Bins::in_dir(d),
-        None => match Bins::beside_self() {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("error: {}", bench_harness::error_chain(&e));
-                return ExitCode::from(1);
-            }
-        },
+    let Some(bins) = bins(args.bin_dir.as_deref()) else {
+        return ExitCode::from(1);
     };
     let mut cfg = scenario::agent_cost::AgentCostConfig::new(bins);
     cfg.rounds = args.rounds.max(1);
     cfg.secs = args.time.as_secs_f64().max(1.0);
     cfg.depth = args.depth.max(1);
     cfg.agent_args = args.agent_args;
-    let result = match scenario::agent_cost::run(&cfg) {
-        Ok(r) => r,
+    match scenario::agent_cost::run(&cfg) {
+        Ok(r) => finish("agent-cost", &r, args.json.as_deref(), r.table()),
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            ExitCode::from(1)
         }
-    };
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&result).unwrap_or_default();
+    }
+}
+
+/// The binaries to drive: those in `dir` (`--bin-dir`), else the ones beside this one; `None`
+/// (said on stderr) when they cannot be found.
+fn bins(dir: Option<&std::path::Path>) -> Option<Bins> {
+    match dir {
+        Some(d) => Some(Bins::in_dir(d)),
+        None => Bins::beside_self()
+            .map_err(|e| eprintln!("error: {}", bench_harness::error_chain(&e)))
+            .ok(),
+    }
+}
+
+/// Writes `result` as JSON to `json` (when asked) and prints its `table`.
+fn finish<R: serde::Serialize>(
+    what: &str,
+    result: &R,
+    json: Option<&std::path::Path>,
+    table: String,
+) -> ExitCode {
+    if let Some(path) = json {
+        let text = serde_json::to_string_pretty(result).unwrap_or_default();
         if let Err(e) = std::fs::write(path, text + "\n") {
             eprintln!("error: cannot write {}: {e}", path.display());
             return ExitCode::from(1);
         }
-        eprintln!("agent-cost: JSON written to {}", path.display());
+        eprintln!("{what}: JSON written to {}", path.display());
     }
-    print!("{}", result.table());
+    print!("{table}");
     ExitCode::SUCCESS
 }

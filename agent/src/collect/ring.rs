@@ -276,10 +276,10 @@ mod tests {
             .expect("create a trace file")
     }
 
-    #[test]
-    fn records_become_requests_the_slowest_kept_and_lost_ones_counted() {
+    /// A one-reactor trace file with a request's three tracepoints: `tcp.capsule` (0x100,
+    /// begin), `tcp.backend` (0x101, stage), `tcp.sent` (0x102, end).
+    fn request_file(dir: &std::path::Path, name: &str, ring_records: u64) -> TraceFile {
         use trace_ring::description::{TpRole, TracepointDesc};
-        let dir = tempfile::tempdir().expect("tempdir");
         let tp = |id: u16, name: &str, role| TracepointDesc {
             id,
             name: name.into(),
@@ -298,12 +298,18 @@ mod tests {
         };
         let layout = Layout {
             reactors: 1,
-            ring_records: 4096,
+            ring_records,
             qpair_slots: 4,
             stages: 0,
         };
-        let tf = TraceFile::create(dir.path(), "records", std::process::id(), &desc, &layout)
-            .expect("create a trace file");
+        TraceFile::create(dir, name, std::process::id(), &desc, &layout)
+            .expect("create a trace file")
+    }
+
+    #[test]
+    fn records_become_requests_the_slowest_kept_and_lost_ones_counted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tf = request_file(dir.path(), "records", 4096);
         let mut w = tf.take_reactor(0).expect("reactor 0");
         let reader = TraceReader::open(tf.path()).expect("open");
         let mut rc = RingCollector::with_records(reader);
@@ -362,32 +368,8 @@ mod tests {
     /// is lost (a reader taking one ring's worth per tick would see only the last).
     #[test]
     fn the_background_reader_keeps_every_slow_request_of_the_interval() {
-        use trace_ring::description::{TpRole, TracepointDesc};
         let dir = tempfile::tempdir().expect("tempdir");
-        let tp = |id: u16, name: &str, role| TracepointDesc {
-            id,
-            name: name.into(),
-            group: "tcp".into(),
-            args: Vec::new(),
-            role,
-        };
-        let desc = Description {
-            reactors: vec![ReactorDesc::default()],
-            tracepoints: vec![
-                tp(0x100, "tcp.capsule", TpRole::Begin),
-                tp(0x101, "tcp.backend", TpRole::Stage),
-                tp(0x102, "tcp.sent", TpRole::End),
-            ],
-            ..Description::default()
-        };
-        let layout = Layout {
-            reactors: 1,
-            ring_records: 64,
-            qpair_slots: 4,
-            stages: 0,
-        };
-        let tf = TraceFile::create(dir.path(), "bg-records", std::process::id(), &desc, &layout)
-            .expect("create a trace file");
+        let tf = request_file(dir.path(), "bg-records", 64);
         let mut w = tf.take_reactor(0).expect("reactor 0");
         let reader = TraceReader::open(tf.path()).expect("open");
         let mut rc = RingCollector::shared_with_records(Arc::new(reader));
