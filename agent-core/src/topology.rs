@@ -290,10 +290,12 @@ fn normalize_bdf(bdf: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn two_nodes() -> Topology {
+    /// Two nodes (CPUs 0-1 on node 0, 2-3 on node 1), the NIC `ens1f0` on node 1, `nvme0n1` on
+    /// node 0 and `sda` on node 1 (also the detectors' unit tests).
+    pub(crate) fn two_nodes() -> Topology {
         Topology {
             source: "test".into(),
             nodes: vec![

@@ -470,15 +470,7 @@ mod tests {
             }],
             ..TargetInfo::default()
         };
-        let topo = Topology::default();
-        let ctx = Context {
-            info: &info,
-            topology: &topo,
-            history: &[],
-        };
-        let mut out = Vec::new();
-        Link.observe(w, &ctx, &mut out);
-        out
+        super::super::observe_one(&mut Link, w, &info, &Topology::default(), &[])
     }
 
     #[test]

@@ -229,35 +229,11 @@ mod tests {
     use super::*;
     use crate::finding::Severity;
     use crate::sample::{ListenerInfo, TargetInfo, Transport};
-    use crate::topology::{CpuInfo, NumaNodeInfo, PciDevice, Topology};
+    use crate::topology::Topology;
 
-    /// Two nodes (CPUs 0-1 on node 0, 2-3 on node 1), the NIC `ens1f0` on node 1.
+    /// The topology module's two nodes (NIC `ens1f0` on node 1) and a listener on that NIC.
     fn two_nodes() -> (TargetInfo, Topology) {
-        let topo = Topology {
-            source: "test".into(),
-            nodes: (0..2)
-                .map(|n| NumaNodeInfo {
-                    os_index: n,
-                    cpus: vec![2 * n, 2 * n + 1],
-                    ..NumaNodeInfo::default()
-                })
-                .collect(),
-            cpus: (0..4)
-                .map(|c| CpuInfo {
-                    os_index: c,
-                    core: c,
-                    package: c / 2,
-                    node: Some(c / 2),
-                })
-                .collect(),
-            pci: vec![PciDevice {
-                bdf: "0000:81:00.0".into(),
-                class: "network".into(),
-                node: Some(1),
-                netdevs: vec!["ens1f0".into()],
-                ..PciDevice::default()
-            }],
-        };
+        let topo = crate::topology::tests::two_nodes();
         let info = TargetInfo {
             listeners: vec![ListenerInfo {
                 transport: Transport::Tcp,
