@@ -289,13 +289,56 @@ pub fn completed(
     status_of(class, r)
 }
 
-/// A response queued at `queued_at` is on the wire now (the transport refreshed the clock when
-/// it learned so): records the `to_wire` stage.
+/// What a transport remembers of a response between queuing it and learning that it left
+/// (the TCP write carrying its last byte returned, the RDMA SEND completed): enough to close
+/// the command's accounting then. Plain data, kept in the transport's own preallocated queue or
+/// request (no allocation per I/O).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Response {
+    /// Trace clock: the command arrived.
+    pub t0: u64,
+    /// Trace clock: the response was queued / posted.
+    pub queued_at: u64,
+    /// Bytes the command moved (counted only if `ok`).
+    pub bytes: u32,
+    pub class: TraceClass,
+    /// The response's status is SUCCESS.
+    pub ok: bool,
+}
+
+impl Response {
+    /// A response being queued now (`ctx`'s latest clock read) for a command that arrived at
+    /// `t0`.
+    #[inline]
+    pub fn queued(ctx: &Ctx, t0: u64, class: TraceClass, bytes: u64, status: Status) -> Response {
+        Response {
+            t0,
+            queued_at: ctx.trace.tsc(),
+            bytes: u32::try_from(bytes).unwrap_or(u32::MAX),
+            class,
+            ok: status.is_success(),
+        }
+    }
+}
+
+/// Response `r` of a command on qpair slot `slot` is on the wire now (the transport refreshed
+/// the clock when it learned so): the command is done. Records the `to_wire` stage, counts the
+/// command, its bytes and a failed status, and completes it on the qpair (outstanding drops, its
+/// hold time, arrival to sent, goes to the slot's latency histogram). Counting here and not when
+/// the response is queued keeps a qpair's outstanding honest for a command answered at once (a
+/// read from memory): it is held until its data and response leave, as the host sees it.
 #[inline]
-pub fn on_wire(ctx: &Ctx, queued_at: u64) {
+pub fn on_wire(ctx: &Ctx, slot: u16, r: &Response) {
     let now = ctx.trace.tsc();
-    ctx.trace
-        .counters(|c| c.stage_latency_ticks(STAGE_TO_WIRE, now.wrapping_sub(queued_at)));
+    let bytes = if r.ok { u64::from(r.bytes) } else { 0 };
+    ctx.trace.counters(|c| {
+        c.stage_latency_ticks(STAGE_TO_WIRE, now.wrapping_sub(r.queued_at));
+        c.command(r.class, bytes);
+        c.qpair_complete(slot, bytes, now.wrapping_sub(r.t0), !r.ok);
+        if !r.ok {
+            c.error(trace_ring::ErrorClass::Status);
+        }
+    });
 }
 
 #[cfg(test)]

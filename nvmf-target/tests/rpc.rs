@@ -27,6 +27,23 @@ fn call(path: &std::path::Path, method: &str) -> Value {
     r["result"].clone()
 }
 
+/// `get_stats` once the I/O qpair has nothing outstanding (bounded wait): a command counts as
+/// done when the write carrying its response has returned on the target, which can be just
+/// after the host has read that response.
+fn settled_stats(path: &std::path::Path) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = call(path, "get_stats");
+        let busy = s["reactors"][0]["qpairs"]
+            .as_array()
+            .is_some_and(|q| q.iter().any(|x| x["qid"] == 1 && x["outstanding"] != 0));
+        if !busy || std::time::Instant::now() > deadline {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn stats_move_with_io() {
     let t = TestTarget::start();
@@ -63,7 +80,7 @@ fn stats_follow_io(t: &TestTarget) {
     for _ in 0..5 {
         assert!(io.read(0, 8192).0.status.is_success());
     }
-    let after = call(&t.rpc, "get_stats");
+    let after = settled_stats(&t.rpc);
     let r = &after["reactors"][0];
     assert_eq!(r["commands"]["read"], 5);
     assert_eq!(r["commands"]["write"], 1);
@@ -194,4 +211,64 @@ fn an_unwritable_trace_dir_only_turns_tracing_off() {
     assert_eq!(info["enabled"], false, "{info}");
     let (_a, mut io) = t.io_pair(false, false);
     assert!(io.read(0, 4096).0.status.is_success());
+}
+
+/// Reads answered in place from a malloc namespace (no backend poll between capsule and
+/// response) stay outstanding on their qpair until their response has left the target, as the
+/// host sees them: 16 reads sent in one segment are all in flight at once in the counters, the
+/// figure the agent's Little's-law depth reads. Counted at "response queued", each read was done
+/// before the next was parsed and the qpair never showed more than one.
+#[test]
+fn in_place_reads_stay_outstanding_until_their_response_is_sent() {
+    use nvme_proto::nvme::{Nsid, Sqe};
+    use nvme_proto::sgl::SglDescriptor;
+    use nvme_proto::tcp::{self as ptcp, PduHeader};
+
+    const N: u64 = 16;
+    let t = TestTarget::start();
+    assert!(t.target.as_ref().unwrap().trace_path().is_some());
+    let (_a, mut io) = t.io_pair(false, false);
+    let mut wire = Vec::new();
+    for i in 0..N {
+        let sqe = Sqe::read(
+            io.cid(),
+            Nsid(1),
+            i * 8,
+            8,
+            SglDescriptor::tcp_transport(4096),
+        )
+        .expect("read sqe");
+        let mut b = [0u8; 128];
+        let n = ptcp::encode_capsule_cmd(&sqe, &[], &io.cfg, &mut b).expect("encode capsule");
+        wire.extend_from_slice(&b[..n]);
+    }
+    // One send: the reactor parses every capsule of it before it flushes any answer.
+    io.send(&wire);
+    let mut done = 0;
+    while done < N {
+        match io.recv_pdu() {
+            (PduHeader::CapsuleResp(c), _) => {
+                assert!(c.status.is_success(), "{c:?}");
+                done += 1;
+            }
+            (PduHeader::C2HData(h), _) if h.success => done += 1,
+            (PduHeader::C2HData(_), _) => {}
+            (h, _) => panic!("unexpected pdu {h:?}"),
+        }
+    }
+    let s = settled_stats(&t.rpc);
+    let r = &s["reactors"][0];
+    let q = r["qpairs"]
+        .as_array()
+        .and_then(|q| q.iter().find(|x| x["qid"] == 1))
+        .expect("the I/O qpair is listed");
+    assert_eq!(q["completed"], N + 1, "connect + the reads: {q}");
+    assert_eq!(q["outstanding"], 0, "{q}");
+    let hw = q["high_water"].as_u64().expect("high_water");
+    assert!(
+        hw >= N / 2,
+        "{N} reads in one segment: {hw} outstanding at most ({q})"
+    );
+    assert_eq!(r["commands"]["read"], N, "{r}");
+    assert_eq!(r["bytes_read"], N * 4096, "{r}");
 }

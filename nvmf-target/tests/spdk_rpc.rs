@@ -97,7 +97,16 @@ fn spdk_method_names_answer_with_spdk_shapes() {
     assert_eq!(q[0]["cntlid"], q[1]["cntlid"]);
     assert_eq!(q[1]["hostnqn"], HOSTNQN);
 
-    let st = rpc(&t, &["nvmf_get_stats"]);
+    // The write counts once the target's write of its response has returned, which can be
+    // just after the host read it: wait for it (bounded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let st = loop {
+        let st = rpc(&t, &["nvmf_get_stats"]);
+        if st["poll_groups"][0]["completed_nvme_io"] == 1 || std::time::Instant::now() > deadline {
+            break st;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
     let g = &st["poll_groups"][0];
     assert_eq!(
         (

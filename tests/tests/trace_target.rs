@@ -344,7 +344,17 @@ fn counters_page_of_a_live_target_shows_commands_moving_and_groups_toggle() {
             "500",
         ],
     );
-    let after = counters(&tgt.trace_file);
+    // A command counts once the target's write of its response has returned, which can be just
+    // after the host read it: wait (bounded) for the last one.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let after = loop {
+        let c = counters(&tgt.trace_file);
+        let n = counter(&c, "cmds_read") + counter(&c, "cmds_write");
+        if n >= 500 || std::time::Instant::now() > deadline {
+            break c;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
     let (rd, wr) = (counter(&after, "cmds_read"), counter(&after, "cmds_write"));
     assert_eq!(rd + wr, 500, "counters after 500 I/Os:\n{after}");
     assert_eq!(

@@ -879,7 +879,19 @@ impl ReactorRdma {
                 let r = &self.reqs[idx as usize];
                 ctx.trace.refresh();
                 ctx.trace.tp(TP_RDMA_COMPLETED, slot, r.sqe.cid.0, 0, 0);
-                crate::nvm::on_wire(ctx, r.t_resp);
+                if live {
+                    // The response has left: the command is done (a slot whose connection went
+                    // meanwhile was unbound, and may serve another qpair by now).
+                    let moved = if r.status.is_success() { r.len } else { 0 };
+                    let resp = crate::nvm::Response {
+                        t0: r.t0,
+                        queued_at: r.t_resp,
+                        bytes: moved,
+                        class: r.class.trace(),
+                        ok: r.status.is_success(),
+                    };
+                    crate::nvm::on_wire(ctx, slot, &resp);
+                }
                 self.free_req(idx);
             }
             _ => {} // a WRITE: its SEND follows in order
@@ -1228,11 +1240,6 @@ impl ReactorRdma {
             _ => None,
         };
         let bytes = if write.is_some() { u64::from(r.c2h) } else { 0 };
-        let moved = if status.is_success() {
-            u64::from(r.len)
-        } else {
-            0
-        };
         let posted = match write {
             Some(w) => c.qp.post(&res.region, &[w, send]).map(|()| 2u8),
             None => c.qp.post(&res.region, &[send]).map(|()| 1u8),
@@ -1244,19 +1251,8 @@ impl ReactorRdma {
             u64::from(status.0),
             bytes,
         );
-        let (t0, class) = (r.t0, r.class);
+        // Counted done when its SEND completes (`on_wc`), not now.
         r.t_resp = ctx.trace.tsc();
-        if ctx.trace.active() {
-            let latency = ctx.trace.tsc().wrapping_sub(t0);
-            let ok = status.is_success();
-            ctx.trace.counters(|x| {
-                x.command(class.trace(), if ok { moved } else { 0 });
-                x.qpair_complete(slot, moved, latency, !ok);
-                if !ok {
-                    x.error(ErrorClass::Status);
-                }
-            });
-        }
         match posted {
             Ok(n) => {
                 c.wrs += u32::from(n);

@@ -544,16 +544,9 @@ impl Conn {
             bytes,
         );
         if ctx.trace.active() {
-            self.out.mark_end(cid.0, ctx.trace.tsc());
-            let (slot, ok) = (self.slot, status.is_success());
-            let latency = ctx.trace.tsc().wrapping_sub(t0);
-            ctx.trace.counters(|c| {
-                c.command(class, if ok { bytes } else { 0 });
-                c.qpair_complete(slot, bytes, latency, !ok);
-                if !ok {
-                    c.error(ErrorClass::Status);
-                }
-            });
+            // Counted done when it has left (`flush`), not now.
+            let resp = nvm::Response::queued(ctx, t0, class, bytes, status);
+            self.out.mark_end(cid.0, resp);
         }
     }
 
@@ -905,15 +898,12 @@ impl Conn {
 
     /// Request `idx` reads from a memory backend: its data is queued straight from the device's
     /// memory (no copy into the request's buffer; the socket's copy is the only one) and
-    /// answered at once. `false` (nothing done): the backend is not memory, or a data digest
-    /// is on (its CRC must cover exactly the bytes sent, and another reactor may write them
-    /// between the two looks); submit the read instead.
+    /// answered at once (counted done on the qpair once the response has left, as every
+    /// command: [`nvm::on_wire`]). `false` (nothing done): the backend is not memory, or a data
+    /// digest is on (its CRC must cover exactly the bytes sent, and another reactor may write
+    /// them between the two looks); submit the read instead.
     pub(super) fn read_in_place(&mut self, idx: u16, cmd: &IoCmd, ctx: &mut Ctx) -> bool {
-        // Not while tracing, for now: answered in place, a read's hold time in the counters
-        // ends at "response queued" (no backend poll between), which reads ~1 in flight at any
-        // depth to the agent's Little's-law starvation check (false initiator_limited on healthy
-        // runs). Back on once the per-qpair hold time counts to the response sent.
-        if self.cfg.ddgst || ctx.trace.active() {
+        if self.cfg.ddgst {
             return false;
         }
         let Some(subsys) = self.subsys.as_deref() else {
@@ -979,9 +969,9 @@ impl Conn {
         if self.out.has_sent() {
             // The write just returned: that is when these responses left.
             ctx.trace.refresh();
-            while let Some((cid, queued_at)) = self.out.pop_sent() {
+            while let Some((cid, resp)) = self.out.pop_sent() {
                 ctx.trace.tp(TP_RESPONSE_SENT, self.slot, cid, 0, 0);
-                nvm::on_wire(ctx, queued_at);
+                nvm::on_wire(ctx, self.slot, &resp);
             }
         }
         let mut freed = std::mem::take(&mut self.freed_scratch);

@@ -11,6 +11,8 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::TcpStream;
 
+use crate::nvm::Response;
+
 /// Most iovecs handed to one `writev`.
 const MAX_IOV: usize = 256;
 /// `Seg::req` value meaning "the byte buffer".
@@ -37,9 +39,10 @@ pub(super) struct Out {
     /// Bytes ever queued / written: positions in the connection's output stream.
     queued_total: u64,
     written_total: u64,
-    /// Responses (stream position of their last byte, cid) not yet fully written: the trace's
-    /// `tcp.response_sent` fires when the write carrying that byte returns.
-    ends: VecDeque<(u64, u16, u64)>,
+    /// Responses (stream position of their last byte, cid, what closes their accounting) not
+    /// yet fully written: the trace's `tcp.response_sent` fires, and the command is counted
+    /// done, when the write carrying that byte returns.
+    ends: VecDeque<(u64, u16, Response)>,
 }
 
 impl Out {
@@ -56,10 +59,10 @@ impl Out {
         }
     }
 
-    /// Marks the end of a response for command `cid`, queued at trace clock `tsc`: everything
-    /// queued so far belongs to it.
-    pub(super) fn mark_end(&mut self, cid: u16, tsc: u64) {
-        self.ends.push_back((self.queued_total, cid, tsc));
+    /// Marks the end of response `resp` for command `cid`: everything queued so far belongs
+    /// to it.
+    pub(super) fn mark_end(&mut self, cid: u16, resp: Response) {
+        self.ends.push_back((self.queued_total, cid, resp));
     }
 
     /// Whether some marked response has been fully written.
@@ -69,10 +72,10 @@ impl Out {
             .is_some_and(|&(pos, _, _)| pos <= self.written_total)
     }
 
-    /// The next marked response fully written, if any: its cid and when it was queued.
-    pub(super) fn pop_sent(&mut self) -> Option<(u16, u64)> {
+    /// The next marked response fully written, if any: its cid and what it was marked with.
+    pub(super) fn pop_sent(&mut self) -> Option<(u16, Response)> {
         if self.has_sent() {
-            self.ends.pop_front().map(|(_, cid, tsc)| (cid, tsc))
+            self.ends.pop_front().map(|(_, cid, resp)| (cid, resp))
         } else {
             None
         }
