@@ -1088,7 +1088,8 @@ impl CountersWriter {
         }
     }
 
-    /// A command completed on a qpair slot after `latency_ticks` (submission to completion),
+    /// A command completed on a qpair slot after `latency_ticks` (submission to completion:
+    /// ringside-tgt calls it when the response has left, so this is the target's hold time),
     /// moving `bytes`; also records the latency in the slot's histogram.
     #[inline]
     pub fn qpair_complete(&mut self, slot: u16, bytes: u64, latency_ticks: u64, error: bool) {
