@@ -4,6 +4,7 @@
 //!
 //! - initiator queue depth 1 → initiator-limited starvation, a recommended depth, and running at
 //!   that depth raises IOPS by the predicted order;
+//! - a healthy run at depth 32 → its depth held at the target, no initiator-limited qpair;
 //! - a busy process pinned on the reactor's core → reactor preemption;
 //! - a link shaped with `tc tbf` inside a network-namespace pair → link saturation (root);
 //! - a recorded two-socket topology with the listener's NIC on node 1 while the reactor runs on
@@ -142,6 +143,42 @@ fn queue_depth_one_is_initiator_limited_and_the_recommended_depth_raises_iops() 
     assert!(
         measured >= 2.0 && measured >= predicted / 8.0,
         "depth {depth} gave {measured:.1}x, predicted {predicted:.1}x"
+    );
+}
+
+/// A healthy run at depth 32 (reads from the malloc namespace are answered in place, with
+/// tracing on): a request stays outstanding on its qpair until its response has left the target,
+/// so the agent sees the depth the initiator keeps, and finds no initiator-limited qpair. With
+/// the hold time ending at "response queued" the qpair read ~1 in flight and a false critical
+/// `initiator_limited` came on every healthy run.
+#[test]
+fn a_healthy_depth_32_run_shows_its_depth_and_is_not_initiator_limited() {
+    let _g = serial();
+    let none = Prefix::default();
+    let t = start("healthy", &none, "127.0.0.1");
+    let load = perf(&none, &t, 32, 10);
+    std::thread::sleep(Duration::from_secs(1));
+    let report = diagnose(&none, &t.trace_file, &[]);
+    let _ = perf_json(load);
+    let qpairs = report["overall"]["qpairs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let busiest = qpairs
+        .iter()
+        .max_by_key(|q| q["completions"].as_u64().unwrap_or(0))
+        .unwrap_or_else(|| panic!("no qpair in the report: {}", report["overall"]));
+    let high_water = busiest["high_water"].as_u64().unwrap_or(0);
+    let avg = busiest["avg_outstanding"].as_f64().unwrap_or(0.0);
+    eprintln!("QD32: the busiest qpair's high water {high_water}, mean outstanding {avg:.1}");
+    assert!(
+        high_water >= 8 && avg >= 2.0,
+        "QD32 held at the target: high water {high_water}, mean outstanding {avg:.1}: {busiest}"
+    );
+    assert!(
+        findings(&report, "initiator_limited").is_empty(),
+        "a healthy QD32 run is not initiator-limited; findings: {:?}",
+        kinds(&report)
     );
 }
 
