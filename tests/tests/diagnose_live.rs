@@ -149,8 +149,8 @@ fn queue_depth_one_is_initiator_limited_and_the_recommended_depth_raises_iops() 
 /// A healthy run at depth 32 (reads from the malloc namespace are answered in place, with
 /// tracing on): a request stays outstanding on its qpair until its response has left the target,
 /// so the agent sees the depth the initiator keeps, and finds no initiator-limited qpair. With
-/// the hold time ending at "response queued" the qpair read ~1 in flight and a false critical
-/// `initiator_limited` came on every healthy run.
+/// the hold time ending at "response queued" the qpair showed 1 in flight at most and a false
+/// critical `initiator_limited` came on every healthy run.
 #[test]
 fn a_healthy_depth_32_run_shows_its_depth_and_is_not_initiator_limited() {
     let _g = serial();
@@ -171,8 +171,10 @@ fn a_healthy_depth_32_run_shows_its_depth_and_is_not_initiator_limited() {
     let high_water = busiest["high_water"].as_u64().unwrap_or(0);
     let avg = busiest["avg_outstanding"].as_f64().unwrap_or(0.0);
     eprintln!("QD32: the busiest qpair's high water {high_water}, mean outstanding {avg:.1}");
+    // The high water is what the agent takes for the initiator's depth (its mean at the target
+    // is small when the initiator, not the target, is slow: a loaded machine's debug initiator).
     assert!(
-        high_water >= 8 && avg >= 2.0,
+        high_water >= 8,
         "QD32 held at the target: high water {high_water}, mean outstanding {avg:.1}: {busiest}"
     );
     assert!(
