@@ -664,7 +664,7 @@ mod tests {
     }
 
     #[test]
-    fn the_calibrated_exponent_is_what_each_sweep_shows_alone() {
+    fn the_calibrated_exponent_and_floor_are_what_each_sweep_shows_alone() {
         // Leave-one-out in miniature: the loop station's cost from depth 2 to 32 of each sweep
         // fitted alone gives γ within the calibrated range.
         for s in [&ISSUE_12, &B71B2B8, &S53D3282, &S0E2F4CE] {
@@ -683,6 +683,14 @@ mod tests {
                 "{}: γ {}",
                 s.name,
                 m.exponent
+            );
+            // And its floor: the lowest station cost at 64 or 128 over the QD1 one.
+            let station = |d: u32| f64::from(d) / ((f64::from(d) + 1.0) * s.at(d));
+            let floor = station(64).min(station(128)) / station(1);
+            assert!(
+                floor >= FLOOR_SHARE_RANGE.0 && floor <= FLOOR_SHARE_RANGE.1,
+                "{}: floor share {floor}",
+                s.name
             );
         }
     }
