@@ -126,7 +126,17 @@ fn costed_or_rule(
 ) -> Finding {
     let kind = FindingKind::LinkSaturation;
     match cost(w) {
-        Some(c) => costed(kind, c, subject, summary, evidence, w, confidence),
+        Some(c) => {
+            let summary = if c.severity() == Severity::Info {
+                format!(
+                    "{summary}; the reactors are saturated too, so a faster link alone gains \
+                     little"
+                )
+            } else {
+                summary
+            };
+            costed(kind, c, subject, summary, evidence, w, confidence)
+        }
         None => unmeasured(
             kind,
             unmeasured_severity,
@@ -587,6 +597,11 @@ mod tests {
         let out = observe(&w, "eth0");
         assert!(out[0].cost.as_ref().unwrap().share() < 0.02);
         assert_eq!(out[0].severity, Severity::Info);
+        assert!(
+            out[0].summary.contains("reactors are saturated too"),
+            "{}",
+            out[0].summary
+        );
     }
 
     #[test]
