@@ -6,6 +6,13 @@
 #        scripts/bench-tcp.sh --baseline REV     same-run A/B: this tree (A) against git revision REV (B)
 #        scripts/bench-tcp.sh --profile [BIN_DIR] per-I/O profile (syscalls, PDUs, CPU shares) of this
 #                                                tree's release build (or of BIN_DIR, e.g. a baseline's)
+#        scripts/bench-tcp.sh --trace-ab         same-run cost of tracing: this tree's build with
+#                                                tracing on (A) against itself with --no-trace (B)
+#
+# --trace-ab runs scripts/bench_ab.py with one build on both sides (same WORKLOADS, ROUNDS, DURATION,
+# WARMUP, NICE... as --baseline below; A_TGT_ARGS adds flags to both targets' common setup, e.g.
+# "--trace-ring-records 65536"): interleaved rounds, per workload the ratio on/off (median, min, max)
+# and the cost (1 - ratio) in %, JSON in OUT=bench-results/trace-ab-<rev>.json.
 #
 # --profile runs scripts/bench_profile.py (see its header): counts that do not depend on the machine's
 # load (syscalls by kind and receives with data per I/O on both sides, PDUs per I/O), with
@@ -52,6 +59,21 @@ if [ "${1:-}" = "--profile" ]; then
   fi
   REV=$(git rev-parse --short=12 HEAD)
   exec python3 scripts/bench_profile.py "$PBIN" "${OUT:-bench-results/profile-$REV.json}"
+fi
+
+if [ "${1:-}" = "--trace-ab" ]; then
+  command -v python3 >/dev/null || { echo "bench-tcp: python3 is needed" >&2; exit 1; }
+  REV=$(git rev-parse --short=12 HEAD)
+  git diff --quiet HEAD -- 2>/dev/null || REV="$REV-dirty"
+  if [ -z "${NO_BUILD:-}" ]; then
+    echo "bench-tcp: building this tree ($REV), release" >&2
+    cargo build --release -q -p nvmf-target -p bench-harness
+  fi
+  BIN="${CARGO_TARGET_DIR:-target}/release"
+  # Both sides get A_TGT_ARGS; B also --no-trace. PERF_AB is meaningless with one build.
+  export B_TGT_ARGS="${A_TGT_ARGS:-} --no-trace" AB_MODE=trace PERF_AB=0
+  exec python3 scripts/bench_ab.py "$BIN" "$BIN" "$REV-trace" "$REV-notrace" \
+    "${OUT:-bench-results/trace-ab-$REV.json}"
 fi
 
 if [ "${1:-}" = "--baseline" ]; then

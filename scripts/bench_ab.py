@@ -11,6 +11,9 @@ reactors never share a core.
 Two comparisons:
   target  A's ringside-tgt vs B's ringside-tgt, both driven by the same initiator (A's ringside-perf);
   perf    (PERF_AB=1) A's ringside-perf vs B's ringside-perf against the same target (A's).
+A_TGT_ARGS / B_TGT_ARGS add flags to A's / B's target only. `scripts/bench-tcp.sh --trace-ab` passes
+the same build as A and B with B_TGT_ARGS=--no-trace and AB_MODE=trace: the ratio is then IOPS with
+tracing on (the default tracepoints) over IOPS with it off, and the summary adds the cost, 1 - ratio.
 Prints, per workload, the per-round ratios A/B with their median and spread, and writes one JSON file
 stamped with both revisions, the machine and every run's ringside-perf report.
 """
@@ -74,9 +77,9 @@ def run_perf(perf, port, wl, core, duration, warmup, nice):
     return rep
 
 
-def one(variant_tgt, variant_perf, wl, cfg, tag):
-    # A_TGT_ARGS: extra flags for A's target only (e.g. "--c2h-success always"; B may not know them).
-    extra = cfg["a_tgt_args"] if variant_tgt == cfg["a_tgt"] else []
+def one(variant_tgt, variant_perf, wl, cfg, tag, extra):
+    # extra: A_TGT_ARGS or B_TGT_ARGS, flags for that side's target only (e.g. "--c2h-success
+    # always", which B may not know; "--no-trace" for the tracing A/B, where A and B are one build).
     t = Target(variant_tgt, cfg["tgt_core"], cfg["malloc"], cfg["nice"], cfg["work"], tag, extra)
     t.start()
     try:
@@ -101,25 +104,27 @@ def main():
         "nice": int(env("NICE", "0") or 0),
         "work": tempfile.mkdtemp(prefix="bench-ab-"),
         "a_tgt_args": env("A_TGT_ARGS", "").split(),
+        "b_tgt_args": env("B_TGT_ARGS", "").split(),
+        "mode": env("AB_MODE", "revisions"),
     }
+    tgt_args = {"A": cfg["a_tgt_args"], "B": cfg["b_tgt_args"]}
     workloads = env_workloads()
     perf_ab = env("PERF_AB", "0") == "1"
     tgt = {"A": os.path.join(a_bin, "ringside-tgt"), "B": os.path.join(b_bin, "ringside-tgt")}
     perf = {"A": os.path.join(a_bin, "ringside-perf"), "B": os.path.join(b_bin, "ringside-perf")}
-    cfg["a_tgt"] = tgt["A"]
     runs = []
     for r in range(cfg["rounds"]):
         order = ["A", "B"] if r % 2 == 0 else ["B", "A"]
         for wl in workloads:
             for v in order:
                 print(f"bench-ab: round {r + 1}/{cfg['rounds']} {wl['name']} target {v}", file=sys.stderr)
-                rep = one(tgt[v], perf["A"], wl, cfg, v)
+                rep = one(tgt[v], perf["A"], wl, cfg, v, tgt_args[v])
                 runs.append({"round": r, "workload": wl["name"], "compare": "target", "variant": v,
                              "iops": rep["total"]["iops"], "report": rep})
             if perf_ab:
                 for v in order:
                     print(f"bench-ab: round {r + 1}/{cfg['rounds']} {wl['name']} perf {v}", file=sys.stderr)
-                    rep = one(tgt["A"], perf[v], wl, cfg, "perf" + v)
+                    rep = one(tgt["A"], perf[v], wl, cfg, "perf" + v, tgt_args["A"])
                     runs.append({"round": r, "workload": wl["name"], "compare": "perf", "variant": v,
                                  "iops": rep["total"]["iops"], "report": rep})
     results = []
@@ -134,12 +139,21 @@ def main():
                 "iops_b_median": statistics.median(by[(r, "B")]["iops"] for r in range(cfg["rounds"])),
                 "ratio": summarize(ratios),
             })
+    if cfg["mode"] == "trace":
+        bench = ("nvme-tcp loopback tracing A/B: one build, A = tracing on (default tracepoints), "
+                 "B = --no-trace; interleaved rounds; cost = 1 - A/B")
+        for x in results:
+            r = x["ratio"]
+            # The cost of tracing per round; its spread is the ratio's, mirrored.
+            x["trace_cost"] = {"median": 1 - r["median"], "min": 1 - r["max"], "max": 1 - r["min"]}
+    else:
+        bench = "nvme-tcp loopback A/B: A = working tree, B = baseline; interleaved rounds"
     doc = {
-        "benchmark": "nvme-tcp loopback A/B: A = working tree, B = baseline; interleaved rounds",
+        "benchmark": bench,
         "a_rev": a_rev, "b_rev": b_rev,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "kernel": platform.release(), "loadavg_at_end": os.getloadavg()},
-        "config": {k: v for k, v in cfg.items() if k not in ("work", "a_tgt")},
+        "config": {k: v for k, v in cfg.items() if k != "work"},
         "results": results,
         "runs": runs,
     }
@@ -147,11 +161,14 @@ def main():
     with open(out_path, "w") as f:
         json.dump(doc, f, indent=2)
     print(f"A = {a_rev}, B = {b_rev}; {cfg['rounds']} interleaved rounds of {cfg['duration']:g} s; ratio = A/B")
-    print(f"{'compare':<8} {'workload':<18} {'A IOPS':>10} {'B IOPS':>10} {'ratio':>7} {'min':>7} {'max':>7}")
+    cost = cfg["mode"] == "trace"
+    print(f"{'compare':<8} {'workload':<18} {'A IOPS':>10} {'B IOPS':>10} {'ratio':>7} {'min':>7} {'max':>7}"
+          + (f" {'cost %':>7}" if cost else ""))
     for x in results:
         r = x["ratio"]
         print(f"{x['compare']:<8} {x['workload']:<18} {x['iops_a_median']:>10.0f} {x['iops_b_median']:>10.0f} "
-              f"{r['median']:>7.3f} {r['min']:>7.3f} {r['max']:>7.3f}")
+              f"{r['median']:>7.3f} {r['min']:>7.3f} {r['max']:>7.3f}"
+              + (f" {100 * x['trace_cost']['median']:>7.2f}" if cost else ""))
     print(f"written to {out_path}")
 
 

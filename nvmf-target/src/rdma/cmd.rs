@@ -13,7 +13,7 @@ use nvme_proto::nvme::{Sqe, Status};
 
 use super::{RConn, RConnState, RState, ReactorRdma, TP_RDMA_EXECUTING};
 use crate::controller::{self as ctl, AdminQueue, Reply, Transport};
-use crate::nvm::{self, OpClass, Payload};
+use crate::nvm::{self, IoCmd, OpClass, Payload};
 use crate::pollgroup::Ctx;
 
 /// What became of a command.
@@ -32,9 +32,9 @@ fn st(s: Status) -> Outcome {
 
 /// Executes request `idx` of `rd` (its data, if any, is in its buffer).
 pub(super) fn execute(rd: &mut ReactorRdma, idx: u32, ctx: &mut Ctx) {
-    let (slot, sqe, len, class, buf) = {
+    let (slot, sqe, len, class, buf, checked) = {
         let r = &rd.reqs[idx as usize];
-        (r.slot, r.sqe, r.len, r.class, r.buf)
+        (r.slot, r.sqe, r.len, r.class, r.buf, r.io)
     };
     ctx.trace.tp(
         TP_RDMA_EXECUTING,
@@ -75,7 +75,7 @@ pub(super) fn execute(rd: &mut ReactorRdma, idx: u32, ctx: &mut Ctx) {
         }
         out
     } else {
-        io(conn, &sqe, data, tag, ctx)
+        io(conn, &sqe, checked, data, tag, ctx)
     };
     match outcome {
         Outcome::Respond(s, dw0, dw1, c2h) => {
@@ -187,9 +187,19 @@ fn admin(
 }
 
 /// An I/O command whose host data (if any) is in `data`, the request's registered buffer,
-/// which is as long as the host's keyed SGL says.
-fn io(c: &mut RConn, sqe: &Sqe, data: &mut [u8], tag: u64, ctx: &mut Ctx) -> Outcome {
-    let cmd = match nvm::check(sqe, c.subsys.as_deref(), ctx.mdts())
+/// which is as long as the host's keyed SGL says. `checked`: the command as [`nvm::check`]
+/// passed it on arrival (checked once per command); `None` (it arrived before its queue was
+/// enabled) checks it now.
+fn io(
+    c: &mut RConn,
+    sqe: &Sqe,
+    checked: Option<IoCmd>,
+    data: &mut [u8],
+    tag: u64,
+    ctx: &mut Ctx,
+) -> Outcome {
+    let cmd = match checked
+        .map_or_else(|| nvm::check(sqe, c.subsys.as_deref(), ctx.mdts()), Ok)
         .and_then(|cmd| nvm::check_data(&cmd, data.len() as u64).map(|()| cmd))
     {
         Ok(cmd) => cmd,

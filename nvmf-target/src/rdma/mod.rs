@@ -362,6 +362,9 @@ struct Req {
     t0: u64,
     t_submit: u64,
     t_resp: u64,
+    /// An I/O command as the NVM command set checked it on arrival (before its data moved),
+    /// so execution does not check it again.
+    io: Option<crate::nvm::IoCmd>,
 }
 
 impl Req {
@@ -384,6 +387,7 @@ impl Req {
             t0: 0,
             t_submit: 0,
             t_resp: 0,
+            io: None,
         }
     }
 }
@@ -997,6 +1001,7 @@ impl ReactorRdma {
         r.len = 0;
         r.c2h = 0;
         r.t0 = t0;
+        r.io = early.and_then(Result::ok);
         r.class = OpClass::of(&sqe, c.qid);
         // Direction of the data: bits 1:0 of the opcode (of fctype for fabrics commands).
         let dir = if sqe.is_fabrics() {
