@@ -227,6 +227,8 @@ impl Reactor {
         }
         #[cfg(feature = "rdma")]
         self.rdma.shutdown(&mut self.free, &mut self.ctx);
+        // The counters batched since the last poll (trace-ring stores them once per poll).
+        self.ctx.trace.counters(|c| c.flush());
         let _ = self.index;
     }
 

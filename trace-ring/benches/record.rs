@@ -10,6 +10,10 @@ use std::time::Duration;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use trace_ring::{tpoint_id, tsc, Description, Layout, OpClass, Start, TraceFile, TraceReader};
 
+#[path = "support/per_io.rs"]
+mod per_io;
+use per_io::{one_poll, QD};
+
 const TP: u16 = tpoint_id(1, 0);
 const BATCH: u64 = 1024;
 
@@ -122,6 +126,8 @@ fn bench_record(c: &mut Criterion) {
     });
     g.finish();
 
+    bench_per_io(c, &mut w);
+
     // Reader: write then poll a batch of fresh records (copy + validation; writes included).
     let r = TraceReader::open(tf.path()).expect("open");
     let mut cur = r.cursor(0, Start::Now).expect("cursor");
@@ -135,6 +141,59 @@ fn bench_record(c: &mut Criterion) {
             }
             out.clear();
             black_box(cur.poll(&mut out));
+        })
+    });
+    g.finish();
+}
+
+/// Per-I/O producer cost of a 4 KiB NVMe/TCP read at full rate (`per_io/*`, ns per I/O):
+/// everything, records only, counters only, and everything with the 4 KiB copy per I/O the
+/// socket does (`with_4k_copy`: the payload streams through the caches as in the target, so the
+/// ring's and counters' lines are not all in L1; `copy_only` is that copy alone, to subtract).
+fn bench_per_io(c: &mut Criterion, w: &mut trace_ring::ReactorWriters) {
+    let mut g = c.benchmark_group("per_io");
+    g.throughput(Throughput::Elements(QD));
+    for w_i in 0..64u16 {
+        w.counters.qpair_bind(w_i, 1);
+    }
+    let mut p = 0u64;
+    g.bench_function("read_4k_all", |b| {
+        b.iter(|| {
+            p += 1;
+            one_poll(w, black_box(p), true, true);
+        })
+    });
+    g.bench_function("read_4k_records_only", |b| {
+        b.iter(|| {
+            p += 1;
+            one_poll(w, black_box(p), true, false);
+        })
+    });
+    g.bench_function("read_4k_counters_only", |b| {
+        b.iter(|| {
+            p += 1;
+            one_poll(w, black_box(p), false, true);
+        })
+    });
+    // 64 MiB of "device" read 4 KiB at a time into a 128 KiB "socket buffer": as in the target,
+    // the payload evicts what the producer touched since the last poll.
+    let src = vec![7u8; 64 << 20];
+    let mut dst = vec![0u8; 128 << 10];
+    let mut off = 0usize;
+    let mut copy = |n: u64| {
+        for _ in 0..n {
+            let d = (off / 4096 % 32) * 4096;
+            dst[d..d + 4096].copy_from_slice(&src[off..off + 4096]);
+            off = (off + 4096 * 7) % (src.len() - 4096);
+        }
+        black_box(&dst);
+    };
+    g.bench_function("copy_only", |b| b.iter(|| copy(QD)));
+    g.bench_function("read_4k_all_with_4k_copy", |b| {
+        b.iter(|| {
+            p += 1;
+            copy(QD);
+            one_poll(w, black_box(p), true, true);
         })
     });
     g.finish();

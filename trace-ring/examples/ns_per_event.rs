@@ -9,6 +9,9 @@ use std::time::Instant;
 
 use trace_ring::{tpoint_id, tsc, Description, Layout, RingWriter, TraceFile};
 
+#[path = "../benches/support/per_io.rs"]
+mod per_io;
+
 const TP: u16 = tpoint_id(1, 0);
 const BATCH: u64 = 4096;
 const ROUNDS: usize = 2000;
@@ -27,8 +30,12 @@ pub fn probe_at(w: &mut RingWriter, tsc: u64, tp: u16, i: u64) {
 struct Results(Vec<serde_json::Value>);
 
 impl Results {
-    fn measure(&mut self, name: &str, mut f: impl FnMut(u64)) {
-        let mut per_op: Vec<f64> = (0..ROUNDS)
+    fn measure(&mut self, name: &str, f: impl FnMut(u64)) {
+        self.measure_rounds(name, ROUNDS, f);
+    }
+
+    fn measure_rounds(&mut self, name: &str, rounds: usize, mut f: impl FnMut(u64)) {
+        let mut per_op: Vec<f64> = (0..rounds)
             .map(|r| {
                 let t = Instant::now();
                 f(r as u64 * BATCH);
@@ -36,11 +43,11 @@ impl Results {
             })
             .collect();
         per_op.sort_by(|a, b| a.total_cmp(b));
-        let (min, median, p90) = (per_op[0], per_op[ROUNDS / 2], per_op[ROUNDS * 9 / 10]);
+        let (min, median, p90) = (per_op[0], per_op[rounds / 2], per_op[rounds * 9 / 10]);
         println!("{name:<40} min {min:>6.2} ns/op   median {median:>6.2} ns/op   p90 {p90:>6.2}");
         self.0.push(serde_json::json!({
             "name": name, "min_ns": min, "median_ns": median, "p90_ns": p90, "batch": BATCH,
-            "batches": ROUNDS,
+            "batches": rounds,
         }));
     }
 }
@@ -172,6 +179,47 @@ fn main() {
                 .stage_latency_ticks((i & 15) as u32, 10_000 + (i & 4095) * 64);
         }
     });
+    // One NVMe/TCP 4 KiB read at queue depth 32 (see benches/support/per_io.rs): ns per I/O.
+    for b in 0..64u16 {
+        w.counters.qpair_bind(b, 1);
+    }
+    let polls = BATCH / per_io::QD;
+    for (name, records, counters) in [
+        ("per I/O: 4 KiB TCP read, everything", true, true),
+        ("per I/O: 4 KiB TCP read, records only", true, false),
+        ("per I/O: 4 KiB TCP read, counters only", false, true),
+    ] {
+        res.measure(name, |base| {
+            for p in 0..polls {
+                per_io::one_poll(&mut w, base / per_io::QD + p, records, counters);
+            }
+        });
+    }
+    // The same with the 4 KiB copy per I/O the socket does (64 MiB "device" into a 128 KiB
+    // "socket buffer"): the ring's and counters' lines no longer all stay in L1.
+    let src = vec![7u8; 64 << 20];
+    let mut dst = vec![0u8; 128 << 10];
+    let mut off = 0usize;
+    for (name, records, counters) in [
+        ("per I/O with 4 KiB copy: copy alone", false, false),
+        ("per I/O with 4 KiB copy: everything", true, true),
+        ("per I/O with 4 KiB copy: counters only", false, true),
+    ] {
+        // Fewer batches: each copies 16 MiB.
+        res.measure_rounds(name, 200, |base| {
+            for p in 0..polls {
+                for _ in 0..per_io::QD {
+                    let d = (off / 4096 % 32) * 4096;
+                    dst[d..d + 4096].copy_from_slice(&src[off..off + 4096]);
+                    off = (off + 4096 * 7) % (src.len() - 4096);
+                }
+                black_box(&dst);
+                if records || counters {
+                    per_io::one_poll(&mut w, base / per_io::QD + p, records, counters);
+                }
+            }
+        });
+    }
     if let Some(path) = json {
         write_json(&path, res);
     }

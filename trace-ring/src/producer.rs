@@ -433,6 +433,7 @@ impl TraceFile {
             },
             counters: CountersWriter {
                 w: window,
+                batch: Batch::default(),
                 qpair_slots: self.layout.qpair_slots as usize,
                 stages: self.layout.stages as usize,
                 qpairs_word: (offs.qpairs / 8) as usize,
@@ -790,14 +791,48 @@ const QPAIR_WORDS: usize = (QPAIR_COUNTERS_SIZE / 8) as usize;
 /// of a word only this writer stores to (no atomic read-modify-write needed): readers see each
 /// total move monotonically, at any time, even if the reactor stalls mid-poll. Events for a qpair
 /// slot beyond the layout are counted in `qpair_slot_overflow` instead.
+///
+/// Batched words: the reactor totals every I/O bumps ([`CountersWriter::command`],
+/// [`CountersWriter::backend_submit`], [`CountersWriter::backend_complete`]) are summed in the
+/// writer and stored once per poll, by [`CountersWriter::poll`] (or [`CountersWriter::flush`]):
+/// a reader sees them at most one poll iteration late, never out of order with the poll count.
 pub struct CountersWriter {
     w: WordWindow,
+    batch: Batch,
     qpair_slots: usize,
     stages: usize,
     qpairs_word: usize,
     qpair_hists_word: usize,
     stage_hists_word: usize,
     ns_mult: u64,
+}
+
+/// The per-I/O reactor totals not yet stored in the page (see [`CountersWriter`]).
+#[derive(Clone, Copy, Debug, Default)]
+struct Batch {
+    /// Commands and bytes by [`OpClass`] (`OpClass::index`).
+    cmds: [u64; 4],
+    bytes: [u64; 4],
+    backend_submitted: u64,
+    backend_completed: u64,
+    /// `backend_inflight` as it stands (the page gets it at the flush) and its highest value
+    /// since the last flush.
+    inflight: u64,
+    inflight_high: u64,
+    /// Whether anything above moved since the last flush.
+    dirty: bool,
+}
+
+impl OpClass {
+    #[inline(always)]
+    fn index(self) -> usize {
+        match self {
+            OpClass::Read => 0,
+            OpClass::Write => 1,
+            OpClass::Other => 2,
+            OpClass::Admin => 3,
+        }
+    }
 }
 
 impl CountersWriter {
@@ -842,19 +877,78 @@ impl CountersWriter {
         }
     }
 
-    /// The reactor's totals as this writer last wrote them (for the producer's own reports, e.g.
-    /// the bytes of a SMART log).
+    /// The reactor's totals as this writer counted them, batched words included (for the
+    /// producer's own reports, e.g. the bytes of a SMART log).
     pub fn totals(&self) -> ReactorCounters {
         let mut words = [0u64; ReactorCounters::WORDS];
         for (i, w) in words.iter_mut().enumerate() {
             *w = self.get(i);
         }
-        ReactorCounters::from_words(&words)
+        let mut t = ReactorCounters::from_words(&words);
+        let b = &self.batch;
+        if b.dirty {
+            t.cmds_read += b.cmds[OpClass::Read.index()];
+            t.cmds_write += b.cmds[OpClass::Write.index()];
+            t.cmds_other += b.cmds[OpClass::Other.index()];
+            t.cmds_admin += b.cmds[OpClass::Admin.index()];
+            t.bytes_read += b.bytes[OpClass::Read.index()];
+            t.bytes_write += b.bytes[OpClass::Write.index()];
+            t.bytes_other += b.bytes[OpClass::Other.index()];
+            t.bytes_admin += b.bytes[OpClass::Admin.index()];
+            t.backend_submitted += b.backend_submitted;
+            t.backend_completed += b.backend_completed;
+            t.backend_inflight = b.inflight;
+            t.backend_inflight_high_water = t.backend_inflight_high_water.max(b.inflight_high);
+        }
+        t
     }
 
-    /// Accounts one poll-loop iteration of `ticks` ending at `now_tsc`.
+    /// Stores the batched per-I/O totals into the page ([`CountersWriter::poll`] does it at
+    /// the end of every poll iteration; call it where counts must be visible at once).
+    #[inline]
+    pub fn flush(&mut self) {
+        if !self.batch.dirty {
+            return;
+        }
+        let b = self.batch;
+        const CMDS: [usize; 4] = [
+            rc!(cmds_read),
+            rc!(cmds_write),
+            rc!(cmds_other),
+            rc!(cmds_admin),
+        ];
+        const BYTES: [usize; 4] = [
+            rc!(bytes_read),
+            rc!(bytes_write),
+            rc!(bytes_other),
+            rc!(bytes_admin),
+        ];
+        for k in 0..4 {
+            if b.cmds[k] != 0 {
+                self.add(CMDS[k], b.cmds[k]);
+                self.add(BYTES[k], b.bytes[k]);
+            }
+        }
+        if b.backend_submitted != 0 {
+            self.add(rc!(backend_submitted), b.backend_submitted);
+            self.raise(rc!(backend_inflight_high_water), b.inflight_high);
+        }
+        if b.backend_completed != 0 {
+            self.add(rc!(backend_completed), b.backend_completed);
+        }
+        self.set(rc!(backend_inflight), b.inflight);
+        self.batch = Batch {
+            inflight: b.inflight,
+            inflight_high: b.inflight,
+            ..Batch::default()
+        };
+    }
+
+    /// Accounts one poll-loop iteration of `ticks` ending at `now_tsc` (and stores the batched
+    /// per-I/O totals first, so a reader never sees a poll counted before its I/Os).
     #[inline]
     pub fn poll(&mut self, now_tsc: u64, busy: bool, ticks: u64) {
+        self.flush();
         self.add(rc!(polls), 1);
         if busy {
             self.add(rc!(busy_polls), 1);
@@ -865,17 +959,15 @@ impl CountersWriter {
         self.set(rc!(last_poll_tsc), now_tsc);
     }
 
-    /// Accounts one completed command of `class` moving `bytes` of data.
+    /// Accounts one completed command of `class` moving `bytes` of data (batched: stored at the
+    /// next poll or flush).
     #[inline]
     pub fn command(&mut self, class: OpClass, bytes: u64) {
-        let (c, b) = match class {
-            OpClass::Read => (rc!(cmds_read), rc!(bytes_read)),
-            OpClass::Write => (rc!(cmds_write), rc!(bytes_write)),
-            OpClass::Other => (rc!(cmds_other), rc!(bytes_other)),
-            OpClass::Admin => (rc!(cmds_admin), rc!(bytes_admin)),
-        };
-        self.add(c, 1);
-        self.add(b, bytes);
+        let b = &mut self.batch;
+        let k = class.index();
+        b.cmds[k] = b.cmds[k].wrapping_add(1);
+        b.bytes[k] = b.bytes[k].wrapping_add(bytes);
+        b.dirty = true;
     }
 
     /// A request had to wait for a data buffer.
@@ -884,20 +976,23 @@ impl CountersWriter {
         self.add(rc!(buffer_waits), 1);
     }
 
-    /// A request went to the backend.
+    /// A request went to the backend (batched: stored at the next poll or flush).
     #[inline]
     pub fn backend_submit(&mut self) {
-        self.add(rc!(backend_submitted), 1);
-        self.add(rc!(backend_inflight), 1);
-        let inflight = self.get(rc!(backend_inflight));
-        self.raise(rc!(backend_inflight_high_water), inflight);
+        let b = &mut self.batch;
+        b.backend_submitted = b.backend_submitted.wrapping_add(1);
+        b.inflight = b.inflight.wrapping_add(1);
+        b.inflight_high = b.inflight_high.max(b.inflight);
+        b.dirty = true;
     }
 
-    /// The backend completed a request.
+    /// The backend completed a request (batched: stored at the next poll or flush).
     #[inline]
     pub fn backend_complete(&mut self) {
-        self.add(rc!(backend_completed), 1);
-        self.sub(rc!(backend_inflight), 1);
+        let b = &mut self.batch;
+        b.backend_completed = b.backend_completed.wrapping_add(1);
+        b.inflight = b.inflight.saturating_sub(1);
+        b.dirty = true;
     }
 
     /// A connection (qpair) was accepted by this reactor.
@@ -1120,10 +1215,27 @@ impl CountersWriter {
         }
     }
 
+    /// One value into the histogram block at word `base`: the block is bounds-checked once,
+    /// then its bucket, sum and max words are updated (Relaxed load + store: one writer).
     #[inline(always)]
     fn hist_record(&self, base: usize, ns: u64) {
-        self.add(base + HIST_PREFIX_WORDS + bucket_index(ns), 1);
-        self.add(base + HIST_SUM_WORD, ns);
-        self.raise(base + HIST_MAX_WORD, ns);
+        let Some(h) = self.w.words().get(base..base + HIST_WORDS) else {
+            return;
+        };
+        let Ok(h) = <&[AtomicU64; HIST_WORDS]>::try_from(h) else {
+            return;
+        };
+        // `bucket_index` is < HIST_BUCKETS, so this is inside the block.
+        let b = &h[(HIST_PREFIX_WORDS + bucket_index(ns)).min(HIST_WORDS - 1)];
+        b.store(b.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        let sum = &h[HIST_SUM_WORD];
+        sum.store(
+            sum.load(Ordering::Relaxed).wrapping_add(ns),
+            Ordering::Relaxed,
+        );
+        let max = &h[HIST_MAX_WORD];
+        if ns > max.load(Ordering::Relaxed) {
+            max.store(ns, Ordering::Relaxed);
+        }
     }
 }

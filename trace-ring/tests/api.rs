@@ -162,8 +162,25 @@ fn counters_and_histograms_are_readable() {
     c.stage_latency_ns(1, 300);
     c.stage_latency_ns(1, 700);
     c.stage_latency_ns(5, 1); // beyond 2 stages: ignored
-
+                              // Command and backend totals are batched until the next poll: none is in the page yet.
     let r = TraceReader::open(tf.path()).expect("open");
+    let before = r.counters(1).expect("reactor 1").totals;
+    assert_eq!(
+        (
+            before.cmds_read,
+            before.backend_submitted,
+            before.backend_inflight
+        ),
+        (0, 0, 0),
+        "batched totals visible before a flush"
+    );
+    assert_eq!(
+        c.totals().cmds_read,
+        1,
+        "the writer's own totals include the batch"
+    );
+    c.flush();
+
     let s = r.counters(1).expect("reactor 1");
     let t = s.totals;
     assert_eq!(
