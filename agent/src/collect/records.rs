@@ -14,7 +14,18 @@
 //! What is dropped is counted ([`RequestBatch::dropped`]); records the writer overwrote before
 //! the thread read them (a stalled agent) are counted as lost; a request whose command id began
 //! again before its end came, or whose table entry another request took, is abandoned (neither
-//! completed nor kept).
+//! completed nor kept). So is every request in flight when the ring lapped the reader: the lost
+//! stretch may hold its stages or its end, and an end read after the gap would otherwise pair
+//! with the begin of an *earlier* request of the same qpair and command id (whose own end was
+//! lost) and make a request tens of ms long that never was: at 600K IOPS a few such pairings a
+//! second were the window's whole tail and hid the hog that the tail attribution is for.
+//!
+//! The thread sleeps until about an eighth of a ring is written at the writers' recent peak
+//! rate ([`Pacer`]): not the rate of the last pass, which is zero while a hog holds the reactor's
+//! core, after which the reactor resumes at full speed (a reader that then slept its longest
+//! lapped right when the requests the hog delayed were ending, and lost exactly those); and
+//! counting lost records, not only read ones (a lapped reader would otherwise see a lower rate
+//! and sleep longer still).
 //!
 //! Threading: [`Records`] sits behind a mutex shared by the collector (which drains it once per
 //! tick, after pumping what is new itself so a tick sees everything written before it) and the
@@ -49,9 +60,23 @@ const MAX_STAGES: usize = 12;
 /// collide and are counted as abandoned.
 const TABLE: usize = 4096;
 
-/// The thread's sleep bounds.
-const MIN_SLEEP: Duration = Duration::from_millis(1);
+/// The thread's sleep bounds: at 600K IOPS a 16K-record ring holds ~5 ms, and the thread, on a
+/// core shared with a busy-polling initiator, may wait a scheduler slice (a few ms) to run once
+/// woken; the floor bounds the wake-ups (a few thousand a second at most).
+const MIN_SLEEP: Duration = Duration::from_micros(250);
 const MAX_SLEEP: Duration = Duration::from_millis(50);
+
+/// The share of a ring the thread lets the writer fill between two reads.
+const RING_SHARE_PER_SLEEP: f64 = 1.0 / 8.0;
+
+/// What one pass over the rings saw.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pass {
+    /// Records read.
+    pub read: u64,
+    /// Records overwritten before they were read (the writers lapped the reader).
+    pub lost: u64,
+}
 
 /// One request in flight (or kept): its key, begin tick and stages as tick offsets.
 #[derive(Clone, Copy, Debug)]
@@ -88,7 +113,7 @@ pub struct Records {
     tables: Vec<Vec<Slot>>,
     /// Role of every tracepoint id (Event for unknown ids).
     roles: Vec<TpRole>,
-    names: std::collections::HashMap<u16, String>,
+    names: Arc<std::collections::HashMap<u16, String>>,
     clock: Clock,
     ring_records: u64,
     buf: Vec<Record>,
@@ -98,6 +123,8 @@ pub struct Records {
     seen: u64,
     completed: u64,
     lost: u64,
+    /// Requests in flight when their ring lapped the reader (never completed).
+    abandoned_at_laps: u64,
     /// The trace file itself, to `fstat` before each pass: a file shrunk under the mapping
     /// (truncated by someone; ringside producers never do) would raise SIGBUS on the next
     /// read, so a short file ends the reading for good.
@@ -130,7 +157,7 @@ impl Records {
             tables: cursors.iter().map(|_| vec![FREE; TABLE]).collect(),
             cursors,
             roles,
-            names,
+            names: Arc::new(names),
             clock: reader.clock(),
             ring_records: reader.geometry().ring_records.max(1),
             buf: Vec::new(),
@@ -140,26 +167,36 @@ impl Records {
             seen: 0,
             completed: 0,
             lost: 0,
+            abandoned_at_laps: 0,
         }
     }
 
-    /// Reads what the rings hold beyond the cursors; returns the records read.
-    pub fn pump(&mut self) -> u64 {
+    /// Reads what the rings hold beyond the cursors.
+    pub fn pump(&mut self) -> Pass {
+        let mut pass = Pass::default();
         if self.gone {
-            return 0;
+            return pass;
         }
         if let Some(f) = &self.guard {
             if f.metadata().map_or(true, |m| m.len() < self.file_size) {
                 self.gone = true;
-                return 0;
+                return pass;
             }
         }
-        let mut read = 0;
         for (c, table) in self.cursors.iter_mut().zip(self.tables.iter_mut()) {
             self.buf.clear();
             let st = c.poll(&mut self.buf);
             self.lost += st.lost;
-            read += self.buf.len() as u64;
+            pass.lost += st.lost;
+            pass.read += self.buf.len() as u64;
+            if st.lost > 0 {
+                // Whatever was in flight before the gap may have lost its stages or its end
+                // there: abandon it rather than pair a later end with it.
+                for s in table.iter_mut().filter(|s| s.tag != 0) {
+                    s.tag = 0;
+                    self.abandoned_at_laps += 1;
+                }
+            }
             let reactor = c.reactor();
             for r in &self.buf {
                 let i = index(r.qpair, r.cid);
@@ -214,7 +251,7 @@ impl Records {
                 }
             }
         }
-        read
+        pass
     }
 
     /// Records read beyond the cursors so far, summed over reactors (for tests).
@@ -224,18 +261,66 @@ impl Records {
 
     /// What was kept since the last drain, as a batch; starts the next interval.
     pub fn drain(&mut self) -> RequestBatch {
+        self.take().into_batch()
+    }
+
+    /// What was kept since the last drain, still raw (cheap: the conversion into records,
+    /// [`Taken::into_batch`], can run without holding the reader's lock); starts the next
+    /// interval.
+    pub fn take(&mut self) -> Taken {
         trim(&mut self.slow);
-        let batch_completed = self.completed;
+        let mut kept = std::mem::take(&mut self.slow);
+        kept.append(&mut self.sampled);
+        let taken = Taken {
+            kept,
+            completed: self.completed,
+            lost: self.lost,
+            abandoned_at_laps: self.abandoned_at_laps,
+            clock: self.clock,
+            names: self.names.clone(),
+        };
+        self.completed = 0;
+        self.lost = 0;
+        self.abandoned_at_laps = 0;
+        self.floor = 0;
+        taken
+    }
+
+    /// Records per ring.
+    fn ring_records(&self) -> u64 {
+        self.ring_records
+    }
+}
+
+/// The kept requests of one interval, before their conversion into [`RequestRecord`]s.
+pub struct Taken {
+    kept: Vec<Slot>,
+    completed: u64,
+    lost: u64,
+    abandoned_at_laps: u64,
+    clock: Clock,
+    names: Arc<std::collections::HashMap<u16, String>>,
+}
+
+impl Taken {
+    /// The batch: records on CLOCK_MONOTONIC ns, stages named.
+    pub fn into_batch(self) -> RequestBatch {
+        let mut policy = format!(
+            "read continuously; slowest {KEEP_SLOWEST} + every {KEEP_EVERY}th (at most {MAX_SAMPLED}) per sample"
+        );
+        if self.lost > 0 {
+            policy.push_str(&format!(
+                "; the rings lapped the reader: {} records lost, {} requests in flight then left out",
+                self.lost, self.abandoned_at_laps
+            ));
+        }
         let mut batch = RequestBatch {
-            policy: format!(
-                "read continuously; slowest {KEEP_SLOWEST} + every {KEEP_EVERY}th (at most {MAX_SAMPLED}) per sample"
-            ),
-            completed: batch_completed,
+            policy,
+            completed: self.completed,
             lost_records: self.lost,
             ..RequestBatch::default()
         };
-        let kept: Vec<Slot> = self.slow.drain(..).chain(self.sampled.drain(..)).collect();
-        for s in kept {
+        for s in self.kept {
             let start_ns = self.clock.to_mono_ns(s.begin);
             let end_ns = self.clock.to_mono_ns(s.end).max(start_ns);
             let mut prev = 0u64;
@@ -263,15 +348,7 @@ impl Records {
             });
         }
         batch.dropped = batch.completed.saturating_sub(batch.records.len() as u64);
-        self.completed = 0;
-        self.lost = 0;
-        self.floor = 0;
         batch
-    }
-
-    /// Records per ring.
-    fn ring_records(&self) -> u64 {
-        self.ring_records
     }
 }
 
@@ -323,11 +400,15 @@ impl Reader {
         }
     }
 
-    /// Pumps what is new, then takes what was kept since the last call.
+    /// Pumps what is new, then takes what was kept since the last call (converted after the
+    /// lock is released, so the reader thread is not held up by it).
     pub fn drain(&self) -> RequestBatch {
-        let mut r = self.records.lock().unwrap_or_else(|e| e.into_inner());
-        r.pump();
-        r.drain()
+        let taken = {
+            let mut r = self.records.lock().unwrap_or_else(|e| e.into_inner());
+            r.pump();
+            r.take()
+        };
+        taken.into_batch()
     }
 
     /// Records read so far (for tests).
@@ -348,25 +429,166 @@ impl Drop for Reader {
     }
 }
 
-/// The thread: pump, then sleep until the rings are about a quarter full at the rate just seen.
+/// The thread: pump, then sleep as the [`Pacer`] says.
 fn run(records: &Mutex<Records>, stop: &AtomicBool) {
     let mut last = Instant::now();
+    let mut pacer = Pacer::default();
     let mut sleep = MIN_SLEEP;
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(sleep);
-        let (read, ring) = {
+        let (pass, ring) = {
             let mut r = records.lock().unwrap_or_else(|e| e.into_inner());
             (r.pump(), r.ring_records())
         };
         let dt = last.elapsed();
         last = Instant::now();
-        // Records per second over all rings; a quarter of one ring at that rate (a bound that
-        // keeps a single busy ring from lapping us even when several are busy).
-        let rate = read as f64 / dt.as_secs_f64().max(1e-6);
-        sleep = if rate > 0.0 {
-            Duration::from_secs_f64((ring as f64 / 4.0) / rate).clamp(MIN_SLEEP, MAX_SLEEP)
+        sleep = pacer.next(pass, dt, ring);
+    }
+}
+
+/// Half-life of the peak write rate the [`Pacer`] remembers: long against a hog's burst or a
+/// scheduler slice (ms), short enough that a target gone idle is polled rarely within seconds.
+pub const PEAK_HALF_LIFE: Duration = Duration::from_secs(1);
+
+/// How long the reader sleeps between passes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Pacer {
+    /// Records per second over all rings: the highest seen, decaying with [`PEAK_HALF_LIFE`].
+    peak: f64,
+    sleep: Option<Duration>,
+}
+
+impl Pacer {
+    /// The sleep after a pass that saw `pass` over `dt`: until [`RING_SHARE_PER_SLEEP`] of one
+    /// ring is written at the writers' recent peak rate (records read *and* lost; over all
+    /// rings, so that a single busy ring cannot lap the reader even when others are busy too);
+    /// after a lap, at most half the previous sleep.
+    pub fn next(&mut self, pass: Pass, dt: Duration, ring: u64) -> Duration {
+        let secs = dt.as_secs_f64().max(1e-6);
+        let rate = (pass.read + pass.lost) as f64 / secs;
+        let decay = 0.5f64.powf(secs / PEAK_HALF_LIFE.as_secs_f64());
+        self.peak = rate.max(self.peak * decay);
+        let mut sleep = if self.peak > 0.0 {
+            Duration::from_secs_f64((ring as f64 * RING_SHARE_PER_SLEEP / self.peak).min(1.0))
         } else {
             MAX_SLEEP
         };
+        if pass.lost > 0 {
+            if let Some(previous) = self.sleep {
+                sleep = sleep.min(previous / 2);
+            }
+        }
+        let sleep = sleep.clamp(MIN_SLEEP, MAX_SLEEP);
+        self.sleep = Some(sleep);
+        sleep
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trace_ring::description::{ReactorDesc, TpRole, TracepointDesc};
+    use trace_ring::{Description, Layout, TraceFile};
+
+    /// A request whose end was lost in a lap must not pair with a later end of the same qpair
+    /// and command id whose begin was lost: that made requests tens of ms long that never were.
+    #[test]
+    fn a_lap_abandons_what_was_in_flight_instead_of_pairing_it_with_a_later_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tp = |id: u16, role| TracepointDesc {
+            id,
+            name: format!("tp{id}"),
+            group: "tcp".into(),
+            args: Vec::new(),
+            role,
+        };
+        let desc = Description {
+            reactors: vec![ReactorDesc::default()],
+            tracepoints: vec![tp(0x100, TpRole::Begin), tp(0x102, TpRole::End)],
+            ..Description::default()
+        };
+        let layout = Layout {
+            reactors: 1,
+            ring_records: 64,
+            qpair_slots: 4,
+            stages: 0,
+        };
+        let tf = TraceFile::create(dir.path(), "lap", std::process::id(), &desc, &layout)
+            .expect("create a trace file");
+        let mut w = tf.take_reactor(0).expect("reactor 0");
+        let reader = TraceReader::open(tf.path()).expect("open");
+        let mut r = Records::new(&reader);
+        let per_us = tf.clock().ns_to_ticks(1_000).max(1);
+        let base = trace_ring::tsc::now();
+        // cid 7 begins and is read...
+        w.ring.record_at(base, 0x100, 1, 7, 0, 0);
+        assert_eq!(r.pump().lost, 0);
+        // ...then 200 records of other commands lap the reader (cid 7's end among the lost,
+        // and the begin of cid 7's next use), then that next use ends 10 ms later.
+        w.ring.record_at(base + per_us, 0x102, 1, 7, 0, 0);
+        for i in 0..100u64 {
+            let cid = 100 + (i % 20) as u32;
+            w.ring
+                .record_at(base + (2 + i) * per_us, 0x100, 1, cid, 0, 0);
+            w.ring
+                .record_at(base + (3 + i) * per_us, 0x102, 1, cid, 0, 0);
+        }
+        w.ring.record_at(base + 9_000 * per_us, 0x100, 1, 7, 0, 0);
+        for i in 0..40u64 {
+            let cid = 200 + i as u32;
+            w.ring
+                .record_at(base + (9_001 + i) * per_us, 0x100, 1, cid, 0, 0);
+            w.ring
+                .record_at(base + (9_002 + i) * per_us, 0x102, 1, cid, 0, 0);
+        }
+        w.ring.record_at(base + 10_000 * per_us, 0x102, 1, 7, 0, 0);
+        let pass = r.pump();
+        assert!(pass.lost > 0, "the ring lapped the reader: {pass:?}");
+        let b = r.drain();
+        let long: Vec<&RequestRecord> = b
+            .records
+            .iter()
+            .filter(|x| x.total_ns > 1_000_000)
+            .collect();
+        assert!(long.is_empty(), "no request spans the lap: {long:?}");
+        assert!(b.records.iter().all(|x| x.cid != 7), "{:?}", b.records);
+        assert!(b.policy.contains("lapped"), "{}", b.policy);
+        assert!(b.completed > 0);
+    }
+
+    /// A pass that read nothing (the reactor was preempted by a hog for a few ms) does not make
+    /// the reader sleep its longest: the reactor resumes at full rate and would lap it right
+    /// when the requests the hog delayed end.
+    #[test]
+    fn an_empty_pass_after_a_busy_one_keeps_the_sleep_short() {
+        let mut p = Pacer::default();
+        let ring = 16_384;
+        let busy = p.next(
+            Pass {
+                read: 3_000,
+                lost: 0,
+            },
+            Duration::from_millis(1),
+            ring,
+        );
+        assert!(busy < Duration::from_millis(1), "{busy:?}");
+        let idle = p.next(Pass::default(), Duration::from_millis(1), ring);
+        assert!(idle <= busy * 2, "{idle:?} after {busy:?}");
+        // A lap halves the sleep.
+        let lapped = p.next(
+            Pass {
+                read: 1_000,
+                lost: 20_000,
+            },
+            Duration::from_millis(8),
+            ring,
+        );
+        assert!(lapped <= idle / 2 || lapped == MIN_SLEEP, "{lapped:?}");
+        // A target idle for a minute is read rarely again.
+        let mut quiet = lapped;
+        for _ in 0..60 {
+            quiet = p.next(Pass::default(), Duration::from_secs(1), ring);
+        }
+        assert_eq!(quiet, MAX_SLEEP);
     }
 }
