@@ -63,7 +63,7 @@ struct rs_ev_preempted {
 	__u32 cpu;     /* cpu it was preempted on */
 	__u64 start_ns; /* switched out */
 	__u64 end_ns;   /* switched back in (hdr.cpu is where) */
-	__u32 by_pid;   /* the task that took the cpu first */
+	__u32 by_pid;   /* the task that ran longest (one slice) on its cpu meanwhile */
 	__u32 _pad;
 	char by_comm[RS_COMM_LEN];
 };

@@ -16,13 +16,16 @@
  * vmlinux.h's preserve_access_index), which is cheaper than a bpf_probe_read per field on this
  * hot path (every context switch of the machine). */
 
-/* A reactor switched out, waiting to run again. */
+/* A reactor switched out, waiting to run again. `by_pid`/`by_comm` name the task that ran
+ * longest (one slice) on its cpu while it waited: the first task to take the cpu is often a
+ * short one (rcu_preempt, a kworker, ksoftirqd) that the real intruder follows. */
 struct rs_off {
 	__u64 start_ns;
 	__u32 cpu;
 	__u32 involuntary;
 	__u32 by_pid;
 	__u32 _pad;
+	__u64 by_ns; /* the longest slice seen so far (0: only the first task is known) */
 	char by_comm[RS_COMM_LEN];
 };
 
@@ -48,6 +51,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct rs_waking);
 } rs_waking SEC(".maps");
+
+/* The reactor tid switched out involuntarily on this cpu and not back yet (0: none): whose
+ * rs_off entry the slices of the tasks running meanwhile are charged to. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} rs_waiting SEC(".maps");
 
 /* When the current task on this cpu was switched in (reactor cores only). */
 struct {
@@ -91,6 +103,25 @@ static __always_inline __u32 task_cpu(const struct task_struct *p)
 	return p->thread_info.cpu;
 }
 
+/* A slice of `ns` by task `pid` just ended on `cpu`: when a reactor waits there, the longest
+ * such slice names its intruder. Only this cpu's sched_switch touches the entry while the
+ * reactor is off (it comes back through a switch on a cpu, which deletes the entry). */
+static __always_inline void note_intruder(__u32 cpu, __u32 pid, const char *comm, __u64 ns)
+{
+	__u32 zero = 0;
+	__u32 *waiting = bpf_map_lookup_elem(&rs_waiting, &zero);
+	struct rs_off *o;
+
+	if (!waiting || !*waiting)
+		return;
+	o = bpf_map_lookup_elem(&rs_off, waiting);
+	if (!o || o->cpu != cpu || !o->involuntary || ns <= o->by_ns)
+		return;
+	o->by_ns = ns;
+	o->by_pid = pid;
+	__builtin_memcpy(o->by_comm, comm, RS_COMM_LEN);
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(rs_sched_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
@@ -125,6 +156,7 @@ int BPF_PROG(rs_sched_switch, bool preempt, struct task_struct *prev, struct tas
 					__sync_fetch_and_add(&v->ns, now - *last);
 					__sync_fetch_and_add(&v->slices, 1);
 				}
+				note_intruder(cpu, prev_tid, k.comm, now - *last);
 			}
 			*last = now;
 		}
@@ -140,6 +172,11 @@ int BPF_PROG(rs_sched_switch, bool preempt, struct task_struct *prev, struct tas
 		};
 		bpf_probe_read_kernel_str(o.by_comm, sizeof(o.by_comm), next->comm);
 		bpf_map_update_elem(&rs_off, &prev_tid, &o, BPF_ANY);
+		if (o.involuntary) {
+			__u32 *waiting = bpf_map_lookup_elem(&rs_waiting, &zero);
+			if (waiting)
+				*waiting = prev_tid;
+		}
 	}
 
 	if (reactor_task(c, next)) {
@@ -172,6 +209,11 @@ int BPF_PROG(rs_sched_switch, bool preempt, struct task_struct *prev, struct tas
 				__sync_fetch_and_add(&s->voluntary_ns, d);
 			}
 			bpf_map_delete_elem(&rs_off, &next_tid);
+		}
+		{
+			__u32 *waiting = bpf_map_lookup_elem(&rs_waiting, &zero);
+			if (waiting && *waiting == next_tid)
+				*waiting = 0;
 		}
 		if (w) {
 			__u64 lat = now > w->ts_ns ? now - w->ts_ns : 0;

@@ -114,7 +114,9 @@ impl TcpSample {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KernelEvent {
     /// A reactor thread was switched out while runnable on `cpu` at `start_ns` and ran again
-    /// (on `resumed_cpu`) at `end_ns`; `by_pid`/`by_comm` took the cpu first.
+    /// (on `resumed_cpu`) at `end_ns`; `by_pid`/`by_comm` ran the longest slice on its cpu
+    /// meanwhile (the first task to take the cpu when none ran there after it, e.g. a
+    /// migration): the intruder, not the short kernel thread that often runs first.
     Preempted {
         tid: u32,
         cpu: u32,
