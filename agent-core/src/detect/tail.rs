@@ -1,6 +1,6 @@
 //! Tail latency: the requests above p99 share a cause. From the window's tail attribution
 //! ([`crate::requests`]: request records joined with the kernel events that overlapped them),
-//! the cause that touched the most slow requests is named with its counts and the delay they
+//! the cause that explains the most of their delay is named with its counts and the delay they
 //! carried ("412 of 1,020 requests above p99 overlapped a preemption of reactor 0 by
 //! kworker/0:1; they waited 3.1 ms more on average").
 //!
@@ -159,5 +159,105 @@ impl Detector for Tail {
                 margin(explained, CAUSE_SHARE, 0.9),
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::requests::{build, KernelSpan, RequestBatch, RequestRecord};
+    use crate::sample::TargetInfo;
+
+    fn rec(start: u64, total: u64) -> RequestRecord {
+        RequestRecord {
+            reactor: 0,
+            qpair: 1,
+            cid: 0,
+            start_ns: start,
+            total_ns: total,
+            stages: vec![("tcp.backend_completed".into(), total)],
+        }
+    }
+
+    fn preempted(comm: &str, pid: u32, start: u64, len: u64) -> KernelSpan {
+        KernelSpan {
+            cause: KernelCause::Preemption {
+                pid,
+                comm: comm.into(),
+            },
+            reactor: Some(0),
+            start_ns: start,
+            end_ns: start + len,
+        }
+    }
+
+    /// A bursty hog's window: the background (a kworker preempting the reactor often, 400 µs
+    /// each time) overlaps more slow requests than the hog's few 3 ms bursts do, but the hog
+    /// explains most of the tail: it is the one named for the reactor (sorting causes by
+    /// requests named the kworker).
+    #[test]
+    fn the_cause_explaining_most_of_the_tail_is_named_not_the_most_frequent() {
+        let mut records: Vec<RequestRecord> =
+            (0..10_000u64).map(|i| rec(i * 100_000, 10_000)).collect();
+        let mut spans = Vec::new();
+        // 30 background preemptions, one slow request each (+400 µs).
+        for k in 0..30u64 {
+            let i = (k * 300 + 7) as usize;
+            let at = records[i].start_ns;
+            records[i] = rec(at, 410_000);
+            spans.push(preempted("kworker/0:1", 55, at + 5_000, 400_000));
+        }
+        // 3 hog bursts, each delaying 3 requests by 3 ms.
+        for k in 0..3u64 {
+            let i = (k * 3000 + 100) as usize;
+            let at = records[i].start_ns;
+            spans.push(preempted("ringside-hog", 4242, at + 5_000, 3_000_000));
+            for j in 0..3 {
+                let r = &mut records[i + j];
+                *r = rec(at, 3_010_000);
+            }
+        }
+        let batch = RequestBatch {
+            completed: records.len() as u64,
+            policy: "all".into(),
+            records,
+            ..RequestBatch::default()
+        };
+        let span_refs: Vec<&KernelSpan> = spans.iter().collect();
+        let w = Window {
+            requests: build(&[&batch], &span_refs, None, &TargetInfo::default()),
+            ..Window::default()
+        };
+        let t = w
+            .requests
+            .as_ref()
+            .and_then(|r| r.tail.as_ref())
+            .expect("a tail");
+        let kworker = t
+            .causes
+            .iter()
+            .find(|c| c.cause.who().starts_with("kworker"))
+            .expect("the kworker is a cause");
+        let hog = t
+            .causes
+            .iter()
+            .find(|c| c.cause.who().starts_with("ringside-hog"))
+            .expect("the hog is a cause");
+        assert!(kworker.requests > hog.requests, "{:?}", t.causes);
+        assert!(kworker.explained_ns / t.excess_ns >= CAUSE_SHARE, "{:?}", t);
+        let info = TargetInfo::default();
+        let topo = crate::topology::Topology::default();
+        let ctx = Context {
+            info: &info,
+            topology: &topo,
+            history: &[],
+        };
+        let mut out = Vec::new();
+        Tail.observe(&w, &ctx, &mut out);
+        assert_eq!(out.len(), 1, "one finding per subject: {out:?}");
+        let f = &out[0];
+        assert_eq!(f.subject, Subject::Reactor { index: 0 });
+        assert!(f.summary.contains("ringside-hog"), "{}", f.summary);
+        assert!(f.summary.starts_with("9 of "), "{}", f.summary);
     }
 }
