@@ -61,6 +61,43 @@ pub fn pin_current_thread(core: CoreId) -> Result<(), CpuError> {
     })
 }
 
+/// Confines the calling thread to `cores` until the returned guard drops (then its earlier mask
+/// is back). For the main thread, which does the admin queue, keep-alive and reporting: it stays
+/// on the workers' cores instead of wandering onto the target's reactor core and preempting it
+/// (SPDK's perf keeps its main thread inside its core mask the same way).
+pub fn confine_current_thread(cores: &[CoreId]) -> Result<Confined, CpuError> {
+    let before = sched_getaffinity(None).map_err(|source| CpuError::Affinity { source })?;
+    let mut set = CpuSet::new();
+    for c in cores {
+        if c.0 as usize >= CpuSet::MAX_CPU {
+            return Err(CpuError::NotAllowed {
+                core: c.0,
+                allowed: "none that high".into(),
+            });
+        }
+        set.set(c.0 as usize);
+    }
+    let first = cores.first().map_or(0, |c| c.0);
+    sched_setaffinity(None, &set).map_err(|source| CpuError::Pin {
+        core: first,
+        source,
+    })?;
+    Ok(Confined { before })
+}
+
+/// The calling thread's earlier cpu mask, put back on drop.
+#[must_use = "the thread is confined only while this lives"]
+pub struct Confined {
+    before: CpuSet,
+}
+
+impl Drop for Confined {
+    fn drop(&mut self) {
+        // Best effort: the mask was readable and settable a moment ago.
+        let _ = sched_setaffinity(None, &self.before);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +109,26 @@ mod tests {
         assert!(check_cores(&allowed[..1]).is_ok());
         let err = check_cores(&[CoreId(1000)]).expect_err("core 1000 does not exist here");
         assert!(err.to_string().contains("core 1000"), "{err}");
+    }
+
+    #[test]
+    fn a_confined_thread_runs_only_on_the_given_cores() {
+        let allowed = allowed_cores().expect("affinity readable");
+        let one = allowed[allowed.len() - 1];
+        std::thread::spawn(move || {
+            let before = allowed_cores().expect("affinity readable");
+            {
+                let _g = confine_current_thread(&[one]).expect("confine to an allowed core");
+                assert_eq!(allowed_cores().expect("affinity readable"), vec![one]);
+                assert!(confine_current_thread(&[CoreId(100_000)]).is_err());
+            }
+            assert_eq!(
+                allowed_cores().expect("affinity readable"),
+                before,
+                "restored"
+            );
+        })
+        .join()
+        .expect("the confined thread");
     }
 }

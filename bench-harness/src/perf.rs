@@ -96,9 +96,12 @@ fn discover(base: &HostParams) -> Result<(String, SocketAddr), PerfError> {
 /// verify mismatches are in the report (see `PerfReport::ok`); setup failures are errors.
 pub fn run(cfg: &PerfConfig) -> Result<PerfReport, PerfError> {
     cfg.validate()?;
-    if cfg.pin {
+    let _main_thread = if cfg.pin {
         crate::cpu::check_cores(&cfg.cores)?;
-    }
+        Some(crate::cpu::confine_current_thread(&cfg.cores)?)
+    } else {
+        None
+    };
     let hostid = generate_hostid();
     let hostnqn = cfg
         .hostnqn
