@@ -893,6 +893,21 @@ impl RingCursor {
         }
     }
 
+    /// Moves the cursor to the ring's current head without reading what lies between (a reader
+    /// that reads for part of the time); returns the records passed over. They are not counted
+    /// as lost: the reader chose not to read them.
+    pub fn skip_to_head(&mut self) -> u64 {
+        let h = self.load_head();
+        if h < self.pos {
+            self.pos = h;
+            self.anomalies += 1;
+            return 0;
+        }
+        let skipped = h - self.pos;
+        self.pos = h;
+        skipped
+    }
+
     /// The reactor this cursor reads.
     pub fn reactor(&self) -> u32 {
         self.reactor
