@@ -255,6 +255,14 @@ impl Target {
             threads.push(h);
         }
 
+        // The service threads (acceptor, RDMA CM, RPC and its clients) start on the cores no
+        // reactor owns, so they never preempt a reactor (an RPC client polling get_stats showed
+        // up as the main intruder on a healthy reactor's core); with every core a reactor's,
+        // they stay where they were.
+        let _service_mask = config
+            .pin_reactors
+            .then(|| ServiceMask::off(&config.cores.iter().map(|c| c.0).collect::<Vec<_>>()))
+            .flatten();
         let sh = shared.clone();
         threads.push(
             std::thread::Builder::new()
@@ -421,4 +429,31 @@ fn bind_tcp(addr: SocketAddr) -> std::io::Result<(std::os::fd::OwnedFd, SocketAd
     let local = rustix::net::getsockname(&fd)?;
     let local = SocketAddr::try_from(local).unwrap_or(addr);
     Ok((fd, local))
+}
+
+/// The calling thread confined to the cores no reactor owns while it lives (threads it spawns
+/// meanwhile inherit that mask); its earlier mask is back on drop.
+struct ServiceMask {
+    before: rustix::thread::CpuSet,
+}
+
+impl ServiceMask {
+    /// `None` when the mask cannot be read or every allowed core is a reactor's.
+    fn off(reactor_cores: &[usize]) -> Option<ServiceMask> {
+        use rustix::thread::{sched_getaffinity, sched_setaffinity, CpuSet};
+        let before = sched_getaffinity(None).ok()?;
+        let mut rest = CpuSet::new();
+        let mut any = false;
+        for c in (0..CpuSet::MAX_CPU).filter(|&c| before.is_set(c) && !reactor_cores.contains(&c)) {
+            rest.set(c);
+            any = true;
+        }
+        (any && sched_setaffinity(None, &rest).is_ok()).then_some(ServiceMask { before })
+    }
+}
+
+impl Drop for ServiceMask {
+    fn drop(&mut self) {
+        let _ = rustix::thread::sched_setaffinity(None, &self.before);
+    }
 }

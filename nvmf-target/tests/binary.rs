@@ -169,3 +169,62 @@ fn no_trace_writes_no_file() {
     assert!(!exists, "--no-trace still created {}", trace.display());
     assert!(status.success(), "clean exit: {status:?}");
 }
+
+/// The cores a thread of `pid` may run on, by thread name (from /proc).
+fn thread_cpus(pid: u32) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let status = std::fs::read_to_string(t.path().join("status")).unwrap_or_default();
+        if let Some(list) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+        {
+            out.push((comm.trim().to_string(), list.trim().to_string()));
+        }
+    }
+    out
+}
+
+/// The service threads (acceptor, RPC) run on the cores no reactor owns, so they never preempt
+/// a reactor; the reactor stays on its own core.
+#[test]
+fn service_threads_stay_off_the_reactor_cores() {
+    let cores = nvmf_target::config::online_cores();
+    if cores.len() < 2 {
+        eprintln!("skipped: one online core, nothing to keep the service threads on");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, _addr, _stderr) =
+        common::spawn_tgt(dir.path(), &["--null", "64MiB", "--name", "bintest-mask"]);
+    let threads = thread_cpus(child.id());
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let reactor_core = cores[0].to_string();
+    let of = |name: &str| {
+        threads
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, l)| l.clone())
+            .unwrap_or_else(|| panic!("no thread {name}: {threads:?}"))
+    };
+    assert_eq!(
+        of(&format!("reactor-{reactor_core}")),
+        reactor_core,
+        "{threads:?}"
+    );
+    for service in ["acceptor", "rpc"] {
+        let list = of(service);
+        let on: Vec<&str> = list.split(',').collect();
+        assert!(
+            !on.contains(&reactor_core.as_str()) && !list.starts_with(&format!("{reactor_core}-")),
+            "{service} may run on the reactor's core {reactor_core}: {list} ({threads:?})"
+        );
+    }
+}
