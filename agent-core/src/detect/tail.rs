@@ -8,7 +8,10 @@
 //! [`ADDED_MIN_NS`] and [`ADDED_MIN_MEDIANS`] medians to them on average, and explains at least
 //! [`CAUSE_SHARE`] of the tail's excess latency (the slow requests' time over the median). The
 //! background of a non-isolated core (kworker, rcu_preempt, kdamond: slices of 5-50 µs) adds
-//! tens of µs and raises nothing; a hog's CFS slice (~3 ms) does. The cost is the share of the
+//! tens of µs and raises nothing; a hog's CFS slice (~3 ms) does. A cause must also recur
+//! ([`MIN_EVENTS`] events in the window): one isolated event (a single TCP retransmit on a
+//! healthy loopback run stalled a depth-64 queue for 6 ms once in 7 s) is the run's own noise,
+//! visible in the tail attribution but not a finding. The cost is the share of the
 //! tail's excess the cause explains, with the delay it added.
 //! Stateless; pure.
 
@@ -19,6 +22,10 @@ use crate::window::Window;
 
 /// Slow requests a cause must have overlapped: fewer is chance.
 pub const MIN_REQUESTS: u64 = 5;
+
+/// Events of a cause in the window: fewer is an isolated incident, not a cause of the tail
+/// (a hog's bursts every 100 ms give ~10 a second; the steady hog's slices ~20).
+pub const MIN_EVENTS: u64 = 3;
 
 /// Share of the tail's excess latency a cause must explain to be *the* cause.
 pub const CAUSE_SHARE: f64 = 0.25;
@@ -91,6 +98,7 @@ impl Detector for Tail {
         for c in &t.causes {
             let explained = c.explained_ns / t.excess_ns;
             if c.requests < MIN_REQUESTS
+                || c.events < MIN_EVENTS
                 || !(explained >= CAUSE_SHARE)
                 || !(c.added_ns >= ADDED_MIN_NS)
                 || !(c.added_ns >= ADDED_MIN_MEDIANS * t.median_ns as f64)
@@ -189,6 +197,60 @@ mod tests {
             start_ns: start,
             end_ns: start + len,
         }
+    }
+
+    /// One isolated event, however slow (a single TCP retransmit stalling a depth-64 queue for
+    /// 6 ms), is not the tail's cause; the same stall recurring three times is.
+    #[test]
+    fn an_isolated_event_is_not_named_a_recurring_one_is() {
+        let run = |stalls: u64| {
+            let mut records: Vec<RequestRecord> =
+                (0..10_000u64).map(|i| rec(i * 100_000, 10_000)).collect();
+            let mut spans = Vec::new();
+            for k in 0..stalls {
+                let i = (k * 3000 + 100) as usize;
+                let at = records[i].start_ns;
+                spans.push(KernelSpan {
+                    cause: KernelCause::Retransmit,
+                    reactor: None,
+                    start_ns: at + 5_000,
+                    end_ns: at + 6_000_000,
+                });
+                for j in 0..64 {
+                    records[i + j] = rec(records[i + j].start_ns, 6_010_000);
+                }
+            }
+            let batch = RequestBatch {
+                completed: records.len() as u64,
+                policy: "all".into(),
+                records,
+                ..RequestBatch::default()
+            };
+            let span_refs: Vec<&KernelSpan> = spans.iter().collect();
+            let w = Window {
+                requests: build(&[&batch], &span_refs, None, &TargetInfo::default()),
+                ..Window::default()
+            };
+            let info = TargetInfo::default();
+            let topo = crate::topology::Topology::default();
+            let ctx = Context {
+                info: &info,
+                topology: &topo,
+                history: &[],
+            };
+            let mut out = Vec::new();
+            Tail.observe(&w, &ctx, &mut out);
+            out
+        };
+        let once = run(1);
+        assert!(once.is_empty(), "one retransmit: {once:?}");
+        let thrice = run(3);
+        assert_eq!(thrice.len(), 1, "{thrice:?}");
+        assert!(
+            thrice[0].summary.contains("retransmit"),
+            "{}",
+            thrice[0].summary
+        );
     }
 
     /// A bursty hog's window: the background (a kworker preempting the reactor often, 400 µs
