@@ -3,11 +3,17 @@
  * net: packets and bytes per netdev and direction: net_dev_xmit (tx, with the
  * driver's return code) and netif_receive_skb (rx). Aggregated only, nothing
  * is streamed. Filter: rs_ifaces (ifindex) unless RS_F_ANY_IFINDEX.
+ *
+ * Per-CPU map, plain increments: these run for every packet on every core, and
+ * one shared counter per (netdev, direction) bumped atomically from the
+ * reactor's core and the initiator's bounced its cache line per packet (the
+ * agent's default probes cost the target ~9 % of its IOPS at ~900K IOPS on
+ * loopback). User space sums the CPUs' values.
  */
 #include "rs_common.bpf.h"
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 512);
 	__type(key, struct rs_net_key);
 	__type(value, struct rs_net_val);
@@ -27,10 +33,12 @@ static __always_inline void count(__u32 ifindex, __u32 dir, __u64 bytes, bool er
 	v = rs_upsert(&rs_net, &k, &zero);
 	if (!v)
 		return;
-	__sync_fetch_and_add(&v->packets, 1);
-	__sync_fetch_and_add(&v->bytes, bytes);
+	/* This CPU's copy: no other writer (tracepoint programs run with
+	 * migration disabled). */
+	v->packets += 1;
+	v->bytes += bytes;
 	if (error)
-		__sync_fetch_and_add(&v->errors, 1);
+		v->errors += 1;
 }
 
 SEC("tp_btf/net_dev_xmit")

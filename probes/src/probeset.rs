@@ -752,6 +752,29 @@ impl ProbeSet {
         let mut out = Aggregates::default();
         for p in &self.probes {
             for (name, map) in &p.maps {
+                if *name == "rs_net" {
+                    // Per-CPU: one value per possible CPU, summed.
+                    for key in map.keys() {
+                        let values = map.lookup_percpu(&key, MapFlags::ANY).map_err(|source| {
+                            ProbeError::Bpf {
+                                op: format!("reading map {name}"),
+                                source,
+                            }
+                        })?;
+                        let Some(values) = values else { continue };
+                        if let Some(t) = values.iter().map(|v| abi::net(&key, v)).reduce(|a, b| {
+                            crate::aggregates::NetTotals {
+                                packets: a.packets + b.packets,
+                                bytes: a.bytes + b.bytes,
+                                errors: a.errors + b.errors,
+                                ..a
+                            }
+                        }) {
+                            out.net.push(t);
+                        }
+                    }
+                    continue;
+                }
                 for key in map.keys() {
                     let value =
                         map.lookup(&key, MapFlags::ANY)
