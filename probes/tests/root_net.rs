@@ -91,7 +91,7 @@ impl LossyLink {
         let port = link.port.to_string();
         nft(&[
             "add", "rule", "inet", "rsloss", "in", "tcp", "dport", &port, "numgen", "random",
-            "mod", "100", "<", "20", "drop",
+            "mod", "100", "<", "10", "drop",
         ])?;
         Ok(link)
     }
@@ -196,7 +196,10 @@ fn root_lossy_veth_gives_tcp_retransmits_and_netdev_counts() {
     let (local, sent) = sender.join().expect("sender thread");
     let received = receiver.join().expect("receiver thread");
     println!("sent {sent} bytes from {local}, received {received}");
-    assert_eq!(sent, PAYLOAD, "the sender wrote everything");
+    // Not necessarily all of it: a retransmission dropped again and again backs TCP off past the
+    // write timeout now and then (one such run stalled 44 s at 20 % loss); the probes' checks
+    // below need only some traffic and its retransmits.
+    assert!(sent > 0, "the sender wrote something");
 
     let mut events = Vec::new();
     let start = Instant::now();
@@ -223,7 +226,7 @@ fn root_lossy_veth_gives_tcp_retransmits_and_netdev_counts() {
     );
     assert!(
         !retrans.is_empty(),
-        "20% loss gives retransmits: {events:?}"
+        "10% loss gives retransmits: {events:?}"
     );
     for c in &retrans {
         assert_eq!(
@@ -267,8 +270,8 @@ fn root_lossy_veth_gives_tcp_retransmits_and_netdev_counts() {
     let rx = net(link.if_b, NetDir::Rx);
     println!("veth tx {tx:?}\nveth rx {rx:?}");
     assert!(
-        tx.bytes >= PAYLOAD as u64,
-        "every payload byte left veth a: {tx:?}"
+        tx.bytes >= sent as u64,
+        "every byte written left veth a: {tx:?}"
     );
     assert!(tx.packets > 0 && rx.packets > 0);
     assert!(rx.bytes > 0);
