@@ -187,6 +187,35 @@ mod tests {
         }
     }
 
+    /// A window whose tail attribution comes from `records` and `spans`.
+    fn window_of(records: Vec<RequestRecord>, spans: &[KernelSpan]) -> Window {
+        let batch = RequestBatch {
+            completed: records.len() as u64,
+            policy: "all".into(),
+            records,
+            ..RequestBatch::default()
+        };
+        let span_refs: Vec<&KernelSpan> = spans.iter().collect();
+        Window {
+            requests: build(&[&batch], &span_refs, None, &TargetInfo::default()),
+            ..Window::default()
+        }
+    }
+
+    /// What the detector says of `w`, alone.
+    fn findings(w: &Window) -> Vec<Finding> {
+        let info = TargetInfo::default();
+        let topo = crate::topology::Topology::default();
+        let ctx = Context {
+            info: &info,
+            topology: &topo,
+            history: &[],
+        };
+        let mut out = Vec::new();
+        Tail.observe(w, &ctx, &mut out);
+        out
+    }
+
     fn preempted(comm: &str, pid: u32, start: u64, len: u64) -> KernelSpan {
         KernelSpan {
             cause: KernelCause::Preemption {
@@ -220,27 +249,8 @@ mod tests {
                     records[i + j] = rec(records[i + j].start_ns, 6_010_000);
                 }
             }
-            let batch = RequestBatch {
-                completed: records.len() as u64,
-                policy: "all".into(),
-                records,
-                ..RequestBatch::default()
-            };
-            let span_refs: Vec<&KernelSpan> = spans.iter().collect();
-            let w = Window {
-                requests: build(&[&batch], &span_refs, None, &TargetInfo::default()),
-                ..Window::default()
-            };
-            let info = TargetInfo::default();
-            let topo = crate::topology::Topology::default();
-            let ctx = Context {
-                info: &info,
-                topology: &topo,
-                history: &[],
-            };
-            let mut out = Vec::new();
-            Tail.observe(&w, &ctx, &mut out);
-            out
+            let w = window_of(records, &spans);
+            findings(&w)
         };
         let once = run(1);
         assert!(once.is_empty(), "one retransmit: {once:?}");
@@ -279,17 +289,7 @@ mod tests {
                 *r = rec(at, 3_010_000);
             }
         }
-        let batch = RequestBatch {
-            completed: records.len() as u64,
-            policy: "all".into(),
-            records,
-            ..RequestBatch::default()
-        };
-        let span_refs: Vec<&KernelSpan> = spans.iter().collect();
-        let w = Window {
-            requests: build(&[&batch], &span_refs, None, &TargetInfo::default()),
-            ..Window::default()
-        };
+        let w = window_of(records, &spans);
         let t = w
             .requests
             .as_ref()
@@ -307,15 +307,7 @@ mod tests {
             .expect("the hog is a cause");
         assert!(kworker.requests > hog.requests, "{:?}", t.causes);
         assert!(kworker.explained_ns / t.excess_ns >= CAUSE_SHARE, "{:?}", t);
-        let info = TargetInfo::default();
-        let topo = crate::topology::Topology::default();
-        let ctx = Context {
-            info: &info,
-            topology: &topo,
-            history: &[],
-        };
-        let mut out = Vec::new();
-        Tail.observe(&w, &ctx, &mut out);
+        let out = findings(&w);
         assert_eq!(out.len(), 1, "one finding per subject: {out:?}");
         let f = &out[0];
         assert_eq!(f.subject, Subject::Reactor { index: 0 });

@@ -614,11 +614,9 @@ mod tests {
     use trace_ring::description::{ReactorDesc, TpRole, TracepointDesc};
     use trace_ring::{Description, Layout, TraceFile};
 
-    /// A request whose end was lost in a lap must not pair with a later end of the same qpair
-    /// and command id whose begin was lost: that made requests tens of ms long that never were.
-    #[test]
-    fn a_lap_abandons_what_was_in_flight_instead_of_pairing_it_with_a_later_end() {
-        let dir = tempfile::tempdir().expect("tempdir");
+    /// A one-reactor trace file of 64-record rings with a begin (0x100) and an end (0x102)
+    /// tracepoint.
+    fn begin_end_trace(dir: &std::path::Path, name: &str) -> TraceFile {
         let tp = |id: u16, role| TracepointDesc {
             id,
             name: format!("tp{id}"),
@@ -637,8 +635,16 @@ mod tests {
             qpair_slots: 4,
             stages: 0,
         };
-        let tf = TraceFile::create(dir.path(), "lap", std::process::id(), &desc, &layout)
-            .expect("create a trace file");
+        TraceFile::create(dir, name, std::process::id(), &desc, &layout)
+            .expect("create a trace file")
+    }
+
+    /// A request whose end was lost in a lap must not pair with a later end of the same qpair
+    /// and command id whose begin was lost: that made requests tens of ms long that never were.
+    #[test]
+    fn a_lap_abandons_what_was_in_flight_instead_of_pairing_it_with_a_later_end() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tf = begin_end_trace(dir.path(), "lap");
         let mut w = tf.take_reactor(0).expect("reactor 0");
         let reader = TraceReader::open(tf.path()).expect("open");
         let mut r = Records::new(&reader);
@@ -687,26 +693,7 @@ mod tests {
     #[test]
     fn a_paused_reader_passes_over_what_was_written_meanwhile_and_says_so() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let tp = |id: u16, role| TracepointDesc {
-            id,
-            name: format!("tp{id}"),
-            group: "tcp".into(),
-            args: Vec::new(),
-            role,
-        };
-        let desc = Description {
-            reactors: vec![ReactorDesc::default()],
-            tracepoints: vec![tp(0x100, TpRole::Begin), tp(0x102, TpRole::End)],
-            ..Description::default()
-        };
-        let layout = Layout {
-            reactors: 1,
-            ring_records: 64,
-            qpair_slots: 4,
-            stages: 0,
-        };
-        let tf = TraceFile::create(dir.path(), "pause", std::process::id(), &desc, &layout)
-            .expect("create a trace file");
+        let tf = begin_end_trace(dir.path(), "pause");
         let mut w = tf.take_reactor(0).expect("reactor 0");
         let reader = TraceReader::open(tf.path()).expect("open");
         let mut r = Records::new(&reader);
