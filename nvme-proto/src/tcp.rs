@@ -560,23 +560,40 @@ pub fn check_common_header(buf: &[u8], cfg: &PduConfig) -> Result<Option<CommonH
     }))
 }
 
-/// Frame one PDU from the front of `buf`.
-///
-/// `Ok(None)`: more bytes are needed (the common header was fine so far). `Ok(Some(view))`: a
-/// complete PDU whose digests matched; consume `view.len` bytes. `Err`: see [`PduError`].
-pub fn parse_pdu<'a>(buf: &'a [u8], cfg: &PduConfig) -> Result<Option<PduView<'a>>, PduError> {
+/// A PDU's validated header, framed before its data has arrived: for a receiver that reads
+/// the data of a large PDU straight into its place instead of through the receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PduHead {
+    pub header: PduHeader,
+    /// Common header flags as received.
+    pub flags: u8,
+    /// The data is bytes `data_start..data_end` of the PDU (empty when none); a data digest
+    /// follows it when `ddgst`.
+    pub data_start: usize,
+    pub data_end: usize,
+    pub ddgst: bool,
+    /// Bytes the whole PDU occupies (plen).
+    pub len: usize,
+}
+
+/// Frame one PDU's header from the front of `buf`: every check [`parse_pdu`] makes except the
+/// data digest. `Ok(None)`: the header (with its digest) has not fully arrived.
+pub fn parse_pdu_head(buf: &[u8], cfg: &PduConfig) -> Result<Option<PduHead>, PduError> {
     let Some(ch) = check_common_header(buf, cfg)? else {
         return Ok(None);
     };
     let plen = ch.plen as usize;
-    let Some(pdu) = buf.get(..plen) else {
+    let hlen = ch.hlen as usize;
+    let hd = ch.flags & flags::HDGSTF != 0;
+    let full_hlen = hlen + if hd { DIGEST_LEN } else { 0 };
+    let Some(hdr) = buf.get(..hlen) else {
         return Ok(None);
     };
-    let hlen = ch.hlen as usize;
-    let hdr = pdu.get(..hlen).unwrap_or_default();
-    let hd = ch.flags & flags::HDGSTF != 0;
     if hd {
-        let received = u32_at(pdu, hlen);
+        if buf.len() < full_hlen {
+            return Ok(None);
+        }
+        let received = u32_at(buf, hlen);
         if digest(hdr) != received {
             return Err(PduError::Fatal {
                 fes: Fes::HeaderDigestError,
@@ -585,47 +602,57 @@ pub fn parse_pdu<'a>(buf: &'a [u8], cfg: &PduConfig) -> Result<Option<PduView<'a
             });
         }
     }
-    let full_hlen = hlen + if hd { DIGEST_LEN } else { 0 };
-
     // Data range and digest.
-    let (data, ddgst) = match ch.pdu_type {
-        PduType::H2CTermReq | PduType::C2HTermReq => (pdu.get(hlen..).unwrap_or_default(), None),
-        // An empty slice that still points into the buffer, at the PDU's end.
-        _ if plen == full_hlen => (pdu.get(plen..).unwrap_or_default(), None),
+    let (data_start, data_end, ddgst) = match ch.pdu_type {
+        PduType::H2CTermReq | PduType::C2HTermReq => (hlen, plen, false),
+        _ if plen == full_hlen => (plen, plen, false),
         _ => {
             let tail = if cfg.ddgst { DIGEST_LEN } else { 0 };
-            let end = plen - tail;
-            let d = pdu.get(ch.pdo as usize..end).unwrap_or_default();
-            (
-                d,
-                if cfg.ddgst {
-                    Some(u32_at(pdu, end))
-                } else {
-                    None
-                },
-            )
+            (ch.pdo as usize, plen - tail, cfg.ddgst)
         }
     };
+    let header = decode_header(ch.pdu_type, ch.flags, hdr, data_end - data_start)?;
+    Ok(Some(PduHead {
+        header,
+        flags: ch.flags,
+        data_start,
+        data_end,
+        ddgst,
+        len: plen,
+    }))
+}
 
-    let header = decode_header(ch.pdu_type, ch.flags, hdr, data.len())?;
-
-    if let Some(received) = ddgst {
+/// Frame one PDU from the front of `buf`.
+///
+/// `Ok(None)`: more bytes are needed (the common header was fine so far). `Ok(Some(view))`: a
+/// complete PDU whose digests matched; consume `view.len` bytes. `Err`: see [`PduError`].
+pub fn parse_pdu<'a>(buf: &'a [u8], cfg: &PduConfig) -> Result<Option<PduView<'a>>, PduError> {
+    let Some(h) = parse_pdu_head(buf, cfg)? else {
+        return Ok(None);
+    };
+    let Some(pdu) = buf.get(..h.len) else {
+        return Ok(None);
+    };
+    // An empty data range still points into the buffer, at the PDU's end.
+    let data = pdu.get(h.data_start..h.data_end).unwrap_or_default();
+    if h.ddgst {
+        let received = u32_at(pdu, h.data_end);
         let computed = digest(data);
         if computed != received {
             return Err(PduError::DataDigest {
-                pdu_type: ch.pdu_type,
-                cccid: header.cid().unwrap_or_default(),
-                pdu_len: plen,
+                pdu_type: h.header.pdu_type(),
+                cccid: h.header.cid().unwrap_or_default(),
+                pdu_len: h.len,
                 computed,
                 received,
             });
         }
     }
     Ok(Some(PduView {
-        header,
-        flags: ch.flags,
+        header: h.header,
+        flags: h.flags,
         data,
-        len: plen,
+        len: h.len,
     }))
 }
 
