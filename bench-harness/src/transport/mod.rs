@@ -103,6 +103,12 @@ pub struct TransportCounters {
     pub pdus_sent: u64,
     pub bytes_received: u64,
     pub bytes_sent: u64,
+    /// Received PDUs whose data went straight from the socket into the I/O's buffer (TCP: large
+    /// C2HData, see `tcp::DIRECT_MIN`), not through the receive buffer.
+    pub pdus_direct: u64,
+    /// Bytes moved inside the receive buffer by user space (a partial PDU moved to the front
+    /// to make room): a copy per byte that the socket did not force.
+    pub bytes_moved: u64,
 }
 
 impl TransportCounters {
@@ -115,6 +121,8 @@ impl TransportCounters {
         self.pdus_sent += o.pdus_sent;
         self.bytes_received += o.bytes_received;
         self.bytes_sent += o.bytes_sent;
+        self.pdus_direct += o.pdus_direct;
+        self.bytes_moved += o.bytes_moved;
     }
 
     /// `self - earlier` (counters are monotonic).
@@ -128,6 +136,8 @@ impl TransportCounters {
             pdus_sent: self.pdus_sent - earlier.pdus_sent,
             bytes_received: self.bytes_received - earlier.bytes_received,
             bytes_sent: self.bytes_sent - earlier.bytes_sent,
+            pdus_direct: self.pdus_direct - earlier.pdus_direct,
+            bytes_moved: self.bytes_moved - earlier.bytes_moved,
         }
     }
 }
