@@ -224,6 +224,9 @@ pub fn create_with(
             if let Err(e) = b.bind_to_nodes(nodes) {
                 eprintln!("ringside-tgt: {e}");
             }
+            if let Some(n) = MallocBdev::huge_pages_notice() {
+                eprintln!("ringside-tgt: {n}");
+            }
             b.prefault_in_background();
             b
         }
