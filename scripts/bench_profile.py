@@ -29,7 +29,7 @@ import time
 from bench_common import env, perf_cmd, wait_for_port, workloads as env_workloads
 
 NQN = "nqn.2026-11.io.ringside:benchprof"
-SYSCALLS = ["recvfrom", "read", "writev", "write", "sendmsg", "recvmsg", "epoll_wait", "epoll_pwait",
+SYSCALLS = ["recvfrom", "read", "readv", "writev", "write", "sendmsg", "recvmsg", "epoll_wait", "epoll_pwait",
             "io_uring_enter"]
 
 
@@ -50,7 +50,8 @@ def rpc(sock_path, method):
 
 def reactor_counters(stats):
     """Sums what get_stats reports per reactor (names as of this revision; absent keys count 0)."""
-    out = {"pdus_received": 0, "pdus_sent": 0, "polls": 0, "busy_polls": 0, "io_commands": 0}
+    out = {"pdus_received": 0, "pdus_sent": 0, "polls": 0, "busy_polls": 0, "io_commands": 0,
+           "busy_ns": 0, "idle_ns": 0}
     reactors = stats.get("reactors", []) if isinstance(stats, dict) else []
     for r in reactors:
         for k in out:
@@ -78,6 +79,7 @@ def perf_stat_cmd(out_path):
     # Receives that returned data.
     cmd += ["-e", "syscalls:sys_exit_recvfrom", "--filter", "ret > 0"]
     cmd += ["-e", "syscalls:sys_exit_read", "--filter", "ret > 0"]
+    cmd += ["-e", "syscalls:sys_exit_readv", "--filter", "ret > 0"]
     return cmd
 
 
@@ -155,11 +157,26 @@ def main():
                 time.sleep(0.3)
                 tids = [t for t in os.listdir(f"/proc/{tgt_pid}/task")
                         if open(f"/proc/{tgt_pid}/task/{t}/comm").read().startswith("reactor")]
+                # The host's worker threads too: which side is the bottleneck shows in both.
+                perf_pid = None
+                kids = subprocess.run(["pgrep", "-P", str(perf.pid)], capture_output=True,
+                                      text=True).stdout.split()
+                if kids:
+                    perf_pid = int(kids[0])
+                htids = [t for t in os.listdir(f"/proc/{perf_pid}/task")
+                         if open(f"/proc/{perf_pid}/task/{t}/comm").read().startswith("perf-core")] \
+                    if perf_pid and os.path.isdir(f"/proc/{perf_pid}/task") else []
                 data = os.path.join(work, "perf.data")
-                subprocess.run(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2999", "-o", data,
-                                "-t", ",".join(tids), "--", "sleep",
-                                str(max(0.5, min(2.0, deadline - time.monotonic() - 0.5)))],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                hdata = os.path.join(work, "perf-host.data")
+                if os.path.exists(hdata):
+                    os.remove(hdata)
+                secs = str(max(0.5, min(2.0, deadline - time.monotonic() - 0.5)))
+                recs = [subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2999", "-o", d,
+                                          "-t", ",".join(t), "--", "sleep", secs],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        for d, t in ((data, tids), (hdata, htids)) if t]
+                for r in recs:
+                    r.wait()
             out, perr = perf.communicate(timeout=duration + 120)
             if perf.returncode != 0:
                 sys.exit(f"bench-profile: ringside-perf failed: {perr.strip()}")
@@ -186,12 +203,17 @@ def main():
             "target_pdus_per_io": {"pdus_received": round(tr.get("pdus_sent", 0) / hios, 3),
                                    "pdus_sent": round(tr.get("pdus_received", 0) / hios, 3)},
             "target_busy_poll_share": round(c["busy_polls"] / max(1, c["polls"]), 3),
+            # Share of the reactor's time spent in polls that found work (get_stats busy/idle ns):
+            # well below 1 with the host's core saturated means the host is the bottleneck.
+            "target_busy_time_share": round(c["busy_ns"] / max(1, c["busy_ns"] + c["idle_ns"]), 3),
             "perf_per_io": {k: round(v / hios, 3) for k, v in sorted(h.items())},
             "perf_transport_per_io": {k: round(v / hios, 3) for k, v in sorted(tr.items())
                                       if isinstance(v, (int, float))},
         }
         if record:
             row["reactor_top_symbols"] = top_symbols(os.path.join(work, "perf.data"))
+            if os.path.exists(os.path.join(work, "perf-host.data")):
+                row["perf_worker_top_symbols"] = top_symbols(os.path.join(work, "perf-host.data"))
         results.append(row)
         print(json.dumps(row), file=sys.stderr)
     rev = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -210,8 +232,8 @@ def main():
               f"(data {t.get('recvfrom_with_data', 0):4.2f}) writev {t.get('writev', 0):4.2f} "
               f"pdus rx/tx {r['target_pdus_per_io']['pdus_received']:.2f}/{r['target_pdus_per_io']['pdus_sent']:.2f} "
               f"| "
-              f"perf: syscalls {p.get('syscalls_total', 0):6.2f} recv {p.get('read', 0) + p.get('recvfrom', 0):5.2f} "
-              f"(data {p.get('read_with_data', 0) + p.get('recvfrom_with_data', 0):4.2f}) "
+              f"perf: syscalls {p.get('syscalls_total', 0):6.2f} recv {p.get('read', 0) + p.get('readv', 0) + p.get('recvfrom', 0):5.2f} "
+              f"(data {p.get('read_with_data', 0) + p.get('readv_with_data', 0) + p.get('recvfrom_with_data', 0):4.2f}) "
               f"writev {p.get('writev', 0):4.2f} pdus rx {pt.get('pdus_received', 0):.2f}")
     print(f"written to {out_path}")
 
