@@ -422,6 +422,13 @@ proptest! {
                 Ok(None) | Err(PduError::Fatal { fes: tcp::Fes::DataTransferLimitExceeded, .. }) => {}
                 other => prop_assert!(false, "prefix {} gave {:?}", cut, other),
             }
+            // Once the header is in, the head alone says what the whole PDU will (a receiver may
+            // then read the data straight into its place).
+            if let Ok(Some(h)) = tcp::parse_pdu_head(&buf[..cut], &cfg) {
+                prop_assert_eq!(h.len, n);
+                prop_assert!(h.data_start <= h.data_end && h.data_end <= n);
+                prop_assert_eq!((h.header, buf[h.data_start..h.data_end].to_vec()), expected_for(&p, cfg.role));
+            }
         }
     }
 
