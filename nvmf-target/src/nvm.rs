@@ -329,16 +329,21 @@ impl Response {
 /// read from memory): it is held until its data and response leave, as the host sees it.
 #[inline]
 pub fn on_wire(ctx: &Ctx, slot: u16, r: &Response) {
-    let now = ctx.trace.tsc();
+    ctx.trace.with(|w| on_wire_in(w, slot, r));
+}
+
+/// [`on_wire`] inside a borrow the caller already holds (a batch of responses).
+#[inline]
+pub fn on_wire_in(w: &mut crate::trace::Writers<'_>, slot: u16, r: &Response) {
+    let now = w.tsc();
     let bytes = if r.ok { u64::from(r.bytes) } else { 0 };
-    ctx.trace.counters(|c| {
-        c.stage_latency_ticks(STAGE_TO_WIRE, now.wrapping_sub(r.queued_at));
-        c.command(r.class, bytes);
-        c.qpair_complete(slot, bytes, now.wrapping_sub(r.t0), !r.ok);
-        if !r.ok {
-            c.error(trace_ring::ErrorClass::Status);
-        }
-    });
+    let c = w.counters();
+    c.stage_latency_ticks(STAGE_TO_WIRE, now.wrapping_sub(r.queued_at));
+    c.command(r.class, bytes);
+    c.qpair_complete(slot, bytes, now.wrapping_sub(r.t0), !r.ok);
+    if !r.ok {
+        c.error(trace_ring::ErrorClass::Status);
+    }
 }
 
 #[cfg(test)]

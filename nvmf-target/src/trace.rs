@@ -326,20 +326,26 @@ impl Tracer {
     /// Records a tracepoint stamped with the latest TSC read.
     #[inline]
     pub fn tp(&self, tpoint: u16, qpair: u16, cid: u16, arg0: u64, arg1: u64) {
-        if let Some(w) = &self.w {
-            if let Ok(mut w) = w.try_borrow_mut() {
-                w.ring
-                    .record_at(self.tsc.get(), tpoint, qpair, u32::from(cid), arg0, arg1);
-            }
-        }
+        self.with(|w| w.tp(tpoint, qpair, cid, arg0, arg1));
     }
 
     /// Updates the counters page.
     #[inline]
     pub fn counters(&self, f: impl FnOnce(&mut CountersWriter)) {
+        self.with(|w| f(w.counters()));
+    }
+
+    /// Records and counts several things under one borrow of the writers (the hot path's
+    /// groups: a command's arrival, a batch of responses on the wire, a poll's end). Not
+    /// called without a trace file.
+    #[inline]
+    pub fn with(&self, f: impl FnOnce(&mut Writers<'_>)) {
         if let Some(w) = &self.w {
             if let Ok(mut w) = w.try_borrow_mut() {
-                f(&mut w.counters);
+                f(&mut Writers {
+                    w: &mut w,
+                    tsc: self.tsc.get(),
+                });
             }
         }
     }
@@ -359,6 +365,35 @@ impl Tracer {
                 w.ring.attach_current_thread(Some(core));
             }
         }
+    }
+}
+
+/// The writers of one reactor, borrowed once for a group of records and counter updates
+/// ([`Tracer::with`]); records are stamped with the TSC the tracer read last.
+pub struct Writers<'a> {
+    w: &'a mut ReactorWriters,
+    tsc: u64,
+}
+
+impl Writers<'_> {
+    /// Records a tracepoint stamped with the latest TSC read.
+    #[inline]
+    pub fn tp(&mut self, tpoint: u16, qpair: u16, cid: u16, arg0: u64, arg1: u64) {
+        self.w
+            .ring
+            .record_at(self.tsc, tpoint, qpair, u32::from(cid), arg0, arg1);
+    }
+
+    /// The counters page.
+    #[inline]
+    pub fn counters(&mut self) -> &mut CountersWriter {
+        &mut self.w.counters
+    }
+
+    /// The latest TSC read (the stamp of these records).
+    #[inline]
+    pub fn tsc(&self) -> u64 {
+        self.tsc
     }
 }
 

@@ -521,15 +521,11 @@ impl Conn {
             }
         };
         self.cur = (ctx.trace.tsc(), class, 0);
-        ctx.trace.tp(
-            TP_CAPSULE_RECEIVED,
-            self.slot,
-            cid.0,
-            u64::from(opcode),
-            bytes,
-        );
         let slot = self.slot;
-        ctx.trace.counters(|c| c.qpair_submit(slot));
+        ctx.trace.with(|w| {
+            w.tp(TP_CAPSULE_RECEIVED, slot, cid.0, u64::from(opcode), bytes);
+            w.counters().qpair_submit(slot);
+        });
     }
 
     /// A response (CapsuleResp, or the last C2HData with SUCCESS) was queued for the command
@@ -919,15 +915,17 @@ impl Conn {
         r.t_submit = ctx.trace.refresh();
         r.state = ReqState::Sending;
         r.mem_off = Some(off);
-        let (cid, t0) = (r.cid, r.t0);
-        ctx.trace.tp(
-            TP_BACKEND_SUBMITTED,
-            self.slot,
-            cid.0,
-            cmd.slba,
-            u64::from(cmd.len),
-        );
-        ctx.trace.tp(TP_BACKEND_COMPLETED, self.slot, cid.0, 0, 0);
+        let (cid, t0, slot) = (r.cid, r.t0, self.slot);
+        ctx.trace.with(|w| {
+            w.tp(
+                TP_BACKEND_SUBMITTED,
+                slot,
+                cid.0,
+                cmd.slba,
+                u64::from(cmd.len),
+            );
+            w.tp(TP_BACKEND_COMPLETED, slot, cid.0, 0, 0);
+        });
         let status = nvm::completed(ctx, OpClass::Read, t0, r.t_submit, Ok(()));
         debug_assert!(status.is_success());
         self.cur = (t0, TraceClass::Read, u64::from(cmd.len));
@@ -969,10 +967,15 @@ impl Conn {
         if self.out.has_sent() {
             // The write just returned: that is when these responses left.
             ctx.trace.refresh();
-            while let Some((cid, resp)) = self.out.pop_sent() {
-                ctx.trace.tp(TP_RESPONSE_SENT, self.slot, cid, 0, 0);
-                nvm::on_wire(ctx, self.slot, &resp);
-            }
+            let (out, slot) = (&mut self.out, self.slot);
+            // One borrow of the writers for the whole batch.
+            ctx.trace.with(|w| {
+                while let Some((cid, resp)) = out.pop_sent() {
+                    w.tp(TP_RESPONSE_SENT, slot, cid, 0, 0);
+                    nvm::on_wire_in(w, slot, &resp);
+                }
+            });
+            while out.pop_sent().is_some() {} // only if the writers were not there
         }
         let mut freed = std::mem::take(&mut self.freed_scratch);
         freed.extend(self.out.take_freed());
