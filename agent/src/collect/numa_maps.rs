@@ -3,10 +3,13 @@
 //!
 //! Threading: owned by the sampling thread. The kernel builds the file by walking the target's
 //! page tables when it is read, so the cost grows with the target's resident memory (11 to 38 ms
-//! for ~330 MiB resident on the shared development VM, i.e. 35 to 115 µs per resident MiB). To keep that off the tick, a read
-//! may take at most [`MAX_DUTY_PERCENT`] of wall time: after a read that took `c`, the next
-//! happens no sooner than `c × 100 / MAX_DUTY_PERCENT` later, and the ticks in between repeat the
-//! last summary (placement changes slowly; a large target is re-read every few seconds).
+//! for ~330 MiB resident on the shared development VM, i.e. 35 to 115 µs per resident MiB), and
+//! holds the target's mmap lock while it walks. To keep that off the tick (and off the agent's
+//! cost at full load: at 2 % it was a tenth of the agent's CPU), a read may take at most
+//! [`MAX_DUTY_PER_MILLE`] ‰ of wall time: after a read that took `c`, the next happens no sooner
+//! than `c × 1000 / MAX_DUTY_PER_MILLE` later, and the ticks in between repeat the last summary
+//! (placement changes slowly; a 256 MiB target is re-read every few seconds, the first tick
+//! always reads).
 //!
 //! What counts as a buffer mapping: at least [`BUFFER_MIN_BYTES`] resident, and anonymous
 //! (including the heap, not the stack), shared memory (`/dev/shm/*`, SysV, memfd) or hugetlb —
@@ -21,12 +24,12 @@ use agent_core::sample::{Capability, MemorySample, Sample, TargetInfo};
 /// Smallest resident size of a mapping counted as an I/O buffer.
 pub const BUFFER_MIN_BYTES: u64 = 1 << 20;
 
-/// Largest share of wall time (percent) spent reading `numa_maps`.
-pub const MAX_DUTY_PERCENT: u32 = 2;
+/// Largest share of wall time (per mille) spent reading `numa_maps`.
+pub const MAX_DUTY_PER_MILLE: u32 = 2;
 
 /// Whether a new read is due, `since` after the last one, which cost `cost`.
 fn read_due(since: Duration, cost: Duration) -> bool {
-    since >= cost * 100 / MAX_DUTY_PERCENT
+    since >= cost * 1000 / MAX_DUTY_PER_MILLE
 }
 
 /// A malformed `numa_maps` line.
@@ -435,14 +438,15 @@ mod tests {
     #[test]
     fn reads_stay_under_the_duty_cycle() {
         let ms = Duration::from_millis;
-        // 11 ms per read at 2 %: at most one read per 550 ms.
-        assert!(!read_due(ms(500), ms(11)));
-        assert!(read_due(ms(550), ms(11)));
-        // A cheap read is due every tick.
-        assert!(read_due(ms(1000), ms(1)));
-        // 140 ms (a 4 GiB target): every 7 s.
-        assert!(!read_due(ms(6000), ms(140)));
-        assert!(read_due(ms(7000), ms(140)));
+        // 11 ms per read at 2 ‰: at most one read per 5.5 s.
+        assert!(!read_due(ms(5000), ms(11)));
+        assert!(read_due(ms(5500), ms(11)));
+        // A cheap read (0.5 ms) is due every 250 ms, i.e. every tick.
+        assert!(!read_due(ms(200), Duration::from_micros(500)));
+        assert!(read_due(ms(1000), Duration::from_micros(500)));
+        // 140 ms (a 4 GiB target): every 70 s.
+        assert!(!read_due(ms(60_000), ms(140)));
+        assert!(read_due(ms(70_000), ms(140)));
     }
 
     #[test]

@@ -343,7 +343,7 @@ mod tests {
         let slow = b
             .records
             .iter()
-            .filter(|r| r.stages.iter().any(|(n, _)| n == "tcp.sent"))
+            .filter(|r| r.stages.iter().any(|(n, _)| &**n == "tcp.sent"))
             .filter(|r| r.total_ns > max / 2)
             .count();
         assert_eq!(slow, 100, "every slow request is among the kept");
@@ -417,7 +417,7 @@ mod tests {
             .iter()
             .find(|r| r.total_ns >= 900_000)
             .expect("a slow one");
-        let names: Vec<&str> = r.stages.iter().map(|(n, _)| n.as_str()).collect();
+        let names: Vec<&str> = r.stages.iter().map(|(n, _)| &**n).collect();
         assert_eq!(names, ["tcp.backend", "tcp.sent"]);
         assert!(
             r.stages[1].1 >= 900_000,
