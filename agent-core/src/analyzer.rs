@@ -73,7 +73,7 @@ pub struct Analyzer {
     windows_seen: u64,
     /// Records and kernel events of samples that did not close a window yet (they are not
     /// cumulative like counters: the window that closes takes them all).
-    pending_batches: Vec<RequestBatch>,
+    pending_batches: Vec<std::sync::Arc<RequestBatch>>,
     pending_spans: Vec<KernelSpan>,
 }
 
@@ -133,15 +133,14 @@ impl Analyzer {
         if sample.t_ns < prev.t_ns {
             return None;
         }
-        self.pending_batches
-            .extend(sample.requests.take().map(|b| *b));
+        self.pending_batches.extend(sample.requests.take());
         self.pending_spans.append(&mut sample.kernel_events);
         let due = self.cfg.window_ns - self.cfg.window_ns / 10;
         if sample.t_ns - prev.t_ns < due {
             return None;
         }
         let mut w = window::build(&self.info, &self.topology, prev, &sample);
-        let batches: Vec<&RequestBatch> = self.pending_batches.iter().collect();
+        let batches: Vec<&RequestBatch> = self.pending_batches.iter().map(|b| &**b).collect();
         let spans: Vec<&KernelSpan> = self.pending_spans.iter().collect();
         let lat = &w.total.latency;
         let counters = match (lat.quantile(0.5), lat.quantile(0.99)) {
@@ -158,11 +157,12 @@ impl Analyzer {
 
     /// Analyses a ready-made window (replays and tests).
     pub fn push_window(&mut self, w: Window) {
-        let history: Vec<Window> = self.windows.iter().cloned().collect();
+        // The kept windows as one slice, without copying them (this runs every tick).
+        let history: &[Window] = self.windows.make_contiguous();
         let ctx = Context {
             info: &self.info,
             topology: &self.topology,
-            history: &history,
+            history,
         };
         let mut candidates = Vec::new();
         for d in &mut self.detectors {
@@ -178,8 +178,8 @@ impl Analyzer {
         while self.windows.len() > self.cfg.keep_windows {
             self.windows.pop_front();
         }
-        let windows: Vec<Window> = self.windows.iter().cloned().collect();
-        self.recommendations = recommend(&self.info, &self.topology, &windows, &self.findings);
+        let windows: &[Window] = self.windows.make_contiguous();
+        self.recommendations = recommend(&self.info, &self.topology, windows, &self.findings);
     }
 
     fn update_streaks(&mut self, w: &Window, candidates: Vec<Finding>) {

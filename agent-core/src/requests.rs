@@ -258,12 +258,23 @@ fn select_quantile(v: &mut [u64], q: f64) -> u64 {
 }
 
 fn stage_stats(records: &[&RequestRecord]) -> Vec<StageStat> {
-    let mut by: BTreeMap<(usize, Arc<str>), Vec<u64>> = BTreeMap::new();
+    // (position, name) → values. A handful of keys, and the names of one batch share their
+    // `Arc`s, so a linear scan with a pointer comparison first beats a map (this runs on every
+    // stage of every kept request each tick).
+    type Key = (usize, Arc<str>);
+    let mut by: Vec<(Key, Vec<u64>)> = Vec::new();
     for r in records {
         for (i, (name, ns)) in r.stages.iter().enumerate() {
-            by.entry((i, name.clone())).or_default().push(*ns);
+            let at = by
+                .iter()
+                .position(|((j, n), _)| *j == i && (Arc::ptr_eq(n, name) || n == name));
+            match at {
+                Some(k) => by[k].1.push(*ns),
+                None => by.push(((i, name.clone()), vec![*ns])),
+            }
         }
     }
+    by.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     by.into_iter()
         .map(|((_, name), mut v)| StageStat {
             name: name.to_string(),

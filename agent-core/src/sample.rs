@@ -135,9 +135,10 @@ pub struct Sample {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spdk: Option<crate::spdk::SpdkSample>,
     /// Request records rebuilt from the rings since the previous sample (bounded; the batch says
-    /// how), when the ring collector reads records.
+    /// how), when the ring collector reads records. Shared: the session keeps the last sample
+    /// (for recordings) while the analyzer holds its batch until the window closes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests: Option<Box<RequestBatch>>,
+    pub requests: Option<std::sync::Arc<RequestBatch>>,
     /// Kernel events streamed since the previous sample (preemptions of reactors, interrupts on
     /// their cores, slow block requests, retransmits), on the same clock.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

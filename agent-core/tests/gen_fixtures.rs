@@ -233,7 +233,7 @@ impl Gen {
             for r in &mut b.records {
                 r.start_ns += base;
             }
-            Box::new(b)
+            std::sync::Arc::new(b)
         });
         s.kernel_events = t
             .spans

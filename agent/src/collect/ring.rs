@@ -243,7 +243,10 @@ impl super::Collector for RingCollector {
                 .collect();
             sample.reactors.push(rs);
         }
-        sample.requests = self.records.as_ref().map(|r| Box::new(r.drain()));
+        sample.requests = self
+            .records
+            .as_ref()
+            .map(|r| std::sync::Arc::new(r.drain()));
     }
 }
 
