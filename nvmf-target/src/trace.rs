@@ -456,6 +456,65 @@ mod tests {
     }
 
     #[test]
+    fn a_group_under_one_borrow_lands_every_record_and_count_with_the_latest_stamp() {
+        let desc = Description {
+            groups: GROUPS
+                .iter()
+                .map(|(bit, name)| GroupDesc {
+                    bit: *bit,
+                    name: (*name).into(),
+                })
+                .collect(),
+            tracepoints: catalog(),
+            stages: STAGES.to_vec(),
+            ..Description::default()
+        };
+        let layout = Layout {
+            reactors: 1,
+            ring_records: 16,
+            qpair_slots: 4,
+            stages: STAGES.len() as u32,
+        };
+        let tf = TraceFile::create_anonymous(
+            "with-test",
+            std::process::id(),
+            &desc,
+            &layout,
+            trace_ring::Clock::calibrated(),
+        )
+        .expect("anonymous trace file");
+        tf.control().set_enabled_mask(u64::MAX);
+        let t = Tracer::new(Some(tf.take_reactor(0).expect("reactor 0")));
+        let stamp = t.refresh();
+        t.counters(|c| c.qpair_bind(2, 0));
+        t.with(|w| {
+            assert_eq!(w.tsc(), stamp);
+            w.tp(TP_CAPSULE_RECEIVED, 2, 7, 0x02, 4096);
+            w.counters().qpair_submit(2);
+            w.tp(TP_RESPONSE_SENT, 2, 7, 0, 0);
+        });
+        // A nested use while the group holds the writers is dropped, not a panic.
+        t.with(|_| t.tp(TP_RESPONSE_QUEUED, 2, 8, 0, 0));
+
+        let r = tf.reader().expect("own reader");
+        let mut out = Vec::new();
+        let mut c = r
+            .cursor(0, trace_ring::Start::Oldest)
+            .expect("cursor of reactor 0");
+        c.poll(&mut out);
+        let got: Vec<(u64, u16, u32)> = out.iter().map(|x| (x.tsc, x.tpoint, x.cid)).collect();
+        assert_eq!(
+            got,
+            [
+                (stamp, TP_CAPSULE_RECEIVED, 7),
+                (stamp, TP_RESPONSE_SENT, 7)
+            ]
+        );
+        let q = r.counters(0).expect("counters").qpairs[2];
+        assert_eq!((q.submitted, q.outstanding), (1, 1));
+    }
+
+    #[test]
     fn a_tracer_without_a_file_is_inert() {
         let t = Tracer::new(None);
         assert!(!t.active());
