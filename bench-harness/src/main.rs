@@ -64,15 +64,24 @@ fn scenarios(args: ScenarioArgs) -> ExitCode {
     };
     let mut cfg = SuiteConfig::new(bins);
     cfg.only = args.only;
+    cfg.vary = args.vary;
     cfg.diagnose_secs = args.diagnose_time.as_secs_f64().max(1.0);
     cfg.sweep_secs = args.sweep_time.as_secs_f64().max(0.5);
     cfg.sweep_depths = args.sweep_depths;
     cfg.sweep_repeats = args.sweep_repeats.max(1);
     if args.list {
-        for s in scenario::catalogue() {
-            println!("{:<16} {}", s.name, s.fault.describe());
-        }
-        return ExitCode::SUCCESS;
+        return match cfg.selected() {
+            Ok(list) => {
+                for s in list {
+                    println!("{:<20} {}", s.name, s.fault.describe());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     match scenario::run_suite(&cfg) {
         Ok(r) => finish("scenarios", &r, args.json.as_deref(), r.table()),

@@ -59,15 +59,19 @@ pub enum Fault {
 /// One scenario of the suite.
 #[derive(Clone, Debug)]
 pub struct Scenario {
-    /// Short name (`depth-1`, `hog-bursty`...), what `--only` selects.
-    pub name: &'static str,
+    /// Short name (`depth-1`, `hog-bursty`...), what `--only` selects; for a scenario given
+    /// as a spec (`hog-3-every-250`), the spec itself.
+    pub name: String,
     /// What is injected.
     pub fault: Fault,
 }
 
 /// The catalogue, in the order the suite runs it.
 pub fn catalogue() -> Vec<Scenario> {
-    let s = |name, fault| Scenario { name, fault };
+    let s = |name: &str, fault| Scenario {
+        name: name.into(),
+        fault,
+    };
     vec![
         s("depth-1", Fault::InitiatorDepth { depth: 1 }),
         s("depth-2", Fault::InitiatorDepth { depth: 2 }),
@@ -97,6 +101,113 @@ pub fn catalogue() -> Vec<Scenario> {
         s("healthy-32", Fault::Healthy { depth: 32 }),
         s("healthy-64", Fault::Healthy { depth: 64 }),
     ]
+}
+
+/// The grammar of a scenario spec, for error lines and `--help`.
+pub const SPEC_GRAMMAR: &str =
+    "depth-N, hog-steady, hog-BURST-every-PERIOD (ms), tbf-RATE (tc rate: \
+     50mbit, 1gbit), healthy-N, numa-wrong-node";
+
+/// A scenario from its spec (see [`SPEC_GRAMMAR`]): the same faults as the catalogue's with other
+/// parameters, so runs nobody scripted can be tried (`--only hog-3-every-250,depth-3`).
+pub fn parse_spec(spec: &str) -> Result<Scenario, String> {
+    let bad = |why: &str| format!("scenario {spec:?}: {why} (forms: {SPEC_GRAMMAR})");
+    let num = |t: &str, what: &str| -> Result<u64, String> {
+        t.parse::<u64>()
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| bad(&format!("{what} must be a positive integer, not {t:?}")))
+    };
+    let depth = |t: &str| -> Result<u32, String> {
+        let d = num(t, "the depth")?;
+        u32::try_from(d)
+            .ok()
+            .filter(|&d| d <= 4096)
+            .ok_or_else(|| bad("the depth must be at most 4096"))
+    };
+    let parts: Vec<&str> = spec.split('-').collect();
+    let fault = match parts.as_slice() {
+        ["depth", d] => Fault::InitiatorDepth { depth: depth(d)? },
+        ["healthy", d] => Fault::Healthy { depth: depth(d)? },
+        ["hog", "steady"] => Fault::Hog {
+            hog: HogShape::Steady,
+        },
+        ["hog", b, "every", p] => {
+            let (burst_ms, period_ms) = (num(b, "the burst")?, num(p, "the period")?);
+            if burst_ms >= period_ms {
+                return Err(bad("the burst must be shorter than its period"));
+            }
+            Fault::Hog {
+                hog: HogShape::Bursty {
+                    burst_ms,
+                    period_ms,
+                },
+            }
+        }
+        ["tbf", rate] => {
+            let digits = rate.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+            let unit = &rate[digits.len()..];
+            if num(digits, "the rate").is_err() || !["kbit", "mbit", "gbit"].contains(&unit) {
+                return Err(bad("the rate is a number and kbit, mbit or gbit"));
+            }
+            Fault::ShapedLink {
+                rate: (*rate).to_string(),
+            }
+        }
+        ["numa", "wrong", "node"] => Fault::WrongNode,
+        _ => return Err(bad("unknown form")),
+    };
+    Ok(Scenario {
+        name: spec.to_string(),
+        fault,
+    })
+}
+
+/// A small deterministic generator (xorshift64*), so a `--vary SEED` run can be repeated.
+struct Draw(u64);
+
+impl Draw {
+    fn new(seed: u64) -> Draw {
+        Draw(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    /// Uniform in `lo..=hi`.
+    fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        lo + self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % (hi - lo + 1)
+    }
+
+    fn pick<T: Copy>(&mut self, from: &[T]) -> T {
+        from[self.range(0, from.len() as u64 - 1) as usize]
+    }
+}
+
+/// Scenarios with parameters nobody here picked (`--vary SEED`): the catalogue's faults with
+/// depths, hog shapes, link rates and healthy depths drawn from wide ranges, one of each kind
+/// (two starved depths, two hog shapes), in the catalogue's order. The same seed gives the same
+/// set.
+pub fn varied(seed: u64) -> Vec<Scenario> {
+    let mut d = Draw::new(seed);
+    let low = d.range(1, 3);
+    let mid = d.range(low + 1, 6);
+    let burst = d.range(2, 20);
+    // A duty cycle of 2-20 %: a hog a storage engineer would call bursty, not steady.
+    let period = d.range((burst * 5).max(40), (burst * 50).min(1500));
+    let rate = d.pick(&["20mbit", "50mbit", "200mbit", "400mbit"]);
+    let healthy = d.pick(&[8u32, 16, 24, 48, 96, 128]);
+    [
+        format!("depth-{low}"),
+        format!("depth-{mid}"),
+        "hog-steady".to_string(),
+        format!("hog-{burst}-every-{period}"),
+        format!("tbf-{rate}"),
+        format!("healthy-{healthy}"),
+    ]
+    .iter()
+    .map(|spec| parse_spec(spec).expect("the generator writes valid specs"))
+    .collect()
 }
 
 impl Fault {
@@ -443,7 +554,7 @@ pub struct ScenarioResult {
 impl ScenarioResult {
     fn new(s: &Scenario) -> ScenarioResult {
         ScenarioResult {
-            name: s.name.into(),
+            name: s.name.clone(),
             fault: s.fault.describe(),
             injected: s.fault.clone(),
             status: "ran".into(),
@@ -464,8 +575,10 @@ impl ScenarioResult {
 pub struct SuiteConfig {
     #[serde(skip)]
     pub bins: Bins,
-    /// Scenario names to run (empty: all).
+    /// Scenario names or specs to run (empty: all, or the varied set).
     pub only: Vec<String>,
+    /// Run [`varied`]`(seed)` instead of the catalogue.
+    pub vary: Option<u64>,
     /// How long the agent watches each scenario.
     pub diagnose_secs: f64,
     /// Load before the agent starts watching.
@@ -491,6 +604,7 @@ impl SuiteConfig {
         SuiteConfig {
             bins,
             only: Vec::new(),
+            vary: None,
             diagnose_secs: 8.0,
             warmup_secs: 1.0,
             sweep_secs: 3.0,
@@ -501,22 +615,24 @@ impl SuiteConfig {
         }
     }
 
-    /// The scenarios selected by `only`, or one clear line naming an unknown one.
+    /// The scenarios to run: `only`'s, each a catalogue name or a spec ([`parse_spec`]), in
+    /// the order given; else the varied set of `vary`; else the catalogue. One clear line for a
+    /// name that is neither.
     pub fn selected(&self) -> Result<Vec<Scenario>, String> {
         let all = catalogue();
-        for n in &self.only {
-            if !all.iter().any(|s| s.name == n) {
-                let names: Vec<&str> = all.iter().map(|s| s.name).collect();
-                return Err(format!(
-                    "unknown scenario {n:?} (known: {})",
-                    names.join(", ")
-                ));
-            }
+        if self.only.is_empty() {
+            return Ok(self.vary.map_or(all, varied));
         }
-        Ok(all
-            .into_iter()
-            .filter(|s| self.only.is_empty() || self.only.iter().any(|n| n == s.name))
-            .collect())
+        self.only
+            .iter()
+            .map(|n| match all.iter().find(|s| &s.name == n) {
+                Some(s) => Ok(s.clone()),
+                None => parse_spec(n).map_err(|e| {
+                    let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+                    format!("unknown scenario {n:?} (known: {}); {e}", names.join(", "))
+                }),
+            })
+            .collect()
     }
 
     /// Upper bound of the suite's wall time in seconds for `scenarios` (for `--help`, and to say
@@ -1159,13 +1275,99 @@ mod tests {
     }
 
     #[test]
+    fn specs_give_the_catalogue_faults_with_other_parameters_and_bad_ones_one_line() {
+        let f = |spec: &str| parse_spec(spec).map(|s| s.fault);
+        assert_eq!(f("depth-3"), Ok(Fault::InitiatorDepth { depth: 3 }));
+        assert_eq!(f("healthy-96"), Ok(Fault::Healthy { depth: 96 }));
+        assert_eq!(
+            f("hog-3-every-250"),
+            Ok(Fault::Hog {
+                hog: HogShape::Bursty {
+                    burst_ms: 3,
+                    period_ms: 250
+                }
+            })
+        );
+        assert_eq!(
+            f("tbf-50mbit"),
+            Ok(Fault::ShapedLink {
+                rate: "50mbit".into()
+            })
+        );
+        for bad in [
+            "depth-0",
+            "depth-",
+            "hog-100-every-100",
+            "tbf-50",
+            "tbf-fastmbit",
+            "nonsense",
+            "depth-99999",
+        ] {
+            let e = parse_spec(bad).unwrap_err();
+            assert!(e.contains(bad) && e.contains("forms:"), "{e}");
+            assert_eq!(e.lines().count(), 1, "{e}");
+        }
+        // Every catalogue name that is a spec parses to the same fault.
+        for s in catalogue() {
+            if let Ok(p) = parse_spec(&s.name) {
+                assert_eq!(p.fault, s.fault, "{}", s.name);
+            }
+        }
+    }
+
+    #[test]
+    fn varied_sets_are_repeatable_valid_and_differ_between_seeds() {
+        let names = |seed| -> Vec<String> { varied(seed).into_iter().map(|s| s.name).collect() };
+        assert_eq!(names(7), names(7));
+        let sets: std::collections::BTreeSet<Vec<String>> = (0..20).map(names).collect();
+        assert!(sets.len() > 10, "seeds give different sets: {sets:?}");
+        for seed in 0..200 {
+            let v = varied(seed);
+            assert_eq!(v.len(), 6);
+            for s in &v {
+                assert_eq!(parse_spec(&s.name).map(|p| p.fault), Ok(s.fault.clone()));
+                if let Fault::Hog {
+                    hog:
+                        HogShape::Bursty {
+                            burst_ms,
+                            period_ms,
+                        },
+                } = s.fault
+                {
+                    let duty = burst_ms as f64 / period_ms as f64;
+                    assert!((0.019..=0.2).contains(&duty), "{}: duty {duty}", s.name);
+                }
+            }
+            let depths: Vec<u32> = v
+                .iter()
+                .filter_map(|s| match s.fault {
+                    Fault::InitiatorDepth { depth } => Some(depth),
+                    _ => None,
+                })
+                .collect();
+            assert!(depths[0] < depths[1] && depths[1] <= 6, "{depths:?}");
+        }
+        let mut cfg = SuiteConfig::new(Bins::in_dir(std::path::Path::new("/nonexistent")));
+        cfg.vary = Some(3);
+        assert_eq!(
+            cfg.selected().expect("varied").len(),
+            6,
+            "--vary replaces the catalogue"
+        );
+        cfg.only = vec!["depth-5".into(), "healthy-32".into()];
+        let sel = cfg.selected().expect("a spec and a name");
+        assert_eq!(sel[0].fault, Fault::InitiatorDepth { depth: 5 });
+        assert_eq!(sel[1].name, "healthy-32");
+    }
+
+    #[test]
     fn selection_rejects_unknown_names_and_the_summary_counts_what_ran() {
         let mut cfg = SuiteConfig::new(Bins::in_dir(std::path::Path::new("/nonexistent")));
-        cfg.only = vec!["depth-3".into()];
+        cfg.only = vec!["depth-x".into()];
         assert!(cfg
             .selected()
             .unwrap_err()
-            .contains("unknown scenario \"depth-3\""));
+            .contains("unknown scenario \"depth-x\""));
         cfg.only = vec!["depth-1".into(), "healthy-32".into()];
         let sel = cfg.selected().expect("known names");
         assert_eq!(sel.len(), 2);

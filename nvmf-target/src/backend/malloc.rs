@@ -318,11 +318,25 @@ mod tests {
         for lba in (0..2048).step_by(512) {
             b.copy_in(lba, &data).expect("write");
         }
-        let start = format!("{:x}-", b.base.as_ptr() as usize);
+        // The entry whose range holds the mapping (the kernel may have merged it with a
+        // neighbouring anonymous mapping of another test, so its start can differ).
+        let addr = b.base.as_ptr() as usize;
+        let holds = |l: &str| {
+            let Some((range, _)) = l.split_once(' ') else {
+                return false;
+            };
+            let Some((lo, hi)) = range.split_once('-') else {
+                return false;
+            };
+            match (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16)) {
+                (Ok(lo), Ok(hi)) => (lo..hi).contains(&addr),
+                _ => false,
+            }
+        };
         let smaps = std::fs::read_to_string("/proc/self/smaps").expect("smaps");
         let huge_kb: u64 = smaps
             .split_inclusive('\n')
-            .skip_while(|l| !l.starts_with(&start))
+            .skip_while(|l| !holds(l))
             .find_map(|l| l.strip_prefix("AnonHugePages:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("the mapping's AnonHugePages line");
