@@ -17,7 +17,7 @@
 
 use super::{costed, margin, si, us, Context, Detector};
 use crate::finding::{Cost, Evidence, Finding, FindingKind, Subject};
-use crate::requests::{KernelCause, TailCause};
+use crate::requests::{KernelCause, TailAttribution, TailCause};
 use crate::window::Window;
 
 /// Slow requests a cause must have overlapped: fewer is chance.
@@ -37,9 +37,74 @@ pub const ADDED_MIN_NS: f64 = 100_000.0;
 /// ...and in medians of the window: a delay within a few medians is the distribution's own tail.
 pub const ADDED_MIN_MEDIANS: f64 = 5.0;
 
+/// Windows a cause is judged over: the current one and the ones before it. The record reader
+/// reads a share of each second at high rates (`agent::collect::records`), so a cause recurring
+/// slower than its slices (a hog's 3 ms every 250 ms) is caught in some windows only; summed over
+/// a few seconds it is judged on everything seen, and a finding needs a few such windows in a
+/// row to be raised.
+pub const HORIZON_WINDOWS: usize = 5;
+
 /// Raises [`FindingKind::TailLatency`].
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Tail;
+
+/// The tail attribution of several windows summed: slow requests, their excess, and per cause
+/// (kind, who, reactor) the requests, events and latency explained; the median and threshold
+/// are the latest window's, the stages and the slowest request the latest that has them.
+struct Horizon {
+    windows: usize,
+    slow: u64,
+    excess_ns: f64,
+    median_ns: u64,
+    threshold_ns: u64,
+    stages: Vec<crate::requests::StageShare>,
+    max: Option<crate::requests::SlowRequest>,
+    causes: Vec<TailCause>,
+}
+
+impl Horizon {
+    /// `tails` oldest first; `None` without slow requests or excess.
+    fn of(tails: &[&TailAttribution]) -> Option<Horizon> {
+        let last = tails.last()?;
+        let mut h = Horizon {
+            windows: tails.len(),
+            slow: 0,
+            excess_ns: 0.0,
+            median_ns: last.median_ns,
+            threshold_ns: last.threshold_ns,
+            stages: last.stages.clone(),
+            max: None,
+            causes: Vec::new(),
+        };
+        for t in tails {
+            h.slow += t.slow;
+            h.excess_ns += t.excess_ns;
+            if t.max.is_some() {
+                h.max.clone_from(&t.max);
+            }
+            for c in &t.causes {
+                match h
+                    .causes
+                    .iter_mut()
+                    .find(|x| x.cause == c.cause && x.reactor == c.reactor)
+                {
+                    Some(x) => {
+                        x.requests += c.requests;
+                        x.events += c.events;
+                        x.explained_ns += c.explained_ns;
+                    }
+                    None => h.causes.push(c.clone()),
+                }
+            }
+        }
+        for c in &mut h.causes {
+            c.added_ns = c.explained_ns / c.requests.max(1) as f64;
+        }
+        h.causes
+            .sort_by(|a, b| b.explained_ns.total_cmp(&a.explained_ns));
+        (h.slow > 0 && h.excess_ns > 0.0).then_some(h)
+    }
+}
 
 fn subject_of(c: &TailCause) -> Subject {
     match c.reactor {
@@ -87,15 +152,26 @@ impl Detector for Tail {
         "tail"
     }
 
-    fn observe(&mut self, w: &Window, _ctx: &Context<'_>, out: &mut Vec<Finding>) {
-        let Some(t) = w.requests.as_ref().and_then(|r| r.tail.as_ref()) else {
-            return;
-        };
-        if t.slow == 0 || !(t.excess_ns > 0.0) {
+    fn observe(&mut self, w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
+        if w.requests.as_ref().and_then(|r| r.tail.as_ref()).is_none() {
             return;
         }
+        // The horizon: this window and the ones before it, up to HORIZON_WINDOWS.
+        let tails: Vec<&TailAttribution> = ctx
+            .history
+            .iter()
+            .rev()
+            .take(HORIZON_WINDOWS - 1)
+            .chain(std::iter::once(w))
+            .filter_map(|w| w.requests.as_ref().and_then(|r| r.tail.as_ref()))
+            .collect();
+        let Some(h) = Horizon::of(&tails) else {
+            return;
+        };
         let mut named: Vec<Subject> = Vec::new();
-        for c in &t.causes {
+        for c in &h.causes {
+            let c = &c;
+            let t = &h;
             let explained = c.explained_ns / t.excess_ns;
             if c.requests < MIN_REQUESTS
                 || c.events < MIN_EVENTS
@@ -131,6 +207,7 @@ impl Detector for Tail {
                 Evidence::new("of them overlapped", c.requests as f64, ""),
                 Evidence::new("their added delay (mean)", c.added_ns / 1e3, "us"),
                 Evidence::new("events of this cause", c.events as f64, ""),
+                Evidence::new("windows judged", t.windows as f64, ""),
                 Evidence::new("p99 threshold", t.threshold_ns as f64 / 1e3, "us"),
                 Evidence::new("median", t.median_ns as f64 / 1e3, "us"),
             ];
@@ -150,13 +227,18 @@ impl Detector for Tail {
                 subject,
                 format!(
                     "{} of {} requests above p99 ({}) overlapped {}; they waited {} more on \
-                     average ({} events in the window{}): {}",
+                     average ({} events in {}{}): {}",
                     si(c.requests as f64),
                     si(t.slow as f64),
                     us(t.threshold_ns as f64),
                     what(c),
                     us(c.added_ns),
                     c.events,
+                    if t.windows > 1 {
+                        format!("the last {} windows", t.windows)
+                    } else {
+                        "the window".to_string()
+                    },
                     stage
                         .map(|s| format!(", the time went in stage {s}"))
                         .unwrap_or_default(),
@@ -261,6 +343,72 @@ mod tests {
             "{}",
             thrice[0].summary
         );
+    }
+
+    /// A hog caught in one window of five (the record reader's slice held one burst) is
+    /// judged over the horizon: named in that window and in the next ones while it is within
+    /// the horizon, with the summed counts; one isolated event in the horizon is still not named.
+    #[test]
+    fn a_cause_caught_in_one_window_is_judged_over_the_horizon() {
+        let quiet = || {
+            window_of(
+                (0..1000u64)
+                    .map(|i| rec(i * 100_000, 10_000 + i % 7))
+                    .collect(),
+                &[],
+            )
+        };
+        let caught = |bursts: u64| {
+            let mut records: Vec<RequestRecord> = (0..1000u64)
+                .map(|i| rec(i * 100_000, 10_000 + i % 7))
+                .collect();
+            let mut spans = Vec::new();
+            for k in 0..bursts {
+                let i = (k * 200 + 50) as usize;
+                let at = records[i].start_ns;
+                spans.push(preempted("hog", 77, at + 1_000, 3_000_000));
+                for j in 0..8 {
+                    records[i + j] = rec(records[i + j].start_ns, 3_010_000);
+                }
+            }
+            window_of(records, &spans)
+        };
+        let info = TargetInfo::default();
+        let topo = crate::topology::Topology::default();
+        let judge = |history: &[Window], w: &Window| {
+            let ctx = Context {
+                info: &info,
+                topology: &topo,
+                history,
+            };
+            let mut out = Vec::new();
+            Tail.observe(w, &ctx, &mut out);
+            out
+        };
+        let mut history: Vec<Window> = vec![quiet(), quiet(), caught(3)];
+        let mut named = Vec::new();
+        for _ in 0..(HORIZON_WINDOWS + 2) {
+            let w = quiet();
+            named.push(judge(&history, &w).len());
+            history.push(w);
+        }
+        // The catch is 1, 2, ... windows back: named while within the horizon (the current
+        // window plus HORIZON_WINDOWS - 1 before it), then no more.
+        assert_eq!(named[..HORIZON_WINDOWS - 1], vec![1; HORIZON_WINDOWS - 1]);
+        assert_eq!(named[HORIZON_WINDOWS - 1..], vec![0; 3]);
+        let f = judge(&history[..3], &quiet());
+        assert!(
+            f[0].summary.contains("24 of") && f[0].summary.contains("by hog"),
+            "{}",
+            f[0].summary
+        );
+        assert!(
+            f[0].summary.contains("3 events in the last 4 windows"),
+            "{}",
+            f[0].summary
+        );
+        // One burst in the horizon is an isolated event.
+        assert!(judge(&[quiet(), caught(1)], &quiet()).is_empty());
     }
 
     /// A bursty hog's window: the background (a kworker preempting the reactor often, 400 µs

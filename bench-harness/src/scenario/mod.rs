@@ -887,6 +887,17 @@ fn run_one(
     drop(hog);
     let report = report?;
     r.load = Some(perf?);
+    // What the agent could not use (kernel probes not loaded, ...): a run without them is not
+    // the same test.
+    if let Some(caps) = report["target"]["capabilities"].as_array() {
+        for c in caps.iter().filter(|c| c["available"] == false) {
+            r.notes.push(format!(
+                "agent: {} unavailable: {}",
+                c["name"].as_str().unwrap_or("?"),
+                c["note"].as_str().unwrap_or("")
+            ));
+        }
+    }
     r.findings = findings_of(&report).into_iter().map(|(f, _)| f).collect();
     r.verdict = judge(&report, r.expected.as_ref());
     r.recommendations = recommendations_of(&report);
