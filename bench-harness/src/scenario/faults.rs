@@ -37,6 +37,37 @@ pub enum HogShape {
 pub struct Hog {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    /// `/proc/self/task/<tid>` of the hog thread (its schedstat says how long it ran).
+    task: Option<std::path::PathBuf>,
+    started: std::time::Instant,
+    shape: HogShape,
+}
+
+/// What a hog actually got: the scheduler decides, and a hog that spins by the wall clock may
+/// barely run if the reactor is not preempted for it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct HogUsage {
+    /// Time on the CPU.
+    pub ran: Duration,
+    /// Time runnable but waiting for the CPU.
+    pub waited: Duration,
+    /// Since the hog started.
+    pub elapsed: Duration,
+}
+
+impl HogUsage {
+    /// Share of the elapsed time the hog ran.
+    pub fn share(&self) -> f64 {
+        self.ran.as_secs_f64() / self.elapsed.as_secs_f64().max(1e-9)
+    }
+}
+
+/// `/proc/.../schedstat`: on-CPU ns, run-queue wait ns, slices.
+pub fn parse_schedstat(text: &str) -> Option<(Duration, Duration)> {
+    let mut f = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+    let ran = f.next()??;
+    let waited = f.next()??;
+    Some((Duration::from_nanos(ran), Duration::from_nanos(waited)))
 }
 
 impl Hog {
@@ -50,7 +81,11 @@ impl Hog {
             .spawn(move || {
                 let pinned = pin_current_thread(CoreId(core)).map_err(|e| e.to_string());
                 let ok = pinned.is_ok();
-                let _ = tx.send(pinned);
+                // `/proc/thread-self` is `<pid>/task/<tid>`.
+                let task = std::fs::read_link("/proc/thread-self")
+                    .ok()
+                    .map(|p| std::path::Path::new("/proc").join(p));
+                let _ = tx.send(pinned.map(|()| task));
                 if ok {
                     spin(&s, shape);
                 }
@@ -59,12 +94,18 @@ impl Hog {
                 what: "the hog thread".into(),
                 source,
             })?;
-        let hog = Hog {
+        let mut hog = Hog {
             stop,
             thread: Some(thread),
+            task: None,
+            started: std::time::Instant::now(),
+            shape,
         };
         match rx.recv() {
-            Ok(Ok(())) => Ok(hog),
+            Ok(Ok(task)) => {
+                hog.task = task;
+                Ok(hog)
+            }
             Ok(Err(e)) => Err(ScenarioError::Setup {
                 step: format!("pin the hog to core {core}"),
                 stderr: e,
@@ -73,6 +114,30 @@ impl Hog {
                 step: "start the hog".into(),
                 stderr: "the hog thread ended before pinning".into(),
             }),
+        }
+    }
+}
+
+impl Hog {
+    /// How long the hog ran and waited so far (`None` when its schedstat cannot be read).
+    pub fn usage(&self) -> Option<HogUsage> {
+        let text = std::fs::read_to_string(self.task.as_ref()?.join("schedstat")).ok()?;
+        let (ran, waited) = parse_schedstat(&text)?;
+        Some(HogUsage {
+            ran,
+            waited,
+            elapsed: self.started.elapsed(),
+        })
+    }
+
+    /// The share of the time the hog's shape asks for.
+    pub fn duty(&self) -> f64 {
+        match self.shape {
+            HogShape::Steady => 1.0,
+            HogShape::Bursty {
+                burst_ms,
+                period_ms,
+            } => burst_ms as f64 / period_ms.max(1) as f64,
         }
     }
 }
@@ -199,6 +264,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn schedstat_lines_parse_and_bad_ones_do_not() {
+        assert_eq!(
+            parse_schedstat("1500000 250000 42\n"),
+            Some((Duration::from_micros(1500), Duration::from_micros(250)))
+        );
+        assert_eq!(parse_schedstat(""), None);
+        assert_eq!(parse_schedstat("12 x 3"), None);
+        let u = HogUsage {
+            ran: Duration::from_millis(50),
+            waited: Duration::ZERO,
+            elapsed: Duration::from_secs(1),
+        };
+        assert!((u.share() - 0.05).abs() < 1e-12);
+    }
+
+    #[test]
     fn a_bursty_hog_pins_itself_and_stops_when_dropped() {
         let hog = Hog::start(
             0,
@@ -210,6 +291,17 @@ mod tests {
         .expect("core 0 exists");
         let t = hog.thread.as_ref().expect("running").thread().clone();
         assert_eq!(t.name(), Some(HOG_NAME));
+        assert!((hog.duty() - 0.1).abs() < 1e-12);
+        // Its schedstat is readable and counts up while it spins (bounded wait, no timing).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let ran = loop {
+            let u = hog.usage().expect("the hog's schedstat");
+            if u.ran > Duration::ZERO || std::time::Instant::now() > deadline {
+                break u.ran;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(ran > Duration::ZERO, "the hog never ran");
         drop(hog);
         let err = Hog::start(100_000, HogShape::Steady)
             .err()

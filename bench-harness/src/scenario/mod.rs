@@ -884,6 +884,30 @@ fn run_one(
         &[],
     );
     let perf = running.finish();
+    // Whether the fault took: a hog that spins by the wall clock runs only as much as the
+    // scheduler lets it on the reactor's core.
+    if let Some(h) = &hog {
+        match h.usage() {
+            Some(u) => {
+                let duty = h.duty();
+                r.notes.push(format!(
+                    "hog ran {:.0} ms in {:.1} s ({:.1} % of the time; its shape asks {:.1} %), \
+                     waited {:.0} ms runnable{}",
+                    u.ran.as_secs_f64() * 1e3,
+                    u.elapsed.as_secs_f64(),
+                    u.share() * 100.0,
+                    duty * 100.0,
+                    u.waited.as_secs_f64() * 1e3,
+                    if u.share() < duty / 4.0 {
+                        ": the fault barely took effect"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            None => r.notes.push("hog: its schedstat could not be read".into()),
+        }
+    }
     drop(hog);
     let report = report?;
     r.load = Some(perf?);
