@@ -153,10 +153,9 @@ impl Detector for Tail {
     }
 
     fn observe(&mut self, w: &Window, ctx: &Context<'_>, out: &mut Vec<Finding>) {
-        if w.requests.as_ref().and_then(|r| r.tail.as_ref()).is_none() {
-            return;
-        }
-        // The horizon: this window and the ones before it, up to HORIZON_WINDOWS.
+        // The horizon (the current window may have no tail of its own: between the record
+        // reader's slices a window can pass without records, and it must not break the streak
+        // of a cause seen in the windows before it): this window and the ones before it, up to HORIZON_WINDOWS.
         let tails: Vec<&TailAttribution> = ctx
             .history
             .iter()
@@ -409,6 +408,10 @@ mod tests {
         );
         // One burst in the horizon is an isolated event.
         assert!(judge(&[quiet(), caught(1)], &quiet()).is_empty());
+        // A window without records (the reader paused through it) still judges the horizon.
+        let unread = Window::default();
+        assert_eq!(judge(&history[..3], &unread).len(), 1);
+        assert!(judge(&[], &unread).is_empty());
     }
 
     /// A bursty hog's window: the background (a kworker preempting the reactor often, 400 µs
