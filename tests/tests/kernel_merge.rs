@@ -16,6 +16,14 @@ use std::time::Duration;
 use serde_json::Value;
 use tests::{cargo_bin, perf_report, Target};
 
+/// The tests here share the machine's cores (targets, loads and hogs pinned to the last CPU):
+/// run one at a time, so one test's hog never preempts another's reactor.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn root_with_btf() -> bool {
     let root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m))
@@ -97,6 +105,7 @@ fn trace(file: &Path, args: &[&str]) -> Command {
 
 #[test]
 fn root_preemption_by_a_hog_lands_inside_the_requests_it_delayed() {
+    let _g = serial();
     if !root_with_btf() {
         return;
     }
@@ -241,6 +250,7 @@ fn root_preemption_by_a_hog_lands_inside_the_requests_it_delayed() {
 /// differs, so the ratio is the probes' cost. Alternates twice and keeps the best of each.
 #[test]
 fn root_probe_overhead_on_iops_is_printed() {
+    let _g = serial();
     if !root_with_btf() {
         return;
     }
@@ -290,6 +300,7 @@ fn find<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
 /// (no `ebpf` capability in the recording: `SessionOptions.kernel` not wired).
 #[test]
 fn root_recorded_kernel_sample_names_the_hog() {
+    let _g = serial();
     if !root_with_btf() {
         return;
     }
@@ -381,6 +392,7 @@ fn root_recorded_kernel_sample_names_the_hog() {
 /// requests (the eBPF block probe filtered to the namespace's device): both agree on the rate.
 #[test]
 fn root_uring_namespace_device_is_timed_by_the_block_layer() {
+    let _g = serial();
     if !root_with_btf() {
         return;
     }
