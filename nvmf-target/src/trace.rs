@@ -409,16 +409,21 @@ impl std::fmt::Debug for Tracer {
 mod tests {
     use super::*;
 
+    /// The group table as the description lists it.
+    fn groups() -> Vec<GroupDesc> {
+        GROUPS
+            .iter()
+            .map(|(bit, name)| GroupDesc {
+                bit: *bit,
+                name: (*name).into(),
+            })
+            .collect()
+    }
+
     #[test]
     fn catalog_is_consistent_and_has_one_begin_and_one_end() {
         let d = Description {
-            groups: GROUPS
-                .iter()
-                .map(|(bit, name)| GroupDesc {
-                    bit: *bit,
-                    name: (*name).into(),
-                })
-                .collect(),
+            groups: groups(),
             tracepoints: catalog(),
             ..Description::default()
         };
@@ -458,13 +463,7 @@ mod tests {
     #[test]
     fn a_group_under_one_borrow_lands_every_record_and_count_with_the_latest_stamp() {
         let desc = Description {
-            groups: GROUPS
-                .iter()
-                .map(|(bit, name)| GroupDesc {
-                    bit: *bit,
-                    name: (*name).into(),
-                })
-                .collect(),
+            groups: groups(),
             tracepoints: catalog(),
             stages: STAGES.to_vec(),
             ..Description::default()

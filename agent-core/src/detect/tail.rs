@@ -283,18 +283,23 @@ mod tests {
         }
     }
 
-    /// What the detector says of `w`, alone.
-    fn findings(w: &Window) -> Vec<Finding> {
+    /// What the detector says of `w` after `history`.
+    fn judge(history: &[Window], w: &Window) -> Vec<Finding> {
         let info = TargetInfo::default();
         let topo = crate::topology::Topology::default();
         let ctx = Context {
             info: &info,
             topology: &topo,
-            history: &[],
+            history,
         };
         let mut out = Vec::new();
         Tail.observe(w, &ctx, &mut out);
         out
+    }
+
+    /// What the detector says of `w`, alone.
+    fn findings(w: &Window) -> Vec<Finding> {
+        judge(&[], w)
     }
 
     fn preempted(comm: &str, pid: u32, start: u64, len: u64) -> KernelSpan {
@@ -371,18 +376,6 @@ mod tests {
                 }
             }
             window_of(records, &spans)
-        };
-        let info = TargetInfo::default();
-        let topo = crate::topology::Topology::default();
-        let judge = |history: &[Window], w: &Window| {
-            let ctx = Context {
-                info: &info,
-                topology: &topo,
-                history,
-            };
-            let mut out = Vec::new();
-            Tail.observe(w, &ctx, &mut out);
-            out
         };
         let mut history: Vec<Window> = vec![quiet(), quiet(), caught(3)];
         let mut named = Vec::new();
