@@ -17,7 +17,7 @@
 # --profile runs scripts/bench_profile.py (see its header): counts that do not depend on the machine's
 # load (syscalls by kind and receives with data per I/O on both sides, PDUs per I/O), with
 # PROFILE_RECORD=1 also the reactor's top symbols (perf record -e cpu-clock). Same WORKLOADS variable;
-# TGT_ARGS adds target flags (e.g. "--c2h-success always"); OUT=bench-results/profile-<rev>.json.
+# TGT_ARGS adds target flags (e.g. "--c2h-success auto"), PERF_ARGS ringside-perf flags (e.g. "--sq-flow-control"); OUT=bench-results/profile-<rev>.json.
 #
 # --baseline REV builds REV in a detached worktree under $BASELINE_DIR (default
 # /var/tmp/ringside-baseline) with its own target directory, then runs scripts/bench_ab.py: ROUNDS=3
@@ -25,7 +25,7 @@
 #   WORKLOADS="randread:4k:1 randread:4k:32 randread:4k:128 randrw70:4k:32 randread:128k:8"
 # (kind[mix]:io_size:queue_depth), DURATION=5 s each after WARMUP=1 s, a fresh target per run; both
 # targets are driven by this tree's ringside-perf; PERF_AB=1 also compares the two ringside-perf builds
-# against this tree's target; A_TGT_ARGS adds flags to A's target only (e.g. "--c2h-success always"). Prints per-workload ratios A/B (median, min, max) and writes
+# against this tree's target; A_TGT_ARGS adds flags to A's target only (e.g. "--c2h-success auto"), PERF_ARGS to every ringside-perf run (e.g. "--sq-flow-control", as the Linux and SPDK hosts connect). Prints per-workload ratios A/B (median, min, max) and writes
 # OUT=bench-results/ab-<A>-vs-<B>.json.
 # Environment (all optional):
 #   DURATION=10      seconds measured per run        WARMUP=1   warm-up seconds per run

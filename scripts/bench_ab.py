@@ -105,6 +105,7 @@ def main():
         "work": tempfile.mkdtemp(prefix="bench-ab-"),
         "a_tgt_args": env("A_TGT_ARGS", "").split(),
         "b_tgt_args": env("B_TGT_ARGS", "").split(),
+        "perf_args": env("PERF_ARGS", "").split(),
         "mode": env("AB_MODE", "revisions"),
     }
     tgt_args = {"A": cfg["a_tgt_args"], "B": cfg["b_tgt_args"]}

@@ -50,4 +50,6 @@ def perf_cmd(perf, port, nqn, wl, core, duration, warmup):
            "-t", str(duration), "--warmup", str(warmup), "--cores", str(core), "--json"]
     if wl["mix"] is not None:
         cmd += ["-M", str(wl["mix"])]
-    return cmd
+    # PERF_ARGS: extra ringside-perf flags for every run, e.g. "--sq-flow-control" to connect the
+    # way the Linux and SPDK hosts do by default (SQ flow control kept on).
+    return cmd + env("PERF_ARGS", "").split()

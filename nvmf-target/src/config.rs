@@ -247,10 +247,13 @@ pub enum SocketPoll {
 pub enum C2hSuccess {
     /// Only on I/O queues whose host disabled SQ flow control at Connect (CATTR bit 2), as the
     /// NVMe/TCP transport spec allows and Linux's nvmet does.
-    #[default]
     Auto,
-    /// On every I/O queue, as SPDK's `nvmf_tgt` does by default (`c2h_success`): the Linux and
-    /// SPDK hosts accept it; a host that tracks SQ head from CQEs would not see those reads'.
+    /// On every I/O queue, as SPDK's `nvmf_tgt` does by default (`c2h_success`); the Linux,
+    /// SPDK and FreeBSD hosts accept it. The default: the Linux and SPDK hosts keep SQ flow
+    /// control on unless told otherwise, so only this spares them a PDU per read. Unlike SPDK,
+    /// on a queue with SQ flow control on one read in a quarter of the SQ still ends with a
+    /// CapsuleResp, so a host that counts free slots from SQHD never runs out of them.
+    #[default]
     Always,
     /// Never: every command ends with a CapsuleResp.
     Never,

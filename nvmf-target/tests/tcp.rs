@@ -513,6 +513,80 @@ fn reads_end_with_c2h_success_when_sq_flow_control_is_off() {
     assert!(c.status.is_success());
 }
 
+/// With the default `always`, reads end with SUCCESS; a host that kept SQ flow control on still
+/// gets a CapsuleResp, carrying the true SQ head, at least once per quarter of its SQ.
+#[rstest]
+#[case::flow_control_on(false, 8)]
+#[case::flow_control_off(true, 41)]
+fn sq_head_is_still_reported_when_reads_end_with_success(
+    #[case] disable_flow_control: bool,
+    #[case] longest_run_allowed: usize,
+) {
+    let t = TestTarget::start();
+    let mut admin = t.host();
+    admin.icreq(false, false);
+    let c = admin.connect(NQN, 0, 31, 0, 0xffff);
+    let mut io = t.host();
+    if disable_flow_control {
+        io.cattr = nvme_proto::fabrics::cattr::DISABLE_SQ_FLOW_CONTROL;
+    }
+    io.icreq(false, false);
+    // 32 entries: a quarter is 8 commands.
+    assert!(io.connect(NQN, 1, 31, 0, c.dw0 as u16).status.is_success());
+    let d = pattern(4096, 5);
+    assert!(io.write(8, &d, false).status.is_success());
+    let (mut run, mut longest, mut flagged) = (0usize, 0usize, 0usize);
+    let mut reports: Vec<(u16, u16)> = Vec::new(); // (reads sent, sqhd)
+    for k in 1..=40u16 {
+        let cid = io.cid();
+        let sqe = Sqe::read(cid, Nsid(1), 8, 8, SglDescriptor::tcp_transport(4096)).unwrap();
+        io.capsule(&sqe, &[]);
+        let flag = match io.recv_pdu() {
+            (nvme_proto::tcp::PduHeader::C2HData(h), data) => {
+                assert!(h.last);
+                assert_eq!(data, d);
+                h.success
+            }
+            (h, _) => panic!("expected C2HData, got {h:?}"),
+        };
+        if flag {
+            flagged += 1;
+            run += 1;
+            longest = longest.max(run);
+            continue;
+        }
+        match io.recv_pdu() {
+            (nvme_proto::tcp::PduHeader::CapsuleResp(c), _) => {
+                assert_eq!(c.cid, cid);
+                assert!(c.status.is_success());
+                reports.push((k, c.sqhd));
+                run = 0;
+            }
+            (h, _) => panic!("expected the read's CapsuleResp, got {h:?}"),
+        }
+    }
+    assert!(
+        flagged >= 30,
+        "most reads end with SUCCESS ({flagged} of 40)"
+    );
+    assert!(
+        longest < longest_run_allowed,
+        "{longest} reads in a row without the SQ head (reports at {reports:?})"
+    );
+    for w in reports.windows(2) {
+        let ((k1, h1), (k2, h2)) = (w[0], w[1]);
+        assert_eq!(
+            (h2 + 32 - h1) % 32,
+            (k2 - k1) % 32,
+            "SQHD follows the commands consumed"
+        );
+    }
+    // The queue goes on: the next command's completion is the next PDU.
+    let cid = io.cid();
+    let (c, _) = io.cmd(Sqe::flush(cid, Nsid(1)), &[], false);
+    assert!(c.status.is_success());
+}
+
 #[rstest]
 #[case::auto_with_flow_control(nvmf_target::config::C2hSuccess::Auto, false, false)]
 #[case::auto_without_flow_control(nvmf_target::config::C2hSuccess::Auto, true, true)]
@@ -613,6 +687,8 @@ fn pipelined_large_reads_survive_a_slow_reader(#[case] digests: bool) {
                 let i = cids.iter().position(|c| *c == h.cccid).expect("known cid");
                 assert_eq!(h.datao as usize, got[i].len());
                 got[i].extend_from_slice(&d);
+                // A read ends with SUCCESS on its last C2HData or with a CapsuleResp.
+                done += usize::from(h.last && h.success);
             }
             (nvme_proto::tcp::PduHeader::CapsuleResp(c), _) => {
                 assert!(c.status.is_success());

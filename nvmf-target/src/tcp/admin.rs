@@ -42,6 +42,7 @@ impl Conn {
                     C2hSuccess::Always => true,
                     C2hSuccess::Never => false,
                 };
+            self.sq_flow = !sq_flow_disabled;
             self.sqsize = a.entries as u16;
             self.sqhd = 0;
             let prealloc = if cmd.qid == 0 { 0 } else { 4096 };

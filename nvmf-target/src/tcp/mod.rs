@@ -154,8 +154,14 @@ pub struct Conn {
     sqhd: u16,
     /// Successful reads end with a C2HData carrying SUCCESS instead of a CapsuleResp: an I/O
     /// queue whose host disabled SQ flow control (Connect CATTR bit 2; the spec's condition),
-    /// or every I/O queue with `c2h_success = "always"` (SPDK's default).
+    /// or every I/O queue with `c2h_success = "always"` (the default, as SPDK's).
     c2h_success: bool,
+    /// The host kept SQ flow control on (Connect CATTR bit 2 clear): it may count free SQ slots
+    /// from the SQHD of the CapsuleResps it gets, so with `c2h_success` some reads still end
+    /// with one (see [`Conn::read_ends_with_success`]).
+    sq_flow: bool,
+    /// Commands consumed since the last CapsuleResp (which carries the SQ head) was queued.
+    sqhd_unreported: u16,
     subsys: Option<Arc<Subsystem>>,
     ctrl: Option<Arc<Controller>>,
     admin: Option<Box<AdminState>>,
@@ -204,6 +210,8 @@ impl Conn {
             sqsize: 0,
             sqhd: 0,
             c2h_success: false,
+            sq_flow: true,
+            sqhd_unreported: 0,
             subsys: None,
             ctrl: None,
             admin: None,
@@ -507,6 +515,17 @@ impl Conn {
         if self.sqsize > 0 {
             self.sqhd = (self.sqhd + 1) % self.sqsize;
         }
+        self.sqhd_unreported = self.sqhd_unreported.saturating_add(1);
+    }
+
+    /// Whether the successful read answered now ends with the SUCCESS flag on its last C2HData
+    /// (no CapsuleResp). On a queue whose host kept SQ flow control on, a read is answered with
+    /// a CapsuleResp once a quarter of the SQ was consumed since the last one: the host's view
+    /// of the SQ head then never lags by more than that, so a host that counts free slots from
+    /// SQHD keeps most of its queue and can never stall (when it has filled the queue by its own
+    /// count, all of those commands are here, and the next read's response reports the head).
+    fn read_ends_with_success(&self) -> bool {
+        self.c2h_success && (!self.sq_flow || self.sqhd_unreported < (self.sqsize / 4).max(1))
     }
 
     /// A command arrived: opens its request in the trace and its slot in the counters.
@@ -623,6 +642,7 @@ impl Conn {
         let max = ptcp::CAPSULE_RESP_HLEN + ptcp::DIGEST_LEN;
         let n = ptcp::encode_capsule_resp(&cqe, self.cfg.hdgst, self.out.reserve(max)).unwrap_or(0);
         self.out.commit(max, n);
+        self.sqhd_unreported = 0;
         self.trace_response(cid, status, ctx);
     }
 
@@ -868,24 +888,25 @@ impl Conn {
             // The data leaves from the request's buffer; the request is freed once written.
             self.reqs[idx].state = ReqState::Sending;
             let r = Some(idx as u16);
+            let success = self.read_ends_with_success();
             Self::send_c2h(
                 &mut self.out,
                 &self.cfg,
                 cid,
                 &self.reqs[idx].buf[..len],
                 r,
-                self.c2h_success,
+                success,
             );
-            return self.read_data_queued(cid, ctx);
+            return self.read_data_queued(cid, success, ctx);
         }
         self.free_req(idx);
         self.respond(cid, status, 0, 0, ctx);
     }
 
     /// A successful read's data is queued: its response is the SUCCESS flag already on the
-    /// last C2HData, or a CapsuleResp now.
-    fn read_data_queued(&mut self, cid: Cid, ctx: &mut Ctx) {
-        if self.c2h_success {
+    /// last C2HData (`success`, from [`Conn::read_ends_with_success`]), or a CapsuleResp now.
+    fn read_data_queued(&mut self, cid: Cid, success: bool, ctx: &mut Ctx) {
+        if success {
             self.trace_response(cid, Status::SUCCESS, ctx);
         } else {
             self.respond(cid, Status::SUCCESS, 0, 0, ctx);
@@ -929,15 +950,9 @@ impl Conn {
         let status = nvm::completed(ctx, OpClass::Read, t0, r.t_submit, Ok(()));
         debug_assert!(status.is_success());
         self.cur = (t0, TraceClass::Read, u64::from(cmd.len));
-        Self::send_c2h(
-            &mut self.out,
-            &self.cfg,
-            cid,
-            data,
-            Some(idx),
-            self.c2h_success,
-        );
-        self.read_data_queued(cid, ctx);
+        let success = self.read_ends_with_success();
+        Self::send_c2h(&mut self.out, &self.cfg, cid, data, Some(idx), success);
+        self.read_data_queued(cid, success, ctx);
         true
     }
 
