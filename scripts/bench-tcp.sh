@@ -8,6 +8,9 @@
 #                                                tree's release build (or of BIN_DIR, e.g. a baseline's)
 #        scripts/bench-tcp.sh --trace-ab         same-run cost of tracing: this tree's build with
 #                                                tracing on (A) against itself with --no-trace (B)
+#        scripts/bench-tcp.sh --ceiling          same-run ratio of this tree's QD1 and 128 KiB reads to
+#                                                the kernel sockets' own ceiling (scripts/socket-ceiling.c,
+#                                                scripts/bench_ceiling.py: ROUNDS, DURATION, MALLOC, NICE)
 #
 # --trace-ab runs scripts/bench_ab.py with one build on both sides (same WORKLOADS, ROUNDS, DURATION,
 # WARMUP, NICE... as --baseline below; A_TGT_ARGS adds flags to both targets' common setup, e.g.
@@ -74,6 +77,22 @@ if [ "${1:-}" = "--trace-ab" ]; then
   export B_TGT_ARGS="${A_TGT_ARGS:-} --no-trace" AB_MODE=trace PERF_AB=0
   exec python3 scripts/bench_ab.py "$BIN" "$BIN" "$REV-trace" "$REV-notrace" \
     "${OUT:-bench-results/trace-ab-$REV.json}"
+fi
+
+if [ "${1:-}" = "--ceiling" ]; then
+  command -v python3 >/dev/null || { echo "bench-tcp: python3 is needed" >&2; exit 1; }
+  CC=${CC:-cc}
+  command -v "$CC" >/dev/null || { echo "bench-tcp: --ceiling needs a C compiler (apt-get install gcc)" >&2; exit 1; }
+  REV=$(git rev-parse --short=12 HEAD)
+  git diff --quiet HEAD -- 2>/dev/null || REV="$REV-dirty"
+  if [ -z "${NO_BUILD:-}" ]; then
+    echo "bench-tcp: building this tree ($REV), release" >&2
+    cargo build --release -q -p nvmf-target -p bench-harness
+  fi
+  PROBE=$(mktemp -d)/socket-ceiling
+  "$CC" -O2 -pthread -o "$PROBE" scripts/socket-ceiling.c
+  exec python3 scripts/bench_ceiling.py "${CARGO_TARGET_DIR:-target}/release" "$PROBE" \
+    "${OUT:-bench-results/ceiling-$REV.json}"
 fi
 
 if [ "${1:-}" = "--baseline" ]; then

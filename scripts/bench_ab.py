@@ -25,9 +25,8 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 
-from bench_common import env, perf_cmd, wait_for_port, workloads as env_workloads
+from bench_common import env, perf_cmd, run_config, wait_for_port, workloads as env_workloads
 
 
 class Target:
@@ -94,20 +93,12 @@ def summarize(ratios):
 
 def main():
     a_bin, b_bin, a_rev, b_rev, out_path = sys.argv[1:6]
-    cfg = {
-        "duration": float(env("DURATION", "5")),
-        "warmup": float(env("WARMUP", "1")),
-        "rounds": int(env("ROUNDS", "3")),
-        "tgt_core": int(env("TGT_CORE", "0")),
-        "perf_core": int(env("PERF_CORE", "1")),
-        "malloc": env("MALLOC", "1GiB"),
-        "nice": int(env("NICE", "0") or 0),
-        "work": tempfile.mkdtemp(prefix="bench-ab-"),
+    cfg = run_config("bench-ab-")
+    cfg.update({
         "a_tgt_args": env("A_TGT_ARGS", "").split(),
         "b_tgt_args": env("B_TGT_ARGS", "").split(),
-        "perf_args": env("PERF_ARGS", "").split(),
         "mode": env("AB_MODE", "revisions"),
-    }
+    })
     tgt_args = {"A": cfg["a_tgt_args"], "B": cfg["b_tgt_args"]}
     workloads = env_workloads()
     perf_ab = env("PERF_AB", "0") == "1"

@@ -2,6 +2,7 @@
 environment, the workload specs, waiting for a target's address and the ringside-perf command."""
 import os
 import re
+import tempfile
 import time
 
 DEFAULT_WORKLOADS = "randread:4k:1 randread:4k:32 randread:4k:128 randrw70:4k:32 randread:128k:8"
@@ -9,6 +10,22 @@ DEFAULT_WORKLOADS = "randread:4k:1 randread:4k:32 randread:4k:128 randrw70:4k:32
 
 def env(name, default):
     return os.environ.get(name, default)
+
+
+def run_config(prefix):
+    """The settings every interleaved loopback run shares (DURATION, WARMUP, ROUNDS, TGT_CORE,
+    PERF_CORE, MALLOC, NICE, PERF_ARGS) and a fresh work directory `prefix`-*."""
+    return {
+        "duration": float(env("DURATION", "5")),
+        "warmup": float(env("WARMUP", "1")),
+        "rounds": int(env("ROUNDS", "3")),
+        "tgt_core": int(env("TGT_CORE", "0")),
+        "perf_core": int(env("PERF_CORE", "1")),
+        "malloc": env("MALLOC", "1GiB"),
+        "nice": int(env("NICE", "0") or 0),
+        "perf_args": env("PERF_ARGS", "").split(),
+        "work": tempfile.mkdtemp(prefix=prefix),
+    }
 
 
 def parse_workload(spec):
