@@ -532,7 +532,15 @@ fn sq_head_is_still_reported_when_reads_end_with_success(
     }
     io.icreq(false, false);
     // 32 entries: a quarter is 8 commands.
-    assert!(io.connect(NQN, 1, 31, 0, c.dw0 as u16).status.is_success());
+    let connected = io.connect(NQN, 1, 31, 0, c.dw0 as u16);
+    assert!(connected.status.is_success());
+    // A Connect that disabled SQ flow control is answered with SQHD 0xFFFF (the controller
+    // agreed); otherwise with the queue's head.
+    assert_eq!(
+        connected.sqhd == 0xFFFF,
+        disable_flow_control,
+        "{connected:?}"
+    );
     let d = pattern(4096, 5);
     assert!(io.write(8, &d, false).status.is_success());
     let (mut run, mut longest, mut flagged) = (0usize, 0usize, 0usize);

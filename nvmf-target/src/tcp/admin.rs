@@ -60,7 +60,11 @@ impl Conn {
                 ctl::connected(ctx, self.slot, cid.0, self.qid, cntlid, size);
                 let peer = self.peer.to_string();
                 ctl::trace_qpair_host(ctx, self.slot, self.ctrl.as_deref(), &peer);
-                self.respond(cid, Status::SUCCESS, u32::from(cntlid), 0, ctx);
+                // SQ flow control disabled as asked (the discovery log's TREQ says we support
+                // it): the Connect response's SQHD is 0xFFFF, which is how a host learns that
+                // the controller agreed (FreeBSD's host keeps counting SQ slots otherwise).
+                let sqhd = if self.sq_flow { self.sqhd } else { 0xFFFF };
+                self.respond_with_sqhd(cid, Status::SUCCESS, u32::from(cntlid), 0, sqhd, ctx);
             }
             Err(r) => {
                 let qid = ctl::connect_command(&sqe).map_or(0, |c| c.qid);

@@ -627,13 +627,27 @@ impl Conn {
 
     /// Appends a CapsuleResp.
     fn respond(&mut self, cid: Cid, status: Status, dw0: u32, dw1: u32, ctx: &Ctx) {
+        self.respond_with_sqhd(cid, status, dw0, dw1, self.sqhd, ctx);
+    }
+
+    /// Appends a CapsuleResp whose SQ head field is `sqhd` (0xFFFF in the response to a Connect
+    /// that disabled SQ flow control; the queue's head otherwise).
+    fn respond_with_sqhd(
+        &mut self,
+        cid: Cid,
+        status: Status,
+        dw0: u32,
+        dw1: u32,
+        sqhd: u16,
+        ctx: &Ctx,
+    ) {
         if matches!(self.state, ConnState::Disconnecting | ConnState::Closed) {
             return; // after a TermReq nothing else may be sent
         }
         let cqe = Cqe {
             dw0,
             dw1,
-            sqhd: self.sqhd,
+            sqhd,
             sqid: self.qid,
             cid,
             status,
