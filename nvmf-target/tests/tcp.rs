@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use nvme_proto::fabrics::{prop, Cap, PropertySize};
-use nvme_proto::nvme::{feature, Nsid, Sqe, Status, DSM_AD};
+use nvme_proto::nvme::{feature, Cqe, Nsid, Sqe, Status, DSM_AD};
 use nvme_proto::sgl::SglDescriptor;
 use rstest::rstest;
 
@@ -477,16 +477,27 @@ fn shutdown_notification_completes() {
     assert_eq!((csts >> 2) & 3, 2, "SHST complete");
 }
 
-#[test]
-fn reads_end_with_c2h_success_when_sq_flow_control_is_off() {
-    let t = TestTarget::start();
+/// An admin queue and a 32-entry I/O queue on `t`, the I/O queue's Connect with SQ flow control
+/// disabled or not; returns the I/O queue's host (the admin one kept alive beside it) and the
+/// Connect's completion.
+fn io_queue_with_flow_control(t: &TestTarget, disable_flow_control: bool) -> (Host, Host, Cqe) {
     let mut admin = t.host();
     admin.icreq(false, false);
     let c = admin.connect(NQN, 0, 31, 0, 0xffff);
     let mut io = t.host();
-    io.cattr = nvme_proto::fabrics::cattr::DISABLE_SQ_FLOW_CONTROL;
+    if disable_flow_control {
+        io.cattr = nvme_proto::fabrics::cattr::DISABLE_SQ_FLOW_CONTROL;
+    }
     io.icreq(false, false);
-    assert!(io.connect(NQN, 1, 31, 0, c.dw0 as u16).status.is_success());
+    let connected = io.connect(NQN, 1, 31, 0, c.dw0 as u16);
+    (admin, io, connected)
+}
+
+#[test]
+fn reads_end_with_c2h_success_when_sq_flow_control_is_off() {
+    let t = TestTarget::start();
+    let (_admin, mut io, c) = io_queue_with_flow_control(&t, true);
+    assert!(c.status.is_success());
     let d = pattern(40960, 9);
     assert!(io.write(64, &d, false).status.is_success());
     let cid = io.cid();
@@ -523,16 +534,8 @@ fn sq_head_is_still_reported_when_reads_end_with_success(
     #[case] longest_run_allowed: usize,
 ) {
     let t = TestTarget::start();
-    let mut admin = t.host();
-    admin.icreq(false, false);
-    let c = admin.connect(NQN, 0, 31, 0, 0xffff);
-    let mut io = t.host();
-    if disable_flow_control {
-        io.cattr = nvme_proto::fabrics::cattr::DISABLE_SQ_FLOW_CONTROL;
-    }
-    io.icreq(false, false);
     // 32 entries: a quarter is 8 commands.
-    let connected = io.connect(NQN, 1, 31, 0, c.dw0 as u16);
+    let (_admin, mut io, connected) = io_queue_with_flow_control(&t, disable_flow_control);
     assert!(connected.status.is_success());
     // A Connect that disabled SQ flow control is answered with SQHD 0xFFFF (the controller
     // agreed); otherwise with the queue's head.
@@ -606,15 +609,8 @@ fn c2h_success_setting_decides_whether_a_read_gets_a_capsule_resp(
     #[case] expect_success_flag: bool,
 ) {
     let t = TestTarget::start_with(|c| c.c2h_success = mode);
-    let mut admin = t.host();
-    admin.icreq(false, false);
-    let c = admin.connect(NQN, 0, 31, 0, 0xffff);
-    let mut io = t.host();
-    if disable_flow_control {
-        io.cattr = nvme_proto::fabrics::cattr::DISABLE_SQ_FLOW_CONTROL;
-    }
-    io.icreq(false, false);
-    assert!(io.connect(NQN, 1, 31, 0, c.dw0 as u16).status.is_success());
+    let (_admin, mut io, c) = io_queue_with_flow_control(&t, disable_flow_control);
+    assert!(c.status.is_success());
     let d = pattern(8192, 21);
     assert!(io.write(16, &d, false).status.is_success());
     let cid = io.cid();
